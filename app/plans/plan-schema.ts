@@ -1,0 +1,228 @@
+/**
+ * The plan format: the single definition of what `plans/<id>/plan.yaml` may say.
+ * Every type of a plan comes from this schema (z.infer); nothing else describes the format.
+ */
+import { z } from 'zod';
+
+const Identifier = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]*$/, 'use lower-case letters, digits, "-" and "_" (e.g. "column-absent")');
+
+/** "30s", "5m", "1h", "250ms", or a number of seconds. Normalised to milliseconds. */
+export const DurationSchema = z
+  .union([z.number().nonnegative(), z.string()])
+  .transform((value, ctx) => {
+    if (typeof value === 'number') return Math.round(value * 1000);
+    const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)$/.exec(value.trim());
+    if (!match) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration: write e.g. "250ms", "30s", "5m" or "1h"` });
+      return z.NEVER;
+    }
+    const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'm' | 'min' | 'h'];
+    return Math.round(Number(match[1]) * factor);
+  });
+
+const ScalarSchema = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+
+/** What a check expects. Evaluated by the server, never by the reader. */
+export const ExpectationSchema = z.discriminatedUnion('type', [
+  /** The query returns no rows. */
+  z.object({ type: z.literal('no_rows') }).strict(),
+  /** The query returns at least one row (e.g. "object exists"). */
+  z.object({ type: z.literal('exists') }).strict(),
+  /** The query returns exactly these rows, in this order (values compared as text). */
+  z.object({ type: z.literal('rows'), rows: z.array(z.record(z.string(), ScalarSchema)).min(1) }).strict(),
+  /** The first row's `column` (default: the first column) compared with `value`. */
+  z
+    .object({
+      type: z.literal('value'),
+      column: z.string().optional(),
+      op: z.enum(['=', '!=', '<', '<=', '>', '>=']),
+      value: z.union([z.number(), z.string(), z.boolean(), z.null()]),
+    })
+    .strict(),
+  /** The check's last statement fails with this SQLSTATE (probes: "an unknown org id is refused"). */
+  z.object({ type: z.literal('sqlstate'), sqlstate: z.string().regex(/^[0-9A-Z]{5}$/, 'a SQLSTATE is five characters, e.g. "23503"') }).strict(),
+  /** Nothing to compare: the result is recorded (snapshot counts). */
+  z.object({ type: z.literal('record') }).strict(),
+  /** An http check: the status, and JSON fields that must be present or equal. */
+  z
+    .object({
+      type: z.literal('http'),
+      status: z.number().int().min(100).max(599),
+      json_has: z.array(z.string()).default([]),
+      /** Strings may use the `{{name}}` placeholders that `vars_sql` fills. */
+      json_equals: z.record(z.string(), ScalarSchema).default({}),
+    })
+    .strict(),
+]);
+
+const CheckBase = {
+  id: Identifier,
+  title: z.string().min(1),
+  description: z.string().optional(),
+  /** Read-only statement_timeout for this check. */
+  timeout: DurationSchema.default(10_000),
+};
+
+/** Either inline `sql` or a `file` next to plan.yaml, not both. */
+const SqlSource = {
+  sql: z.string().min(1).optional(),
+  file: z.string().min(1).optional(),
+};
+
+export const SqlCheckSchema = z
+  .object({ ...CheckBase, kind: z.literal('sql'), ...SqlSource, expect: ExpectationSchema })
+  .strict();
+
+/** Writes inside a transaction that is always rolled back. */
+export const ProbeCheckSchema = z
+  .object({ ...CheckBase, kind: z.literal('probe'), ...SqlSource, expect: ExpectationSchema })
+  .strict();
+
+export const HttpCheckSchema = z
+  .object({
+    ...CheckBase,
+    kind: z.literal('http'),
+    request: z
+      .object({
+        method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']),
+        path: z.string().startsWith('/', 'an API path starts with "/"'),
+        /**
+         * A read-only query run on the target before the request; its first row's columns fill
+         * `{{name}}` placeholders in the JSON body (values are JSON-encoded, never spliced into SQL).
+         */
+        vars_sql: z.string().optional(),
+        body: z.record(z.string(), z.unknown()).optional(),
+      })
+      .strict(),
+    expect: ExpectationSchema,
+  })
+  .strict();
+
+export const CheckSchema = z.discriminatedUnion('kind', [SqlCheckSchema, ProbeCheckSchema, HttpCheckSchema]);
+
+export const StepSchema = z
+  .object({
+    id: Identifier,
+    title: z.string().min(1),
+    file: z.string().min(1),
+    /** A transactional step runs in one transaction Runsheet owns; otherwise statement by statement. */
+    transactional: z.boolean().default(true),
+    lock_timeout: DurationSchema.default(5_000),
+    statement_timeout: DurationSchema.default(600_000),
+  })
+  .strict();
+
+export const PrerequisiteSchema = z
+  .object({
+    id: Identifier,
+    text: z.string().min(1),
+    required: z.boolean().default(true),
+    /** Sub-items ticked with their parent (the seed's nested list). */
+    details: z.array(z.string()).default([]),
+    /** A pre-check that backs this item: it shows the check's result beside the tick. */
+    check: Identifier.optional(),
+  })
+  .strict();
+
+const PhaseDurations = z
+  .object({
+    prechecks: DurationSchema.optional(),
+    snapshot: DurationSchema.optional(),
+    apply: DurationSchema.optional(),
+    verification: DurationSchema.optional(),
+    post_execution: DurationSchema.optional(),
+    rollback: DurationSchema.optional(),
+  })
+  .strict();
+
+const QualifiedName = { schema: z.string().min(1), name: z.string().min(1) };
+
+/**
+ * The database objects the plan creates. Runsheet reads their live state from the target (schema
+ * facts) to show verification chips and to tell drift (objects present, no ledger row) from applied.
+ */
+export const PlanObjectsSchema = z
+  .object({
+    columns: z
+      .array(z.object({ schema: z.string(), table: z.string(), column: z.string(), type: z.string(), nullable: z.boolean() }).strict())
+      .default([]),
+    indexes: z.array(z.object({ ...QualifiedName, table: z.string(), partial: z.boolean().default(false) }).strict()).default([]),
+    functions: z.array(z.object(QualifiedName).strict()).default([]),
+    constraints: z.array(z.object({ ...QualifiedName, table: z.string() }).strict()).default([]),
+    /** The share of rows whose column is set: the seed's Step 4 (count(column) / count(*)). */
+    backfill: z.object({ schema: z.string(), table: z.string(), column: z.string() }).strict().optional(),
+  })
+  .strict();
+
+const TeamMessage = z.object({ notify: z.array(z.string()).default([]), body: z.string().min(1) }).strict();
+
+export const PlanSchema = z
+  .object({
+    id: Identifier,
+    title: z.string().min(1),
+    summary: z.string().optional(),
+    /** Where the migration lives in the application repository (informational, from the runbook). */
+    source: z.string().optional(),
+    created: z.string().optional(),
+    /** Pre-check results older than this do not open the go/no-go gate. */
+    precheck_freshness: DurationSchema.default(15 * 60_000),
+    estimated_duration: PhaseDurations.default({}),
+    prerequisites: z.array(PrerequisiteSchema).default([]),
+    prechecks: z.array(CheckSchema).default([]),
+    snapshot: z.array(CheckSchema).default([]),
+    apply: z.array(StepSchema).min(1, 'a plan applies at least one step'),
+    verification: z.array(CheckSchema).default([]),
+    post_execution: z
+      .object({ api_tests: z.array(CheckSchema).default([]), data_quality: z.array(CheckSchema).default([]) })
+      .strict()
+      .default({ api_tests: [], data_quality: [] }),
+    rollback: z
+      .object({ steps: z.array(StepSchema).min(1), verification: z.array(CheckSchema).default([]) })
+      .strict(),
+    success_criteria: z
+      .array(z.object({ text: z.string().min(1), checks: z.array(Identifier).default([]) }).strict())
+      .default([]),
+    risk: z
+      .object({
+        level: z.enum(['low', 'medium', 'high']),
+        rationale: z.array(z.string()).default([]),
+        mitigation: z.array(z.string()).default([]),
+      })
+      .strict()
+      .optional(),
+    objects: PlanObjectsSchema.default({ columns: [], indexes: [], functions: [], constraints: [] }),
+    notes: z.array(z.object({ title: z.string().min(1), body: z.string().min(1) }).strict()).default([]),
+    team_messages: z.object({ pre: TeamMessage.optional(), post: TeamMessage.optional() }).strict().default({}),
+  })
+  .strict();
+
+export type Plan = z.infer<typeof PlanSchema>;
+export type Check = z.infer<typeof CheckSchema>;
+export type SqlCheck = z.infer<typeof SqlCheckSchema>;
+export type ProbeCheck = z.infer<typeof ProbeCheckSchema>;
+export type HttpCheck = z.infer<typeof HttpCheckSchema>;
+export type Expectation = z.infer<typeof ExpectationSchema>;
+export type Step = z.infer<typeof StepSchema>;
+export type Prerequisite = z.infer<typeof PrerequisiteSchema>;
+export type PlanObjects = z.infer<typeof PlanObjectsSchema>;
+
+/** The phases whose checks `runsheet check --phase` runs. */
+export const CHECK_PHASES = ['pre', 'snapshot', 'verify', 'post', 'rollback'] as const;
+export type CheckPhase = (typeof CHECK_PHASES)[number];
+
+export function checksOfPhase(plan: Plan, phase: CheckPhase): Check[] {
+  switch (phase) {
+    case 'pre':
+      return plan.prechecks;
+    case 'snapshot':
+      return plan.snapshot;
+    case 'verify':
+      return plan.verification;
+    case 'post':
+      return [...plan.post_execution.api_tests, ...plan.post_execution.data_quality];
+    case 'rollback':
+      return plan.rollback.verification;
+  }
+}

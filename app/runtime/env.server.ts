@@ -1,0 +1,55 @@
+/**
+ * The process environment, parsed once. Everything Runsheet reads from the environment is listed
+ * here; nothing else reads process.env for configuration.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+
+const EnvSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
+  PORT: z.coerce.number().int().min(1).max(65535).default(3000),
+  /** Runsheet's own store. Unset: an embedded PostgreSQL under RUNSHEET_DATA_DIR. */
+  DATABASE_URL: z.string().url().optional(),
+  /** Where embedded mode keeps its PostgreSQL, secrets and keys. */
+  RUNSHEET_DATA_DIR: z.string().default('.data'),
+  SESSION_SECRET: z.string().min(32, 'SESSION_SECRET must be at least 32 characters').optional(),
+  /** An Ed25519 private key, PKCS#8 PEM (see docs/decisions). */
+  SIGNING_KEY: z.string().optional(),
+  /** Comma-separated addresses of a trusted single-sign-on proxy; unset: proxy sign-in is off. */
+  TRUSTED_PROXY_ADDRESSES: z.string().optional(),
+  TRUSTED_PROXY_EMAIL_HEADER: z.string().default('x-forwarded-email'),
+  /** The app's own origin, for the Origin check (default: http://localhost:PORT). */
+  RUNSHEET_ORIGIN: z.string().url().optional(),
+});
+
+export type RunsheetEnv = z.infer<typeof EnvSchema> & { dataDir: string; embedded: boolean };
+
+export class ConfigurationError extends Error {
+  override name = 'ConfigurationError';
+}
+
+export function readEnv(source: NodeJS.ProcessEnv = process.env): RunsheetEnv {
+  const parsed = EnvSchema.safeParse(source);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigurationError(`The environment is not valid:\n${lines.join('\n')}`);
+  }
+  const env = parsed.data;
+  return { ...env, dataDir: path.resolve(env.RUNSHEET_DATA_DIR), embedded: !env.DATABASE_URL };
+}
+
+/** Target names come from TARGET_<NAME>_URL; the name is NAME lower-cased. */
+export function targetUrlsFromEnv(source: NodeJS.ProcessEnv = process.env): Map<string, { url: string; apiUrl?: string; apiToken?: string }> {
+  const targets = new Map<string, { url: string; apiUrl?: string; apiToken?: string }>();
+  for (const [key, value] of Object.entries(source)) {
+    const match = /^TARGET_([A-Z0-9_]+?)_URL$/.exec(key);
+    if (!match || !value || match[1]!.endsWith('_API')) continue;
+    const upper = match[1]!;
+    targets.set(upper.toLowerCase(), {
+      url: value,
+      apiUrl: source[`TARGET_${upper}_API_URL`] || undefined,
+      apiToken: source[`TARGET_${upper}_API_TOKEN`] || undefined,
+    });
+  }
+  return targets;
+}

@@ -1,0 +1,193 @@
+/**
+ * What a Runsheet process needs before it serves a request or runs a command: the store (migrated),
+ * the targets, the secrets. The web server and the command line both start here.
+ */
+import { randomBytes, generateKeyPairSync } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { ConfigurationError, readEnv, type RunsheetEnv } from './env.server';
+import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded-postgres.server';
+import { fromRoot } from './paths.server';
+import { migrateStore, openStore, type Store } from './store.server';
+import { generateSandbox } from '../sandbox/generate-sandbox.server';
+import { findTarget, openTargetPool } from '../targets/targets.server';
+
+export interface Runtime {
+  env: RunsheetEnv;
+  store: Store;
+  plansDir: string;
+  /** Set in embedded mode: the superuser URL of the embedded server. */
+  embeddedAdminUrl?: string;
+  sessionSecret: string;
+  signingKeyPem: string;
+  /** A small shared pool per target, opened on first use and closed at stop. */
+  targetPool(name: string): pg.Pool;
+  stop(): Promise<void>;
+}
+
+export interface StartRuntimeOptions {
+  log?: (line: string) => void;
+  /** Users in a newly created sandbox (npm run sandbox:reset regenerates it at any size). */
+  sandboxUsers?: number;
+  source?: NodeJS.ProcessEnv;
+}
+
+const STORE_DATABASE = 'runsheet';
+const SANDBOX_DATABASE = 'sandbox';
+
+export async function startRuntime(options: StartRuntimeOptions = {}): Promise<Runtime> {
+  const log = options.log ?? (() => {});
+  const source = options.source ?? process.env;
+  const env = readEnv(source);
+  let embedded: EmbeddedPostgresHandle | undefined;
+  let storeUrl: string;
+  let sessionSecret: string;
+  let signingKeyPem: string;
+  let ownSandbox = false;
+
+  if (env.embedded) {
+    embedded = await ensureEmbeddedPostgres(env.dataDir, log);
+    await ensureDatabases(embedded.adminUrl, [STORE_DATABASE, SANDBOX_DATABASE]);
+    storeUrl = databaseUrl(embedded.adminUrl, STORE_DATABASE);
+    // The sandbox target is the embedded server's own database unless pointed elsewhere.
+    ownSandbox = !source.TARGET_SANDBOX_URL;
+    source.TARGET_SANDBOX_URL ||= databaseUrl(embedded.adminUrl, SANDBOX_DATABASE);
+    // The sandbox's stand-in of the platform API is served by the web app itself.
+    source.TARGET_SANDBOX_API_URL ||= `http://localhost:${env.PORT}/sandbox-api`;
+    const secrets = embeddedSecrets(env.dataDir);
+    sessionSecret = env.SESSION_SECRET ?? secrets.sessionSecret;
+    signingKeyPem = env.SIGNING_KEY ?? secrets.signingKeyPem;
+  } else {
+    const missing = (['SESSION_SECRET', 'SIGNING_KEY'] as const).filter((name) => !env[name]);
+    if (missing.length > 0) {
+      throw new ConfigurationError(
+        `DATABASE_URL is set, so Runsheet runs for real and will not invent secrets: set ${missing.join(' and ')}. ` +
+          `SESSION_SECRET: 32+ random characters (openssl rand -base64 48). ` +
+          `SIGNING_KEY: an Ed25519 private key in PKCS#8 PEM (openssl genpkey -algorithm ed25519).`,
+      );
+    }
+    storeUrl = env.DATABASE_URL!;
+    sessionSecret = env.SESSION_SECRET!;
+    signingKeyPem = env.SIGNING_KEY!;
+  }
+
+  const store = openStore(storeUrl);
+  try {
+    await migrateStore(store);
+  } catch (error) {
+    await store.close();
+    await embedded?.stop();
+    throw new ConfigurationError(`Could not apply Runsheet's store migrations to ${env.embedded ? 'the embedded store' : 'DATABASE_URL'}: ${String(error)}`);
+  }
+
+  if (embedded && ownSandbox && source.TARGET_SANDBOX_URL) {
+    await seedSandboxIfEmpty(source.TARGET_SANDBOX_URL, env.dataDir, options.sandboxUsers ?? 10_000, log);
+    source.TARGET_SANDBOX_API_TOKEN ||= readSandboxApiToken(env.dataDir);
+  }
+
+  const pools = new Map<string, pg.Pool>();
+  const targetPool = (name: string): pg.Pool => {
+    let pool = pools.get(name);
+    if (!pool) {
+      const target = findTarget(name, source);
+      if (!target) throw new ConfigurationError(`Unknown target "${name}": set TARGET_${name.toUpperCase()}_URL.`);
+      pool = openTargetPool(target.url, { max: 4, applicationName: 'runsheet' });
+      pools.set(name, pool);
+    }
+    return pool;
+  };
+
+  return {
+    env,
+    store,
+    plansDir: fromRoot('plans'),
+    embeddedAdminUrl: embedded?.adminUrl,
+    sessionSecret,
+    signingKeyPem,
+    targetPool,
+    stop: async () => {
+      await Promise.all([...pools.values()].map((pool) => pool.end().catch(() => {})));
+      await store.close().catch(() => {});
+      await embedded?.stop();
+    },
+  };
+}
+
+async function ensureDatabases(adminUrl: string, names: string[]): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    for (const name of names) {
+      const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [name]);
+      if (rowCount) continue;
+      // Identifiers cannot be bound; these names are constants of this module, quoted anyway.
+      await client.query(`create database ${pg.escapeIdentifier(name)}`).catch((error: { code?: string }) => {
+        if (error.code !== '42P04') throw error; // created by a concurrent start
+      });
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+async function seedSandboxIfEmpty(url: string, dataDir: string, users: number, log: (line: string) => void): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    // Two processes starting at once must not both generate: serialise on an advisory lock.
+    await client.query('select pg_advisory_lock($1)', [SANDBOX_SEED_LOCK]);
+    const { rows } = await client.query("select to_regclass('platform.users') is not null as present");
+    if (rows[0]?.present) return;
+    log(`Seeding the sandbox target with ${users.toLocaleString('en-US')} users…`);
+    const result = await generateSandbox(client, { users });
+    writeSandboxApiTokens(dataDir, result.apiTokens);
+    log(`Sandbox ready: ${result.users} users, ${result.organizations} organizations, ${result.memberships} memberships in ${(result.durationMs / 1000).toFixed(1)} s.`);
+  } finally {
+    await client.end();
+  }
+}
+
+const SANDBOX_SEED_LOCK = 7_303_424_202;
+const SANDBOX_API_FILE = 'sandbox-api.json';
+
+/** The stand-in API's bearer tokens, kept where the sandbox target's http checks find them. */
+export function writeSandboxApiTokens(dataDir: string, tokens: { email: string; token: string }[]): void {
+  fs.writeFileSync(path.join(dataDir, SANDBOX_API_FILE), JSON.stringify({ tokens }, null, 2), { mode: 0o600 });
+}
+
+function readSandboxApiToken(dataDir: string): string | undefined {
+  try {
+    const { tokens } = JSON.parse(fs.readFileSync(path.join(dataDir, SANDBOX_API_FILE), 'utf8')) as { tokens: { token: string }[] };
+    return tokens[0]?.token;
+  } catch {
+    return undefined;
+  }
+}
+
+interface EmbeddedSecrets {
+  sessionSecret: string;
+  signingKeyPem: string;
+}
+
+/** Embedded (demo) mode generates its secrets once and keeps them under the data folder. */
+function embeddedSecrets(dataDir: string): EmbeddedSecrets {
+  const file = path.join(dataDir, 'secrets.json');
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as EmbeddedSecrets;
+  } catch {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const secrets: EmbeddedSecrets = {
+      sessionSecret: randomBytes(48).toString('base64url'),
+      signingKeyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    };
+    try {
+      fs.writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600, flag: 'wx' });
+      return secrets;
+    } catch (error) {
+      // Another process started at the same moment and wrote first: use its secrets.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      return JSON.parse(fs.readFileSync(file, 'utf8')) as EmbeddedSecrets;
+    }
+  }
+}

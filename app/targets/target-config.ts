@@ -1,0 +1,34 @@
+/**
+ * Per-target rules, committed in runsheet.config.ts. Connection strings never live here: they come
+ * from TARGET_<NAME>_URL so secrets stay out of the repository.
+ */
+import { z } from 'zod';
+
+export const TargetRulesSchema = z
+  .object({
+    label: z.string().optional(),
+    /** The seeded sandbox: generated data, a stand-in of the platform API. */
+    sandbox: z.boolean().default(false),
+    /** Four-eyes: a person other than the executor must sign off. */
+    require_signoff: z.boolean().default(false),
+    /** The same checksum must be applied and verified on these targets first (production requires staging). */
+    require_applied_on: z.array(z.string()).default([]),
+    /** The engineer types the target's name before executing. */
+    confirm_target_name: z.boolean().default(false),
+    /** A plan with squawk errors is refused unless each finding is waived. */
+    require_lint_clean: z.boolean().default(false),
+  })
+  .strict();
+
+export const RunsheetConfigSchema = z
+  .object({ targets: z.record(z.string().regex(/^[a-z0-9_]+$/, 'target names are lower-case'), TargetRulesSchema) })
+  .strict();
+
+export type TargetRules = z.infer<typeof TargetRulesSchema>;
+export type RunsheetConfig = z.infer<typeof RunsheetConfigSchema>;
+
+export function defineRunsheetConfig(config: z.input<typeof RunsheetConfigSchema>): RunsheetConfig {
+  return RunsheetConfigSchema.parse(config);
+}
+
+export const DEFAULT_TARGET_RULES: TargetRules = TargetRulesSchema.parse({});

@@ -1,0 +1,76 @@
+/**
+ * `npx runsheet …`: a thin front end over the same domain modules as the web app.
+ * Exit codes: 0 ok, 1 failed or refused, 2 bad usage or input, 3 could not run.
+ */
+import { startRuntime, type Runtime } from '../app/runtime/runtime.server';
+import type { CliCommand, CliIo } from './command';
+import { CliError, EXIT } from './exit-codes';
+import { commands } from './commands/index';
+
+const processIo: CliIo = {
+  out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
+  err: (text) => process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+  readStdin: async () => {
+    if (process.stdin.isTTY) return '';
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  },
+};
+
+export function helpText(): string {
+  const width = Math.max(...commands.map((command) => command.name.length));
+  return [
+    'Usage: npx runsheet <command> [options]',
+    '',
+    ...commands.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}`),
+    '',
+    'Exit codes: 0 ok; 1 something ran and failed, or a gate refused; 2 bad usage or input; 3 could not run.',
+    'Run `npx runsheet <command> --help` for a command\'s options.',
+  ].join('\n');
+}
+
+/** The longest command name that prefixes argv wins ("users add" before "users"). */
+function findCommand(argv: string[]): { command: CliCommand; rest: string[] } | undefined {
+  const matches = commands
+    .map((command) => ({ command, words: command.name.split(' ') }))
+    .filter(({ words }) => words.every((word, index) => argv[index] === word))
+    .sort((a, b) => b.words.length - a.words.length);
+  const best = matches[0];
+  return best ? { command: best.command, rest: argv.slice(best.words.length) } : undefined;
+}
+
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === 'help') {
+    io.out(helpText());
+    return argv.length === 0 ? EXIT.usage : EXIT.ok;
+  }
+  const found = findCommand(argv);
+  if (!found) {
+    io.err(`Unknown command "${argv.join(' ')}".\n\n${helpText()}`);
+    return EXIT.usage;
+  }
+  const { command, rest } = found;
+  if (rest.includes('--help')) {
+    io.out(`Usage: npx runsheet ${command.usage}\n\n${command.summary}`);
+    return EXIT.ok;
+  }
+  let runtime: Runtime | undefined;
+  try {
+    if (command.needsRuntime) runtime = await startRuntime({ log: (line) => io.err(line) });
+    return await command.run(rest, { io, runtime });
+  } catch (error) {
+    if (error instanceof CliError) {
+      io.err(error.message);
+      return error.exitCode;
+    }
+    if (error instanceof Error && error.name === 'ConfigurationError') {
+      io.err(error.message);
+      return EXIT.unavailable;
+    }
+    io.err(`runsheet ${command.name}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    return EXIT.unavailable;
+  } finally {
+    await runtime?.stop();
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The HTTP server: security headers on every response, static assets, and the Remix app. The
+ * runtime (store, embedded PostgreSQL, secrets) is started through the Remix build so that the
+ * app and the server share one copy of every module.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { createRequestHandler } from '@remix-run/express';
+import type { ServerBuild } from '@remix-run/node';
+import express from 'express';
+import type { Runtime, StartRuntimeOptions } from '../app/runtime/runtime.server';
+
+type RunsheetBuild = ServerBuild & { entry: { module: { startRuntime(options: StartRuntimeOptions): Promise<Runtime> } } };
+
+const root = path.resolve(import.meta.dirname, '..');
+const development = process.env.NODE_ENV === 'development';
+const log = (line: string) => console.log(`[runsheet] ${line}`);
+
+export async function startServer(): Promise<void> {
+  const startedAt = Date.now();
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+
+  app.use((_request, response, next) => {
+    const nonce = randomBytes(16).toString('base64');
+    response.locals.cspNonce = nonce;
+    setSecurityHeaders(response, nonce);
+    next();
+  });
+
+  let loadBuild: () => Promise<RunsheetBuild>;
+  if (development) {
+    const vite = await import('vite');
+    const viteServer = await vite.createServer({ root, server: { middlewareMode: true } });
+    app.use(viteServer.middlewares);
+    loadBuild = () => viteServer.ssrLoadModule('virtual:remix/server-build') as Promise<RunsheetBuild>;
+  } else {
+    const buildFile = path.join(root, 'build', 'server', 'index.js');
+    const build = (await import(buildFile)) as RunsheetBuild;
+    loadBuild = async () => build;
+    app.use('/assets', express.static(path.join(root, 'build', 'client', 'assets'), { immutable: true, maxAge: '1y' }));
+    app.use(express.static(path.join(root, 'build', 'client'), { maxAge: '1h' }));
+  }
+
+  const runtime = await (await loadBuild()).entry.module.startRuntime({ log });
+
+  app.all(
+    '*',
+    createRequestHandler({
+      build: loadBuild,
+      mode: development ? 'development' : 'production',
+      getLoadContext: (request, response) => ({
+        runtime,
+        cspNonce: response.locals.cspNonce as string,
+        clientAddress: request.socket.remoteAddress ?? '',
+      }),
+    }),
+  );
+
+  const port = runtime.env.PORT;
+  const server = app.listen(port, () => {
+    log(`Runsheet is serving http://localhost:${port} (${development ? 'development' : 'production build'}, ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s)`);
+  });
+  server.on('error', async (error: NodeJS.ErrnoException) => {
+    console.error(
+      error.code === 'EADDRINUSE'
+        ? `[runsheet] Port ${port} is in use: stop what runs there, or start with PORT=<another port>.`
+        : `[runsheet] ${error.message}`,
+    );
+    await runtime.stop();
+    process.exit(1);
+  });
+
+  const shutdown = async (signal: string) => {
+    log(`${signal}: stopping`);
+    server.close();
+    server.closeAllConnections();
+    await runtime.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+function setSecurityHeaders(response: express.Response, nonce: string): void {
+  const scriptSource = development ? `'self' 'nonce-${nonce}' 'unsafe-eval'` : `'self' 'nonce-${nonce}'`;
+  const connectSource = development ? "'self' ws: wss:" : "'self'";
+  response.setHeader(
+    'Content-Security-Policy',
+    [
+      "default-src 'self'",
+      `script-src ${scriptSource}`,
+      "style-src 'self' 'unsafe-inline'",
+      "img-src 'self' data:",
+      `connect-src ${connectSource}`,
+      "font-src 'self'",
+      "object-src 'none'",
+      "base-uri 'self'",
+      "form-action 'self'",
+      "frame-ancestors 'none'",
+    ].join('; '),
+  );
+  response.setHeader('X-Content-Type-Options', 'nosniff');
+  response.setHeader('Referrer-Policy', 'same-origin');
+  response.setHeader('X-Frame-Options', 'DENY');
+  response.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+  response.setHeader('Permissions-Policy', 'camera=(), microphone=(), geolocation=()');
+}
