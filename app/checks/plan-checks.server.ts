@@ -1,0 +1,94 @@
+/**
+ * Runs a plan's checks of one phase on one target and records the results: the one path the
+ * command line (`runsheet check`) and the dashboard ("Run pre-checks") share.
+ */
+import { recordAudit } from '../audit/audit-log.server';
+import { checkSql, loadPlan, type ValidPlan } from '../plans/load-plans.server';
+import { checksOfPhase, type CheckPhase } from '../plans/plan-schema';
+import type { Runtime } from '../runtime/runtime.server';
+import { findTarget, type Target } from '../targets/targets.server';
+import { recordCheckResults, runChecks, type CheckResult } from './run-checks.server';
+
+export type PlanChecksDeps = Pick<Runtime, 'store' | 'plansDir' | 'targetPool'>;
+
+export class PlanNotFoundError extends Error {
+  override name = 'PlanNotFoundError';
+}
+export class InvalidPlanError extends Error {
+  override name = 'InvalidPlanError';
+}
+export class UnknownTargetError extends Error {
+  override name = 'UnknownTargetError';
+}
+
+/** A valid plan by id, or a named error that says what is wrong and what to do. */
+export async function requireValidPlan(plansDir: string, planId: string): Promise<ValidPlan> {
+  const loaded = await loadPlan(plansDir, planId);
+  if (!loaded) throw new PlanNotFoundError(`No plan "${planId}" under ${plansDir}. \`npx runsheet plans\` lists them.`);
+  if (!loaded.ok) {
+    const lines = loaded.errors.map((error) => `  ${error.file}${error.path ? ` ${error.path}` : ''}: ${error.message}`);
+    throw new InvalidPlanError(`Plan "${planId}" is not valid:\n${lines.join('\n')}`);
+  }
+  return loaded;
+}
+
+export function requireTarget(name: string): Target {
+  const target = findTarget(name);
+  if (!target) {
+    throw new UnknownTargetError(`Unknown target "${name}": set TARGET_${name.toUpperCase()}_URL (in embedded mode "sandbox" is always there).`);
+  }
+  return target;
+}
+
+export interface PlanChecksOutcome {
+  plan: ValidPlan;
+  target: Target;
+  phase: CheckPhase;
+  results: CheckResult[];
+}
+
+export async function runPlanChecks(
+  deps: PlanChecksDeps,
+  request: { planId: string; targetName: string; phase: CheckPhase; ranBy: string; ranByRole?: string; runId?: string },
+): Promise<PlanChecksOutcome> {
+  const plan = await requireValidPlan(deps.plansDir, request.planId);
+  const target = requireTarget(request.targetName);
+  await assertTargetReachable(deps, target);
+  const results = await runChecks({
+    checks: checksOfPhase(plan.plan, request.phase),
+    sqlOf: (check) => checkSql(plan, check),
+    target: { name: target.name, pool: deps.targetPool(target.name), apiUrl: target.apiUrl, apiToken: target.apiToken },
+    phase: request.phase,
+  });
+  await recordCheckResults(
+    deps.store.db,
+    { target: target.name, planId: plan.id, planChecksum: plan.checksum, runId: request.runId, ranBy: request.ranBy },
+    results,
+  );
+  // Inside a run, the run log records the checks; outside one, the audit log does.
+  if (!request.runId) {
+    const failed = results.filter((result) => !result.passed && !result.skipped).map((result) => result.checkId);
+    await recordAudit(deps.store.db, {
+      actor: request.ranBy,
+      actorRole: request.ranByRole,
+      action: 'checks.run',
+      subject: `${plan.id}@${target.name}`,
+      outcome: failed.length === 0 ? 'ok' : 'failed',
+      detail: { phase: request.phase, checksum: plan.checksum, checks: results.length, failed },
+    });
+  }
+  return { plan, target, phase: request.phase, results };
+}
+
+export class TargetUnreachableError extends Error {
+  override name = 'TargetUnreachableError';
+}
+
+/** One round trip before a batch of checks, so "cannot reach the target" is said once, clearly. */
+export async function assertTargetReachable(deps: PlanChecksDeps, target: Target): Promise<void> {
+  try {
+    await deps.targetPool(target.name).query('select 1');
+  } catch (error) {
+    throw new TargetUnreachableError(`Cannot reach target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
+  }
+}
