@@ -1,0 +1,139 @@
+/**
+ * The target's own ledger: what the target has applied, read from the target itself. The engine
+ * writes a row in the same transaction as a transactional step, so a lost COMMIT acknowledgement
+ * is settled by reading it. This module owns the DDL and the read (docs/decisions/002-target-ledger.md).
+ */
+import type pg from 'pg';
+
+/** Idempotent: safe to run on every apply, and by two engines at once (see ensureLedger). */
+export const LEDGER_DDL = `create schema if not exists runsheet;
+
+create table if not exists runsheet.ledger (
+  id bigserial primary key,
+  run_id uuid not null,
+  plan_id text not null,
+  checksum text not null,
+  action text not null check (action in ('apply', 'rollback')),
+  outcome text not null check (outcome in ('applied', 'rolled_back', 'partial')),
+  steps_completed jsonb not null default '[]',
+  applied_by text not null,
+  applied_at timestamptz not null default clock_timestamp(),
+  equivalent_plan_ids text[] not null default '{}',
+  constraint ledger_outcome_matches_action check (
+    (action = 'apply' and outcome in ('applied', 'partial')) or
+    (action = 'rollback' and outcome in ('rolled_back', 'partial'))
+  )
+);
+
+create index if not exists ledger_plan_idx on runsheet.ledger (plan_id, applied_at desc);
+
+comment on table runsheet.ledger is
+  'Written by Runsheet: one row per apply or rollback of a plan on this database. Append-only.';
+`;
+
+/** Serialises concurrent ensureLedger calls: CREATE ... IF NOT EXISTS races on the catalog otherwise. */
+const LEDGER_DDL_LOCK = 7_303_424_202;
+
+/**
+ * Creates the ledger when it is missing. Inside the caller's transaction the DDL commits (or rolls
+ * back) with it; outside one, the statements run as one implicit transaction.
+ */
+export async function ensureLedger(client: pg.ClientBase): Promise<void> {
+  const { rows } = await client.query<{ present: boolean }>(`select to_regclass('runsheet.ledger') is not null as present`);
+  if (rows[0]?.present) return;
+  await client.query(`select pg_advisory_xact_lock(${LEDGER_DDL_LOCK});\n${LEDGER_DDL}`);
+}
+
+export type PlanLedgerStateName = 'not_applied' | 'applied' | 'rolled_back';
+
+export interface LedgerEntry {
+  id: number;
+  runId: string;
+  planId: string;
+  checksum: string;
+  action: 'apply' | 'rollback';
+  outcome: 'applied' | 'rolled_back' | 'partial';
+  stepsCompleted: unknown;
+  by: string;
+  /** ISO */
+  at: string;
+  equivalentPlanIds: string[];
+}
+
+export interface PlanLedgerState {
+  state: PlanLedgerStateName;
+  /** The run, checksum, person and time of the row that decided `state`. */
+  runId?: string;
+  checksum?: string;
+  by?: string;
+  at?: string;
+  /**
+   * The newest row when it is a partial apply or rollback (a non-transactional step stopped
+   * midway): it does not change `state`, but the page must say so.
+   */
+  partial?: LedgerEntry;
+  /** Newest first. */
+  history: LedgerEntry[];
+  /** False when the target has no runsheet.ledger (nothing was ever applied by Runsheet). */
+  ledgerPresent: boolean;
+}
+
+interface LedgerRow {
+  id: string;
+  run_id: string;
+  plan_id: string;
+  checksum: string;
+  action: LedgerEntry['action'];
+  outcome: LedgerEntry['outcome'];
+  steps_completed: unknown;
+  applied_by: string;
+  applied_at: Date;
+  equivalent_plan_ids: string[];
+}
+
+const HISTORY_LIMIT = 100;
+
+export async function readPlanLedgerState(pool: pg.Pool | pg.ClientBase, planId: string): Promise<PlanLedgerState> {
+  const presence = await pool.query<{ present: boolean }>(`select to_regclass('runsheet.ledger') is not null as present`);
+  if (!presence.rows[0]?.present) return { state: 'not_applied', history: [], ledgerPresent: false };
+
+  const { rows } = await pool.query<LedgerRow>(
+    `select id, run_id, plan_id, checksum, action, outcome, steps_completed, applied_by, applied_at, equivalent_plan_ids
+       from runsheet.ledger
+      where plan_id = $1 or $1 = any (equivalent_plan_ids)
+      order by applied_at desc, id desc
+      limit ${HISTORY_LIMIT}`,
+    [planId],
+  );
+  const history = rows.map(toEntry);
+  const newest = history[0];
+  const decisive = history.find((entry) => entry.outcome !== 'partial');
+  const partial = newest && newest.outcome === 'partial' ? { partial: newest } : {};
+  if (!decisive) return { state: 'not_applied', ...partial, history, ledgerPresent: true };
+  const state: PlanLedgerStateName = decisive.outcome === 'applied' ? 'applied' : 'rolled_back';
+  return {
+    state,
+    runId: decisive.runId,
+    checksum: decisive.checksum,
+    by: decisive.by,
+    at: decisive.at,
+    ...partial,
+    history,
+    ledgerPresent: true,
+  };
+}
+
+function toEntry(row: LedgerRow): LedgerEntry {
+  return {
+    id: Number(row.id),
+    runId: row.run_id,
+    planId: row.plan_id,
+    checksum: row.checksum,
+    action: row.action,
+    outcome: row.outcome,
+    stepsCompleted: row.steps_completed,
+    by: row.applied_by,
+    at: row.applied_at.toISOString(),
+    equivalentPlanIds: row.equivalent_plan_ids,
+  };
+}
