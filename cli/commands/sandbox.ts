@@ -31,6 +31,8 @@ export const sandboxResetCommand: CliCommand = {
     const client = await runtime!.targetPool('sandbox').connect();
     try {
       const summary = await generateSandbox(client, { users, seed });
+      // The sandbox's own ledger described the old data: a regenerated sandbox has applied nothing.
+      await client.query('drop schema if exists runsheet cascade');
       writeSandboxApiTokens(runtime!.env.dataDir, summary.apiTokens);
       // Facts read from the old sandbox no longer describe it.
       await runtime!.store.db.delete(factSnapshots).where(eq(factSnapshots.target, 'sandbox'));

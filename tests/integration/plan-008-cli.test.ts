@@ -49,6 +49,7 @@ beforeAll(async () => {
   await client.end();
   const { privateKey } = generateKeyPairSync('ed25519');
   env = {
+    NODE_ENV: 'test',
     PATH: process.env.PATH,
     HOME: process.env.HOME,
     DATABASE_URL: storeDb.url,
@@ -85,7 +86,7 @@ describe('npx runsheet check, plan 008 on a fresh sandbox', () => {
 
   it('after the migration is applied by hand, passes verification and shows drift, not applied', async () => {
     const migration = path.join(root, 'plans', PLAN, '008_add_active_org_tracking.sql');
-    await run('psql', ['--no-psqlrc', '-v', 'ON_ERROR_STOP=1', '-q', '-f', migration, sandboxDb.url], { env: { PATH: process.env.PATH } });
+    await run('psql', ['--no-psqlrc', '-v', 'ON_ERROR_STOP=1', '-q', '-f', migration, sandboxDb.url], { env: { NODE_ENV: 'test', PATH: process.env.PATH } });
 
     const { code, stdout } = await runsheet('check', PLAN, '--phase', 'verify', '--json');
     const report = JSON.parse(stdout) as JsonReport;
