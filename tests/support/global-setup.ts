@@ -1,21 +1,27 @@
 /**
- * One real embedded PostgreSQL for the whole Vitest run, under .data/test (never the dashboard's
- * .data). Test files make their own databases on it (tests/support/databases.ts).
+ * One real embedded PostgreSQL for the whole Vitest run, in a fresh folder under .data/test-runs
+ * (never the dashboard's .data), removed afterwards: two test runs never share or stop each
+ * other's server. Test files make their own databases on it (tests/support/databases.ts).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../app/runtime/embedded-postgres.server';
 
 let handle: EmbeddedPostgresHandle | undefined;
+let dataDir: string | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
-  const dataDir = path.resolve(process.env.RUNSHEET_TEST_DATA_DIR ?? '.data/test');
+  const parent = path.resolve('.data', 'test-runs');
+  fs.mkdirSync(parent, { recursive: true });
+  dataDir = fs.mkdtempSync(path.join(parent, 'run-'));
   handle = await ensureEmbeddedPostgres(dataDir, (line) => console.log(line));
   project.provide('adminUrl', handle.adminUrl);
 }
 
 export async function teardown(): Promise<void> {
   await handle?.stop();
+  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
 }
 
 declare module 'vitest' {
