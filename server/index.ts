@@ -9,6 +9,7 @@ import { createRequestHandler } from '@remix-run/express';
 import type { ServerBuild } from '@remix-run/node';
 import express from 'express';
 import type { Runtime, StartRuntimeOptions } from '../app/runtime/runtime.server';
+import { crossOriginGuard } from '../app/auth/origin.server';
 
 type RunsheetBuild = ServerBuild & { entry: { module: { startRuntime(options: StartRuntimeOptions): Promise<Runtime> } } };
 
@@ -44,6 +45,9 @@ export async function startServer(): Promise<void> {
   }
 
   const runtime = await (await loadBuild()).entry.module.startRuntime({ log });
+  for (const demo of runtime.demoAccounts ?? []) log(`Demo account ${demo.role.padEnd(8)} ${demo.email.padEnd(24)} password: ${demo.password}`);
+  // Before Remix, whose own Origin/Host check would answer a cross-origin form with an unlogged 500.
+  app.use(crossOriginGuard(runtime));
 
   app.all(
     '*',

@@ -1,0 +1,154 @@
+/**
+ * Accounts: every query and change of the `accounts` table. Each change is audited in the same
+ * transaction as the change itself (both happen or neither). The command line and the admin page
+ * are thin front ends over these functions.
+ */
+import { asc, eq } from 'drizzle-orm';
+import { z } from 'zod';
+import { accounts, sessions, type AccountRow } from '../../db/schema/index';
+import { recordAudit } from '../audit/audit-log.server';
+import type { StoreDb } from '../runtime/store.server';
+import { hashPassword, passwordProblem } from './password.server';
+import type { Role } from './permissions';
+
+/** Who makes a change: an account (the admin page), "cli:<os user>", "proxy" or "system". */
+export interface Actor {
+  name: string;
+  role?: Role | null;
+  /** The account id when the actor is a signed-in account (separation-of-duties checks). */
+  accountId?: string;
+  ip?: string | null;
+}
+
+export type Account = Omit<AccountRow, 'passwordHash'> & { hasPassword: boolean };
+
+export class AccountError extends Error {
+  override name = 'AccountError';
+  constructor(
+    message: string,
+    readonly code: 'invalid' | 'exists' | 'not-found' | 'forbidden',
+  ) {
+    super(message);
+  }
+}
+
+export const EmailSchema = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.email({ error: 'Enter an e-mail address (name@example.com).' }).max(254));
+
+export function normalizeEmail(email: string): string {
+  const parsed = EmailSchema.safeParse(email);
+  if (!parsed.success) throw new AccountError(`"${email}" is not an e-mail address.`, 'invalid');
+  return parsed.data;
+}
+
+function toAccount(row: AccountRow): Account {
+  const { passwordHash, ...rest } = row;
+  return { ...rest, hasPassword: passwordHash !== null };
+}
+
+type Tx = Parameters<Parameters<StoreDb['transaction']>[0]>[0];
+
+export async function listAccounts(db: StoreDb): Promise<Account[]> {
+  const rows = await db.select().from(accounts).orderBy(asc(accounts.email));
+  return rows.map(toAccount);
+}
+
+/** The row with its password hash: for signing in only. */
+export async function findAccountForSignIn(db: StoreDb, input: { email: string }): Promise<AccountRow | undefined> {
+  const parsed = EmailSchema.safeParse(input.email);
+  if (!parsed.success) return undefined;
+  const [row] = await db.select().from(accounts).where(eq(accounts.email, parsed.data)).limit(1);
+  return row;
+}
+
+export async function findAccount(db: StoreDb, input: { email: string }): Promise<Account | undefined> {
+  const row = await findAccountForSignIn(db, input);
+  return row ? toAccount(row) : undefined;
+}
+
+async function lockAccount(tx: Tx, email: string): Promise<AccountRow> {
+  const [row] = await tx.select().from(accounts).where(eq(accounts.email, email)).for('update').limit(1);
+  if (!row) throw new AccountError(`No account has the e-mail ${email}.`, 'not-found');
+  return row;
+}
+
+function audit(tx: Tx, actor: Actor, action: string, subject: string, detail?: Record<string, unknown>) {
+  return recordAudit(tx as unknown as StoreDb, { actor: actor.name, actorRole: actor.role ?? null, action, subject, outcome: 'ok', ip: actor.ip ?? null, detail: detail ?? null });
+}
+
+export async function createAccount(
+  db: StoreDb,
+  input: { email: string; name?: string; role: Role; password?: string | null; actor: Actor },
+): Promise<Account> {
+  const email = normalizeEmail(input.email);
+  if (input.password != null) {
+    const problem = passwordProblem(input.password);
+    if (problem) throw new AccountError(problem, 'invalid');
+  }
+  const passwordHash = input.password != null ? await hashPassword(input.password) : null;
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .insert(accounts)
+      .values({ email, name: input.name?.trim() ?? '', role: input.role, passwordHash })
+      .onConflictDoNothing({ target: accounts.email })
+      .returning();
+    if (!row) throw new AccountError(`An account with the e-mail ${email} already exists.`, 'exists');
+    await audit(tx, input.actor, 'account.create', email, { role: input.role, name: row.name, password: passwordHash ? 'set' : 'none' });
+    return toAccount(row);
+  });
+}
+
+/** An admin changing their own role would hand themselves the duties they are separated from. */
+function refuseSelf(actor: Actor, row: AccountRow, what: string): void {
+  if (actor.accountId && actor.accountId === row.id) {
+    throw new AccountError(`You cannot ${what} your own account; another admin (or the command line) must.`, 'forbidden');
+  }
+}
+
+export async function setAccountRole(db: StoreDb, input: { email: string; role: Role; actor: Actor }): Promise<Account> {
+  const email = normalizeEmail(input.email);
+  return db.transaction(async (tx) => {
+    const before = await lockAccount(tx, email);
+    refuseSelf(input.actor, before, 'change the role of');
+    const [row] = await tx.update(accounts).set({ role: input.role, updatedAt: new Date() }).where(eq(accounts.id, before.id)).returning();
+    await audit(tx, input.actor, 'account.set-role', email, { from: before.role, to: input.role });
+    return toAccount(row!);
+  });
+}
+
+/** Disabling ends the account's sessions in the same transaction: its next request is signed out. */
+export async function setAccountDisabled(db: StoreDb, input: { email: string; disabled: boolean; actor: Actor }): Promise<Account> {
+  const email = normalizeEmail(input.email);
+  return db.transaction(async (tx) => {
+    const before = await lockAccount(tx, email);
+    refuseSelf(input.actor, before, input.disabled ? 'disable' : 'enable');
+    const [row] = await tx.update(accounts).set({ disabled: input.disabled, updatedAt: new Date() }).where(eq(accounts.id, before.id)).returning();
+    let ended = 0;
+    if (input.disabled) ended = (await tx.delete(sessions).where(eq(sessions.accountId, before.id)).returning({ id: sessions.idHash })).length;
+    await audit(tx, input.actor, input.disabled ? 'account.disable' : 'account.enable', email, input.disabled ? { sessionsEnded: ended } : undefined);
+    return toAccount(row!);
+  });
+}
+
+/** A new password ends every session of the account (whoever knew the old one is signed out). */
+export async function setAccountPassword(db: StoreDb, input: { email: string; password: string; actor: Actor }): Promise<Account> {
+  const email = normalizeEmail(input.email);
+  const problem = passwordProblem(input.password);
+  if (problem) throw new AccountError(problem, 'invalid');
+  const passwordHash = await hashPassword(input.password);
+  return db.transaction(async (tx) => {
+    const before = await lockAccount(tx, email);
+    const [row] = await tx.update(accounts).set({ passwordHash, updatedAt: new Date() }).where(eq(accounts.id, before.id)).returning();
+    const ended = (await tx.delete(sessions).where(eq(sessions.accountId, before.id)).returning({ id: sessions.idHash })).length;
+    await audit(tx, input.actor, 'account.set-password', email, { sessionsEnded: ended });
+    return toAccount(row!);
+  });
+}
+
+/** Rehash with today's parameters after a successful sign-in; not an account change, not audited. */
+export async function upgradePasswordHash(db: StoreDb, input: { accountId: string; passwordHash: string }): Promise<void> {
+  await db.update(accounts).set({ passwordHash: input.passwordHash }).where(eq(accounts.id, input.accountId));
+}

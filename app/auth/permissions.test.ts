@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { PERMISSIONS, ROLES, ROLE_PERMISSIONS, ROUTE_ACCESS, accessAllows, can, homePathFor, isPublicPath, roleCan, type Access } from './permissions';
+
+describe('the permission table', () => {
+  it('says what PRODUCT.md says each person does', () => {
+    expect(ROLE_PERMISSIONS.viewer).toEqual(['view']);
+    expect([...ROLE_PERMISSIONS.tpm].sort()).toEqual(['add-note', 'run-checks', 'sign-off', 'tick', 'view']);
+    expect([...ROLE_PERMISSIONS.engineer].sort()).toEqual(
+      ['add-note', 'cancel', 'execute', 'rehearse', 'rollback', 'run-checks', 'sign-off', 'tick', 'view'].sort(),
+    );
+    for (const action of ROLE_PERMISSIONS.tpm) expect(roleCan('engineer', action)).toBe(true);
+  });
+
+  it('keeps duties apart: a TPM never applies or rolls back; an admin only manages accounts', () => {
+    for (const action of ['execute', 'rollback', 'rehearse', 'cancel'] as const) expect(roleCan('tpm', action)).toBe(false);
+    expect(ROLE_PERMISSIONS.admin).toEqual(['manage-accounts']);
+    for (const role of ROLES.filter((role) => role !== 'admin')) expect(roleCan(role, 'manage-accounts')).toBe(false);
+  });
+
+  it('gives every action to some role', () => {
+    for (const action of PERMISSIONS) expect(ROLES.some((role) => roleCan(role, action))).toBe(true);
+  });
+
+  it('can() hides everything from a signed-out visitor', () => {
+    expect(can(null, 'view')).toBe(false);
+    expect(can(undefined, 'view')).toBe(false);
+    expect(can({ role: 'viewer' }, 'view')).toBe(true);
+    expect(can({ role: 'viewer' }, 'tick')).toBe(false);
+  });
+
+  it('sends an admin, who may not view plans, to the accounts page', () => {
+    expect(homePathFor('admin')).toBe('/admin/accounts');
+    expect(homePathFor('viewer')).toBe('/');
+  });
+
+  it('names only known permissions in the route table', () => {
+    const valid = (access: Access) => ['public', 'signed-in', 'bearer-token', ...PERMISSIONS].includes(access);
+    for (const [id, entry] of Object.entries(ROUTE_ACCESS)) {
+      if (entry.loader) expect(valid(entry.loader), id).toBe(true);
+      for (const access of Object.values(entry.actions ?? {})) expect(valid(access), id).toBe(true);
+    }
+    expect(ROUTE_ACCESS['routes/login']?.loader).toBe('public');
+  });
+
+  it('knows the public paths', () => {
+    expect(isPublicPath('/login')).toBe(true);
+    expect(isPublicPath('/signing-key.pem')).toBe(true);
+    expect(isPublicPath('/sandbox-api/api/auth/validate')).toBe(true);
+    expect(isPublicPath('/admin/accounts')).toBe(false);
+    expect(accessAllows('signed-in', undefined)).toBe(false);
+    expect(accessAllows('public', undefined)).toBe(true);
+  });
+});

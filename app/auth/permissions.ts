@@ -1,0 +1,138 @@
+/**
+ * Who may do what: the one table of actions × roles, the table of routes (which access each
+ * loader and each form intent needs), and the routes that need no account.
+ *
+ * Pure data and pure functions: components import it to hide buttons they may not use, server
+ * guards (app/auth/require.server.ts) import it to refuse. Hiding is never the protection.
+ * Decisions and reasons: docs/decisions/003-accounts-and-sessions.md.
+ */
+
+export const ROLES = ['viewer', 'tpm', 'engineer', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+export const PERMISSIONS = [
+  'view',
+  'tick',
+  'run-checks',
+  'sign-off',
+  'add-note',
+  'rehearse',
+  'execute',
+  'cancel',
+  'rollback',
+  'manage-accounts',
+] as const;
+export type Permission = (typeof PERMISSIONS)[number];
+
+const TPM: readonly Permission[] = ['view', 'tick', 'run-checks', 'sign-off', 'add-note'];
+
+/**
+ * Roles × actions. Admin manages accounts and nothing else (separation of duties): no `view`
+ * either, so an admin account cannot read plans, runs or target facts; an admin who needs to read
+ * a run uses a second, viewer account, and both accounts show in the audit log.
+ */
+export const ROLE_PERMISSIONS: Readonly<Record<Role, readonly Permission[]>> = {
+  viewer: ['view'],
+  tpm: TPM,
+  engineer: [...TPM, 'rehearse', 'execute', 'cancel', 'rollback'],
+  admin: ['manage-accounts'],
+};
+
+export const ROLE_LABELS: Readonly<Record<Role, string>> = {
+  viewer: 'Viewer',
+  tpm: 'TPM',
+  engineer: 'Engineer',
+  admin: 'Admin',
+};
+
+export function isRole(value: unknown): value is Role {
+  return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
+}
+
+export function isPermission(value: unknown): value is Permission {
+  return typeof value === 'string' && (PERMISSIONS as readonly string[]).includes(value);
+}
+
+export function roleCan(role: Role, action: Permission): boolean {
+  return ROLE_PERMISSIONS[role].includes(action);
+}
+
+/** Non-throwing: for hiding buttons. A missing user (signed out) may do nothing. */
+export function can(user: { role: Role } | null | undefined, action: Permission): boolean {
+  return user ? roleCan(user.role, action) : false;
+}
+
+/** Where a role lands after signing in when it asked for no page (admin has no plans list). */
+export function homePathFor(role: Role): string {
+  return roleCan(role, 'view') ? '/' : '/admin/accounts';
+}
+
+/**
+ * What a loader or a form intent needs:
+ * - a Permission: a signed-in account whose role has it;
+ * - 'signed-in': any signed-in account (signing out);
+ * - 'public': nobody (the login page, the public signing key);
+ * - 'bearer-token': the sandbox stand-in API, which checks its own bearer tokens and reads no cookie.
+ */
+export type Access = Permission | 'signed-in' | 'public' | 'bearer-token';
+
+export interface RouteAccess {
+  /** What the loader needs. Absent: the route has no loader. */
+  loader?: Access;
+  /**
+   * Per form `intent`, what the action needs; the key ANY_INTENT ('*') for an action that takes
+   * no form intent (the sandbox API's JSON bodies). Absent: the route has no action.
+   */
+  actions?: Readonly<Record<string, Access>>;
+}
+
+export const ANY_INTENT = '*';
+
+/**
+ * Every Remix route id (app/routes/…) and what it needs. tests/integration/route-matrix.test.ts
+ * takes the routes from the built app's own manifest and fails for any route missing here, and
+ * for any route that answers otherwise than this table says. Add a route here when you add it.
+ */
+export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
+  root: {},
+  'routes/_index': { loader: 'view' },
+  'routes/login': { loader: 'public', actions: { login: 'public' } },
+  'routes/logout': { loader: 'public', actions: { logout: 'signed-in' } },
+  'routes/admin.accounts': {
+    loader: 'manage-accounts',
+    actions: {
+      create: 'manage-accounts',
+      'set-role': 'manage-accounts',
+      disable: 'manage-accounts',
+      enable: 'manage-accounts',
+      'reset-password': 'manage-accounts',
+    },
+  },
+  'routes/plans.$planId': { loader: 'view', actions: { 'run-checks': 'run-checks', 'refresh-facts': 'run-checks' } },
+  'routes/signing-key[.]pem': { loader: 'public' },
+  'routes/sandbox-api.api.auth.validate': { loader: 'bearer-token' },
+  'routes/sandbox-api.api.auth.set-active-org': { actions: { [ANY_INTENT]: 'bearer-token' } },
+};
+
+/** The sandbox stand-in API lives under this prefix: bearer tokens, no cookies, no Origin check. */
+export const SANDBOX_API_PREFIX = '/sandbox-api/';
+
+/** Paths anyone may open without an account (PRODUCT.md "Who uses it"). */
+export const PUBLIC_PATHS: readonly string[] = ['/login', '/signing-key.pem'];
+
+export function isPublicPath(pathname: string): boolean {
+  return PUBLIC_PATHS.includes(pathname) || pathname.startsWith(SANDBOX_API_PREFIX);
+}
+
+/** Whether an identity (undefined: signed out) passes an access rule. */
+export function accessAllows(access: Access, role: Role | undefined): boolean {
+  switch (access) {
+    case 'public':
+    case 'bearer-token':
+      return true;
+    case 'signed-in':
+      return role !== undefined;
+    default:
+      return role !== undefined && roleCan(role, access);
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * The guards every loader and action calls first. They throw a Response:
+ * - no session: a redirect to /login?redirectTo=… (pages, Remix data requests), or 401 JSON when
+ *   the client asks for JSON and not HTML (scripts, the API);
+ * - wrong role: 403 with a plain message;
+ * - a state-changing request from another origin: 403 (app/auth/origin.server.ts).
+ * Every refused state-changing request is written to the audit log.
+ *
+ * `can()` in ./permissions is the non-throwing twin that only hides buttons.
+ */
+import { redirect, type AppLoadContext } from '@remix-run/node';
+import { recordAudit } from '../audit/audit-log.server';
+import { FOREIGN_ORIGIN_MESSAGE, allowedOrigins, originFactsOf, originVerdict } from './origin.server';
+import { ROLE_LABELS, roleCan, type Permission, type Role } from './permissions';
+import { proxyAccount, proxyEmail } from './proxy.server';
+import { readSession } from './session.server';
+
+export interface SignedInUser {
+  accountId: string;
+  email: string;
+  name: string;
+  role: Role;
+  /** How this request was authenticated: a password session, or the single-sign-on proxy. */
+  via: 'session' | 'proxy';
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** The signed-in account of a request, or null. Never throws for a missing or stale session. */
+export async function optionalUser(request: Request, context: AppLoadContext): Promise<SignedInUser | null> {
+  const { runtime, clientAddress } = context;
+  const email = proxyEmail(request, runtime.env, clientAddress);
+  if (email) {
+    const account = await proxyAccount(runtime, { email, ip: clientAddress });
+    // The proxy vouched for a disabled account: signed out, whatever cookie the request carries.
+    return account ? { ...account, via: 'proxy' } : null;
+  }
+  const session = await readSession(runtime, request);
+  if (!session) return null;
+  return { accountId: session.accountId, email: session.email, name: session.name, role: session.role, via: 'session' };
+}
+
+export async function requireUser(request: Request, context: AppLoadContext): Promise<SignedInUser> {
+  const user = await optionalUser(request, context);
+  if (user) return user;
+  throw signedOutResponse(request);
+}
+
+/**
+ * A signed-in account whose role has `action`. Called from an action (any method but GET/HEAD),
+ * it is requireStateChange: the Origin check and the refusal audit are never left out.
+ */
+export async function requirePermission(request: Request, context: AppLoadContext, action: Permission): Promise<SignedInUser> {
+  if (!SAFE_METHODS.has(request.method.toUpperCase())) return requireStateChange(request, context, action);
+  const user = await requireUser(request, context);
+  if (!roleCan(user.role, action)) throw forbiddenResponse(user.role, action);
+  return user;
+}
+
+/**
+ * For every action: the request comes from the app's own origin, from a signed-in account whose
+ * role has `action` ('signed-in': any account, e.g. signing out). Each refusal is audited.
+ */
+export async function requireStateChange(
+  request: Request,
+  context: AppLoadContext,
+  action: Permission | 'signed-in',
+): Promise<SignedInUser> {
+  await requireSameOrigin(request, context);
+  const user = await optionalUser(request, context);
+  if (!user) {
+    await auditRefusal(request, context, null, 'not signed in', action);
+    throw signedOutResponse(request);
+  }
+  if (action !== 'signed-in' && !roleCan(user.role, action)) {
+    await auditRefusal(request, context, user, `role ${user.role} lacks ${action}`, action);
+    throw forbiddenResponse(user.role, action);
+  }
+  return user;
+}
+
+/** The Origin check alone, for the public actions (signing in): a login form posted from elsewhere is refused. */
+export async function requireSameOrigin(request: Request, context: AppLoadContext): Promise<void> {
+  const verdict = originVerdict(originFactsOf(request), allowedOrigins(context.runtime.env));
+  if (verdict.ok) return;
+  await auditRefusal(request, context, null, `foreign origin: ${verdict.reason}`, null);
+  throw new Response(FOREIGN_ORIGIN_MESSAGE, { status: 403, headers: { 'Content-Type': 'text/plain; charset=utf-8' } });
+}
+
+/** Where to come back after signing in: the page asked for, without Remix's own parameters. */
+export function returnPath(request: Request): string {
+  const url = new URL(request.url);
+  url.searchParams.delete('index');
+  url.searchParams.delete('_data');
+  const search = url.searchParams.toString();
+  return `${url.pathname}${search ? `?${search}` : ''}`;
+}
+
+/**
+ * A safe redirect target from user input: a path on this site, never another host
+ * ("//evil.example", "/\\evil.example", "https://…" all fall back).
+ */
+export function safeRedirectPath(value: unknown, fallback = '/'): string {
+  if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return fallback;
+  if (/[\u0000-\u001f]/.test(value)) return fallback;
+  try {
+    const url = new URL(value, 'http://runsheet.invalid');
+    return url.origin === 'http://runsheet.invalid' ? `${url.pathname}${url.search}${url.hash}` : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+function wantsJson(request: Request): boolean {
+  const accept = request.headers.get('accept') ?? '';
+  return (accept.includes('application/json') && !accept.includes('text/html')) || new URL(request.url).pathname.startsWith('/api/');
+}
+
+function signedOutResponse(request: Request): Response {
+  if (wantsJson(request)) {
+    return new Response(JSON.stringify({ error: 'Sign in first.' }), {
+      status: 401,
+      headers: { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' },
+    });
+  }
+  // Always with redirectTo (even "/"): a refusal is told apart from a sign-out's plain redirect to /login.
+  return redirect(`/login?${new URLSearchParams({ redirectTo: returnPath(request) })}`);
+}
+
+function forbiddenResponse(role: Role, action: Permission): Response {
+  return new Response(`Forbidden: your role (${ROLE_LABELS[role]}) may not ${action}.`, {
+    status: 403,
+    headers: { 'Content-Type': 'text/plain; charset=utf-8' },
+  });
+}
+
+async function auditRefusal(
+  request: Request,
+  context: AppLoadContext,
+  user: SignedInUser | null,
+  reason: string,
+  needed: Permission | 'signed-in' | null,
+): Promise<void> {
+  const url = new URL(request.url);
+  await recordAudit(context.runtime.store.db, {
+    actor: user?.email ?? 'anonymous',
+    actorRole: user?.role ?? null,
+    action: 'request.refused',
+    subject: `${request.method.toUpperCase()} ${url.pathname}`,
+    outcome: 'refused',
+    reason,
+    ip: context.clientAddress,
+    detail: { intent: await intentOf(request), needed },
+  });
+}
+
+/** The form's intent, for the audit row; the action reads the body itself afterwards, so read a clone. */
+async function intentOf(request: Request): Promise<string | null> {
+  const type = request.headers.get('content-type') ?? '';
+  if (!type.includes('application/x-www-form-urlencoded') && !type.includes('multipart/form-data')) return null;
+  try {
+    const value = (await request.clone().formData()).get('intent');
+    return typeof value === 'string' ? value.slice(0, 100) : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,98 @@
+import type { LoaderFunctionArgs, MetaFunction } from '@remix-run/node';
+import { Link, useLoaderData } from '@remix-run/react';
+import { requirePermission } from '../auth/require.server';
+import { AppHeader } from '../components/app-header';
+import { StatusBadge } from '../components/status-badge';
+import { listPlanOverviews } from '../plans/plan-overview.server';
+import { listTargets } from '../targets/targets.server';
+import { formatAge } from '../components/format';
+
+export const meta: MetaFunction = () => [{ title: 'Plans · Runsheet' }];
+
+export async function loader({ request, context }: LoaderFunctionArgs) {
+  const user = await requirePermission(request, context, 'view');
+  const plans = await listPlanOverviews(context.runtime);
+  const targets = listTargets().map((target) => ({ name: target.name, label: target.label }));
+  return { user, plans, targets };
+}
+
+export default function PlansIndex() {
+  const { user, plans, targets } = useLoaderData<typeof loader>();
+  return (
+    <>
+      <AppHeader user={user} />
+      <main className="mx-auto max-w-7xl px-4 py-6">
+        <h1 className="text-xl font-semibold">Plans</h1>
+        <p className="mt-1 text-ink-muted">Each migration runbook and its state on every target, read from the target's own ledger.</p>
+        <div className="mt-4 overflow-x-auto rounded border border-slate-200 bg-white">
+          <table className="w-full text-left">
+            <caption className="sr-only">Plans and their state on each target</caption>
+            <thead className="bg-slate-50 text-xs uppercase tracking-wide text-ink-muted">
+              <tr>
+                <th scope="col" className="px-3 py-2">Plan</th>
+                <th scope="col" className="px-3 py-2">Checksum</th>
+                {targets.map((target) => (
+                  <th scope="col" key={target.name} className="px-3 py-2">
+                    {target.label}
+                  </th>
+                ))}
+              </tr>
+            </thead>
+            <tbody className="divide-y divide-slate-100">
+              {plans.map((plan) =>
+                plan.ok ? (
+                  <tr key={plan.id}>
+                    <td className="px-3 py-2">
+                      <Link to={`/plans/${plan.id}`} className="font-medium text-blue-700 hover:underline">
+                        {plan.title}
+                      </Link>
+                      <div className="font-mono text-xs text-ink-muted">{plan.id}</div>
+                      {plan.lintCount > 0 ? (
+                        <div className="mt-1 text-xs text-amber-800">
+                          {plan.lintCount} lint finding{plan.lintCount === 1 ? '' : 's'}
+                          {plan.lintErrors > 0 ? ` (${plan.lintErrors} error${plan.lintErrors === 1 ? '' : 's'})` : ''}
+                        </div>
+                      ) : null}
+                    </td>
+                    <td className="px-3 py-2 font-mono text-xs" title={plan.checksum}>
+                      {plan.checksum.slice(0, 12)}
+                    </td>
+                    {plan.targets.map((cell) => (
+                      <td key={cell.target} className="px-3 py-2 align-top">
+                        <Link to={`/plans/${plan.id}?target=${cell.target}`} className="inline-block" aria-label={`${plan.id} on ${cell.targetLabel}: ${cell.state.replace(/_/g, ' ')}`}>
+                          <StatusBadge status={cell.state} title={cell.error ?? cell.reason} />
+                        </Link>
+                        <div className="mt-1 max-w-56 text-xs text-ink-muted">
+                          {cell.error ?? cell.reason}
+                          {cell.factsAgeMs !== undefined ? ` · facts ${formatAge(cell.factsAgeMs)} old` : ''}
+                        </div>
+                      </td>
+                    ))}
+                  </tr>
+                ) : (
+                  <tr key={plan.id} className="bg-red-50/40">
+                    <td className="px-3 py-2" colSpan={2 + targets.length}>
+                      <div className="flex items-center gap-2">
+                        <span className="font-mono font-medium">{plan.id}</span>
+                        <StatusBadge status="invalid" label="Invalid plan" />
+                      </div>
+                      <ul className="mt-1 list-disc pl-5 text-xs text-red-900">
+                        {plan.errors.map((error, index) => (
+                          <li key={index}>
+                            <span className="font-mono">{error.file}</span>
+                            {error.path ? <span className="font-mono"> {error.path}</span> : null}: {error.message}
+                          </li>
+                        ))}
+                      </ul>
+                    </td>
+                  </tr>
+                ),
+              )}
+            </tbody>
+          </table>
+          {plans.length === 0 ? <p className="p-4 text-ink-muted">No plans under plans/.</p> : null}
+        </div>
+      </main>
+    </>
+  );
+}

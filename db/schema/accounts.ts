@@ -1,0 +1,100 @@
+import { sql } from 'drizzle-orm';
+import { bigserial, boolean, check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+
+const ROLE_CHECK = sql`role in ('viewer', 'tpm', 'engineer', 'admin')`;
+
+/**
+ * People who may sign in. `email` is stored lower-cased (one account per address). A null
+ * `password_hash` means the account signs in only through the single-sign-on proxy.
+ * `password_hash` is `scrypt$<N>$<r>$<p>$<salt b64url>$<hash b64url>` (app/auth/password.server.ts).
+ */
+export const accounts = pgTable(
+  'accounts',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    email: text('email').notNull(),
+    name: text('name').notNull().default(''),
+    role: text('role', { enum: ['viewer', 'tpm', 'engineer', 'admin'] }).notNull(),
+    disabled: boolean('disabled').notNull().default(false),
+    passwordHash: text('password_hash'),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    lastSignInAt: timestamp('last_sign_in_at', { withTimezone: true, mode: 'date' }),
+  },
+  (table) => [
+    uniqueIndex('accounts_email_key').on(table.email),
+    check('accounts_email_lower', sql`${table.email} = lower(${table.email})`),
+    check('accounts_role_known', ROLE_CHECK),
+  ],
+);
+
+/**
+ * Signed-in sessions. The cookie holds a signed random id; the store keeps only its sha256, so
+ * reading this table does not hand out live sessions. Every request looks its session up here:
+ * deleting a row (sign-out, account disabled) ends the session at once.
+ */
+export const sessions = pgTable(
+  'sessions',
+  {
+    idHash: text('id_hash').primaryKey(),
+    accountId: uuid('account_id')
+      .notNull()
+      .references(() => accounts.id, { onDelete: 'cascade' }),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    lastSeenAt: timestamp('last_seen_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    /** Absolute end, fixed at sign-in; the idle timeout is checked against last_seen_at. */
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    ip: text('ip'),
+    userAgent: text('user_agent'),
+  },
+  (table) => [index('sessions_account_idx').on(table.accountId)],
+);
+
+/**
+ * Failed sign-ins per account (scope 'account', key = the e-mail typed, known or not) and per
+ * peer address (scope 'address'). In the store, so throttling survives restarts and holds across
+ * processes. A success clears the account's row.
+ */
+export const loginAttempts = pgTable(
+  'login_attempts',
+  {
+    scope: text('scope', { enum: ['account', 'address'] }).notNull(),
+    key: text('key').notNull(),
+    failures: integer('failures').notNull().default(0),
+    firstFailureAt: timestamp('first_failure_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    lastFailureAt: timestamp('last_failure_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    lockedUntil: timestamp('locked_until', { withTimezone: true, mode: 'date' }),
+  },
+  (table) => [primaryKey({ columns: [table.scope, table.key] })],
+);
+
+/**
+ * The audit log of everything outside a run: sign-ins (and failed ones), account changes, and
+ * every refused state-changing request. Append-only, enforced by PostgreSQL itself: a trigger
+ * raises on UPDATE, DELETE and TRUNCATE (hand-written at the end of the migration that creates it). `at` is the database clock.
+ */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: timestamp('at', { withTimezone: true, mode: 'date' })
+      .notNull()
+      .default(sql`clock_timestamp()`),
+    /** An account's e-mail, "cli:<os user>", "proxy", "system" or "anonymous". */
+    actor: text('actor').notNull(),
+    actorRole: text('actor_role'),
+    /** e.g. "sign-in", "sign-in.failed", "account.create", "request.refused". */
+    action: text('action').notNull(),
+    /** Whom or what it was done to: an account's e-mail, a path. */
+    subject: text('subject'),
+    outcome: text('outcome', { enum: ['ok', 'refused', 'failed'] }).notNull(),
+    reason: text('reason'),
+    ip: text('ip'),
+    detail: jsonb('detail'),
+  },
+  (table) => [index('audit_log_at_idx').on(table.at.desc()), index('audit_log_subject_idx').on(table.subject)],
+);
+
+export type AccountRow = typeof accounts.$inferSelect;
+export type SessionRow = typeof sessions.$inferSelect;
+export type AuditLogRow = typeof auditLog.$inferSelect;

@@ -1,0 +1,87 @@
+/** `npx runsheet users …` through the command registry, on a real store. */
+import os from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { commands } from '../../cli/commands/index';
+import type { CliIo } from '../../cli/command';
+import { EXIT, CliError } from '../../cli/exit-codes';
+import { listAudit } from '../../app/audit/audit-log.server';
+import { findAccount } from '../../app/auth/accounts.server';
+import { verifyPassword } from '../../app/auth/password.server';
+import type { Runtime } from '../../app/runtime/runtime.server';
+import { createTestDatabase, type TestDatabase } from '../support/databases';
+import { makeSecrets, openRuntime, serverEnv, sessionCookieFor } from './auth-harness';
+import { readSession } from '../../app/auth/session.server';
+
+describe('runsheet users', () => {
+  let database: TestDatabase;
+  let runtime: Runtime;
+
+  beforeAll(async () => {
+    database = await createTestDatabase('cli_users');
+    runtime = await openRuntime(serverEnv(database.url, makeSecrets(), 3000));
+  });
+
+  afterAll(async () => {
+    await runtime?.stop();
+    await database?.drop();
+  });
+
+  async function cli(argv: string[], stdin = ''): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const io: CliIo = { out: (text) => void (out += `${text}\n`), err: (text) => void (err += `${text}\n`), readStdin: async () => stdin };
+    const command = commands
+      .filter((candidate) => candidate.name.split(' ').every((word, index) => argv[index] === word))
+      .sort((a, b) => b.name.length - a.name.length)[0];
+    if (!command) throw new Error(`no command for ${argv.join(' ')}`);
+    try {
+      return { code: await command.run(argv.slice(command.name.split(' ').length), { io, runtime }), out, err };
+    } catch (error) {
+      if (error instanceof CliError) return { code: error.exitCode, out, err: err + error.message };
+      throw error;
+    }
+  }
+
+  it('adds an account with the password from stdin, audited as cli:<os user>', async () => {
+    const result = await cli(['users', 'add', 'Dana@Example.com', '--role', 'tpm', '--name', 'Dana'], 'dana password 123\n');
+    expect(result).toMatchObject({ code: EXIT.ok });
+    expect(result.out).not.toContain('dana password 123');
+    const row = await runtime.store.pool.query("select name, role, password_hash from accounts where email = 'dana@example.com'");
+    expect(row.rows[0]).toMatchObject({ name: 'Dana', role: 'tpm' });
+    expect(await verifyPassword('dana password 123', row.rows[0].password_hash)).toBe(true);
+    const [entry] = await listAudit(runtime.store.db, { about: 'dana@example.com' });
+    expect(entry).toMatchObject({ actor: `cli:${os.userInfo().username}`, action: 'account.create' });
+  });
+
+  it('generates and prints a password once when stdin is empty', async () => {
+    const result = await cli(['users', 'add', 'eve@example.com', '--role', 'viewer']);
+    expect(result.code).toBe(EXIT.ok);
+    const printed = /Password \(shown once\): (\S+)/.exec(result.out)?.[1];
+    expect(printed).toMatch(/^[a-zA-Z2-9]{20}$/);
+    const row = await runtime.store.pool.query("select password_hash from accounts where email = 'eve@example.com'");
+    expect(await verifyPassword(printed!, row.rows[0].password_hash)).toBe(true);
+  });
+
+  it('answers bad usage and bad input with exit code 2', async () => {
+    expect((await cli(['users', 'add', 'x@example.com', '--role', 'root'])).code).toBe(EXIT.usage);
+    expect((await cli(['users', 'add', 'x@example.com'])).code).toBe(EXIT.usage);
+    expect((await cli(['users', 'add', 'dana@example.com', '--role', 'tpm'])).code).toBe(EXIT.usage);
+    expect((await cli(['users', 'set-role', 'ghost@example.com', 'tpm'])).code).toBe(EXIT.usage);
+    expect((await cli(['users', 'disable'])).code).toBe(EXIT.usage);
+  });
+
+  it('lists, sets roles, disables (ending sessions) and enables', async () => {
+    expect((await cli(['users', 'set-role', 'dana@example.com', 'engineer'])).code).toBe(EXIT.ok);
+    expect((await findAccount(runtime.store.db, { email: 'dana@example.com' }))?.role).toBe('engineer');
+    const cookie = await sessionCookieFor(runtime, 'dana@example.com', 'engineer');
+    const request = () => new Request('http://localhost/', { headers: { Cookie: cookie } });
+    expect(await readSession(runtime, request())).toMatchObject({ email: 'dana@example.com', role: 'engineer' });
+    expect((await cli(['users', 'disable', 'dana@example.com'])).code).toBe(EXIT.ok);
+    expect(await readSession(runtime, request())).toBeUndefined();
+    const list = await cli(['users', 'list']);
+    expect(list.out).toMatch(/dana@example\.com\s+engineer\s+disabled/);
+    expect((await cli(['users', 'enable', 'dana@example.com'])).code).toBe(EXIT.ok);
+    const json = JSON.parse((await cli(['users', 'list', '--json'])).out) as { email: string; disabled: boolean }[];
+    expect(json.find((account) => account.email === 'dana@example.com')?.disabled).toBe(false);
+  });
+});
