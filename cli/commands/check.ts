@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import {
   InvalidPlanError,
@@ -26,7 +27,7 @@ export const checkCommand: CliCommand = {
         planId: positionals[0]!,
         targetName: values.target!,
         phase,
-        ranBy: `cli:${process.env.USER ?? 'unknown'}`,
+        ranBy: `cli:${os.userInfo().username}`,
       });
       const failed = outcome.results.filter((result) => !result.passed && !result.skipped);
       if (values.json) {

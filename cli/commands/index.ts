@@ -1,0 +1,9 @@
+import type { CliCommand } from '../command';
+import { checkCommand } from './check';
+import { sandboxResetCommand } from './sandbox';
+import { usersCommands } from './users';
+import { logCommands } from './log';
+import { plansCommand } from './plans';
+
+/** Every verb of the command line, in the order `runsheet --help` lists them. */
+export const commands: CliCommand[] = [checkCommand, sandboxResetCommand, ...usersCommands, ...logCommands, plansCommand];
