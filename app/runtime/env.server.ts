@@ -4,12 +4,15 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
+import { fromRoot } from './paths.server';
 
 const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
   PORT: z.coerce.number().int().min(1).max(65535).default(3000),
   /** Runsheet's own store. Unset: an embedded PostgreSQL under RUNSHEET_DATA_DIR. */
   DATABASE_URL: z.string().url().optional(),
+  /** Where the plans live (default: the checkout's plans/ folder). */
+  RUNSHEET_PLANS_DIR: z.string().optional(),
   /** Where embedded mode keeps its PostgreSQL, secrets and keys. */
   RUNSHEET_DATA_DIR: z.string().default('.data'),
   SESSION_SECRET: z.string().min(32, 'SESSION_SECRET must be at least 32 characters').optional(),
@@ -22,7 +25,7 @@ const EnvSchema = z.object({
   RUNSHEET_ORIGIN: z.string().url().optional(),
 });
 
-export type RunsheetEnv = z.infer<typeof EnvSchema> & { dataDir: string; embedded: boolean };
+export type RunsheetEnv = z.infer<typeof EnvSchema> & { dataDir: string; plansDir: string; embedded: boolean };
 
 export class ConfigurationError extends Error {
   override name = 'ConfigurationError';
@@ -35,7 +38,12 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): RunsheetEnv {
     throw new ConfigurationError(`The environment is not valid:\n${lines.join('\n')}`);
   }
   const env = parsed.data;
-  return { ...env, dataDir: path.resolve(env.RUNSHEET_DATA_DIR), embedded: !env.DATABASE_URL };
+  return {
+    ...env,
+    dataDir: path.resolve(env.RUNSHEET_DATA_DIR),
+    plansDir: env.RUNSHEET_PLANS_DIR ? path.resolve(env.RUNSHEET_PLANS_DIR) : fromRoot('plans'),
+    embedded: !env.DATABASE_URL,
+  };
 }
 
 /** Target names come from TARGET_<NAME>_URL; the name is NAME lower-cased. */

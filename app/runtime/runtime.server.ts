@@ -8,7 +8,6 @@ import path from 'node:path';
 import pg from 'pg';
 import { ConfigurationError, readEnv, type RunsheetEnv } from './env.server';
 import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded-postgres.server';
-import { fromRoot } from './paths.server';
 import { migrateStore, openStore, type Store } from './store.server';
 import { generateSandbox } from '../sandbox/generate-sandbox.server';
 import { ensureDemoAccounts, type DemoAccount } from '../auth/demo-accounts.server';
@@ -106,7 +105,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
   return {
     env,
     store,
-    plansDir: fromRoot('plans'),
+    plansDir: env.plansDir,
     embeddedAdminUrl: embedded?.adminUrl,
     sessionSecret,
     signingKeyPem,

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { LintFinding } from '../../app/plans/lint-plan.server';
 import { loadPlans, type LoadedPlan } from '../../app/plans/load-plans.server';
-import { fromRoot } from '../../app/runtime/paths.server';
+import { readEnv } from '../../app/runtime/env.server';
 import type { CliCommand } from '../command';
 import { EXIT, usageError } from '../exit-codes';
 
@@ -21,7 +21,7 @@ export const plansCommand: CliCommand = {
     } catch (error) {
       throw usageError(`${(error as Error).message}\nUsage: npx runsheet ${USAGE}`);
     }
-    const plansDir = path.resolve(values['plans-dir'] ?? fromRoot('plans'));
+    const plansDir = path.resolve(values['plans-dir'] ?? readEnv().plansDir);
     if (!fs.statSync(plansDir, { throwIfNoEntry: false })?.isDirectory()) {
       throw usageError(`No plans folder at ${plansDir}: pass --plans-dir <dir> with one folder per plan (plans/<id>/plan.yaml).`);
     }
