@@ -12,6 +12,7 @@ import { migrateStore, openStore, type Store } from './store.server';
 import { generateSandbox } from '../sandbox/generate-sandbox.server';
 import { ensureDemoAccounts, type DemoAccount } from '../auth/demo-accounts.server';
 import { findTarget, openTargetPool } from '../targets/targets.server';
+import { markInterruptedRuns } from '../engine/crash-recovery.server';
 
 export interface Runtime {
   env: RunsheetEnv;
@@ -102,6 +103,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
     return pool;
   };
 
+  await markInterruptedRuns({ store, targetPool, signingKeyPem }).catch((error: Error) => log(`Could not check for interrupted runs: ${error.message}`));
   return {
     env,
     store,

@@ -4,6 +4,7 @@ import { sandboxResetCommand } from './sandbox';
 import { usersCommands } from './users';
 import { logCommands } from './log';
 import { plansCommand } from './plans';
+import { runCommands } from './runs';
 
 /** Every verb of the command line, in the order `runsheet --help` lists them. */
-export const commands: CliCommand[] = [checkCommand, sandboxResetCommand, ...usersCommands, ...logCommands, plansCommand];
+export const commands: CliCommand[] = [plansCommand, checkCommand, ...runCommands, ...logCommands, ...usersCommands, sandboxResetCommand];

@@ -1,0 +1,93 @@
+/**
+ * Crash safety: a run left applying, rolling back or rehearsing by a process that died. Such a
+ * run is 'interrupted' once its heartbeat is stale AND its session on the target is gone from
+ * pg_stat_activity (a live session means the work is still going, whatever the heartbeat says).
+ * What the ledger says decides what can follow: a run is never re-applied by itself.
+ */
+import type pg from 'pg';
+import { signCheckpoint } from '../runs/signing.server';
+import type { RunState } from '../../db/schema/index';
+import type { EngineDeps } from './engine-deps.server';
+import { readLedgerRowsOfRun, runApplicationName, type LedgerRowOfRun } from './target-session.server';
+import { selectRuns, transitionRun, type RunRecord } from './run-store.server';
+
+export const DEFAULT_STALE_AFTER_MS = 30_000;
+
+export type RecoveryDeps = Pick<EngineDeps, 'store' | 'targetPool'> & { signingKeyPem?: string };
+
+export interface RecoveryReport {
+  runId: string;
+  target: string;
+  previousState: RunState;
+  verdict: 'interrupted' | 'still-running' | 'target-unreachable';
+  detail: string;
+  ledgerRows?: LedgerRowOfRun[];
+}
+
+/**
+ * Marks every stale active run whose target session is gone as interrupted (event by 'system',
+ * with the ledger's word on whether its COMMIT landed). At start-up, and when a run is read.
+ */
+export async function markInterruptedRuns(deps: RecoveryDeps, options: { staleAfterMs?: number; runId?: string } = {}): Promise<RecoveryReport[]> {
+  const staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
+  const candidates = await selectRuns(
+    deps.store.pool,
+    `where state in ('applying', 'rolling_back', 'rehearsing')
+       and (heartbeat_at is null or heartbeat_at < now() - make_interval(secs => $1::float8 / 1000))
+       and ($2::uuid is null or id = $2::uuid)
+     order by created_at`,
+    [staleAfterMs, options.runId ?? null],
+  );
+  const reports: RecoveryReport[] = [];
+  for (const run of candidates) reports.push(await settleRun(deps, run, staleAfterMs));
+  return reports;
+}
+
+async function settleRun(deps: RecoveryDeps, run: RunRecord, staleAfterMs: number): Promise<RecoveryReport> {
+  const base = { runId: run.id, target: run.target, previousState: run.state };
+  let pool: pg.Pool;
+  let alive: boolean;
+  let ledgerRows: LedgerRowOfRun[];
+  try {
+    pool = deps.targetPool(run.target);
+    alive = await targetSessionAlive(pool, run);
+    ledgerRows = alive ? [] : await readLedgerRowsOfRun(pool, run.id);
+  } catch (error) {
+    return { ...base, verdict: 'target-unreachable', detail: `cannot tell: target ${run.target} cannot be read (${(error as Error).message})` };
+  }
+  if (alive) return { ...base, verdict: 'still-running', detail: `its session (pid ${run.targetBackendPid}) still runs on ${run.target}` };
+
+  const landed = ledgerRows.some((row) => (run.state === 'rolling_back' ? row.action === 'rollback' : row.action === 'apply'));
+  const detail =
+    run.kind === 'rehearsal'
+      ? 'the rehearsal\'s transaction died with its session: nothing was committed'
+      : landed
+        ? `the target's ledger holds this run's row (${ledgerRows.map((row) => `${row.action} ${row.outcome}`).join(', ')}): its COMMIT landed`
+        : 'the target\'s ledger has no row of this run: its transaction did not commit (a non-transactional step may have committed some statements)';
+  const interrupted = {
+    previousState: run.state,
+    heartbeatAt: run.heartbeatAt,
+    ownerProcess: run.ownerProcess,
+    targetBackendPid: run.targetBackendPid,
+    ledgerRows,
+    commitLanded: landed,
+  };
+  const result = await transitionRun(deps.store, {
+    runId: run.id,
+    from: [run.state],
+    to: 'interrupted',
+    reason: `the process driving it (${run.ownerProcess ?? 'unknown'}) stopped: heartbeat older than ${Math.round(staleAfterMs / 1000)} s and its target session is gone`,
+    actor: 'system',
+    set: { finishedAt: 'now', outcome: { ...(run.outcome ?? {}), result: 'interrupted', interrupted } },
+    events: [{ type: 'run.interrupted', payload: { ...interrupted, detail } }],
+  });
+  if (result.changed && deps.signingKeyPem) await signCheckpoint(deps.store.pool, run.id, deps.signingKeyPem).catch(() => {});
+  return { ...base, verdict: 'interrupted', detail, ledgerRows };
+}
+
+/** The run's own backend, by pid and application name (a reused pid of another session does not count). */
+async function targetSessionAlive(pool: pg.Pool, run: RunRecord): Promise<boolean> {
+  if (run.targetBackendPid === null) return false;
+  const { rows } = await pool.query('select 1 from pg_stat_activity where pid = $1 and application_name = $2', [run.targetBackendPid, runApplicationName(run.id)]);
+  return rows.length > 0;
+}

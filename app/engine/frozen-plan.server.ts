@@ -1,0 +1,43 @@
+/**
+ * A run's frozen copy of its plan: the files and manifest captured when the run was created. A
+ * run executes from this copy, never from the plans folder (which may have changed since).
+ */
+import { parseDocument } from 'yaml';
+import type { FrozenPlan } from '../../db/schema/index';
+import { PLAN_FILE, type ValidPlan } from '../plans/load-plans.server';
+import { planChecksum } from '../plans/plan-checksum.server';
+import { PlanSchema, type Check, type Plan, type ProbeCheck, type SqlCheck, type Step } from '../plans/plan-schema';
+
+export interface ThawedPlan {
+  plan: Plan;
+  checksum: string;
+  files: FrozenPlan['files'];
+  /** The SQL a sql or probe check runs, from the frozen files. */
+  sqlOf(check: SqlCheck | ProbeCheck): string;
+  /** The SQL file a step runs, from the frozen files. */
+  stepSql(step: Step): string;
+}
+
+export function freezePlan(loaded: ValidPlan): FrozenPlan {
+  return { manifest: loaded.manifest, files: loaded.files.map((file) => ({ path: file.path, sha256: file.sha256, content: file.content })) };
+}
+
+/** The plan a run froze, parsed again with the one PlanSchema (it was valid when frozen). */
+export function thawPlan(frozen: FrozenPlan): ThawedPlan {
+  const fileText = (path: string): string => {
+    const file = frozen.files.find((candidate) => candidate.path === path);
+    if (!file) throw new Error(`the run's frozen plan has no file ${path}`);
+    return file.content;
+  };
+  const doc = parseDocument(fileText(PLAN_FILE));
+  const plan = PlanSchema.parse(doc.toJS());
+  return {
+    plan,
+    checksum: planChecksum(frozen.manifest),
+    files: frozen.files,
+    sqlOf: (check) => (check.sql !== undefined ? check.sql : fileText(check.file!)),
+    stepSql: (step) => fileText(step.file),
+  };
+}
+
+export const isHttpCheck = (check: Check): boolean => check.kind === 'http';

@@ -1,0 +1,259 @@
+/**
+ * The go/no-go gates of a run. Each gate is judged from what is stored and read live (the run
+ * log, the run's check results, the plan on disk, the target's ledger, the other runs), never
+ * from a flag someone set. A refusal names every open gate.
+ */
+import type pg from 'pg';
+import { ACTIVE_RUN_STATES } from '../../db/schema/index';
+import { loadPlan } from '../plans/load-plans.server';
+import type { Plan } from '../plans/plan-schema';
+import { readRunEvents, type RunEvent } from '../runs/run-log.server';
+import { readPlanLedgerState } from '../targets/ledger.server';
+import { resolveTarget, type EngineDeps, type Gate } from './engine-deps.server';
+import { thawPlan } from './frozen-plan.server';
+import type { RunRecord } from './run-store.server';
+
+export interface PrerequisiteTick {
+  itemId: string;
+  ticked: boolean;
+  by: string;
+  role: string | null;
+  /** Database clock, from the run log. */
+  at: string;
+}
+
+/** Ticks are replayed from the run log: the newest tick or untick of each item wins. */
+export function ticksFromEvents(events: readonly RunEvent[]): Map<string, PrerequisiteTick> {
+  const ticks = new Map<string, PrerequisiteTick>();
+  for (const event of events) {
+    if (event.type !== 'prerequisite.ticked' && event.type !== 'prerequisite.unticked') continue;
+    const itemId = String(event.payload.itemId);
+    ticks.set(itemId, { itemId, ticked: event.type === 'prerequisite.ticked', by: event.actor, role: event.role, at: event.at });
+  }
+  return ticks;
+}
+
+/** Everyone who signed off the run, from its log (the runs row keeps only the latest). */
+export function signoffsFromEvents(events: readonly RunEvent[]): { by: string; role: string | null; at: string }[] {
+  return events.filter((event) => event.type === 'signoff').map((event) => ({ by: event.actor, role: event.role, at: event.at }));
+}
+
+export interface GateOptions {
+  /** Who would execute: four-eyes needs a sign-off by someone else. Unset: judged as "signed off by anyone". */
+  executor?: string;
+  /** What the executor typed as the target's name (confirm_target_name). */
+  typedTargetName?: string;
+  /** The run's events, when the caller has read them already. */
+  events?: RunEvent[];
+}
+
+interface PrecheckRow {
+  check_id: string;
+  passed: boolean;
+  skipped: boolean;
+  plan_checksum: string;
+  age_ms: number;
+}
+
+export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: GateOptions = {}): Promise<Gate[]> {
+  const events = options.events ?? (await readRunEvents(deps.store.pool, run.id));
+  const { plan } = thawPlan(run.frozenPlan);
+  const current = await loadPlan(deps.plansDir, run.planId).catch((error: Error) => error);
+  const gates: Gate[] = [];
+
+  // The plan on disk is still the one this run froze.
+  let diskChecksum: string | undefined;
+  let diskProblem: string | undefined;
+  if (current instanceof Error) diskProblem = `the plan cannot be read: ${current.message}`;
+  else if (!current) diskProblem = `plan ${run.planId} no longer exists under the plans folder`;
+  else if (!current.ok) diskProblem = `the plan on disk is not valid now (${current.errors.length} error(s), first: ${current.errors[0]?.message})`;
+  else diskChecksum = current.checksum;
+
+  const precheckRows = run.kind === 'execute' ? await latestPrecheckResults(deps.store.pool, run.id) : [];
+  const checksumDetail = (): { passed: boolean; detail: string } => {
+    if (diskProblem) return { passed: false, detail: diskProblem };
+    if (diskChecksum !== run.planChecksum) {
+      return { passed: false, detail: `the plan changed on disk since this run was opened (now ${diskChecksum!.slice(0, 12)}, run ${run.planChecksum.slice(0, 12)}): open a new run` };
+    }
+    const stale = precheckRows.filter((row) => row.plan_checksum !== run.planChecksum).map((row) => row.check_id);
+    if (stale.length > 0) return { passed: false, detail: `pre-checks ${stale.join(', ')} ran under another checksum: run them again` };
+    return { passed: true, detail: `the plan on disk is the frozen plan (${run.planChecksum.slice(0, 12)})` };
+  };
+  gates.push({ id: 'checksum', label: 'Plan unchanged since the run was opened', ...checksumDetail() });
+
+  gates.push(await targetFreeGate(deps.store.pool, run));
+
+  if (run.kind === 'rehearsal') {
+    const nonTransactional = [...plan.apply, ...plan.rollback.steps].filter((step) => !step.transactional).map((step) => step.id);
+    gates.push({
+      id: 'transactional-steps',
+      label: 'Every step is transactional (a rehearsal rolls everything back)',
+      passed: nonTransactional.length === 0,
+      detail:
+        nonTransactional.length === 0
+          ? 'every apply and rollback step runs in the rehearsal\'s transaction'
+          : `step(s) ${nonTransactional.join(', ')} are not transactional: their statements would commit, so they cannot be rehearsed and rolled back`,
+    });
+    return gates;
+  }
+
+  gates.push(prerequisitesGate(plan, events));
+  gates.push(prechecksGate(plan, precheckRows));
+
+  const target = resolveTarget(deps, run.target);
+  if (!target) {
+    gates.push({ id: 'target', label: `Target ${run.target} is configured`, passed: false, detail: `set TARGET_${run.target.toUpperCase()}_URL` });
+    return gates;
+  }
+  gates.push(await ledgerGate(deps, run));
+
+  if (target.rules.require_signoff) {
+    const signers = signoffsFromEvents(events);
+    const others = options.executor ? signers.filter((signer) => signer.by !== options.executor) : signers;
+    gates.push({
+      id: 'signoff',
+      label: 'Signed off by a person other than the executor (four-eyes)',
+      passed: others.length > 0,
+      detail:
+        others.length > 0
+          ? `signed off by ${others.map((signer) => signer.by).join(', ')}${options.executor ? '' : ' (the executor must be someone else)'}`
+          : signers.length > 0
+            ? `signed off only by ${signers.map((signer) => signer.by).join(', ')}, who cannot also execute: another person must sign off`
+            : 'nobody has signed off yet',
+    });
+  }
+  for (const other of target.rules.require_applied_on) gates.push(await appliedOnGate(deps, run, other));
+  if (target.rules.confirm_target_name) {
+    const typed = options.typedTargetName;
+    gates.push({
+      id: 'confirm-target-name',
+      label: `The executor typed the target's name (${target.name})`,
+      passed: typed === target.name,
+      atExecute: true,
+      detail: typed === undefined ? `type "${target.name}" when executing` : typed === target.name ? 'typed' : `typed "${typed}", not "${target.name}"`,
+    });
+  }
+  if (target.rules.require_lint_clean) {
+    const errors = current && !(current instanceof Error) && current.ok ? current.lint.filter((finding) => finding.level === 'error') : undefined;
+    gates.push({
+      id: 'lint-clean',
+      label: 'No squawk finding of level error',
+      passed: errors !== undefined && errors.length === 0,
+      detail:
+        errors === undefined
+          ? 'the plan could not be linted'
+          : errors.length === 0
+            ? 'no error-level finding'
+            : errors.map((finding) => `${finding.file}:${finding.line} ${finding.rule}`).join('; '),
+    });
+  }
+  return gates;
+}
+
+export const openGates = (gates: readonly Gate[], options: { includeAtExecute?: boolean } = {}): Gate[] =>
+  gates.filter((gate) => !gate.passed && (options.includeAtExecute !== false || !gate.atExecute));
+
+function prerequisitesGate(plan: Plan, events: readonly RunEvent[]): Gate {
+  const ticks = ticksFromEvents(events);
+  const missing = plan.prerequisites.filter((item) => item.required && !ticks.get(item.id)?.ticked).map((item) => item.id);
+  return {
+    id: 'prerequisites',
+    label: 'Every required prerequisite ticked',
+    passed: missing.length === 0,
+    detail: missing.length === 0 ? 'all ticked' : `not ticked: ${missing.join(', ')}`,
+  };
+}
+
+async function latestPrecheckResults(pool: pg.Pool, runId: string): Promise<PrecheckRow[]> {
+  const { rows } = await pool.query<PrecheckRow>(
+    `select distinct on (check_id) check_id, passed, skipped, plan_checksum,
+            (extract(epoch from (clock_timestamp() - ran_at)) * 1000)::float8 as age_ms
+       from check_results
+      where run_id = $1 and phase = 'pre'
+      order by check_id, ran_at desc, id desc`,
+    [runId],
+  );
+  return rows;
+}
+
+function prechecksGate(plan: Plan, rows: readonly PrecheckRow[]): Gate {
+  const byId = new Map(rows.map((row) => [row.check_id, row]));
+  const problems: string[] = [];
+  const notRun = plan.prechecks.filter((check) => !byId.has(check.id)).map((check) => check.id);
+  if (notRun.length > 0) problems.push(`not run in this run: ${notRun.join(', ')}`);
+  const failed = plan.prechecks.filter((check) => byId.get(check.id) && !byId.get(check.id)!.passed && !byId.get(check.id)!.skipped).map((check) => check.id);
+  if (failed.length > 0) problems.push(`failed: ${failed.join(', ')}`);
+  const freshness = plan.precheck_freshness;
+  const stale = plan.prechecks.filter((check) => (byId.get(check.id)?.age_ms ?? 0) > freshness).map((check) => check.id);
+  if (stale.length > 0) problems.push(`older than ${Math.round(freshness / 60_000)} min: ${stale.join(', ')} (run the pre-checks again)`);
+  return {
+    id: 'prechecks',
+    label: `Every pre-check passed in this run within ${Math.round(freshness / 60_000)} min`,
+    passed: problems.length === 0,
+    detail: problems.length === 0 ? (plan.prechecks.length === 0 ? 'the plan has no pre-checks' : `${plan.prechecks.length} passed`) : problems.join('; '),
+  };
+}
+
+async function targetFreeGate(pool: pg.Pool, run: RunRecord): Promise<Gate> {
+  const { rows } = await pool.query<{ id: string; state: string; kind: string; executed_by: string | null }>(
+    `select id::text as id, state, kind, executed_by from runs where target = $1 and state = any($2::text[]) and id <> $3`,
+    [run.target, [...ACTIVE_RUN_STATES], run.id],
+  );
+  return {
+    id: 'target-free',
+    label: `No other run is applying, rolling back or rehearsing on ${run.target}`,
+    passed: rows.length === 0,
+    detail: rows.length === 0 ? 'the target is free' : rows.map((row) => `run ${row.id} is ${row.state}${row.executed_by ? ` (by ${row.executed_by})` : ''}`).join('; '),
+  };
+}
+
+async function ledgerGate(deps: EngineDeps, run: RunRecord): Promise<Gate> {
+  const label = `The target's ledger does not already record this checksum as applied`;
+  try {
+    const ledger = await readPlanLedgerState(deps.targetPool(run.target), run.planId);
+    const decisive = ledger.history.find((entry) => entry.outcome !== 'partial');
+    if (decisive && decisive.outcome === 'applied') {
+      if (decisive.checksum === run.planChecksum) {
+        return { id: 'ledger', label, passed: false, detail: `already applied on ${run.target} by run ${decisive.runId} (${decisive.by}, ${decisive.at}) at this checksum` };
+      }
+      if (decisive.planId !== run.planId) {
+        return { id: 'ledger', label, passed: false, detail: `applied on ${run.target} by the equivalent plan ${decisive.planId} (run ${decisive.runId}, ${decisive.at})` };
+      }
+    }
+    return { id: 'ledger', label, passed: true, detail: ledger.ledgerPresent ? `ledger state: ${ledger.state}` : 'no ledger on the target yet' };
+  } catch (error) {
+    return { id: 'ledger', label, passed: false, detail: `cannot read the ledger of ${run.target}: ${(error as Error).message}` };
+  }
+}
+
+async function appliedOnGate(deps: EngineDeps, run: RunRecord, other: string): Promise<Gate> {
+  const id = `applied-on:${other}`;
+  const label = `The same checksum applied and verified on ${other} first`;
+  let ledgerApplied = false;
+  let ledgerDetail: string;
+  try {
+    const ledger = await readPlanLedgerState(deps.targetPool(other), run.planId);
+    const decisive = ledger.history.find((entry) => entry.outcome !== 'partial');
+    ledgerApplied = decisive?.outcome === 'applied' && decisive.checksum === run.planChecksum;
+    ledgerDetail = ledgerApplied ? `the ledger of ${other} records it applied (run ${decisive!.runId})` : `the ledger of ${other} does not record checksum ${run.planChecksum.slice(0, 12)} as applied`;
+  } catch (error) {
+    ledgerDetail = `cannot read the ledger of ${other}: ${(error as Error).message}`;
+  }
+  const { rows } = await deps.store.pool.query<{ id: string }>(
+    `select id::text as id from runs
+      where target = $1 and plan_checksum = $2 and kind = 'execute' and state = 'applied'
+        and coalesce((outcome->>'verified')::boolean, false)
+      order by finished_at desc limit 1`,
+    [other, run.planChecksum],
+  );
+  const verifiedRun = rows[0]?.id;
+  const passed = ledgerApplied && verifiedRun !== undefined;
+  return {
+    id,
+    label,
+    passed,
+    detail: passed
+      ? `${ledgerDetail}; run ${verifiedRun} verified it`
+      : [ledgerDetail, verifiedRun ? `run ${verifiedRun} verified it` : `no run on ${other} applied and verified this checksum`].join('; '),
+  };
+}

@@ -1,0 +1,151 @@
+/**
+ * The engine's own session on a target: a dedicated connection named `runsheet:run:<id>` (so
+ * crash recovery finds it in pg_stat_activity), the target's advisory lock taken with
+ * pg_try_advisory_lock polling (never the blocking pg_advisory_lock, docs/decisions/012), the
+ * store heartbeat, and the ledger rows a run wrote.
+ */
+import pg from 'pg';
+import { ensureLedger } from '../targets/ledger.server';
+import { readTargetFacts, type TargetFacts } from '../targets/target-facts.server';
+import { targetPoolConfig, type Target } from '../targets/targets.server';
+import { TargetRefusedError, TargetUnreachableError, type EngineDeps } from './engine-deps.server';
+
+/** The advisory lock every Runsheet applying to a database takes there (advisory locks are per database). */
+export const TARGET_LOCK_KEY = '7303424300';
+/** pg_try_advisory_lock attempts and the pause between them: about 2 s in all. */
+const LOCK_ATTEMPTS = 6;
+const LOCK_RETRY_MS = 400;
+export const HEARTBEAT_EVERY_MS = 5_000;
+
+export const runApplicationName = (runId: string) => `runsheet:run:${runId}`;
+
+/** A dedicated connection for one run (never from a pool: its session holds the lock and the transaction). */
+export async function openTargetClient(target: Target, runId: string): Promise<pg.Client> {
+  const config = targetPoolConfig(target.url, { applicationName: runApplicationName(runId) });
+  const client = new pg.Client({ connectionString: config.connectionString, application_name: config.application_name, connectionTimeoutMillis: config.connectionTimeoutMillis });
+  // A terminated backend emits 'error' on the client; the step that was running reports it.
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } catch (error) {
+    await client.end().catch(() => {});
+    throw new TargetUnreachableError(`Cannot reach target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
+  }
+  return client;
+}
+
+/** The target's facts; a read-only replica or a transaction-mode pooler is refused before anything is claimed. */
+export async function requireWritableTarget(deps: Pick<EngineDeps, 'targetPool'>, target: Target): Promise<TargetFacts> {
+  let facts: TargetFacts;
+  try {
+    facts = await readTargetFacts(deps.targetPool(target.name));
+  } catch (error) {
+    throw new TargetUnreachableError(`Cannot read the facts of target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
+  }
+  if (facts.readOnlyReplica) throw new TargetRefusedError(`Target "${target.name}" is a read-only replica (pg_is_in_recovery()): apply on the primary.`);
+  if (facts.transactionPooler.detected) {
+    throw new TargetRefusedError(
+      `Target "${target.name}" is behind a transaction-mode pooler (${facts.transactionPooler.evidence.join('; ')}): session locks and SET do not survive it; use the direct port.`,
+    );
+  }
+  return facts;
+}
+
+/**
+ * pg_try_advisory_lock, a few times over about 2 s. Never pg_advisory_lock: a session blocked
+ * waiting for it takes part in lock waits that CREATE INDEX CONCURRENTLY (which waits for every
+ * older transaction) can turn into a deadlock, and it would hang the runner with no answer.
+ */
+export async function tryTargetLock(client: pg.ClientBase, options: { attempts?: number; retryMs?: number } = {}): Promise<boolean> {
+  const attempts = options.attempts ?? LOCK_ATTEMPTS;
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1::bigint) as locked', [TARGET_LOCK_KEY]);
+    if (rows[0]?.locked) return true;
+    if (attempt < attempts - 1) await new Promise((resolve) => setTimeout(resolve, (options.retryMs ?? LOCK_RETRY_MS) + Math.random() * 100));
+  }
+  return false;
+}
+
+export async function releaseTargetLock(client: pg.ClientBase): Promise<void> {
+  await client.query('select pg_advisory_unlock($1::bigint)', [TARGET_LOCK_KEY]);
+}
+
+export interface LockHolder {
+  pid: number;
+  application: string | null;
+  user: string | null;
+  state: string | null;
+  backendStart: string | null;
+}
+
+/** Who holds the target's advisory lock (when the role may see it). */
+export async function findTargetLockHolders(pool: pg.Pool): Promise<LockHolder[]> {
+  const { rows } = await pool.query<{ pid: number; application_name: string | null; usename: string | null; state: string | null; backend_start: Date | null }>(
+    `select l.pid, a.application_name, a.usename, a.state, a.backend_start
+       from pg_locks l left join pg_stat_activity a on a.pid = l.pid
+      where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database where datname = current_database())
+        and l.classid = ($1::bigint >> 32)::oid and l.objid = ($1::bigint & 4294967295)::oid and l.objsubid = 1`,
+    [TARGET_LOCK_KEY],
+  );
+  return rows.map((row) => ({ pid: row.pid, application: row.application_name, user: row.usename, state: row.state, backendStart: row.backend_start?.toISOString() ?? null }));
+}
+
+/** Refreshes runs.heartbeat_at (the store's clock) while the run is active; returns the stop function. */
+export function startHeartbeat(store: EngineDeps['store'], runId: string, everyMs = HEARTBEAT_EVERY_MS): () => void {
+  const timer = setInterval(() => {
+    store.pool
+      .query(`update runs set heartbeat_at = now() where id = $1 and state in ('applying', 'rolling_back', 'rehearsing')`, [runId])
+      .catch(() => {});
+  }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+export interface LedgerRowOfRun {
+  action: 'apply' | 'rollback';
+  outcome: 'applied' | 'rolled_back' | 'partial';
+  stepsCompleted: unknown;
+  at: string;
+}
+
+/** What the target's ledger says this run wrote (empty when the target has no ledger). */
+export async function readLedgerRowsOfRun(executor: pg.Pool | pg.ClientBase, runId: string): Promise<LedgerRowOfRun[]> {
+  const presence = await executor.query<{ present: boolean }>(`select to_regclass('runsheet.ledger') is not null as present`);
+  if (!presence.rows[0]?.present) return [];
+  const { rows } = await executor.query<{ action: LedgerRowOfRun['action']; outcome: LedgerRowOfRun['outcome']; steps_completed: unknown; applied_at: Date }>(
+    `select action, outcome, steps_completed, applied_at from runsheet.ledger where run_id = $1 order by applied_at, id`,
+    [runId],
+  );
+  return rows.map((row) => ({ action: row.action, outcome: row.outcome, stepsCompleted: row.steps_completed, at: row.applied_at.toISOString() }));
+}
+
+export interface LedgerRowToWrite {
+  runId: string;
+  planId: string;
+  checksum: string;
+  action: 'apply' | 'rollback';
+  outcome: 'applied' | 'rolled_back' | 'partial';
+  stepsCompleted: unknown;
+  appliedBy: string;
+  equivalentPlanIds: string[];
+}
+
+/** Writes one ledger row on `client`: inside its open transaction, or on its own. */
+export async function writeLedgerRow(client: pg.ClientBase, row: LedgerRowToWrite): Promise<void> {
+  await ensureLedger(client);
+  await client.query(
+    `insert into runsheet.ledger (run_id, plan_id, checksum, action, outcome, steps_completed, applied_by, equivalent_plan_ids)
+     values ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::text[])`,
+    [row.runId, row.planId, row.checksum, row.action, row.outcome, JSON.stringify(row.stepsCompleted ?? []), row.appliedBy, row.equivalentPlanIds],
+  );
+}
+
+/** writeLedgerRow on a pool connection (when the run's own connection is gone). */
+export async function writeLedgerRowWithPool(pool: pg.Pool, row: LedgerRowToWrite): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await writeLedgerRow(client, row);
+  } finally {
+    client.release();
+  }
+}

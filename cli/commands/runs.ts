@@ -1,0 +1,348 @@
+/**
+ * The run verbs of the command line: a few lines each over the engine (app/engine), which checks
+ * permissions again, judges the gates and logs every refusal. `--as` names the account acting:
+ * it must exist, be enabled, and its role must allow the action.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { recordAudit } from '../../app/audit/audit-log.server';
+import { findAccount } from '../../app/auth/accounts.server';
+import { roleCan, type Permission } from '../../app/auth/permissions';
+import { InvalidPlanError, PlanNotFoundError, requireValidPlan, UnknownTargetError } from '../../app/checks/plan-checks.server';
+import type { CheckResult } from '../../app/checks/run-checks.server';
+import {
+  AlreadyRunningError,
+  GateRefusedError,
+  InvalidRunRequestError,
+  LockHeldError,
+  PermissionRefusedError,
+  RunNotFoundError,
+  RunStateError,
+  TargetRefusedError,
+  TargetUnreachableError,
+  type EngineActor,
+  type EngineDeps,
+  type Gate,
+} from '../../app/engine/engine-deps.server';
+import { cancelRun, executeRun, rehearseRun, rollbackRun } from '../../app/engine/engine.server';
+import type { RunRecord } from '../../app/engine/run-store.server';
+import { createRun, listRuns, openRunFor, readRunDetail, runRunChecks, signOff, tickPrerequisite } from '../../app/engine/runs.server';
+import { InvalidRunIdError, type RunEvent } from '../../app/runs/run-log.server';
+import type { Runtime } from '../../app/runtime/runtime.server';
+import type { CliCommand, CliIo } from '../command';
+import { CliError, EXIT, unavailableError, usageError } from '../exit-codes';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, usage: string, positionals: [number, number] = [1, 1]) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw usageError(`${(error as Error).message}\nUsage: npx runsheet ${usage}`);
+  }
+  const count = parsed.positionals.length;
+  if (count < positionals[0] || count > positionals[1]) throw usageError(`Usage: npx runsheet ${usage}`);
+  return parsed as { values: Record<string, string | boolean | undefined>; positionals: string[] };
+}
+
+function required(values: Record<string, string | boolean | undefined>, name: string, usage: string): string {
+  const value = values[name];
+  if (typeof value !== 'string' || value === '') throw usageError(`--${name} is required.\nUsage: npx runsheet ${usage}`);
+  return value;
+}
+
+function needRuntime(runtime: Runtime | undefined): Runtime {
+  if (!runtime) throw unavailableError('This command needs the store, which did not start.');
+  return runtime;
+}
+
+/** The account behind --as: existing, enabled, and allowed `action` (else exit 1, refusal audited). */
+async function actorFor(runtime: Runtime, email: string, action: Permission, subject: string): Promise<EngineActor> {
+  const account = await findAccount(runtime.store.db, { email });
+  const refuse = async (reason: string) => {
+    await recordAudit(runtime.store.db, { actor: account?.email ?? email, actorRole: account?.role ?? null, action, subject, outcome: 'refused', reason });
+    return new CliError(`Refused: ${reason}.`, EXIT.failed);
+  };
+  if (!account) throw await refuse(`no account has the e-mail ${email}`);
+  if (account.disabled) throw await refuse(`the account ${account.email} is disabled`);
+  if (!roleCan(account.role, action)) throw await refuse(`${account.email} (${account.role}) may not ${action}`);
+  return { email: account.email, role: account.role };
+}
+
+/** Engine errors as exit codes: refusals 1, bad input 2, could not run 3. */
+async function asExitCode<T>(io: CliIo, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof GateRefusedError) {
+      io.err('Refused: these gates are open:');
+      for (const gate of error.openGates) io.err(`  ✗ ${gate.label}: ${gate.detail}`);
+      throw new CliError('Nothing was changed on the target.', EXIT.failed);
+    }
+    if (error instanceof PermissionRefusedError || error instanceof RunStateError) throw new CliError(error.message, EXIT.failed);
+    if (error instanceof AlreadyRunningError || error instanceof LockHeldError || error instanceof TargetUnreachableError || error instanceof TargetRefusedError) {
+      throw new CliError(error.message, EXIT.unavailable);
+    }
+    if (
+      error instanceof InvalidRunRequestError ||
+      error instanceof RunNotFoundError ||
+      error instanceof InvalidRunIdError ||
+      error instanceof PlanNotFoundError ||
+      error instanceof InvalidPlanError ||
+      error instanceof UnknownTargetError
+    ) {
+      throw new CliError(error.message, EXIT.usage);
+    }
+    throw error;
+  }
+}
+
+/** The open run of the plan as it is now on the target, or a new one. */
+async function openOrCreateRun(deps: EngineDeps, io: CliIo, input: { planId: string; target: string; kind: 'execute' | 'rehearsal'; actor: EngineActor }): Promise<RunRecord> {
+  const plan = await requireValidPlan(deps.plansDir, input.planId);
+  const open = await openRunFor(deps, { planId: plan.id, target: input.target, kind: input.kind, checksum: plan.checksum });
+  if (open) {
+    io.out(`Run ${open.id} (${open.kind}, ${open.state}) of ${open.planId} on ${open.target}, checksum ${open.planChecksum.slice(0, 12)}`);
+    return open;
+  }
+  const run = await createRun(deps, input);
+  io.out(`Opened run ${run.id} (${run.kind}, ${run.state}) of ${run.planId} on ${run.target}, checksum ${run.planChecksum.slice(0, 12)}`);
+  return run;
+}
+
+function printGates(io: CliIo, gates: Gate[] | undefined): void {
+  for (const gate of gates ?? []) io.out(`  ${gate.passed ? '✓' : gate.atExecute ? '·' : '✗'} ${gate.label}: ${gate.detail}`);
+}
+
+async function printReadiness(deps: EngineDeps, io: CliIo, runId: string): Promise<void> {
+  const detail = await readRunDetail(deps, runId, { gates: true });
+  io.out(`Run ${runId} is ${detail.run.state}.`);
+  printGates(io, detail.gates);
+}
+
+const seconds = (ms: number | null | undefined) => (ms === null || ms === undefined ? '—' : `${(ms / 1000).toFixed(1)} s`);
+
+/** Live progress: phases, steps and failures as the engine logs them. */
+function progressPrinter(io: CliIo): (event: RunEvent) => void {
+  return (event) => {
+    const payload = event.payload as Record<string, unknown>;
+    switch (event.type) {
+      case 'phase.started':
+        io.out(`▶ ${payload.phase} (planned ${seconds(payload.plannedMs as number | null)})`);
+        break;
+      case 'phase.completed':
+        io.out(`  ${payload.ok ? '✓' : '✗'} ${payload.phase} in ${seconds(payload.actualMs as number)}`);
+        break;
+      case 'step.completed':
+        io.out(`  ✓ step ${payload.stepId}: ${payload.completedCount}/${payload.statementCount} statements`);
+        break;
+      case 'step.failed':
+        io.out(`  ✗ step ${payload.stepId}: ${payload.summary ?? (payload.failure as { message?: string })?.message}`);
+        break;
+      case 'state.changed':
+        io.out(`  state: ${payload.from} → ${payload.to} (${payload.reason})`);
+        break;
+    }
+  };
+}
+
+function printOutcome(io: CliIo, run: RunRecord): void {
+  const outcome = run.outcome ?? {};
+  io.out(`Run ${run.id} ended ${run.state}.`);
+  if (outcome.failure) {
+    const failure = outcome.failure;
+    io.out(`  failed at step ${failure.stepId}, line ${failure.line}${failure.sqlstate ? `, SQLSTATE ${failure.sqlstate}` : ''}: ${failure.message}`);
+    for (const blocker of failure.blockers as { pid: number; application?: string; query?: string }[]) {
+      io.out(`  blocked by pid ${blocker.pid}${blocker.application ? ` (${blocker.application})` : ''}${blocker.query ? `: ${blocker.query.slice(0, 120)}` : ''}`);
+    }
+  }
+  if (outcome.cancelledBy) io.out(`  cancelled by ${outcome.cancelledBy}`);
+  if (outcome.retryable) io.out('  retryable: nothing changed; retry under a new run when the blocking sessions are gone');
+  if (outcome.verification) io.out(`  verification: ${outcome.verified ? 'passed' : `FAILED (${outcome.verification.failed.join(', ')})`}`);
+  if (outcome.postExecution) {
+    const post = outcome.postExecution;
+    io.out(`  post-execution: ${post.passed ? 'passed' : `FAILED (${post.failed.join(', ')})`}${post.skipped.length ? `, skipped ${post.skipped.join(', ')}` : ''}`);
+  }
+  if (outcome.rollback?.verification) io.out(`  rollback verification: ${outcome.rollback.verified ? 'passed' : `FAILED (${outcome.rollback.verification.failed.join(', ')})`}`);
+}
+
+function printChecks(io: CliIo, results: CheckResult[]): void {
+  for (const result of results) {
+    io.out(`  ${result.skipped ? 'SKIP' : result.passed ? 'PASS' : 'FAIL'}  ${result.checkId}  ${result.title}  (${result.durationMs} ms)`);
+    if (!result.passed && result.reason) io.out(`        ${result.reason}`);
+  }
+}
+
+const RUN_USAGE = 'run <plan> --target T --as EMAIL [--confirm NAME]';
+const runCommand: CliCommand = {
+  name: 'run',
+  summary: 'Execute a plan on a target in its open run (gates first); exit 0 applied and verified, 1 failed or refused, 3 lock held or target unreachable',
+  usage: RUN_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' }, confirm: { type: 'string' } }, RUN_USAGE);
+    const deps = needRuntime(runtime);
+    const target = required(values, 'target', RUN_USAGE);
+    const actor = await actorFor(deps, required(values, 'as', RUN_USAGE), 'execute', `${positionals[0]}@${target}`);
+    return asExitCode(io, async () => {
+      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      const done = await executeRun(deps, { runId: run.id, actor, typedTargetName: values.confirm as string | undefined, onEvent: progressPrinter(io) });
+      printOutcome(io, done);
+      return done.state === 'applied' && done.outcome?.verified === true ? EXIT.ok : EXIT.failed;
+    });
+  },
+};
+
+const REHEARSE_USAGE = 'rehearse <plan> --target T --as EMAIL';
+const rehearseCommand: CliCommand = {
+  name: 'rehearse',
+  summary: 'Rehearse a plan on a target in one transaction that is always rolled back; exit 0 rehearsed',
+  usage: REHEARSE_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' } }, REHEARSE_USAGE);
+    const deps = needRuntime(runtime);
+    const target = required(values, 'target', REHEARSE_USAGE);
+    const actor = await actorFor(deps, required(values, 'as', REHEARSE_USAGE), 'rehearse', `${positionals[0]}@${target}`);
+    return asExitCode(io, async () => {
+      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'rehearsal', actor });
+      const done = await rehearseRun(deps, { runId: run.id, actor, onEvent: progressPrinter(io) });
+      printOutcome(io, done);
+      return done.state === 'rehearsed' ? EXIT.ok : EXIT.failed;
+    });
+  },
+};
+
+const ROLLBACK_USAGE = 'rollback <run-id | plan --target T> --as EMAIL';
+const rollbackCommand: CliCommand = {
+  name: 'rollback',
+  summary: "Roll back a run (by id, or a plan's latest applied run on a target); exit 0 rolled back and verified",
+  usage: ROLLBACK_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' } }, ROLLBACK_USAGE);
+    const deps = needRuntime(runtime);
+    const actor = await actorFor(deps, required(values, 'as', ROLLBACK_USAGE), 'rollback', positionals[0]!);
+    return asExitCode(io, async () => {
+      let runId = positionals[0]!;
+      if (!UUID.test(runId)) {
+        const target = required(values, 'target', ROLLBACK_USAGE);
+        const [latest] = await listRuns(deps, { planId: runId, target, kind: 'execute', states: ['applied', 'failed', 'interrupted'], limit: 1 });
+        if (!latest) throw new CliError(`No applied, failed or interrupted run of ${runId} on ${target} to roll back.`, EXIT.failed);
+        runId = latest.id;
+        io.out(`Rolling back run ${runId} (${latest.state})`);
+      }
+      const done = await rollbackRun(deps, { runId, actor, onEvent: progressPrinter(io) });
+      printOutcome(io, done);
+      return done.state === 'rolled_back' ? EXIT.ok : EXIT.failed;
+    });
+  },
+};
+
+const CANCEL_USAGE = 'cancel <run-id> --as EMAIL';
+const cancelCommand: CliCommand = {
+  name: 'cancel',
+  summary: 'Cancel an applying, rolling back or rehearsing run (its transaction rolls back)',
+  usage: CANCEL_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { as: { type: 'string' } }, CANCEL_USAGE);
+    const deps = needRuntime(runtime);
+    const actor = await actorFor(deps, required(values, 'as', CANCEL_USAGE), 'cancel', positionals[0]!);
+    return asExitCode(io, async () => {
+      const { signalled } = await cancelRun(deps, { runId: positionals[0]!, actor });
+      io.out(`Cancel requested for run ${positionals[0]}${signalled ? ': its running statement was cancelled' : ': no statement was running; it stops before the next one'}.`);
+      return EXIT.ok;
+    });
+  },
+};
+
+const TICK_USAGE = 'tick <plan> --target T --item ID [--untick] --as EMAIL';
+const tickCommand: CliCommand = {
+  name: 'tick',
+  summary: "Tick (or --untick) a prerequisite in the plan's open run on a target",
+  usage: TICK_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { target: { type: 'string' }, item: { type: 'string' }, untick: { type: 'boolean' }, as: { type: 'string' } }, TICK_USAGE);
+    const deps = needRuntime(runtime);
+    const target = required(values, 'target', TICK_USAGE);
+    const item = required(values, 'item', TICK_USAGE);
+    const actor = await actorFor(deps, required(values, 'as', TICK_USAGE), 'tick', `${positionals[0]}@${target}`);
+    return asExitCode(io, async () => {
+      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      const tick = await tickPrerequisite(deps, { runId: run.id, itemId: item, ticked: values.untick !== true, actor });
+      io.out(`${tick.ticked ? 'Ticked' : 'Unticked'} ${tick.itemId} as ${tick.by} at ${tick.at}.`);
+      await printReadiness(deps, io, run.id);
+      return EXIT.ok;
+    });
+  },
+};
+
+const SIGN_OFF_USAGE = 'sign-off <plan> --target T --as EMAIL';
+const signOffCommand: CliCommand = {
+  name: 'sign-off',
+  summary: "Sign off the plan's open run on a target (four-eyes: the executor must be someone else)",
+  usage: SIGN_OFF_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' } }, SIGN_OFF_USAGE);
+    const deps = needRuntime(runtime);
+    const target = required(values, 'target', SIGN_OFF_USAGE);
+    const actor = await actorFor(deps, required(values, 'as', SIGN_OFF_USAGE), 'sign-off', `${positionals[0]}@${target}`);
+    return asExitCode(io, async () => {
+      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      await signOff(deps, { runId: run.id, actor });
+      io.out(`Signed off by ${actor.email}.`);
+      await printReadiness(deps, io, run.id);
+      return EXIT.ok;
+    });
+  },
+};
+
+const PRECHECKS_USAGE = 'prechecks <plan> --target T --as EMAIL';
+const prechecksCommand: CliCommand = {
+  name: 'prechecks',
+  summary: "Run the plan's pre-checks inside its open run on a target; exit 1 if any fails",
+  usage: PRECHECKS_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' } }, PRECHECKS_USAGE);
+    const deps = needRuntime(runtime);
+    const target = required(values, 'target', PRECHECKS_USAGE);
+    const actor = await actorFor(deps, required(values, 'as', PRECHECKS_USAGE), 'run-checks', `${positionals[0]}@${target}`);
+    return asExitCode(io, async () => {
+      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      const results = await runRunChecks(deps, { runId: run.id, phase: 'pre', actor });
+      printChecks(io, results);
+      await printReadiness(deps, io, run.id);
+      return results.every((result) => result.passed || result.skipped) ? EXIT.ok : EXIT.failed;
+    });
+  },
+};
+
+const RUNS_USAGE = 'runs [--plan P] [--target T] [--json]';
+const runsCommand: CliCommand = {
+  name: 'runs',
+  summary: 'List runs, newest first (rehearsals marked as such)',
+  usage: RUNS_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values } = parse(args, { plan: { type: 'string' }, target: { type: 'string' }, json: { type: 'boolean' } }, RUNS_USAGE, [0, 0]);
+    const deps = needRuntime(runtime);
+    const runs = await listRuns(deps, { planId: values.plan as string | undefined, target: values.target as string | undefined });
+    if (values.json) {
+      io.out(JSON.stringify(runs.map(({ frozenPlan: _frozen, ...run }) => run), null, 2));
+      return EXIT.ok;
+    }
+    if (runs.length === 0) io.out('No runs.');
+    for (const run of runs) {
+      io.out(
+        `${run.id}  ${run.kind === 'rehearsal' ? 'REHEARSAL ' : ''}${run.state.padEnd(16)} ${run.planId} on ${run.target}  ${run.planChecksum.slice(0, 12)}  created ${run.createdAt} by ${run.createdBy}${run.executedBy ? `, run by ${run.executedBy}` : ''}`,
+      );
+    }
+    return EXIT.ok;
+  },
+};
+
+export const runCommands: CliCommand[] = [runCommand, rehearseCommand, rollbackCommand, cancelCommand, tickCommand, signOffCommand, prechecksCommand, runsCommand];

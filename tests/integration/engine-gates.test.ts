@@ -1,0 +1,254 @@
+/**
+ * Issue "Execution engine", done-when: the four-eyes and staging-before-production gates refuse
+ * and then allow, on the engine and from the command line. Rules come from runsheet.config.ts
+ * (staging: require_signoff; production: require_signoff, require_applied_on [staging],
+ * confirm_target_name, require_lint_clean).
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import runsheetConfig from '../../runsheet.config';
+import { createAccount } from '../../app/auth/accounts.server';
+import { GateRefusedError } from '../../app/engine/engine-deps.server';
+import { executeRun } from '../../app/engine/engine.server';
+import { createRun, getRun, listRuns, signOff } from '../../app/engine/runs.server';
+import { listAudit } from '../../app/audit/audit-log.server';
+import { readRunEvents } from '../../app/runs/run-log.server';
+import { migrateStore, openStore, type Store } from '../../app/runtime/store.server';
+import { generateSandbox } from '../../app/sandbox/generate-sandbox.server';
+import { newSigningKeyPem } from '../../app/runs/run-log-fixtures';
+import { createTestDatabase, type TestDatabase } from '../support/databases';
+import { ENGINE_PLANS, ENGINEER, ledgerRows, ROOT, startEngineHarness, TPM, type EngineHarness } from './engine-harness';
+
+const openGateIds = (error: unknown) => (error as GateRefusedError).openGates.map((gate) => gate.id);
+
+describe('gates on the engine', () => {
+  let harness: EngineHarness;
+
+  beforeAll(async () => {
+    harness = await startEngineHarness({
+      plansDir: ENGINE_PLANS,
+      targets: [
+        { name: 'staging', rules: runsheetConfig.targets.staging },
+        { name: 'production', rules: runsheetConfig.targets.production },
+      ],
+    });
+  });
+
+  afterAll(async () => {
+    await harness?.close();
+  });
+
+  const open = (target: string) => createRun(harness.deps, { planId: 'create-table', target, kind: 'execute', actor: TPM });
+
+  it('four-eyes: refuses without a sign-off and with only the executor\'s, allows with another person\'s', async () => {
+    const run = await open('staging');
+    expect(run.state).toBe('draft');
+    const unsigned = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER }).catch((error) => error);
+    expect(unsigned).toBeInstanceOf(GateRefusedError);
+    expect(openGateIds(unsigned)).toEqual(['signoff']);
+    expect(unsigned.message).toMatch(/nobody has signed off yet/);
+
+    await signOff(harness.deps, { runId: run.id, actor: ENGINEER });
+    expect((await getRun(harness.deps, run.id)).state).toBe('ready');
+    const self = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER }).catch((error) => error);
+    expect(openGateIds(self)).toEqual(['signoff']);
+    expect(self.message).toMatch(/signed off only by engineer@example.com, who cannot also execute/);
+
+    await signOff(harness.deps, { runId: run.id, actor: TPM });
+    const applied = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER });
+    expect(applied).toMatchObject({ state: 'applied', outcome: { verified: true } });
+    const refusals = (await readRunEvents(harness.store.pool, run.id)).filter((event) => event.type === 'execute.refused');
+    expect(refusals).toHaveLength(2);
+  });
+
+  it('staging before production, and the typed target name: refuses, then allows', async () => {
+    // The previous test applied and verified this checksum on staging.
+    expect(await listRuns(harness.deps, { target: 'staging', states: ['applied'] })).toHaveLength(1);
+    const fresh = await createTestDatabase('engine_staging_empty');
+    try {
+      const production = await open('production');
+      await signOff(harness.deps, { runId: production.id, actor: TPM });
+      const typedWrong = await executeRun(harness.deps, { runId: production.id, actor: ENGINEER, typedTargetName: 'prod' }).catch((error) => error);
+      expect(openGateIds(typedWrong)).toEqual(['confirm-target-name']);
+      expect(typedWrong.message).toMatch(/typed "prod", not "production"/);
+
+      // Staging rebuilt (its ledger gone): the gate is open again, although the store remembers the run.
+      const stagingTarget = harness.targets.get('staging')!.target;
+      const stagingUrl = stagingTarget.url;
+      stagingTarget.url = fresh.url;
+      const stagingPool = harness.targets.get('staging')!.pool;
+      harness.targets.get('staging')!.pool = new pg.Pool({ connectionString: fresh.url, max: 2 });
+      try {
+        const refused = await executeRun(harness.deps, { runId: production.id, actor: ENGINEER, typedTargetName: 'production' }).catch((error) => error);
+        expect(openGateIds(refused)).toEqual(['applied-on:staging']);
+        expect(refused.message).toMatch(/does not record checksum .* as applied/);
+      } finally {
+        await harness.targets.get('staging')!.pool.end();
+        harness.targets.get('staging')!.pool = stagingPool;
+        stagingTarget.url = stagingUrl;
+      }
+
+      const applied = await executeRun(harness.deps, { runId: production.id, actor: ENGINEER, typedTargetName: 'production' });
+      expect(applied).toMatchObject({ state: 'applied', outcome: { verified: true } });
+      expect(await ledgerRows(harness.targets.get('production')!.pool)).toHaveLength(1);
+    } finally {
+      await fresh.drop();
+    }
+  });
+
+  it('refuses production when staging never applied the checksum', async () => {
+    const other = await startEngineHarness({
+      plansDir: ENGINE_PLANS,
+      targets: [
+        { name: 'staging', rules: runsheetConfig.targets.staging },
+        { name: 'production', rules: runsheetConfig.targets.production },
+      ],
+    });
+    try {
+      const run = await createRun(other.deps, { planId: 'create-table', target: 'production', kind: 'execute', actor: TPM });
+      await signOff(other.deps, { runId: run.id, actor: TPM });
+      const refused = await executeRun(other.deps, { runId: run.id, actor: ENGINEER, typedTargetName: 'production' }).catch((error) => error);
+      expect(openGateIds(refused)).toEqual(['applied-on:staging']);
+      expect(refused.message).toMatch(/no run on staging applied and verified this checksum/);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('gates from the command line (plan 008)', () => {
+  const PLAN = '008-add-active-org-tracking';
+  let storeDb: TestDatabase;
+  let stagingDb: TestDatabase;
+  let productionDb: TestDatabase;
+  let store: Store;
+  let env: NodeJS.ProcessEnv;
+  const run = promisify(execFile);
+
+  async function runsheet(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    try {
+      const { stdout, stderr } = await run(process.execPath, [path.join(ROOT, 'bin/runsheet.js'), ...args], { env, cwd: ROOT });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const failure = error as { code: number; stdout: string; stderr: string };
+      return { code: failure.code, stdout: failure.stdout, stderr: failure.stderr };
+    }
+  }
+
+  /** Ticks every required prerequisite and runs the pre-checks, as the TPM. */
+  async function prepare(target: string): Promise<void> {
+    for (const item of ['migrations-001-006-applied', 'api-code-ready', 'no-active-migrations', 'backup-taken', 'rollback-plan-documented']) {
+      const ticked = await runsheet('tick', PLAN, '--target', target, '--item', item, '--as', 'tpm@example.com');
+      expect(ticked.code, ticked.stderr).toBe(0);
+    }
+    const prechecks = await runsheet('prechecks', PLAN, '--target', target, '--as', 'tpm@example.com');
+    expect(prechecks.code, prechecks.stdout + prechecks.stderr).toBe(0);
+  }
+
+  beforeAll(async () => {
+    [storeDb, stagingDb, productionDb] = await Promise.all([createTestDatabase('cli_engine_store'), createTestDatabase('cli_staging'), createTestDatabase('cli_production')]);
+    store = openStore(storeDb.url);
+    await migrateStore(store);
+    for (const [email, role] of [
+      ['tpm@example.com', 'tpm'],
+      ['engineer@example.com', 'engineer'],
+      ['viewer@example.com', 'viewer'],
+    ] as const) {
+      await createAccount(store.db, { email, role, actor: { name: 'test' } });
+    }
+    for (const db of [stagingDb, productionDb]) {
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      await generateSandbox(client, { users: 500, seed: 3 });
+      await client.end();
+    }
+    env = {
+      NODE_ENV: 'test',
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      DATABASE_URL: storeDb.url,
+      SESSION_SECRET: randomBytes(32).toString('hex'),
+      SIGNING_KEY: newSigningKeyPem(),
+      TARGET_STAGING_URL: stagingDb.url,
+      TARGET_PRODUCTION_URL: productionDb.url,
+    };
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    await Promise.all([storeDb?.drop(), stagingDb?.drop(), productionDb?.drop()]);
+  });
+
+  it('refuses a missing account or a role without the right, with exit 1 and an audit entry', async () => {
+    const nobody = await runsheet('run', PLAN, '--target', 'staging', '--as', 'nobody@example.com');
+    expect(nobody.code).toBe(1);
+    expect(nobody.stderr).toMatch(/Refused: no account has the e-mail nobody@example.com/);
+    const viewer = await runsheet('run', PLAN, '--target', 'staging', '--as', 'viewer@example.com');
+    expect(viewer.code).toBe(1);
+    expect(viewer.stderr).toMatch(/viewer@example.com \(viewer\) may not execute/);
+    const audit = await listAudit(store.db, { about: 'viewer@example.com' });
+    expect(audit[0]).toMatchObject({ action: 'execute', outcome: 'refused' });
+    expect((await runsheet('run', PLAN, '--as', 'engineer@example.com')).code).toBe(2);
+  });
+
+  it('four-eyes on staging: the executor\'s own sign-off is refused, another person\'s allows', async () => {
+    await prepare('staging');
+    expect((await runsheet('sign-off', PLAN, '--target', 'staging', '--as', 'engineer@example.com')).code).toBe(0);
+    const refused = await runsheet('run', PLAN, '--target', 'staging', '--as', 'engineer@example.com');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/✗ Signed off by a person other than the executor \(four-eyes\): signed off only by engineer@example.com/);
+
+    expect((await runsheet('sign-off', PLAN, '--target', 'staging', '--as', 'tpm@example.com')).code).toBe(0);
+    const applied = await runsheet('run', PLAN, '--target', 'staging', '--as', 'engineer@example.com');
+    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
+    expect(applied.stdout).toMatch(/▶ apply/);
+    expect(applied.stdout).toMatch(/ended applied/);
+    expect(applied.stdout).toMatch(/verification: passed/);
+  });
+
+  it('staging before production, and --confirm: refuses, then allows', async () => {
+    await prepare('production');
+    expect((await runsheet('sign-off', PLAN, '--target', 'production', '--as', 'tpm@example.com')).code).toBe(0);
+    const unconfirmed = await runsheet('run', PLAN, '--target', 'production', '--as', 'engineer@example.com');
+    expect(unconfirmed.code).toBe(1);
+    expect(unconfirmed.stderr).toMatch(/✗ The executor typed the target's name \(production\)/);
+    expect(unconfirmed.stderr).not.toMatch(/✗ The same checksum applied and verified on staging/);
+
+    const applied = await runsheet('run', PLAN, '--target', 'production', '--as', 'engineer@example.com', '--confirm', 'production');
+    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
+    const listed = await runsheet('runs', '--plan', PLAN);
+    expect(listed.stdout.match(/ applied /g)).toHaveLength(2);
+    const production = new pg.Pool({ connectionString: productionDb.url, max: 1 });
+    try {
+      expect(await ledgerRows(production)).toHaveLength(1);
+    } finally {
+      await production.end();
+    }
+  });
+
+  it('refuses production before staging from the command line', async () => {
+    const fresh = await createTestDatabase('cli_staging_fresh');
+    const client = new pg.Client({ connectionString: fresh.url });
+    await client.connect();
+    await generateSandbox(client, { users: 100, seed: 3 });
+    await client.end();
+    const saved = env.TARGET_STAGING_URL;
+    env.TARGET_STAGING_URL = fresh.url;
+    try {
+      // A new production run (after the rollback of the applied one) whose staging has not applied it.
+      expect((await runsheet('rollback', PLAN, '--target', 'production', '--as', 'engineer@example.com')).code).toBe(0);
+      await prepare('production');
+      expect((await runsheet('sign-off', PLAN, '--target', 'production', '--as', 'tpm@example.com')).code).toBe(0);
+      const refused = await runsheet('run', PLAN, '--target', 'production', '--as', 'engineer@example.com', '--confirm', 'production');
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/✗ The same checksum applied and verified on staging first: the ledger of staging does not record/);
+    } finally {
+      env.TARGET_STAGING_URL = saved;
+      await fresh.drop();
+    }
+  });
+});
