@@ -1,7 +1,7 @@
 import { defineConfig, devices } from '@playwright/test';
 
 const PORT = Number(process.env.E2E_PORT ?? 3123);
-export const E2E_DATA_DIR = '.data/e2e';
+export const E2E_DATA_DIR = process.env.E2E_DATA_DIR ?? '.data/e2e';
 
 /** Debian's Chromium; Playwright cannot download its own browsers here. */
 export const chromiumLaunchOptions = {
@@ -24,12 +24,13 @@ export default defineConfig({
   },
   projects: [{ name: 'chromium', use: { ...devices['Desktop Chrome'], viewport: { width: 1280, height: 800 }, launchOptions: chromiumLaunchOptions } }],
   webServer: {
-    // A fresh embedded database for every run: the tests create what they need.
-    command: `rm -rf ${E2E_DATA_DIR} && node bin/start.js`,
+    // A fresh embedded database for every run: the tests create what they need. The plans are
+    // the real ones plus a deliberately broken fixture (tests/fixtures/e2e-plans).
+    command: `rm -rf ${E2E_DATA_DIR} && mkdir -p ${E2E_DATA_DIR}/plans && cp -r plans/* tests/fixtures/e2e-plans/* ${E2E_DATA_DIR}/plans/ && node bin/start.js`,
     url: `http://localhost:${PORT}/login`,
     reuseExistingServer: false,
     timeout: 180_000,
-    env: { PORT: String(PORT), RUNSHEET_DATA_DIR: E2E_DATA_DIR, NODE_ENV: 'production' },
+    env: { PORT: String(PORT), RUNSHEET_DATA_DIR: E2E_DATA_DIR, RUNSHEET_PLANS_DIR: `${E2E_DATA_DIR}/plans`, NODE_ENV: 'production' },
     stdout: 'pipe',
   },
 });

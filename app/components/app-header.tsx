@@ -23,7 +23,7 @@ const navClass = ({ isActive }: { isActive: boolean }) =>
 export function AppHeader({ user }: { user: HeaderUser }) {
   return (
     <header className="no-print border-b border-slate-700 bg-slate-900 text-slate-100">
-      <div className="mx-auto flex max-w-7xl items-center gap-4 px-4 py-2">
+      <div className="mx-auto flex max-w-7xl flex-wrap items-center gap-x-4 gap-y-2 px-4 py-2">
         <a href={can(user, 'view') ? '/' : '/admin/accounts'} className="font-semibold tracking-tight text-white">
           Runsheet
         </a>
@@ -31,6 +31,11 @@ export function AppHeader({ user }: { user: HeaderUser }) {
           {can(user, 'view') ? (
             <NavLink to="/" end className={navClass}>
               Plans
+            </NavLink>
+          ) : null}
+          {can(user, 'view') ? (
+            <NavLink to="/runs" className={navClass}>
+              History
             </NavLink>
           ) : null}
           {can(user, 'manage-accounts') ? (
@@ -42,7 +47,7 @@ export function AppHeader({ user }: { user: HeaderUser }) {
         <div className="ml-auto flex items-center gap-3 text-sm">
           <span className="text-right leading-tight">
             <span className="block font-medium text-white">{user.name || user.email}</span>
-            {user.name ? <span className="block text-xs text-slate-400">{user.email}</span> : null}
+            {user.name ? <span className="hidden text-xs text-slate-400 sm:block">{user.email}</span> : null}
           </span>
           <span
             className={`rounded px-1.5 py-0.5 text-xs font-semibold uppercase tracking-wide ring-1 ring-inset ${ROLE_BADGE[user.role]}`}

@@ -32,7 +32,7 @@ export function CheckResultsTable({ checks, results, checksum }: { checks: Check
             const stale = result && result.planChecksum !== checksum;
             const status = !result ? 'pending' : result.skipped ? 'skipped' : stale ? 'stale' : result.actual === 'cannot see' ? 'cannot_see' : result.passed ? 'pass' : result.error ? 'error' : 'fail';
             return (
-              <tr key={check.id} className="align-top">
+              <tr key={check.id} id={`check-${check.id}`} className="scroll-mt-4 align-top">
                 <td className="px-2 py-1.5">
                   <div className="font-medium text-ink">{check.title}</div>
                   <div className="font-mono text-ink-muted">
@@ -51,11 +51,11 @@ export function CheckResultsTable({ checks, results, checksum }: { checks: Check
                 <td className="px-2 py-1.5">
                   <StatusBadge status={status} title={stale ? 'Ran under another plan checksum' : undefined} />
                 </td>
-                <td className="px-2 py-1.5 font-mono">{describeExpectation(check.expect)}</td>
+                <td className="max-w-sm px-2 py-1.5 font-mono [overflow-wrap:anywhere]">{describeExpectation(check.expect)}</td>
                 <td className="max-w-xs px-2 py-1.5 font-mono">
                   {result ? (
                     <>
-                      <span className="break-words">{describeActual(result.actual)}</span>
+                      <span className="[overflow-wrap:anywhere]">{describeActual(result.actual)}</span>
                       {result.error ? (
                         <div className="mt-1 text-red-800">
                           {result.error.sqlstate ? `SQLSTATE ${result.error.sqlstate}: ` : ''}

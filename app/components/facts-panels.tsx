@@ -49,58 +49,100 @@ export function TargetFactsPanel({ label, displayUrl, facts }: { label: string; 
   );
 }
 
-/** The live state of the objects the plan creates: column, index, functions, backfill. */
-export function SchemaFactsPanel({ facts, children }: { facts?: Aged<SchemaFacts>; children?: ReactNode }) {
-  const backfill = facts?.value.backfill;
+/**
+ * The live state of the objects the plan creates, in the order of the seed's verification steps:
+ * the column with its type and nullability (Step 3), the backfill (Step 4), the helper functions
+ * (Step 5) and the index with its validity and partial predicate (Step 6), then the foreign key.
+ */
+export function SchemaFactsPanel({ facts, children, title = 'Schema facts' }: { facts?: Aged<SchemaFacts>; children?: ReactNode; title?: string }) {
+  const value = facts?.value;
+  const backfill = value?.backfill;
   return (
-    <Panel title="Schema facts" age={facts?.ageMs} actions={children}>
-      {facts ? (
-        <ul className="space-y-1 text-xs">
-          {facts.value.columns.map((column) => (
-            <li key={`${column.schema}.${column.table}.${column.column}`} className="flex flex-wrap items-center gap-2">
-              <StatusBadge status={column.exists ? 'present' : 'absent'} />
-              <span className="font-mono">
-                {column.schema}.{column.table}.{column.column}
-              </span>
-              {column.exists ? (
-                <span className="text-ink-muted">
-                  {column.dataType}, {column.nullable ? 'nullable' : 'not null'}
-                </span>
-              ) : null}
-            </li>
-          ))}
-          {facts.value.indexes.map((index) => (
-            <li key={`${index.schema}.${index.name}`} className="flex flex-wrap items-center gap-2">
-              <StatusBadge status={index.exists ? (index.valid ? 'valid' : 'not_valid') : 'absent'} label={index.exists ? (index.valid ? 'Valid index' : 'INVALID index') : 'Absent'} />
-              <span className="font-mono">
-                {index.schema}.{index.name}
-              </span>
-              {index.predicate ? <span className="font-mono text-ink-muted">WHERE {index.predicate}</span> : null}
-            </li>
-          ))}
-          {facts.value.functions.map((fn) => (
-            <li key={`${fn.schema}.${fn.name}`} className="flex flex-wrap items-center gap-2">
-              <StatusBadge status={fn.exists ? 'present' : 'absent'} />
-              <span className="font-mono">{fn.exists ? fn.signatures.join(', ') : `${fn.schema}.${fn.name}()`}</span>
-            </li>
-          ))}
-          {facts.value.constraints.map((constraint) => (
-            <li key={`${constraint.schema}.${constraint.name}`} className="flex flex-wrap items-center gap-2">
-              <StatusBadge status={constraint.exists ? 'present' : 'absent'} />
-              <span className="font-mono">{constraint.name}</span>
-              {constraint.definition ? <span className="font-mono text-ink-muted">{constraint.definition}</span> : null}
-            </li>
-          ))}
-          {backfill ? (
-            <li className="pt-1">
-              <BackfillGauge percentage={backfill.percentage} withValue={backfill.withValue} total={backfill.total} label={`${backfill.schema}.${backfill.table}.${backfill.column}`} />
-            </li>
+    <Panel title={title} age={facts?.ageMs} actions={children}>
+      {value ? (
+        <div className="space-y-3 text-xs">
+          {value.columns.length > 0 ? (
+            <FactGroup title="Step 3 · Column">
+              {value.columns.map((column) => (
+                <li key={`${column.schema}.${column.table}.${column.column}`} className="flex flex-wrap items-center gap-1.5">
+                  <span className="font-mono">
+                    {column.schema}.{column.table}.{column.column}
+                  </span>
+                  <StatusBadge status={column.exists ? 'present' : 'absent'} label={column.exists ? 'Exists' : 'Absent'} />
+                  {column.exists ? (
+                    <>
+                      <StatusBadge status={column.matchesPlan ? 'pass' : 'fail'} label={column.dataType ?? '?'} title={column.matchesPlan ? 'the type the plan expects' : 'not the type or nullability the plan expects'} />
+                      <StatusBadge status={column.matchesPlan ? 'pass' : 'fail'} label={column.nullable ? 'Nullable' : 'NOT NULL'} />
+                    </>
+                  ) : null}
+                </li>
+              ))}
+            </FactGroup>
           ) : null}
-        </ul>
+          {backfill ? (
+            <FactGroup title="Step 4 · Backfill">
+              <li>
+                <BackfillGauge percentage={backfill.percentage} withValue={backfill.withValue} total={backfill.total} label={`${backfill.schema}.${backfill.table}.${backfill.column}`} />
+              </li>
+            </FactGroup>
+          ) : null}
+          {value.functions.length > 0 ? (
+            <FactGroup title="Step 5 · Helper functions">
+              {value.functions.map((fn) => (
+                <li key={`${fn.schema}.${fn.name}`} className="flex flex-wrap items-center gap-1.5">
+                  <span className="font-mono">
+                    {fn.schema}.{fn.name}
+                  </span>
+                  <StatusBadge status={fn.exists ? 'present' : 'absent'} label={fn.exists ? 'Exists' : 'Absent'} />
+                  {fn.exists ? <span className="font-mono text-ink-muted">{fn.signatures.join(', ')}</span> : null}
+                </li>
+              ))}
+            </FactGroup>
+          ) : null}
+          {value.indexes.length > 0 ? (
+            <FactGroup title="Step 6 · Index">
+              {value.indexes.map((index) => (
+                <li key={`${index.schema}.${index.name}`} className="flex flex-wrap items-center gap-1.5">
+                  <span className="font-mono">
+                    {index.schema}.{index.name}
+                  </span>
+                  <StatusBadge status={index.exists ? 'present' : 'absent'} label={index.exists ? 'Exists' : 'Absent'} />
+                  {index.exists ? (
+                    <>
+                      <StatusBadge status={index.valid ? 'valid' : 'not_valid'} label={index.valid ? 'Valid' : 'INVALID'} />
+                      <StatusBadge status={index.predicate ? 'pass' : 'skipped'} label={index.predicate ? 'Partial' : 'Not partial'} />
+                      {index.predicate ? <span className="font-mono text-ink-muted">WHERE {index.predicate}</span> : null}
+                    </>
+                  ) : null}
+                </li>
+              ))}
+            </FactGroup>
+          ) : null}
+          {value.constraints.length > 0 ? (
+            <FactGroup title="Constraints">
+              {value.constraints.map((constraint) => (
+                <li key={`${constraint.schema}.${constraint.name}`} className="flex flex-wrap items-center gap-1.5">
+                  <span className="font-mono">{constraint.name}</span>
+                  <StatusBadge status={constraint.exists ? 'present' : 'absent'} label={constraint.exists ? 'Exists' : 'Absent'} />
+                  {constraint.definition ? <span className="break-all font-mono text-ink-muted">{constraint.definition}</span> : null}
+                </li>
+              ))}
+            </FactGroup>
+          ) : null}
+        </div>
       ) : (
         <p className="text-xs text-ink-muted">Not read yet.</p>
       )}
     </Panel>
+  );
+}
+
+function FactGroup({ title, children }: { title: string; children: ReactNode }) {
+  return (
+    <div>
+      <h3 className="text-[11px] font-semibold uppercase tracking-wide text-ink-muted">{title}</h3>
+      <ul className="mt-1 space-y-1">{children}</ul>
+    </div>
   );
 }
 
@@ -117,7 +159,9 @@ export function BackfillGauge({ percentage, withValue, total, label }: { percent
           {percentage === null ? 'n/a' : `${percentage.toFixed(2)}%`}
         </span>
       </div>
-      <div className="mt-1 h-2 rounded bg-slate-200" role="meter" aria-label={`Backfill of ${label}`} aria-valuemin={0} aria-valuemax={100} aria-valuenow={value}>
+      <div className="mt-1 h-2 rounded bg-slate-200" role="meter" aria-label={`Backfill of ${label}`} aria-valuemin={0} aria-valuemax={100} aria-valuenow={value}
+        aria-valuetext={percentage === null ? 'not available' : `${percentage.toFixed(2)}%${withValue !== null && total !== null ? `, ${withValue} of ${total} rows set` : ''}`}
+      >
         <div className="h-2 rounded bg-emerald-600" style={{ width: `${Math.min(100, value)}%` }} />
       </div>
       <div className="mt-0.5 text-[11px] text-ink-muted">

@@ -36,6 +36,24 @@ const STATUS: Record<string, { tone: StatusTone; label: string }> = {
   absent: { tone: 'idle', label: 'Absent' },
   valid: { tone: 'ok', label: 'Valid' },
   not_valid: { tone: 'bad', label: 'Invalid' },
+  // go/no-go gates
+  gate_closed: { tone: 'ok', label: 'Go' },
+  gate_open: { tone: 'bad', label: 'No-go' },
+  at_execute: { tone: 'idle', label: 'At execute' },
+  // prerequisites, success criteria, sign-off
+  ticked: { tone: 'ok', label: 'Ticked' },
+  not_ticked: { tone: 'idle', label: 'Not ticked' },
+  optional: { tone: 'idle', label: 'Optional' },
+  signed_off: { tone: 'ok', label: 'Signed off' },
+  // the phase stepper
+  done: { tone: 'ok', label: 'Done' },
+  current: { tone: 'busy', label: 'In progress' },
+  waiting: { tone: 'idle', label: 'Waiting' },
+  blocked: { tone: 'warn', label: 'Blocked' },
+  // the live view
+  running: { tone: 'busy', label: 'Running' },
+  over_estimate: { tone: 'warn', label: 'Over estimate' },
+  cancelled: { tone: 'warn', label: 'Cancelled' },
 };
 
 const TONE_CLASSES: Record<StatusTone, string> = {
@@ -61,16 +79,31 @@ export function statusInfo(status: string): { tone: StatusTone; label: string } 
   return STATUS[status] ?? { tone: 'idle', label: status.replace(/_/g, ' ') };
 }
 
-export function StatusBadge({ status, label, title }: { status: string; label?: string; title?: string }) {
+/**
+ * `rehearsal` marks a rehearsal run's state (a rehearsal changes nothing on the target): a dashed
+ * outline and the word REHEARSAL before the state, so it is never mistaken for the real thing.
+ */
+export function StatusBadge({ status, label, title, rehearsal = false }: { status: string; label?: string; title?: string; rehearsal?: boolean }) {
   const info = statusInfo(status);
   return (
     <span
-      className={`inline-flex items-center gap-1 whitespace-nowrap rounded px-1.5 py-0.5 text-xs font-medium ring-1 ring-inset ${TONE_CLASSES[info.tone]}`}
+      className={`inline-flex items-center gap-1 whitespace-nowrap rounded px-1.5 py-0.5 text-xs font-medium ring-1 ring-inset ${TONE_CLASSES[info.tone]} ${rehearsal ? 'outline-1 outline-dashed outline-offset-1 outline-violet-500' : ''}`}
       title={title}
       data-status={status}
+      data-rehearsal={rehearsal ? 'true' : undefined}
     >
+      {rehearsal ? <span className="font-bold tracking-wide text-violet-800">REHEARSAL ·</span> : null}
       <span aria-hidden="true">{TONE_ICONS[info.tone]}</span>
       {label ?? info.label}
+    </span>
+  );
+}
+
+/** The chip that marks a rehearsal wherever a run shows (lists, headers, banners). */
+export function RehearsalChip() {
+  return (
+    <span className="inline-flex items-center rounded border border-dashed border-violet-500 bg-violet-50 px-1.5 py-0.5 text-[11px] font-bold tracking-wide text-violet-800" title="A rehearsal runs everything in a transaction that is rolled back: it changes nothing">
+      REHEARSAL
     </span>
   );
 }

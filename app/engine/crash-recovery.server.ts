@@ -62,7 +62,9 @@ async function settleRun(deps: RecoveryDeps, run: RunRecord, staleAfterMs: numbe
     run.kind === 'rehearsal'
       ? 'the rehearsal\'s transaction died with its session: nothing was committed'
       : landed
-        ? `the target's ledger holds this run's row (${ledgerRows.map((row) => `${row.action} ${row.outcome}`).join(', ')}): its COMMIT landed`
+        ? ledgerRows.every((row) => row.outcome === 'partial')
+          ? `the target's ledger holds this run's partial row(s): part of it committed (${ledgerRows.map((row) => `${row.action} ${row.outcome}`).join(', ')}); roll it back, or a new run goes on from there`
+          : `the target's ledger holds this run's row (${ledgerRows.map((row) => `${row.action} ${row.outcome}`).join(', ')}): its COMMIT landed`
         : 'the target\'s ledger has no row of this run: its transaction did not commit (a non-transactional step may have committed some statements)';
   const interrupted = {
     previousState: run.state,

@@ -17,7 +17,9 @@ import { appendRunEvent, assertRunId, readRunEvents, type RunEvent } from '../ru
 import { signCheckpoint } from '../runs/signing.server';
 import type { Target } from '../targets/targets.server';
 import type { RunState } from '../../db/schema/index';
-import { backendPidOf, cancelRunningStep, executeStep, prepareStep, type StepOutcome } from './execute-step.server';
+import { backendPidOf, cancelRunningStep, prepareStep } from './execute-step.server';
+import { runStepOfKind, stepToRun, type KindOutcome, type StepKindContext } from './step-kinds/index.server';
+import { clearBackfillProgress } from '../targets/ledger.server';
 import {
   AlreadyRunningError,
   GateRefusedError,
@@ -712,7 +714,18 @@ interface StepsRun {
 async function runSteps(session: RunSession, steps: Step[], options: { mode: 'own' | 'caller'; ledger?: 'apply' | 'rollback' }): Promise<StepsRun> {
   const { run, thawed, client, pool } = session;
   const summaries: StepSummary[] = [];
-  const progress: { stepId: string; statementsCompleted: number; statementCount: number; complete: boolean }[] = [];
+  const progress: { stepId: string; statementsCompleted: number; statementCount: number; complete: boolean; kind?: string; detail?: Record<string, unknown> }[] = [];
+  // What a step kind needs of this run (step-kinds/): its connection, the log, cancel and pause.
+  const kindContext: StepKindContext = {
+    runId: run.id,
+    planId: run.planId,
+    planRetries: thawed.plan.retries,
+    client,
+    pool,
+    store: session.deps.store.pool,
+    log: (type, payload) => session.log(type, payload),
+    cancelledBy: () => session.cancelledBy,
+  };
   const successOutcome = options.ledger === 'rollback' ? 'rolled_back' : 'applied';
   const ledgerRow = (outcome: LedgerRowToWrite['outcome']): LedgerRowToWrite => ({
     runId: run.id,
@@ -722,13 +735,17 @@ async function runSteps(session: RunSession, steps: Step[], options: { mode: 'ow
     outcome,
     stepsCompleted: progress,
     appliedBy: session.actor.email,
-    // The plan format has no equivalent-plan list yet: nothing to record.
-    equivalentPlanIds: [],
+    equivalentPlanIds: thawed.plan.equivalent_to,
   });
+  // A rollback resets the plan's backfill cursors with its ledger row: a later apply walks from the first key.
+  const writeLedger = async (target: pg.ClientBase, outcome: LedgerRowToWrite['outcome']) => {
+    if (options.ledger === 'rollback' && outcome === 'rolled_back') await clearBackfillProgress(target, run.planId);
+    await writeLedgerRow(target, ledgerRow(outcome));
+  };
 
   for (const [index, step] of steps.entries()) {
     const last = index === steps.length - 1;
-    const spec = { id: step.id, title: step.title, sql: thawed.stepSql(step), transactional: step.transactional, lockTimeoutMs: step.lock_timeout, statementTimeoutMs: step.statement_timeout };
+    const spec = await stepToRun(step, thawed.stepSql(step));
     const prepared = await prepareStep(spec);
     const statementCount = prepared.ok ? prepared.statements.length : 0;
     if (session.cancelledBy && options.mode === 'own') {
@@ -736,10 +753,33 @@ async function runSteps(session: RunSession, steps: Step[], options: { mode: 'ow
       await session.log('step.failed', { stepId: step.id, failure, cancelledBy: session.cancelledBy });
       return finishFailed(failure, session.cancelledBy);
     }
-    await session.log('step.started', { stepId: step.id, title: step.title, file: step.file, transactional: step.transactional, mode: options.mode, statementCount, lockTimeoutMs: step.lock_timeout, statementTimeoutMs: step.statement_timeout });
+    await session.log('step.started', {
+      stepId: step.id,
+      title: step.title,
+      file: step.file,
+      transactional: step.transactional,
+      mode: options.mode,
+      statementCount,
+      lockTimeoutMs: step.lock_timeout,
+      statementTimeoutMs: step.statement_timeout,
+      ...(step.kind !== 'sql' ? { kind: step.kind } : {}),
+      ...(step.kind === 'create_index_concurrently' ? { index: `${step.index.schema}.${step.index.name}` } : {}),
+      ...(step.kind === 'batched_backfill'
+        ? { table: `${step.table.schema}.${step.table.name}`, key: step.key, batchSize: step.batch_size, pauseMs: step.pause }
+        : {}),
+      ...((step.retries ?? thawed.plan.retries) > 0 ? { retries: step.retries ?? thawed.plan.retries } : {}),
+    });
     const writesLedgerInTransaction = options.ledger !== undefined && options.mode === 'own' && last && step.transactional;
-    const outcome: StepOutcome = await executeStep(
-      client,
+    if (options.ledger === 'apply' && options.mode === 'own' && step.kind !== 'sql') {
+      // A backfill or a concurrent build commits piece by piece: should this process die inside
+      // it, the target's ledger already says the run changed it (partial, with the steps done so
+      // far), so the interrupted run can be rolled back; a new run resumes it either way.
+      await writeLedgerRow(client, ledgerRow('partial'));
+      await session.log('ledger.checkpoint', { stepId: step.id, outcome: 'partial', stepsCompleted: progress.map((entry) => entry.stepId) });
+    }
+    const outcome: KindOutcome = await runStepOfKind(
+      kindContext,
+      step,
       spec,
       { kind: options.mode },
       {
@@ -762,7 +802,7 @@ async function runSteps(session: RunSession, steps: Step[], options: { mode: 'ow
               beforeCommit: async (transaction: pg.ClientBase) => {
                 progress.push({ stepId: step.id, statementsCompleted: statementCount, statementCount, complete: true });
                 try {
-                  await writeLedgerRow(transaction, ledgerRow(successOutcome));
+                  await writeLedger(transaction, successOutcome);
                 } finally {
                   progress.pop();
                 }
@@ -782,15 +822,37 @@ async function runSteps(session: RunSession, steps: Step[], options: { mode: 'ow
       if (landed) ok = committed = true;
     }
     const completedCount = ok ? statementCount : outcome.completedCount;
-    const summary: StepSummary = { stepId: step.id, title: step.title, transactional: step.transactional, ok, statementCount, completedCount, committed, durationMs: outcome.durationMs };
+    const summary: StepSummary = {
+      stepId: step.id,
+      title: step.title,
+      transactional: step.transactional,
+      ok,
+      statementCount,
+      completedCount,
+      committed,
+      durationMs: outcome.durationMs,
+      ...(step.kind !== 'sql' ? { kind: step.kind } : {}),
+      ...(outcome.attempts > 1 ? { attempts: outcome.attempts } : {}),
+      ...(outcome.detail ? { detail: outcome.detail } : {}),
+    };
     summaries.push(summary);
-    const nonTransactionalProgress = !step.transactional && options.mode === 'own' && completedCount > 0;
-    if (committed || nonTransactionalProgress) progress.push({ stepId: step.id, statementsCompleted: completedCount, statementCount, complete: ok });
+    // A failed step that still changed the target (batches committed, an INVALID index left) counts as progress: the ledger says partial.
+    const nonTransactionalProgress = !step.transactional && options.mode === 'own' && (completedCount > 0 || outcome.leftover === true);
+    if (committed || nonTransactionalProgress) {
+      progress.push({
+        stepId: step.id,
+        statementsCompleted: completedCount,
+        statementCount,
+        complete: ok,
+        ...(step.kind !== 'sql' ? { kind: step.kind } : {}),
+        ...(outcome.detail ? { detail: outcome.detail } : {}),
+      });
+    }
 
     if (ok) {
       let ledgerWritten: StepsRun['ledgerWritten'] = null;
       if (options.ledger && options.mode === 'own' && last) {
-        if (!step.transactional) await writeLedgerRow(client, ledgerRow(successOutcome));
+        if (!step.transactional) await writeLedger(client, successOutcome);
         ledgerWritten = successOutcome;
       }
       await session.log('step.completed', { ...summary });
@@ -821,7 +883,16 @@ async function runSteps(session: RunSession, steps: Step[], options: { mode: 'ow
       ...(raw.outcomeUnknown ? { outcomeUnknown: true } : {}),
       connectionBroken: outcome.connectionBroken,
       ...(cancelledBy ? { cancelledBy } : {}),
-      ...(raw.sqlstate === '55P03' ? { retryable: true, note: 'a lock timeout changes nothing: retry under a new run when the blocking sessions are gone' } : {}),
+      ...(outcome.attempts > 1 ? { attempts: outcome.attempts } : {}),
+      ...(raw.sqlstate === '55P03'
+        ? {
+            retryable: true,
+            note:
+              outcome.attempts > 1
+                ? `still locked after ${outcome.attempts} attempts: retry under a new run when the blocking sessions are gone`
+                : 'a lock timeout changes nothing: retry under a new run when the blocking sessions are gone',
+          }
+        : {}),
     });
     let ledgerWritten: StepsRun['ledgerWritten'] = null;
     if (options.ledger && options.mode === 'own' && progress.length > 0) {

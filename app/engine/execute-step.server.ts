@@ -732,7 +732,7 @@ class StepExecution {
  * Samples the sessions that block `pid` (pg_blocking_pids) while a statement runs: after the
  * error the blocker no longer shows there, so the latest sample taken while waiting is kept.
  */
-class BlockerSampler {
+export class BlockerSampler {
   private latest: BlockerInfo[] = [];
   private timer: NodeJS.Timeout | undefined;
   private pending: Promise<void> | undefined;
@@ -827,7 +827,7 @@ function blockerInfo(row: BlockerRow): BlockerInfo {
   };
 }
 
-function describeBlockers(blockers: BlockerInfo[]): string {
+export function describeBlockers(blockers: BlockerInfo[]): string {
   return blockers
     .map((blocker) => {
       if (blocker.pid === 0) return 'a prepared transaction';

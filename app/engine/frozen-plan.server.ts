@@ -6,7 +6,7 @@ import { parseDocument } from 'yaml';
 import type { FrozenPlan } from '../../db/schema/index';
 import { PLAN_FILE, type ValidPlan } from '../plans/load-plans.server';
 import { planChecksum } from '../plans/plan-checksum.server';
-import { PlanSchema, type Check, type Plan, type ProbeCheck, type SqlCheck, type Step } from '../plans/plan-schema';
+import { includedPlanPath, PlanSchema, withIncludedChecks, type Check, type Plan, type ProbeCheck, type SqlCheck, type Step } from '../plans/plan-schema';
 
 export interface ThawedPlan {
   plan: Plan;
@@ -29,8 +29,11 @@ export function thawPlan(frozen: FrozenPlan): ThawedPlan {
     if (!file) throw new Error(`the run's frozen plan has no file ${path}`);
     return file.content;
   };
-  const doc = parseDocument(fileText(PLAN_FILE));
-  const plan = PlanSchema.parse(doc.toJS());
+  const own = PlanSchema.parse(parseDocument(fileText(PLAN_FILE)).toJS());
+  // The included plan's plan.yaml was frozen with the run (../<id>/plan.yaml in the manifest).
+  const plan = own.include_checks_from
+    ? withIncludedChecks(own, PlanSchema.parse(parseDocument(fileText(includedPlanPath(own.include_checks_from.plan, PLAN_FILE))).toJS()))
+    : own;
   return {
     plan,
     checksum: planChecksum(frozen.manifest),

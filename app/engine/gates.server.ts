@@ -11,6 +11,7 @@ import { readRunEvents, type RunEvent } from '../runs/run-log.server';
 import { readPlanLedgerState } from '../targets/ledger.server';
 import { resolveTarget, type EngineDeps, type Gate } from './engine-deps.server';
 import { thawPlan } from './frozen-plan.server';
+import { gateFindings, lintWaiversFromEvents } from './lint-waivers.server';
 import type { RunRecord } from './run-store.server';
 
 export interface PrerequisiteTick {
@@ -105,7 +106,7 @@ export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: G
     gates.push({ id: 'target', label: `Target ${run.target} is configured`, passed: false, detail: `set TARGET_${run.target.toUpperCase()}_URL` });
     return gates;
   }
-  gates.push(await ledgerGate(deps, run));
+  gates.push(await ledgerGate(deps, run, plan));
 
   if (target.rules.require_signoff) {
     const signers = signoffsFromEvents(events);
@@ -134,17 +135,22 @@ export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: G
     });
   }
   if (target.rules.require_lint_clean) {
-    const errors = current && !(current instanceof Error) && current.ok ? current.lint.filter((finding) => finding.level === 'error') : undefined;
+    // Which findings count is the plan's lint_gate (errors, or strict); each is passed only by a waiver in this run.
+    const counted = current && !(current instanceof Error) && current.ok ? gateFindings(plan, current.lint, lintWaiversFromEvents(events, run.planChecksum)) : undefined;
+    const open = counted?.filter((entry) => !entry.waiver) ?? [];
+    const waived = counted?.filter((entry) => entry.waiver) ?? [];
+    const name = (entry: { finding: { file: string; line: number; rule: string } }) => `${entry.finding.file}:${entry.finding.line} ${entry.finding.rule}`;
     gates.push({
       id: 'lint-clean',
-      label: 'No squawk finding of level error',
-      passed: errors !== undefined && errors.length === 0,
+      label: plan.lint_gate === 'strict' ? 'No squawk finding about locks or rewrites, unless waived (strict)' : 'No squawk finding of level error, unless waived',
+      passed: counted !== undefined && open.length === 0,
       detail:
-        errors === undefined
+        counted === undefined
           ? 'the plan could not be linted'
-          : errors.length === 0
-            ? 'no error-level finding'
-            : errors.map((finding) => `${finding.file}:${finding.line} ${finding.rule}`).join('; '),
+          : [
+              open.length === 0 ? (waived.length === 0 ? `no finding the gate counts (lint_gate: ${plan.lint_gate})` : 'every finding the gate counts is waived') : `not waived: ${open.map(name).join('; ')}`,
+              ...(waived.length > 0 ? [`waived: ${waived.map((entry) => `${name(entry)} by ${entry.waiver!.by} (${entry.waiver!.reason})`).join('; ')}`] : []),
+            ].join('; '),
     });
   }
   return gates;
@@ -207,10 +213,11 @@ async function targetFreeGate(pool: pg.Pool, run: RunRecord): Promise<Gate> {
   };
 }
 
-async function ledgerGate(deps: EngineDeps, run: RunRecord): Promise<Gate> {
+async function ledgerGate(deps: EngineDeps, run: RunRecord, plan: Plan): Promise<Gate> {
   const label = `The target's ledger does not already record this checksum as applied`;
   try {
-    const ledger = await readPlanLedgerState(deps.targetPool(run.target), run.planId);
+    // A row of an equivalent plan (either side of equivalent_to) counts: the same change is not made twice.
+    const ledger = await readPlanLedgerState(deps.targetPool(run.target), run.planId, { equivalentTo: plan.equivalent_to });
     const decisive = ledger.history.find((entry) => entry.outcome !== 'partial');
     if (decisive && decisive.outcome === 'applied') {
       if (decisive.checksum === run.planChecksum) {

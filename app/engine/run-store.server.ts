@@ -41,6 +41,12 @@ export interface StepSummary {
   completedCount: number;
   committed: boolean;
   durationMs: number;
+  /** A step kind other than sql (create_index_concurrently, batched_backfill). */
+  kind?: string;
+  /** More than one: it was retried after lock timeouts. */
+  attempts?: number;
+  /** What the kind reports: the index and its validity, the backfill's last key and rows. */
+  detail?: Record<string, unknown>;
 }
 
 export interface StepFailure {

@@ -7,6 +7,8 @@ import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import type { Plan } from './plan-schema';
+import { translateBatchTemplate } from './batch-template.server';
+import { sha256Hex } from './plan-checksum.server';
 import { splitSql, type SqlStatement } from '../sql/split-sql.server';
 
 export interface LintFinding {
@@ -24,6 +26,40 @@ export interface LintFinding {
   help?: string;
   /** The statement (SqlStatement.index) the finding is about, when its line falls in one. */
   statementIndex?: number;
+  /** Whether the file runs in the plan's apply or its rollback (apply when both). */
+  section?: 'apply' | 'rollback';
+}
+
+/**
+ * squawk's style rules: about types and re-runnability, not about the locks a statement takes
+ * on a live table. A `strict` lint gate lets them pass; every other rule (and any rule squawk
+ * adds later) counts until a person waives it.
+ */
+export const ADVISORY_RULES: readonly string[] = [
+  'prefer-robust-stmts',
+  'prefer-bigint-over-int',
+  'prefer-bigint-over-smallint',
+  'prefer-big-int',
+  'prefer-identity',
+  'prefer-text-field',
+  'prefer-timestamp-tz',
+  'prefer-timestamptz',
+  'ban-char-field',
+];
+
+/** Removing what the apply added is what a rollback is for: in rollback files these do not count under `strict`. */
+export const ROLLBACK_EXPECTED_RULES: readonly string[] = ['ban-drop-column', 'ban-drop-table', 'ban-drop-not-null'];
+
+/**
+ * Whether a finding keeps a target's lint-clean gate closed (until waived in the run), under the
+ * plan's `lint_gate`: `errors` counts squawk's error level only; `strict` counts every rule but the
+ * advisory ones. A file squawk could not lint counts under both: clean cannot be shown.
+ */
+export function blocksLintGate(finding: LintFinding, gate: Plan['lint_gate']): boolean {
+  if (finding.level === 'error' || finding.rule === 'squawk-unavailable') return true;
+  if (gate !== 'strict') return false;
+  if (ADVISORY_RULES.includes(finding.rule)) return false;
+  return !(finding.section === 'rollback' && ROLLBACK_EXPECTED_RULES.includes(finding.rule));
 }
 
 export interface SqlFileToLint {
@@ -65,18 +101,25 @@ export async function lintPlan(
   fileLabel: (path: string) => string,
   options: LintOptions = {},
 ): Promise<LintFinding[]> {
-  const targets = new Map<string, SqlFileToLint>();
-  for (const step of [...plan.apply, ...plan.rollback.steps]) {
+  const targets = new Map<string, SqlFileToLint & { section: 'apply' | 'rollback' }>();
+  const steps = [...plan.apply.map((step) => ({ step, section: 'apply' as const })), ...plan.rollback.steps.map((step) => ({ step, section: 'rollback' as const }))];
+  for (const { step, section } of steps) {
     const file = files.find((candidate) => candidate.path === step.file);
     if (!file) continue;
-    targets.set(`${file.path}\0${step.transactional}`, {
-      file: fileLabel(file.path),
-      content: file.content,
-      sha256: file.sha256,
-      transactional: step.transactional,
-    });
+    const key = `${file.path}\0${step.transactional}\0${step.kind}`;
+    if (targets.has(key)) continue;
+    let { content, sha256 } = file;
+    if (step.kind === 'batched_backfill') {
+      // squawk reads :batch_start as a syntax error: it lints what is sent, with $1 and $2.
+      const template = await translateBatchTemplate(content);
+      if (template.ok) {
+        content = template.sql;
+        sha256 = sha256Hex(content);
+      }
+    }
+    targets.set(key, { file: fileLabel(file.path), content, sha256, transactional: step.transactional, section });
   }
-  const results = await Promise.all([...targets.values()].map((target) => lintSqlFile(target, options)));
+  const results = await Promise.all([...targets.values()].map(async ({ section, ...target }) => (await lintSqlFile(target, options)).map((finding) => ({ ...finding, section }))));
   return results.flat();
 }
 

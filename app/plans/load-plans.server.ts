@@ -8,9 +8,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isScalar, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
-import { PlanSchema, type Check, type Plan, type ProbeCheck, type SqlCheck } from './plan-schema';
+import { includedPlanPath, PlanSchema, withIncludedChecks, type Check, type Plan, type ProbeCheck, type SqlCheck } from './plan-schema';
 import { planChecksum, planManifest, sha256Hex } from './plan-checksum.server';
 import { lintPlan, type LintFinding, type LintOptions } from './lint-plan.server';
+import { indexTargetOf, translateBatchTemplate, updateTargetOf, BATCH_PLACEHOLDERS } from './batch-template.server';
 import { findTransactionControl, splitSql } from '../sql/split-sql.server';
 
 export const PLAN_FILE = 'plan.yaml';
@@ -40,7 +41,10 @@ export interface ValidPlan {
   /** Absolute path of the plan folder. */
   dir: string;
   plan: Plan;
-  /** plan.yaml and every SQL file it names, sorted by path. */
+  /**
+   * plan.yaml and every SQL file it names, sorted by path; with include_checks_from, also the
+   * included plan's plan.yaml and check files, as `../<id>/<file>`.
+   */
   files: PlanFile[];
   /** sha256 of `manifest` (plan-checksum.server.ts). */
   checksum: string;
@@ -61,6 +65,11 @@ export interface LoadPlanOptions {
   /** Lint the step SQL with squawk (default true; results are cached per file content). */
   lint?: boolean;
   lintOptions?: LintOptions;
+}
+
+/** Set while loading a plan another plan includes: includes go one level deep. */
+interface IncludeContext {
+  includedBy: string;
 }
 
 /** Every folder under `plansDir` (hidden ones aside), valid or not, sorted by id. */
@@ -118,7 +127,7 @@ const CHECK_SECTIONS: readonly (readonly string[])[] = [
 const isPlanId = (name: string): boolean => PlanSchema.shape.id.safeParse(name).success;
 const PLACEHOLDER = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g;
 
-async function loadPlanFolder(plansDir: string, id: string, options: LoadPlanOptions): Promise<LoadedPlan> {
+async function loadPlanFolder(plansDir: string, id: string, options: LoadPlanOptions, including?: IncludeContext): Promise<LoadedPlan> {
   const dir = path.resolve(plansDir, id);
   const label = (relative: string) => path.relative(path.dirname(path.resolve(plansDir)), path.join(dir, relative)).split(path.sep).join('/');
   const planLabel = label(PLAN_FILE);
@@ -177,17 +186,63 @@ async function loadPlanFolder(plansDir: string, id: string, options: LoadPlanOpt
   // missing files and dangling references in the same answer.
   const files = new Map<string, PlanFile>();
   const inlineSqlFirstLine = (issuePath: readonly PropertyKey[]) => firstLineOfScalar(doc, lineCounter, issuePath);
-  const context: CrossCheckContext = { id, dir, label, planLabel, raw: asRecord(raw), files, errors, yamlLine, inlineSqlFirstLine };
+  const includeRaw = asRecord(raw).include_checks_from;
+  const included = await loadIncludedPlan(plansDir, id, typeof includeRaw === 'string' ? includeRaw : asRecord(includeRaw).plan, including, (message) =>
+    errors.push({ file: planLabel, path: 'include_checks_from', message, line: yamlLine(['include_checks_from']) }),
+  );
+  const context: CrossCheckContext = { id, dir, label, planLabel, raw: asRecord(raw), files, errors, yamlLine, inlineSqlFirstLine, included };
   await crossCheck(context);
 
   if (!parsed.success || errors.length > 0) return fail(inReadingOrder(errors));
 
   const planFile: PlanFile = { path: PLAN_FILE, content: planText, sha256: sha256Hex(planBytes) };
-  const allFiles = [planFile, ...files.values()].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+  const allFiles = [planFile, ...files.values(), ...(included ? includedFiles(included) : [])].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
   const manifest = planManifest(allFiles);
-  const plan = parsed.data;
+  const plan = included ? withIncludedChecks(parsed.data, included.plan) : parsed.data;
   const lint = options.lint === false ? [] : await lintPlan(plan, allFiles, label, options.lintOptions);
   return { ok: true, id, dir, plan, files: allFiles, checksum: planChecksum(manifest), manifest, lint };
+}
+
+/**
+ * The plan an include_checks_from names: a valid plan folder beside this one, that includes no
+ * plan itself (one level: no cycles, and what runs is visible in two files at most).
+ */
+async function loadIncludedPlan(
+  plansDir: string,
+  id: string,
+  reference: unknown,
+  including: IncludeContext | undefined,
+  refuse: (message: string) => void,
+): Promise<ValidPlan | undefined> {
+  if (typeof reference !== 'string' || !isPlanId(reference)) return undefined;
+  if (including) {
+    refuse(`This plan is included by ${including.includedBy}, so it cannot include ${reference} in turn: includes go one level deep. Include ${reference} from ${including.includedBy} directly.`);
+    return undefined;
+  }
+  if (reference === id) {
+    refuse('A plan cannot include its own checks: name another plan (a folder beside this one).');
+    return undefined;
+  }
+  const stat = await fs.stat(path.join(plansDir, reference)).catch(() => undefined);
+  if (!stat?.isDirectory()) {
+    refuse(`No plan folder "${reference}" beside this one: include_checks_from names another plan of the plans folder by its id.`);
+    return undefined;
+  }
+  const loaded = await loadPlanFolder(plansDir, reference, { lint: false }, { includedBy: id });
+  if (!loaded.ok) {
+    const first = loaded.errors[0];
+    refuse(`The plan ${reference} whose checks this plan includes is not valid (${loaded.errors.length} error(s), first: ${first?.file} ${first?.path}: ${first?.message}). Fix it first.`);
+    return undefined;
+  }
+  return loaded;
+}
+
+/** The included plan's files this plan's manifest lists: its plan.yaml (the checks live there) and the files its checks read. */
+function includedFiles(included: ValidPlan): PlanFile[] {
+  const checkFiles = new Set(planChecks(included.plan).flatMap(({ check }) => (check.kind !== 'http' && check.file !== undefined ? [check.file] : [])));
+  return included.files
+    .filter((file) => file.path === PLAN_FILE || checkFiles.has(file.path))
+    .map((file) => ({ ...file, path: includedPlanPath(included.id, file.path) }));
 }
 
 interface CrossCheckContext {
@@ -202,6 +257,8 @@ interface CrossCheckContext {
   yamlLine(issuePath: readonly PropertyKey[]): number | undefined;
   /** The plan.yaml line that holds line 1 of the inline SQL at `issuePath`. */
   inlineSqlFirstLine(issuePath: readonly PropertyKey[]): number;
+  /** The plan whose checks include_checks_from adds (already valid on its own). */
+  included?: ValidPlan;
 }
 
 async function crossCheck(context: CrossCheckContext): Promise<void> {
@@ -229,8 +286,14 @@ async function crossCheck(context: CrossCheckContext): Promise<void> {
       claimUniqueId(stepIds, record.id, stepPath, 'step', planError);
       if (typeof record.file !== 'string') continue;
       const file = await readPlanSqlFile(context, [...stepPath, 'file'], record.file);
-      if (file) await checkStepSql(context, [...stepPath, 'file'], file, record.transactional !== false);
+      if (!file) continue;
+      if (record.kind === 'batched_backfill') await checkBackfillStepSql(context, stepPath, file, record);
+      else if (record.kind === 'create_index_concurrently') await checkIndexStepSql(context, stepPath, file, record);
+      else await checkStepSql(context, [...stepPath, 'file'], file, record.transactional !== false);
     }
+  }
+  for (const [index, reference] of asArray(raw.equivalent_to).entries()) {
+    if (reference === context.id) planError(['equivalent_to', index], 'A plan is always equivalent to itself: list other plans that make the same change.');
   }
 
   const prerequisiteIds = new Map<string, string>();
@@ -239,11 +302,22 @@ async function crossCheck(context: CrossCheckContext): Promise<void> {
   }
 
   // Checks: unique ids, one SQL source that exists and splits, an expectation that fits the kind.
+  // Included checks come first and keep their ids: one of this plan's may not reuse one.
   const checkIds = new Map<string, string>();
   const checksBySection = new Map<string, string[]>();
+  const except = asArray(asRecord(raw.include_checks_from).except).filter((item): item is string => typeof item === 'string');
+  const includedAll = context.included ? planChecks(context.included.plan) : [];
+  for (const [index, reference] of context.included ? except.entries() : []) {
+    if (!includedAll.some(({ check }) => check.id === reference)) {
+      planError(['include_checks_from', 'except', index], `${context.included!.id} has no check "${reference}": name one of its checks (${quoteList(includedAll.map(({ check }) => check.id))}).`);
+    }
+  }
+  const includedChecks = includedAll.filter(({ check }) => !except.includes(check.id));
+  for (const { path: where, check } of includedChecks) checkIds.set(check.id, `${where} of ${context.included!.id} (include_checks_from)`);
   for (const sectionPath of CHECK_SECTIONS) {
-    const ids: string[] = [];
-    checksBySection.set(formatPath(sectionPath), ids);
+    const section = formatPath(sectionPath);
+    const ids: string[] = includedChecks.filter(({ path: where }) => where.startsWith(`${section}[`)).map(({ check }) => check.id);
+    checksBySection.set(section, ids);
     for (const [index, check] of asArray(valueAt(raw, sectionPath)).entries()) {
       const checkPath = [...sectionPath, index];
       const record = asRecord(check);
@@ -386,6 +460,70 @@ async function checkStepSql(context: CrossCheckContext, issuePath: PropertyKey[]
 }
 
 /**
+ * A create_index_concurrently step's file is one CREATE INDEX CONCURRENTLY IF NOT EXISTS of the
+ * index the step names, on a schema-qualified table: the step reads that index's validity by
+ * schema and name, so the file and the step must agree.
+ */
+async function checkIndexStepSql(context: CrossCheckContext, stepPath: PropertyKey[], file: PlanFile, step: Record<string, unknown>): Promise<void> {
+  const where = formatPath([...stepPath, 'file']);
+  const fileLabel = context.label(file.path);
+  const fail = (line: number | undefined, message: string) => context.errors.push({ file: fileLabel, path: where, message, ...(line !== undefined ? { line } : {}) });
+  const split = await splitSql(file.content);
+  if (!split.ok) {
+    for (const error of split.errors) fail(error.line, `${withFullStop(error.message)} Nothing of this file would be sent: fix it.`);
+    return;
+  }
+  if (split.statements.length !== 1 || split.statements[0]!.kind !== 'IndexStmt') {
+    fail(split.statements[1]?.startLine ?? split.statements[0]?.startLine, `A create_index_concurrently step's file is exactly one CREATE INDEX CONCURRENTLY statement (found ${split.statements.length} statement(s)${split.statements[0] ? `, the first a ${split.statements[0].kind}` : ''}): put other statements in their own steps.`);
+    return;
+  }
+  const statement = split.statements[0]!;
+  const target = indexTargetOf(statement.sql);
+  const index = asRecord(step.index);
+  const problems: string[] = [];
+  if (!target?.concurrent) problems.push('it lacks CONCURRENTLY (a plain CREATE INDEX blocks writes to the table while it builds)');
+  if (!target?.ifNotExists) problems.push('it lacks IF NOT EXISTS (a retry after a valid build must change nothing)');
+  if (!target?.schema) problems.push('its table is not schema-qualified (ON <schema>.<table>): the index lands in the table\'s schema, and the step looks it up there');
+  if (typeof index.name === 'string' && target?.name !== index.name) problems.push(`it builds "${target?.name ?? '(no name)'}", not the step's index "${index.name}" (name the index in the statement)`);
+  if (typeof index.schema === 'string' && target?.schema && target.schema !== index.schema) problems.push(`its table is in schema "${target.schema}", not the step's "${index.schema}"`);
+  if (problems.length > 0) fail(statement.startLine, `The CREATE INDEX on line ${statement.startLine} does not fit a create_index_concurrently step: ${problems.join('; ')}.`);
+}
+
+/**
+ * A batched_backfill step's file is one UPDATE of the step's table that uses both :batch_start
+ * and :batch_end (the engine walks the keys; the UPDATE must stay inside the batch it is given).
+ */
+async function checkBackfillStepSql(context: CrossCheckContext, stepPath: PropertyKey[], file: PlanFile, step: Record<string, unknown>): Promise<void> {
+  const where = formatPath([...stepPath, 'file']);
+  const fileLabel = context.label(file.path);
+  const fail = (line: number | undefined, message: string) => context.errors.push({ file: fileLabel, path: where, message, ...(line !== undefined ? { line } : {}) });
+  const template = await translateBatchTemplate(file.content);
+  if (!template.ok) {
+    for (const error of template.errors) fail(error.line, error.message);
+    return;
+  }
+  const split = await splitSql(template.sql);
+  if (!split.ok) {
+    for (const error of split.errors) fail(error.line, `${withFullStop(error.message)} Nothing of this file would be sent: fix it.`);
+    return;
+  }
+  if (split.statements.length !== 1 || split.statements[0]!.kind !== 'UpdateStmt') {
+    fail(split.statements[1]?.startLine ?? split.statements[0]?.startLine, `A batched_backfill step's file is exactly one UPDATE statement, run once per batch (found ${split.statements.length} statement(s)${split.statements[0] ? `, the first a ${split.statements[0].kind}` : ''}).`);
+    return;
+  }
+  const statement = split.statements[0]!;
+  const missing = BATCH_PLACEHOLDERS.filter((name) => !template.uses.includes(name));
+  if (missing.length > 0) {
+    fail(statement.startLine, `The UPDATE does not use ${missing.map((name) => `:${name}`).join(' and ')}: restrict it to the batch, e.g. WHERE <key> BETWEEN :batch_start AND :batch_end (both inclusive; sent as bind parameters).`);
+  }
+  const target = updateTargetOf(statement.sql);
+  const table = asRecord(step.table);
+  if (typeof table.schema === 'string' && typeof table.name === 'string' && (target?.schema !== table.schema || target?.table !== table.name)) {
+    fail(statement.startLine, `The UPDATE updates ${target ? `${target.schema ?? '(no schema)'}.${target.table}` : 'an unknown table'}, but the step walks ${table.schema}.${table.name}: update the step's table, schema-qualified.`);
+  }
+}
+
+/**
  * Reads a SQL file a plan names, refusing any path that could leave the plan folder. Each file is
  * read once however many steps and checks name it.
  */
@@ -451,7 +589,8 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): DescribedIssue[] 
       return [{ path: issuePath, message: `Expected ${withArticle(issue.expected)}, found ${describeValue(value)}: write ${withArticle(issue.expected)} here.` }];
     case 'invalid_union': {
       if ('discriminator' in issue && issue.discriminator) {
-        const options = (issue as { options?: unknown[] }).options ?? [];
+        // A discriminator with a default (a step's kind) lists "undefined" among the options.
+        const options = ((issue as { options?: unknown[] }).options ?? []).filter((option) => option !== undefined && option !== null);
         const choices = quoteList(options.map(String));
         return [
           {
@@ -471,6 +610,8 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): DescribedIssue[] 
       return [{ path: issuePath, message: `${describeValue(value)} does not fit here: ${issue.message}.` }];
     }
     case 'invalid_value':
+      // A schema's own message (e.g. "a create_index_concurrently step never runs in a transaction") says more than the list.
+      if (!/^Invalid/.test(issue.message)) return [{ path: issuePath, message: `${describeValue(value)} is not allowed: ${withFullStop(issue.message)}` }];
       return [{ path: issuePath, message: `${describeValue(value)} is not allowed: use one of ${quoteList(issue.values.map(String))}.` }];
     case 'invalid_format':
       return [{ path: issuePath, message: `${describeValue(value)} is not allowed here: ${issue.message}.` }];

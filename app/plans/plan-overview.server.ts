@@ -55,7 +55,7 @@ export async function planOnTarget(deps: OverviewDeps, plan: ValidPlan, target: 
   const base = { target: target.name, targetLabel: target.label };
   let ledger: PlanLedgerState;
   try {
-    ledger = await withTimeout(readPlanLedgerState(deps.targetPool(target.name), plan.id), LEDGER_READ_TIMEOUT_MS);
+    ledger = await withTimeout(readPlanLedgerState(deps.targetPool(target.name), plan.id, { equivalentTo: plan.plan.equivalent_to }), LEDGER_READ_TIMEOUT_MS);
   } catch (error) {
     return { ...base, state: 'unknown', reason: 'the target could not be read', error: (error as Error).message };
   }

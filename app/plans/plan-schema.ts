@@ -102,17 +102,76 @@ export const HttpCheckSchema = z
 
 export const CheckSchema = z.discriminatedUnion('kind', [SqlCheckSchema, ProbeCheckSchema, HttpCheckSchema]);
 
-export const StepSchema = z
+const QualifiedName = { schema: z.string().min(1), name: z.string().min(1) };
+
+/** How many times a step that failed on lock_timeout (SQLSTATE 55P03) is tried again; unset: the plan's `retries`. */
+const Retries = z.number().int().min(0).max(20);
+
+const StepBase = {
+  id: Identifier,
+  title: z.string().min(1),
+  file: z.string().min(1),
+  lock_timeout: DurationSchema.default(5_000),
+  statement_timeout: DurationSchema.default(600_000),
+  /** Retries after a lock_timeout (55P03), each after a jittered backoff and logged as 'step.retry'. */
+  retries: Retries.optional(),
+};
+
+/**
+ * A SQL file (the default kind, so `kind` may be left out). A transactional step runs in one
+ * transaction Runsheet owns; otherwise statement by statement.
+ */
+export const SqlStepSchema = z
   .object({
-    id: Identifier,
-    title: z.string().min(1),
-    file: z.string().min(1),
-    /** A transactional step runs in one transaction Runsheet owns; otherwise statement by statement. */
+    ...StepBase,
+    kind: z.literal('sql').default('sql'),
     transactional: z.boolean().default(true),
-    lock_timeout: DurationSchema.default(5_000),
-    statement_timeout: DurationSchema.default(600_000),
   })
   .strict();
+
+/**
+ * One `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS` (the file), made safe: the index's
+ * pg_index.indisvalid is read by schema-qualified name before and after; an INVALID leftover of
+ * a failed build is dropped (DROP INDEX CONCURRENTLY) before building again, and a build that
+ * ends INVALID fails the step. Never in a transaction (CONCURRENTLY cannot be).
+ */
+export const CreateIndexConcurrentlyStepSchema = z
+  .object({
+    ...StepBase,
+    kind: z.literal('create_index_concurrently'),
+    transactional: z.literal(false, { message: 'a create_index_concurrently step never runs in a transaction: leave transactional out' }).default(false),
+    /** The index the file builds; its schema is the table's. */
+    index: z.object(QualifiedName).strict(),
+  })
+  .strict();
+
+/**
+ * An UPDATE run in batches of `batch_size` rows, walking `table` by its `key` (keyset: the next
+ * keys after the last one done, in key order). The file is one UPDATE with the placeholders
+ * `:batch_start` and `:batch_end` (the batch's first and last key, both inclusive), sent as bind
+ * parameters. Each batch is its own short transaction (lock_timeout and statement_timeout apply
+ * per batch) that also records the last key done in the target's runsheet.backfill_progress, so
+ * a stopped backfill resumes exactly where it stopped.
+ */
+export const BatchedBackfillStepSchema = z
+  .object({
+    ...StepBase,
+    kind: z.literal('batched_backfill'),
+    transactional: z.literal(false, { message: 'a batched_backfill step commits each batch on its own: leave transactional out' }).default(false),
+    /** The table the UPDATE walks. */
+    table: z.object(QualifiedName).strict(),
+    /** Its key column: unique and not null (the primary key); batches follow its order. */
+    key: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'a lower-case column name, e.g. "id"'),
+    batch_size: z.number().int().min(1).max(100_000).default(1_000),
+    /** Between two batches, so other sessions get the table's rows and WAL keeps up. */
+    pause: DurationSchema.default(50),
+  })
+  .strict();
+
+/** The kinds of step (docs/decisions/014-big-table-steps.md): each knows how to check, apply and report. */
+export const StepSchema = z.discriminatedUnion('kind', [SqlStepSchema, CreateIndexConcurrentlyStepSchema, BatchedBackfillStepSchema]);
+
+export const STEP_KINDS = ['sql', 'create_index_concurrently', 'batched_backfill'] as const;
 
 export const PrerequisiteSchema = z
   .object({
@@ -136,8 +195,6 @@ const PhaseDurations = z
     rollback: DurationSchema.optional(),
   })
   .strict();
-
-const QualifiedName = { schema: z.string().min(1), name: z.string().min(1) };
 
 /**
  * The database objects the plan creates. Runsheet reads their live state from the target (schema
@@ -172,6 +229,8 @@ export const PlanSchema = z
     prerequisites: z.array(PrerequisiteSchema).default([]),
     prechecks: z.array(CheckSchema).default([]),
     snapshot: z.array(CheckSchema).default([]),
+    /** Retries after a lock_timeout (55P03) for every step that does not say otherwise. */
+    retries: Retries.default(0),
     apply: z.array(StepSchema).min(1, 'a plan applies at least one step'),
     verification: z.array(CheckSchema).default([]),
     post_execution: z
@@ -192,6 +251,28 @@ export const PlanSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Plans that make the same change: the ledger records them with this plan's rows, and a row
+     * of either counts for both (the ledger gate refuses to apply one where the other is applied).
+     */
+    equivalent_to: z.array(Identifier).default([]),
+    /**
+     * Another plan (a folder beside this one) whose checks this plan runs too, in every section,
+     * before its own: "verified by the same checks" without a copy. Its plan.yaml and check files
+     * are part of this plan's manifest (as ../<id>/…), so a change to them changes this checksum.
+     * Either the plan's id, or `{ plan, except }` to leave out some of its checks by id.
+     */
+    include_checks_from: z
+      .union([Identifier, z.object({ plan: Identifier, except: z.array(Identifier).default([]) }).strict()])
+      .transform((value) => (typeof value === 'string' ? { plan: value, except: [] as string[] } : value))
+      .optional(),
+    /**
+     * How a target's lint-clean gate judges this plan: `errors` counts squawk's error level only
+     * (squawk 2 reports every rule as a warning, so in practice what it cannot parse); `strict`
+     * counts every squawk rule about locks and rewrites (all but its style rules; a rollback step
+     * may drop what the apply added). A finding is passed only by a waiver in the run.
+     */
+    lint_gate: z.enum(['errors', 'strict']).default('errors'),
     objects: PlanObjectsSchema.default({ columns: [], indexes: [], functions: [], constraints: [] }),
     notes: z.array(z.object({ title: z.string().min(1), body: z.string().min(1) }).strict()).default([]),
     team_messages: z.object({ pre: TeamMessage.optional(), post: TeamMessage.optional() }).strict().default({}),
@@ -205,6 +286,10 @@ export type ProbeCheck = z.infer<typeof ProbeCheckSchema>;
 export type HttpCheck = z.infer<typeof HttpCheckSchema>;
 export type Expectation = z.infer<typeof ExpectationSchema>;
 export type Step = z.infer<typeof StepSchema>;
+export type SqlStep = z.infer<typeof SqlStepSchema>;
+export type CreateIndexConcurrentlyStep = z.infer<typeof CreateIndexConcurrentlyStepSchema>;
+export type BatchedBackfillStep = z.infer<typeof BatchedBackfillStepSchema>;
+export type StepKind = Step['kind'];
 export type Prerequisite = z.infer<typeof PrerequisiteSchema>;
 export type PlanObjects = z.infer<typeof PlanObjectsSchema>;
 
@@ -225,4 +310,30 @@ export function checksOfPhase(plan: Plan, phase: CheckPhase): Check[] {
     case 'rollback':
       return plan.rollback.verification;
   }
+}
+
+/** Where a file of a plan named by `include_checks_from` sits in the including plan's manifest (as sha256sum run in its folder names it). */
+export const includedPlanPath = (planId: string, file: string): string => `../${planId}/${file}`;
+
+/**
+ * The plan with the checks of `included` (the plan its include_checks_from names) before its own,
+ * in every section; their check files renamed to where the manifest lists them.
+ */
+export function withIncludedChecks(plan: Plan, included: Plan): Plan {
+  const except = new Set(plan.include_checks_from?.except ?? []);
+  const take = (checks: Check[]): Check[] =>
+    checks
+      .filter((check) => !except.has(check.id))
+      .map((check) => (check.kind !== 'http' && check.file !== undefined ? { ...check, file: includedPlanPath(included.id, check.file) } : check));
+  return {
+    ...plan,
+    prechecks: [...take(included.prechecks), ...plan.prechecks],
+    snapshot: [...take(included.snapshot), ...plan.snapshot],
+    verification: [...take(included.verification), ...plan.verification],
+    post_execution: {
+      api_tests: [...take(included.post_execution.api_tests), ...plan.post_execution.api_tests],
+      data_quality: [...take(included.post_execution.data_quality), ...plan.post_execution.data_quality],
+    },
+    rollback: { ...plan.rollback, verification: [...take(included.rollback.verification), ...plan.rollback.verification] },
+  };
 }

@@ -93,17 +93,26 @@ interface LedgerRow {
 
 const HISTORY_LIMIT = 100;
 
-export async function readPlanLedgerState(pool: pg.Pool | pg.ClientBase, planId: string): Promise<PlanLedgerState> {
+export interface LedgerReadOptions {
+  /**
+   * The plan's own `equivalent_to`: plans that make the same change. Their rows count for this
+   * plan too (rows that list this plan, or one of these, in equivalent_plan_ids always do).
+   */
+  equivalentTo?: readonly string[];
+}
+
+export async function readPlanLedgerState(pool: pg.Pool | pg.ClientBase, planId: string, options: LedgerReadOptions = {}): Promise<PlanLedgerState> {
   const presence = await pool.query<{ present: boolean }>(`select to_regclass('runsheet.ledger') is not null as present`);
   if (!presence.rows[0]?.present) return { state: 'not_applied', history: [], ledgerPresent: false };
 
+  const planIds = [planId, ...(options.equivalentTo ?? []).filter((id) => id !== planId)];
   const { rows } = await pool.query<LedgerRow>(
     `select id, run_id, plan_id, checksum, action, outcome, steps_completed, applied_by, applied_at, equivalent_plan_ids
        from runsheet.ledger
-      where plan_id = $1 or $1 = any (equivalent_plan_ids)
+      where plan_id = any ($1::text[]) or equivalent_plan_ids && $1::text[]
       order by applied_at desc, id desc
       limit ${HISTORY_LIMIT}`,
-    [planId],
+    [planIds],
   );
   const history = rows.map(toEntry);
   const newest = history[0];
@@ -136,4 +145,103 @@ function toEntry(row: LedgerRow): LedgerEntry {
     at: row.applied_at.toISOString(),
     equivalentPlanIds: row.equivalent_plan_ids,
   };
+}
+
+/**
+ * Where each batched backfill stopped: one row per plan and step, updated in the same transaction
+ * as each batch, so a backfill stopped by a failure, a cancel or a killed process resumes at the
+ * first key after the last committed batch (no row done twice, none skipped). Idempotent.
+ */
+export const BACKFILL_PROGRESS_DDL = `create schema if not exists runsheet;
+
+create table if not exists runsheet.backfill_progress (
+  plan_id text not null,
+  step_id text not null,
+  template_sha256 text not null,
+  table_name text not null,
+  table_oid oid not null,
+  key_column text not null,
+  last_key text,
+  rows_done bigint not null default 0,
+  rows_updated bigint not null default 0,
+  batches bigint not null default 0,
+  run_id uuid not null,
+  started_at timestamptz not null default clock_timestamp(),
+  updated_at timestamptz not null default clock_timestamp(),
+  completed_at timestamptz,
+  primary key (plan_id, step_id)
+);
+
+comment on table runsheet.backfill_progress is
+  'Written by Runsheet: the last key a batched backfill step committed, updated in the same transaction as each batch. template_sha256 covers the UPDATE and the table and key it walks, table_oid the table itself: another value starts over.';
+`;
+
+/** Creates runsheet.backfill_progress when it is missing (same lock as the ledger's DDL). */
+export async function ensureBackfillProgress(client: pg.ClientBase): Promise<void> {
+  const { rows } = await client.query<{ present: boolean }>(`select to_regclass('runsheet.backfill_progress') is not null as present`);
+  if (rows[0]?.present) return;
+  await client.query(`select pg_advisory_xact_lock(${LEDGER_DDL_LOCK});\n${BACKFILL_PROGRESS_DDL}`);
+}
+
+export interface BackfillProgress {
+  planId: string;
+  stepId: string;
+  templateSha256: string;
+  table: string;
+  key: string;
+  /** The last key of the last committed batch, as text; null before the first. */
+  lastKey: string | null;
+  /** Rows the batches walked (keys covered). */
+  rowsDone: number;
+  /** Rows the UPDATE changed. */
+  rowsUpdated: number;
+  batches: number;
+  runId: string;
+  /** ISO */
+  startedAt: string;
+  updatedAt: string;
+  completedAt: string | null;
+}
+
+/** The backfill cursors of a plan on a target (empty when there are none). */
+export async function readBackfillProgress(pool: pg.Pool | pg.ClientBase, planId: string): Promise<BackfillProgress[]> {
+  const presence = await pool.query<{ present: boolean }>(`select to_regclass('runsheet.backfill_progress') is not null as present`);
+  if (!presence.rows[0]?.present) return [];
+  const { rows } = await pool.query<{
+    plan_id: string;
+    step_id: string;
+    template_sha256: string;
+    table_name: string;
+    key_column: string;
+    last_key: string | null;
+    rows_done: string;
+    rows_updated: string;
+    batches: string;
+    run_id: string;
+    started_at: Date;
+    updated_at: Date;
+    completed_at: Date | null;
+  }>(`select * from runsheet.backfill_progress where plan_id = $1 order by step_id`, [planId]);
+  return rows.map((row) => ({
+    planId: row.plan_id,
+    stepId: row.step_id,
+    templateSha256: row.template_sha256,
+    table: row.table_name,
+    key: row.key_column,
+    lastKey: row.last_key,
+    rowsDone: Number(row.rows_done),
+    rowsUpdated: Number(row.rows_updated),
+    batches: Number(row.batches),
+    runId: row.run_id,
+    startedAt: row.started_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+    completedAt: row.completed_at?.toISOString() ?? null,
+  }));
+}
+
+/** Forgets a plan's backfill cursors (a rollback does, in its ledger row's transaction). */
+export async function clearBackfillProgress(client: pg.ClientBase, planId: string): Promise<void> {
+  const { rows } = await client.query<{ present: boolean }>(`select to_regclass('runsheet.backfill_progress') is not null as present`);
+  if (!rows[0]?.present) return;
+  await client.query('delete from runsheet.backfill_progress where plan_id = $1', [planId]);
 }

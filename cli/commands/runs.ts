@@ -24,6 +24,8 @@ import {
   type Gate,
 } from '../../app/engine/engine-deps.server';
 import { cancelRun, executeRun, rehearseRun, rollbackRun } from '../../app/engine/engine.server';
+import { pauseBackfill, resumeBackfill } from '../../app/engine/backfill-control.server';
+import { waiveLintFinding } from '../../app/engine/waive-lint.server';
 import type { RunRecord } from '../../app/engine/run-store.server';
 import { createRun, listRuns, openRunFor, readRunDetail, runRunChecks, signOff, tickPrerequisite } from '../../app/engine/runs.server';
 import { InvalidRunIdError, type RunEvent } from '../../app/runs/run-log.server';
@@ -138,6 +140,25 @@ function progressPrinter(io: CliIo): (event: RunEvent) => void {
         break;
       case 'step.failed':
         io.out(`  ✗ step ${payload.stepId}: ${payload.summary ?? (payload.failure as { message?: string })?.message}`);
+        break;
+      case 'step.retry':
+        io.out(`  ↻ step ${payload.stepId}: lock timeout (attempt ${payload.attempt} of ${Number(payload.retries) + 1}), again in ${seconds(payload.delayMs as number)}`);
+        break;
+      case 'progress': {
+        const total = typeof payload.total === 'number' ? ` of ${payload.total}` : '';
+        const rate = typeof payload.rate === 'number' ? `, ${Math.round(payload.rate)} rows/s` : '';
+        const eta = typeof payload.etaMs === 'number' ? `, ${seconds(payload.etaMs)} left` : '';
+        io.out(`  … step ${payload.stepId}: ${payload.done}${total} rows${rate}${eta}`);
+        break;
+      }
+      case 'backfill.paused':
+        io.out(`  ⏸ step ${payload.stepId} paused after key ${payload.lastKey ?? '(none)'}${payload.by ? ` (by ${payload.by})` : ''}`);
+        break;
+      case 'backfill.resumed':
+        io.out(`  ▶ step ${payload.stepId} resumed${payload.by ? ` (by ${payload.by})` : ''}`);
+        break;
+      case 'index.invalid':
+        io.out(`  ✗ index ${payload.index} is INVALID`);
         break;
       case 'state.changed':
         io.out(`  state: ${payload.from} → ${payload.to} (${payload.reason})`);
@@ -345,4 +366,82 @@ const runsCommand: CliCommand = {
   },
 };
 
-export const runCommands: CliCommand[] = [runCommand, rehearseCommand, rollbackCommand, cancelCommand, tickCommand, signOffCommand, prechecksCommand, runsCommand];
+const WAIVE_USAGE = 'waive <plan> --target T --rule R --file F --line N --reason "…" --as EMAIL';
+const waiveCommand: CliCommand = {
+  name: 'waive',
+  summary: "Waive one lint finding for the plan's open run on a target (engineer; recorded with the reason in the run log, honoured by its lint-clean gate)",
+  usage: WAIVE_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(
+      args,
+      { target: { type: 'string' }, rule: { type: 'string' }, file: { type: 'string' }, line: { type: 'string' }, reason: { type: 'string' }, as: { type: 'string' } },
+      WAIVE_USAGE,
+    );
+    const deps = needRuntime(runtime);
+    const target = required(values, 'target', WAIVE_USAGE);
+    const rule = required(values, 'rule', WAIVE_USAGE);
+    const file = required(values, 'file', WAIVE_USAGE);
+    const lineText = required(values, 'line', WAIVE_USAGE);
+    const reason = required(values, 'reason', WAIVE_USAGE);
+    if (!/^\d+$/.test(lineText)) throw usageError(`--line is a line number, not "${lineText}".\nUsage: npx runsheet ${WAIVE_USAGE}`);
+    const actor = await actorFor(deps, required(values, 'as', WAIVE_USAGE), 'execute', `${positionals[0]}@${target}`);
+    return asExitCode(io, async () => {
+      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      const { waiver, event } = await waiveLintFinding(deps, { runId: run.id, finding: { file, line: Number(lineText), rule }, reason, actor });
+      io.out(`${event ? 'Waived' : 'Already waived'} ${waiver.rule} at ${waiver.file}:${waiver.line} for run ${run.id} by ${waiver.by}: ${waiver.reason}`);
+      await printReadiness(deps, io, run.id);
+      return EXIT.ok;
+    });
+  },
+};
+
+const PAUSE_USAGE = 'pause <run-id> --as EMAIL [--reason "…"]';
+const pauseCommand: CliCommand = {
+  name: 'pause',
+  summary: "Pause a run's batched backfill before its next batch (every batch so far stays committed)",
+  usage: PAUSE_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { as: { type: 'string' }, reason: { type: 'string' } }, PAUSE_USAGE);
+    const deps = needRuntime(runtime);
+    const actor = await actorFor(deps, required(values, 'as', PAUSE_USAGE), 'cancel', positionals[0]!);
+    return asExitCode(io, async () => {
+      const { requested } = await pauseBackfill(deps, { runId: positionals[0]!, actor, reason: values.reason as string | undefined });
+      io.out(requested ? `Pause requested for run ${positionals[0]}: its backfill stops before the next batch.` : `Run ${positionals[0]}'s backfill is already paused.`);
+      return EXIT.ok;
+    });
+  },
+};
+
+const RESUME_USAGE = 'resume <run-id> --as EMAIL';
+const resumeCommand: CliCommand = {
+  name: 'resume',
+  summary: "Resume a run's paused batched backfill from its last committed batch",
+  usage: RESUME_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { as: { type: 'string' } }, RESUME_USAGE);
+    const deps = needRuntime(runtime);
+    const actor = await actorFor(deps, required(values, 'as', RESUME_USAGE), 'cancel', positionals[0]!);
+    return asExitCode(io, async () => {
+      const { requested } = await resumeBackfill(deps, { runId: positionals[0]!, actor });
+      io.out(requested ? `Resume requested for run ${positionals[0]}.` : `Run ${positionals[0]}'s backfill is not paused.`);
+      return EXIT.ok;
+    });
+  },
+};
+
+export const runCommands: CliCommand[] = [
+  runCommand,
+  rehearseCommand,
+  rollbackCommand,
+  cancelCommand,
+  pauseCommand,
+  resumeCommand,
+  tickCommand,
+  signOffCommand,
+  prechecksCommand,
+  waiveCommand,
+  runsCommand,
+];

@@ -1,0 +1,317 @@
+import type { ReportCheck, ReportCheckRun, ReportIssue, ReportStatement, RunReport, SignatureVerdict, SnapshotRow } from '../runs/run-report';
+import { compactJson } from '../runs/run-report';
+import { describeExpectation } from './check-results-table';
+import { formatDuration, formatUtc } from './format';
+import { StatusBadge } from './status-badge';
+
+/** Most rows a report section draws; the rest are in the event list and the downloads. */
+export const SECTION_ROW_LIMIT = 200;
+
+/** A table that may scroll sideways on a narrow screen: focusable, so a keyboard can scroll it. */
+export function ScrollTable({ label, children }: { label: string; children: React.ReactNode }) {
+  return (
+    <div className="overflow-x-auto rounded border border-slate-200 bg-white print:overflow-visible" tabIndex={0} role="region" aria-label={label}>
+      {children}
+    </div>
+  );
+}
+
+export function ReportSection({ id, title, children, aside }: { id: string; title: string; children: React.ReactNode; aside?: React.ReactNode }) {
+  return (
+    <section id={id} aria-labelledby={`${id}-title`} className="mt-8 print:mt-5">
+      <div className="flex flex-wrap items-baseline gap-x-3 gap-y-1 break-after-avoid">
+        <h2 id={`${id}-title`} className="text-base font-semibold">
+          {title}
+        </h2>
+        {aside ? <div className="text-xs text-ink-muted">{aside}</div> : null}
+      </div>
+      <div className="mt-2">{children}</div>
+    </section>
+  );
+}
+
+/** The signature badge: valid through which event, not signed yet, or which event broke it. */
+export function SignatureBadge({ signature, eventHref }: { signature: SignatureVerdict; eventHref: (seq: number) => string }) {
+  if (signature.status === 'valid') {
+    const unsignedTail = signature.eventCount - signature.signedSeq;
+    return (
+      <div className="flex flex-wrap items-center gap-2" data-signature="valid">
+        <StatusBadge status="valid" label="Signature valid" title={signature.head ? `Chain head ${signature.head}` : undefined} />
+        <span className="text-xs text-ink-muted">
+          {signature.checkpointCount} signed checkpoint{signature.checkpointCount === 1 ? '' : 's'}, through event {signature.signedSeq}
+          {unsignedTail > 0 ? `; ${unsignedTail} later event${unsignedTail === 1 ? ' is' : 's are'} chained, not yet signed` : ''}
+        </span>
+      </div>
+    );
+  }
+  if (signature.status === 'unsigned') {
+    return (
+      <div className="flex flex-wrap items-center gap-2" data-signature="unsigned">
+        <StatusBadge status="pending" label="Not signed yet" />
+        <span className="text-xs text-ink-muted">The log is signed at each phase end and at completion; its hash chain is intact.</span>
+      </div>
+    );
+  }
+  return (
+    <div className="rounded border border-red-300 bg-red-50 p-2" role="alert" data-signature="broken">
+      <div className="flex flex-wrap items-center gap-2">
+        <StatusBadge status="invalid" label="Signature broken" />
+        {signature.firstBadSeq !== null ? (
+          <a href={eventHref(signature.firstBadSeq)} className="text-xs font-semibold text-red-900 underline">
+            at event {signature.firstBadSeq}
+            {signature.firstBadEvent ? ` (${signature.firstBadEvent.type}, ${formatUtc(signature.firstBadEvent.at)})` : ''}
+          </a>
+        ) : null}
+      </div>
+      <p className="mt-1 text-xs text-red-900">{signature.reason}</p>
+    </div>
+  );
+}
+
+function ActualCell({ check }: { check: ReportCheck }) {
+  return (
+    <>
+      <span>{compactJson(check.actual, 300)}</span>
+      {check.error ? (
+        <div className="mt-1 text-red-800">
+          {check.error.sqlstate ? `SQLSTATE ${check.error.sqlstate}: ` : ''}
+          {check.error.message}
+        </div>
+      ) : null}
+    </>
+  );
+}
+
+/** One run of a phase's checks: expected against actual, as recorded in the run log. */
+export function ReportChecksTable({ run, caption }: { run: ReportCheckRun; caption: string }) {
+  if (run.checks.length === 0) return <p className="text-xs text-ink-muted">The phase had no checks.</p>;
+  return (
+    <ScrollTable label={caption}>
+      <table className="w-full min-w-[44rem] table-fixed text-left text-xs">
+        <caption className="sr-only">{caption}</caption>
+        <thead className="bg-slate-50 uppercase tracking-wide text-ink-muted">
+          <tr>
+            <th scope="col" className="w-[26%] px-2 py-1.5">
+              Check
+            </th>
+            <th scope="col" className="w-24 px-2 py-1.5">
+              Result
+            </th>
+            <th scope="col" className="px-2 py-1.5">
+              Expected
+            </th>
+            <th scope="col" className="px-2 py-1.5">
+              Actual
+            </th>
+            <th scope="col" className="w-16 px-2 py-1.5">
+              Took
+            </th>
+          </tr>
+        </thead>
+        <tbody className="divide-y divide-slate-100">
+          {run.checks.map((check) => (
+            <tr key={check.checkId} className="break-inside-avoid align-top">
+              <td className="px-2 py-1.5">
+                <div className="font-medium text-ink">{check.title}</div>
+                <div className="font-mono text-ink-muted">
+                  {check.checkId}
+                  {check.kind ? ` · ${check.kind}` : ''}
+                </div>
+                {check.sql ? (
+                  <details className="mt-1 print:hidden">
+                    <summary className="cursor-pointer text-blue-700">SQL</summary>
+                    <pre className="mt-1 max-w-xl overflow-x-auto whitespace-pre-wrap rounded bg-slate-50 p-2 font-mono text-[11px]">{check.sql}</pre>
+                  </details>
+                ) : null}
+              </td>
+              <td className="px-2 py-1.5">
+                <StatusBadge status={check.status} />
+              </td>
+              <td className="px-2 py-1.5 font-mono [overflow-wrap:anywhere]">{check.expected ? describeExpectation(check.expected) : '—'}</td>
+              <td className="px-2 py-1.5 font-mono [overflow-wrap:anywhere]">
+                <ActualCell check={check} />
+              </td>
+              <td className="whitespace-nowrap px-2 py-1.5 tabular-nums">{check.durationMs !== null ? formatDuration(check.durationMs) : '—'}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </ScrollTable>
+  );
+}
+
+export function CheckRunHeading({ run, title }: { run: ReportCheckRun; title: string }) {
+  return (
+    <div className="mb-1 flex flex-wrap items-center gap-2 text-xs">
+      <span className="font-semibold">{title}</span>
+      <StatusBadge status={run.passed ? 'pass' : 'fail'} label={run.passed ? 'All passed' : 'Failed'} />
+      <span className="text-ink-muted">
+        ran {formatUtc(run.at)} by {run.actor} · event {run.seq}
+      </span>
+    </div>
+  );
+}
+
+/** Snapshot values before apply beside the same checks after it. */
+export function SnapshotTable({ rows, beforeAt, afterAt }: { rows: SnapshotRow[]; beforeAt: string | null; afterAt: string | null }) {
+  if (rows.length === 0) return <p className="text-xs text-ink-muted">No snapshot was taken in this run.</p>;
+  return (
+    <ScrollTable label="Snapshot before and after">
+      <table className="w-full table-fixed text-left text-xs">
+        <caption className="sr-only">Snapshot before apply and after</caption>
+        <thead className="bg-slate-50 uppercase tracking-wide text-ink-muted">
+          <tr>
+            <th scope="col" className="w-1/4 px-2 py-1.5">
+              Check
+            </th>
+            <th scope="col" className="px-2 py-1.5">
+              Before <span className="block font-normal normal-case">{beforeAt ? formatUtc(beforeAt) : 'not taken'}</span>
+            </th>
+            <th scope="col" className="px-2 py-1.5">
+              After <span className="block font-normal normal-case">{afterAt ? formatUtc(afterAt) : 'not taken'}</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody className="divide-y divide-slate-100">
+          {rows.map((row) => (
+            <tr key={row.checkId} className="break-inside-avoid align-top">
+              <th scope="row" className="px-2 py-1.5 font-normal">
+                <div className="font-medium text-ink">{row.title}</div>
+                <div className="font-mono text-ink-muted">{row.checkId}</div>
+                {row.changed ? <span className="mt-1 inline-block rounded bg-amber-50 px-1 text-[11px] text-amber-900 ring-1 ring-amber-600/40">changed</span> : null}
+              </th>
+              <td className="break-words px-2 py-1.5 font-mono">{row.before ? compactJson(row.before.actual, 400) : <span className="text-ink-faint">—</span>}</td>
+              <td className="break-words px-2 py-1.5 font-mono">{row.after ? compactJson(row.after.actual, 400) : <span className="text-ink-faint">—</span>}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </ScrollTable>
+  );
+}
+
+export function StatementsTable({ statements, failed }: { statements: ReportStatement[]; failed: RunReport['failedStatement'] }) {
+  if (statements.length === 0 && !failed) return <p className="text-xs text-ink-muted">No statement ran.</p>;
+  const shown = statements.slice(0, SECTION_ROW_LIMIT);
+  return (
+    <>
+      <ScrollTable label="Step output">
+        <table className="w-full text-left text-xs">
+          <caption className="sr-only">Statements that ran, with their line, duration, rows and notices</caption>
+          <thead className="bg-slate-50 uppercase tracking-wide text-ink-muted">
+            <tr>
+              <th scope="col" className="px-2 py-1.5">
+                Step
+              </th>
+              <th scope="col" className="px-2 py-1.5">
+                #
+              </th>
+              <th scope="col" className="px-2 py-1.5">
+                Line
+              </th>
+              <th scope="col" className="px-2 py-1.5">
+                Command
+              </th>
+              <th scope="col" className="px-2 py-1.5 text-right">
+                Took
+              </th>
+              <th scope="col" className="px-2 py-1.5 text-right">
+                Rows
+              </th>
+              <th scope="col" className="px-2 py-1.5">
+                Notices
+              </th>
+            </tr>
+          </thead>
+          <tbody className="divide-y divide-slate-100">
+            {shown.map((statement) => (
+              <tr key={statement.seq} className="break-inside-avoid align-top">
+                <td className="px-2 py-1.5 font-mono">{statement.stepId || '—'}</td>
+                <td className="px-2 py-1.5 tabular-nums">{statement.index + 1}</td>
+                <td className="px-2 py-1.5 tabular-nums">{statement.line ?? '—'}</td>
+                <td className="px-2 py-1.5">
+                  <span className="font-mono">{statement.command ?? '—'}</span>
+                  {statement.sql ? (
+                    <details className="mt-1 print:hidden">
+                      <summary className="cursor-pointer text-blue-700">SQL</summary>
+                      <pre className="mt-1 max-w-xl overflow-x-auto whitespace-pre-wrap rounded bg-slate-50 p-2 font-mono text-[11px]">{statement.sql}</pre>
+                    </details>
+                  ) : null}
+                </td>
+                <td className="whitespace-nowrap px-2 py-1.5 text-right tabular-nums">{statement.durationMs !== null ? formatDuration(statement.durationMs) : '—'}</td>
+                <td className="px-2 py-1.5 text-right tabular-nums">{statement.rowCount ?? '—'}</td>
+                <td className="px-2 py-1.5">
+                  {statement.notices.length > 0 ? (
+                    <ul className="space-y-0.5 font-mono text-[11px]">
+                      {statement.notices.map((notice, index) => (
+                        <li key={index}>{notice}</li>
+                      ))}
+                    </ul>
+                  ) : (
+                    <span className="text-ink-faint">—</span>
+                  )}
+                </td>
+              </tr>
+            ))}
+            {failed ? (
+              <tr className="break-inside-avoid bg-red-50 align-top text-red-900">
+                <td className="px-2 py-1.5 font-mono">{failed.stepId || '—'}</td>
+                <td className="px-2 py-1.5 tabular-nums">{failed.index !== null ? failed.index + 1 : '—'}</td>
+                <td className="px-2 py-1.5 tabular-nums">{failed.line ?? '—'}</td>
+                <td className="px-2 py-1.5" colSpan={4}>
+                  <StatusBadge status={failed.cancelled ? 'cancelled' : 'failed'} /> <span className="font-mono">{failed.sqlstate ? `SQLSTATE ${failed.sqlstate}: ` : ''}</span>
+                  {failed.message}
+                  {failed.transactional === true ? (
+                    <span className="block text-[11px]">The step ran in one transaction, rolled back: the statements above did not stay.</span>
+                  ) : failed.transactional === false ? (
+                    <span className="block text-[11px]">A non-transactional step: the statements above stayed committed.</span>
+                  ) : null}
+                </td>
+              </tr>
+            ) : null}
+          </tbody>
+        </table>
+      </ScrollTable>
+      {statements.length > shown.length ? (
+        <p className="mt-1 text-xs text-ink-muted">{statements.length - shown.length} more statements are in the event list below and in the Markdown report.</p>
+      ) : null}
+    </>
+  );
+}
+
+const ISSUE_LABELS: Record<ReportIssue['kind'], string> = {
+  note: 'Note',
+  refused: 'Refused',
+  cancel: 'Cancel',
+  failure: 'Failure',
+  state: 'State',
+};
+
+export function IssuesList({ issues }: { issues: ReportIssue[] }) {
+  if (issues.length === 0) return <p className="text-xs text-ink-muted">None recorded: no notes, refusals, cancellations or failures.</p>;
+  const shown = issues.slice(0, SECTION_ROW_LIMIT);
+  return (
+    <>
+      <ul className="divide-y divide-slate-100 rounded border border-slate-200 bg-white text-xs">
+        {shown.map((issue, index) => (
+          <li key={`${issue.seq ?? 'outcome'}-${index}`} className="flex break-inside-avoid flex-wrap gap-x-3 gap-y-0.5 px-3 py-2">
+            <span
+              className={`w-16 shrink-0 font-semibold ${
+                issue.kind === 'note' ? 'text-ink' : issue.kind === 'cancel' || issue.kind === 'state' ? 'text-amber-900' : 'text-red-800'
+              }`}
+            >
+              {ISSUE_LABELS[issue.kind]}
+            </span>
+            <span className="min-w-0 flex-1 whitespace-pre-wrap break-words">{issue.text}</span>
+            <span className="w-full text-ink-muted sm:w-auto">
+              {issue.actor ? `${issue.actor} · ` : ''}
+              {issue.at ? formatUtc(issue.at) : 'run outcome'}
+              {issue.seq !== null ? ` · event ${issue.seq}` : ''}
+            </span>
+          </li>
+        ))}
+      </ul>
+      {issues.length > shown.length ? <p className="mt-1 text-xs text-ink-muted">{issues.length - shown.length} more in the event list below.</p> : null}
+    </>
+  );
+}

@@ -1,0 +1,103 @@
+/**
+ * Pausing and resuming a batched backfill from the dashboard or the command line. A request is
+ * an event in the run log ('backfill.pause', 'backfill.resume'); the process driving the run
+ * reads the newest one between two batches (as it learns of a cancel), stops before the next
+ * batch while paused, and answers with 'backfill.paused' / 'backfill.resumed'. A paused backfill
+ * holds no lock on the table: every batch has committed. A pause asked before the backfill
+ * starts (the run still draft or ready) makes it start paused.
+ */
+import type pg from 'pg';
+import { appendRunEvent, assertRunId, readRunEvents, type RunEvent } from '../runs/run-log.server';
+import { InvalidRunRequestError, RunStateError, type EngineActor, type EngineDeps } from './engine-deps.server';
+import { thawPlan } from './frozen-plan.server';
+import { authorize, getRun } from './runs.server';
+
+export const BACKFILL_PAUSE = 'backfill.pause';
+export const BACKFILL_RESUME = 'backfill.resume';
+
+/** In which states a run's backfill may be paused or resumed: before it runs, and while it applies. */
+const CONTROLLABLE_STATES = ['draft', 'ready', 'applying'] as const;
+
+export interface BackfillPauseState {
+  paused: boolean;
+  /** Who asked for the current state, and why (a pause's reason). */
+  by?: string;
+  at?: string;
+  reason?: string;
+  seq?: number;
+}
+
+/** The newest pause or resume request of a run: what the driving process polls. */
+export async function readBackfillPauseState(store: pg.Pool | pg.ClientBase, runId: string): Promise<BackfillPauseState> {
+  const { rows } = await store.query<{ type: string; actor: string; seq: string; payload: { reason?: string } }>(
+    `select type, actor, seq, payload from run_events where run_id = $1 and type = any ($2::text[]) order by seq desc limit 1`,
+    [runId, [BACKFILL_PAUSE, BACKFILL_RESUME]],
+  );
+  const row = rows[0];
+  if (!row) return { paused: false };
+  return { paused: row.type === BACKFILL_PAUSE, by: row.actor, seq: Number(row.seq), ...(row.payload?.reason ? { reason: row.payload.reason } : {}) };
+}
+
+/** The same answer from events already read (the run page folds them). */
+export function backfillPauseStateFromEvents(events: readonly RunEvent[]): BackfillPauseState {
+  const latest = events.findLast((event) => event.type === BACKFILL_PAUSE || event.type === BACKFILL_RESUME);
+  if (!latest) return { paused: false };
+  const reason = typeof latest.payload.reason === 'string' ? latest.payload.reason : undefined;
+  return { paused: latest.type === BACKFILL_PAUSE, by: latest.actor, at: latest.at, seq: latest.seq, ...(reason ? { reason } : {}) };
+}
+
+export interface BackfillControlResult {
+  /** The request appended to the run log; undefined when the backfill already was in that state. */
+  requested?: RunEvent;
+  state: BackfillPauseState;
+}
+
+/**
+ * Asks the run's batched backfill to pause before its next batch (engineer: the 'cancel'
+ * permission, since it stops a running migration). Idempotent: pausing a paused backfill appends
+ * nothing.
+ */
+export async function pauseBackfill(deps: EngineDeps, input: { runId: string; actor: EngineActor; reason?: string }): Promise<BackfillControlResult> {
+  return requestBackfillState(deps, { ...input, paused: true });
+}
+
+/** Lets a paused backfill go on from its last committed batch. Idempotent. */
+export async function resumeBackfill(deps: EngineDeps, input: { runId: string; actor: EngineActor }): Promise<BackfillControlResult> {
+  return requestBackfillState(deps, { ...input, paused: false });
+}
+
+async function requestBackfillState(deps: EngineDeps, input: { runId: string; actor: EngineActor; paused: boolean; reason?: string }): Promise<BackfillControlResult> {
+  const runId = assertRunId(input.runId);
+  const { actor } = input;
+  const action = input.paused ? 'pause' : 'resume';
+  await authorize(deps, { actor, action: 'cancel', runId });
+  const run = await getRun(deps, runId);
+  const refuse = async (reason: string) => {
+    await appendRunEvent(deps.store.pool, { runId, actor: actor.email, role: actor.role, type: 'action.refused', payload: { action: `backfill.${action}`, reason } });
+  };
+  if (run.kind !== 'execute') {
+    await refuse('a rehearsal has no batched backfill to pause');
+    throw new RunStateError(`Refused: run ${runId} is a rehearsal; a batched backfill runs only in an execute run.`);
+  }
+  if (!(CONTROLLABLE_STATES as readonly string[]).includes(run.state)) {
+    await refuse(`the run is ${run.state}`);
+    throw new RunStateError(`Refused: run ${runId} is ${run.state}; a backfill is paused or resumed while the run is draft, ready or applying.`);
+  }
+  const backfills = thawPlan(run.frozenPlan).plan.apply.filter((step) => step.kind === 'batched_backfill');
+  if (backfills.length === 0) {
+    await refuse('the plan has no batched_backfill step');
+    throw new InvalidRunRequestError(`Run ${runId}'s plan has no batched_backfill step: there is nothing to ${action}.`);
+  }
+  const reason = input.reason?.trim();
+  if (reason && reason.length > 2_000) throw new InvalidRunRequestError('A reason is at most 2,000 characters.');
+  const current = backfillPauseStateFromEvents(await readRunEvents(deps.store.pool, runId));
+  if (current.paused === input.paused) return { state: current };
+  const requested = await appendRunEvent(deps.store.pool, {
+    runId,
+    actor: actor.email,
+    role: actor.role,
+    type: input.paused ? BACKFILL_PAUSE : BACKFILL_RESUME,
+    payload: { state: run.state, steps: backfills.map((step) => step.id), ...(reason ? { reason } : {}) },
+  });
+  return { requested, state: { paused: input.paused, by: requested.actor, at: requested.at, seq: requested.seq, ...(reason ? { reason } : {}) } };
+}

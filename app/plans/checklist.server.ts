@@ -1,0 +1,712 @@
+/**
+ * The checklist of one plan on one target: what the plan page shows, top to bottom in the seed's
+ * order, and what each of its form intents does. The route stays a few lines: it guards, parses
+ * the form and calls these functions; everything here goes through the engine (app/engine/),
+ * which records every change in the run's log.
+ *
+ * Which run the page works on ("the working run"): the newest execute run of the plan on the
+ * target while it still has something to do (being prepared at the plan's current checksum,
+ * applying, applied, rolling back, interrupted, or failed part-way). A run that rolled back or
+ * failed cleanly is history: the next tick or pre-check opens a new run.
+ */
+import { checksOfPhase, CHECK_PHASES, type Check, type CheckPhase, type Plan } from './plan-schema';
+import type { ValidPlan } from './load-plans.server';
+import { readPlanOnTarget, type Aged, type LatestCheckResult } from './plan-on-target.server';
+import { refreshPlanFacts } from './plan-overview.server';
+import { runPlanChecks } from '../checks/plan-checks.server';
+import { roleCan } from '../auth/permissions';
+import type { SignedInUser } from '../auth/require.server';
+import { appendRunEvent, readRunEvents } from '../runs/run-log.server';
+import type { Runtime } from '../runtime/runtime.server';
+import { withTimeout } from '../runtime/with-timeout';
+import { explainPlanStateOnTarget, type SchemaFacts } from '../targets/schema-facts.server';
+import type { TargetFacts } from '../targets/target-facts.server';
+import { listTargets, type Target } from '../targets/targets.server';
+import type { TargetRules } from '../targets/target-config';
+import type { LintFinding } from './lint-plan.server';
+import { formatUtc } from '../components/format';
+import { cancelRun, executeRun, rehearseRun, rollbackRun } from '../engine/engine.server';
+import { addNote, createRun, listRuns, openRunFor, readRunDetail, runRunChecks, signOff, tickPrerequisite, type RunDetail } from '../engine/runs.server';
+import { evaluateGates } from '../engine/gates.server';
+import { EngineError, GateRefusedError, InvalidRunRequestError, PermissionRefusedError, RunNotFoundError, RunStateError, type EngineActor, type Gate } from '../engine/engine-deps.server';
+import type { RunRecord } from '../engine/run-store.server';
+
+export type ChecklistDeps = Runtime;
+
+// ---------------------------------------------------------------------------------------------
+// The page
+
+export interface RunSummary {
+  id: string;
+  kind: 'execute' | 'rehearsal';
+  state: string;
+  planChecksum: string;
+  createdBy: string;
+  createdAt: string;
+  signedOffBy: string | null;
+  signedOffAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  executedBy: string | null;
+  verified: boolean | null;
+  postExecutionPassed: boolean | null;
+  /** The failed statement, when the run (or its rollback) failed on one. */
+  failure: { stepId: string; line: number; sqlstate?: string; message: string } | null;
+}
+
+export interface PrerequisiteView {
+  id: string;
+  text: string;
+  required: boolean;
+  details: string[];
+  tick: { ticked: boolean; by: string; role: string | null; at: string } | null;
+  /** The pre-check that backs the item, with its result in the working run. */
+  check: { id: string; title: string; status: string } | null;
+}
+
+export interface CheckRow {
+  id: string;
+  title: string;
+  kind: string;
+  expect: { type: string } & Record<string, unknown>;
+}
+
+export interface CheckSection {
+  phase: CheckPhase;
+  title: string;
+  checks: CheckRow[];
+  results: Record<string, LatestCheckResult>;
+  /** Where the results come from: this run, or the newest on the target (no working run). */
+  source: 'run' | 'target';
+}
+
+export interface GateView extends Gate {
+  /** Who or what the gate waits on, in words ("a TPM ticks them", "the executor types the name"). */
+  waitsOn: string;
+}
+
+export interface CriterionView {
+  index: number;
+  text: string;
+  /** Backed by checks: judged from their results; otherwise ticked by hand (in the run log). */
+  checks: { id: string; status: string }[];
+  status: string;
+  manual: { ticked: boolean; by: string; at: string } | null;
+}
+
+export interface TeamMessageView {
+  notify: string[];
+  text: string;
+  /** Placeholders not known yet (e.g. {{executor}} before anyone executed). */
+  unfilled: string[];
+}
+
+export interface StepperItem {
+  id: 'prerequisites' | 'prechecks' | 'execute' | 'verify' | 'post' | 'report';
+  label: string;
+  status: 'done' | 'current' | 'waiting' | 'blocked' | 'failed';
+  detail: string;
+  anchor: string;
+}
+
+export interface ChecklistView {
+  plan: {
+    id: string;
+    title: string;
+    summary?: string;
+    source?: string;
+    created?: string;
+    checksum: string;
+    lint: LintFinding[];
+    apply: { id: string; title: string; file: string; transactional: boolean; lockTimeoutMs: number; statementTimeoutMs: number; how: string }[];
+    rollbackSteps: { id: string; title: string; file: string }[];
+    estimated: Plan['estimated_duration'];
+    risk: Plan['risk'];
+    notes: Plan['notes'];
+  };
+  target: { name: string; label: string; displayUrl: string; rules: TargetRules };
+  targets: { name: string; label: string }[];
+  planState: {
+    state: string;
+    reason: string;
+    ledgerError?: string;
+    ledger?: { runId?: string; checksum?: string; by?: string; at?: string; partial: boolean };
+  };
+  targetFacts?: Aged<TargetFacts>;
+  schemaFacts?: Aged<SchemaFacts>;
+  run: RunSummary | null;
+  previousRun: RunSummary | null;
+  /** A draft opened under an older checksum: the next tick opens a new run. */
+  staleDraft: RunSummary | null;
+  rehearsal: RunSummary | null;
+  /** Another plan's run holding this target now. */
+  otherActive: { id: string; planId: string; state: string; kind: string } | null;
+  recentRuns: RunSummary[];
+  prerequisites: PrerequisiteView[];
+  sections: Record<CheckPhase, CheckSection>;
+  gates: GateView[] | null;
+  signoffs: { by: string; role: string | null; at: string }[];
+  successCriteria: CriterionView[];
+  teamMessages: { pre?: TeamMessageView; post?: TeamMessageView };
+  issues: { seq: number; at: string; actor: string; role: string | null; text: string }[];
+  stepper: StepperItem[];
+  may: Record<'tick' | 'runChecks' | 'signOff' | 'addNote' | 'execute' | 'rehearse' | 'rollback' | 'cancel', boolean>;
+}
+
+const SECTION_TITLES: Record<CheckPhase, string> = {
+  pre: 'Pre-checks',
+  snapshot: 'Snapshot',
+  verify: 'Verification',
+  post: 'Post-execution validation',
+  rollback: 'Rollback verification',
+};
+
+const PREPARING = ['draft', 'ready'];
+const ACTIVE = ['applying', 'rolling_back', 'rehearsing'];
+
+/** The plan's targets, and the one asked for (the first, sandbox, by default). */
+export function resolveChecklistTarget(targetName: string | null): { target?: Target; targets: Target[] } {
+  const targets = listTargets();
+  return { target: targetName ? targets.find((candidate) => candidate.name === targetName) : targets[0], targets };
+}
+
+export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPlan; target: Target; targets: Target[]; user: SignedInUser }): Promise<ChecklistView> {
+  const { plan: loaded, target, user } = input;
+  const plan = loaded.plan;
+  const runs = await listRuns(deps, { planId: loaded.id, target: target.name, limit: 20 });
+  const { working, previous, staleDraft } = pickRuns(runs, loaded.checksum);
+  const rehearsal = runs.find((run) => run.kind === 'rehearsal') ?? null;
+  const mayExecute = roleCan(user.role, 'execute');
+
+  const [detail, onTarget, otherActive] = await Promise.all([
+    working ? readRunDetail(deps, working.id, { gates: true, executor: mayExecute ? user.email : undefined }) : Promise.resolve(undefined),
+    readPlanOnTarget(deps, loaded, target),
+    listRuns(deps, { target: target.name, states: ['applying', 'rolling_back', 'rehearsing'], limit: 5 }).then((active) => active.find((run) => run.planId !== loaded.id)),
+  ]);
+
+  // Facts read before the newest run finished describe the target as it was: read them again.
+  let schemaFacts = onTarget.schemaFacts;
+  let targetFacts = onTarget.targetFacts;
+  let planState = onTarget.state;
+  const newestFinish = runs.map((run) => run.finishedAt).filter((at): at is string => at !== null).sort().at(-1);
+  if (newestFinish && (!schemaFacts || Date.now() - schemaFacts.ageMs < Date.parse(newestFinish))) {
+    try {
+      const fresh = await withTimeout(refreshPlanFacts(deps, loaded, target), 5_000);
+      schemaFacts = { value: fresh.schema, ageMs: 0 };
+      targetFacts = { value: fresh.target, ageMs: 0 };
+      if (onTarget.ledger) planState = explainPlanStateOnTarget(onTarget.ledger, fresh.schema);
+    } catch {
+      // Keep the older facts; their age says how old they are.
+    }
+  }
+
+  const events = detail?.events ?? [];
+  const runResults = detail ? latestRunResults(detail) : undefined;
+  const sections = Object.fromEntries(
+    CHECK_PHASES.map((phase) => [
+      phase,
+      {
+        phase,
+        title: SECTION_TITLES[phase],
+        checks: checksOfPhase(plan, phase).map(checkRow),
+        results: runResults ? pick(runResults, checksOfPhase(plan, phase)) : pick(onTarget.results, checksOfPhase(plan, phase)),
+        source: runResults ? 'run' : 'target',
+      } satisfies CheckSection,
+    ]),
+  ) as Record<CheckPhase, CheckSection>;
+  const allResults: Record<string, LatestCheckResult> = Object.assign({}, ...CHECK_PHASES.map((phase) => sections[phase].results));
+
+  const prerequisites: PrerequisiteView[] = plan.prerequisites.map((item) => {
+    const tick = detail?.ticks[item.id];
+    const backing = item.check ? plan.prechecks.find((check) => check.id === item.check) : undefined;
+    return {
+      id: item.id,
+      text: item.text,
+      required: item.required,
+      details: item.details,
+      tick: tick ? { ticked: tick.ticked, by: tick.by, role: tick.role, at: tick.at } : null,
+      check: backing ? { id: backing.id, title: backing.title, status: resultStatus(sections.pre.results[backing.id], loaded.checksum) } : null,
+    };
+  });
+
+  const gates = detail?.gates ? detail.gates.map((gate) => ({ ...gate, waitsOn: waitsOn(gate, target) })) : null;
+  const runSummary = working ? summarize(detail?.run ?? working) : null;
+  const logRun = working ?? previous;
+  const logEvents = working ? events : previous ? (await readRunDetail(deps, previous.id)).events : [];
+
+  const criteria = successCriteria(plan, allResults, loaded.checksum, logEvents);
+  const ledger = onTarget.ledger;
+  const view: ChecklistView = {
+    plan: {
+      id: loaded.id,
+      title: plan.title,
+      summary: plan.summary,
+      source: plan.source,
+      created: plan.created,
+      checksum: loaded.checksum,
+      lint: loaded.lint,
+      apply: plan.apply.map((step) => ({
+        id: step.id,
+        title: step.title,
+        file: step.file,
+        transactional: step.transactional,
+        lockTimeoutMs: step.lock_timeout,
+        statementTimeoutMs: step.statement_timeout,
+        how:
+          step.kind === 'batched_backfill'
+            ? `batched backfill of ${step.table.schema}.${step.table.name} by ${step.key}, ${step.batch_size} rows a batch, each batch its own transaction`
+            : step.kind === 'create_index_concurrently'
+              ? `CREATE INDEX CONCURRENTLY ${step.index.schema}.${step.index.name}, outside any transaction`
+              : step.transactional
+                ? 'one transaction'
+                : 'statement by statement',
+      })),
+      rollbackSteps: plan.rollback.steps.map((step) => ({ id: step.id, title: step.title, file: step.file })),
+      estimated: plan.estimated_duration,
+      risk: plan.risk,
+      notes: plan.notes,
+    },
+    target: { name: target.name, label: target.label, displayUrl: target.displayUrl, rules: target.rules },
+    targets: input.targets.map((candidate) => ({ name: candidate.name, label: candidate.label })),
+    planState: {
+      state: planState.state,
+      reason: planState.reason,
+      ...(onTarget.ledgerError ? { ledgerError: onTarget.ledgerError } : {}),
+      ...(ledger ? { ledger: { runId: ledger.runId, checksum: ledger.checksum, by: ledger.by, at: ledger.at, partial: ledger.partial !== undefined } } : {}),
+    },
+    targetFacts,
+    schemaFacts,
+    run: runSummary,
+    previousRun: previous ? summarize(previous) : null,
+    staleDraft: staleDraft ? summarize(staleDraft) : null,
+    rehearsal: rehearsal ? summarize(rehearsal) : null,
+    otherActive: otherActive ? { id: otherActive.id, planId: otherActive.planId, state: otherActive.state, kind: otherActive.kind } : null,
+    recentRuns: runs.slice(0, 8).map(summarize),
+    prerequisites,
+    sections,
+    gates,
+    signoffs: detail?.signoffs ?? [],
+    successCriteria: criteria,
+    teamMessages: teamMessages(plan, { target, checksum: logRun?.planChecksum ?? loaded.checksum, run: logRun, ledger: ledger && ledger.state === 'applied' ? ledger : undefined }),
+    issues: logEvents
+      .filter((event) => event.type === 'note.added')
+      .map((event) => ({ seq: event.seq, at: event.at, actor: event.actor, role: event.role, text: String(event.payload.text ?? '') })),
+    stepper: [],
+    may: {
+      tick: roleCan(user.role, 'tick'),
+      runChecks: roleCan(user.role, 'run-checks'),
+      signOff: roleCan(user.role, 'sign-off'),
+      addNote: roleCan(user.role, 'add-note'),
+      execute: mayExecute,
+      rehearse: roleCan(user.role, 'rehearse'),
+      rollback: roleCan(user.role, 'rollback'),
+      cancel: roleCan(user.role, 'cancel'),
+    },
+  };
+  view.stepper = stepper(view);
+  return view;
+}
+
+function pickRuns(runs: RunRecord[], checksum: string): { working?: RunRecord; previous?: RunRecord; staleDraft?: RunRecord } {
+  const latest = runs.find((run) => run.kind === 'execute');
+  if (!latest) return {};
+  if (PREPARING.includes(latest.state)) {
+    if (latest.planChecksum === checksum) return { working: latest };
+    const previous = runs.find((run) => run.kind === 'execute' && !PREPARING.includes(run.state));
+    return { staleDraft: latest, ...(previous ? { previous } : {}) };
+  }
+  const partlyApplied = latest.state === 'failed' && latest.outcome?.ledger?.written === 'partial';
+  if (['applying', 'applied', 'rolling_back', 'rollback_failed', 'interrupted'].includes(latest.state) || partlyApplied) return { working: latest };
+  return { previous: latest };
+}
+
+function summarize(run: RunRecord): RunSummary {
+  const outcome = run.outcome;
+  const failure = outcome?.rollback?.failure ?? outcome?.failure;
+  return {
+    id: run.id,
+    kind: run.kind,
+    state: run.state,
+    planChecksum: run.planChecksum,
+    createdBy: run.createdBy,
+    createdAt: run.createdAt,
+    signedOffBy: run.signedOffBy,
+    signedOffAt: run.signedOffAt,
+    startedAt: run.startedAt,
+    finishedAt: run.finishedAt,
+    executedBy: run.executedBy,
+    verified: outcome?.verified ?? null,
+    postExecutionPassed: outcome?.postExecution ? outcome.postExecution.passed : null,
+    failure: failure ? { stepId: failure.stepId, line: failure.line, ...(failure.sqlstate ? { sqlstate: failure.sqlstate } : {}), message: failure.message } : null,
+  };
+}
+
+function checkRow(check: Check): CheckRow {
+  return { id: check.id, title: check.title, kind: check.kind, expect: check.expect as CheckRow['expect'] };
+}
+
+function pick(results: Record<string, LatestCheckResult>, checks: Check[]): Record<string, LatestCheckResult> {
+  return Object.fromEntries(checks.filter((check) => results[check.id]).map((check) => [check.id, results[check.id]!]));
+}
+
+/** The newest result of every check recorded in the run, shaped as the results table reads them. */
+function latestRunResults(detail: RunDetail): Record<string, LatestCheckResult> {
+  const now = Date.now();
+  const latest: Record<string, LatestCheckResult> = {};
+  for (const row of detail.checkResults) {
+    latest[row.checkId] = {
+      checkId: row.checkId,
+      phase: row.phase,
+      passed: row.passed,
+      skipped: row.skipped,
+      expected: row.expected,
+      actual: row.actual,
+      sql: row.sql,
+      error: (row.error as LatestCheckResult['error']) ?? null,
+      durationMs: row.durationMs,
+      ranAt: row.ranAt,
+      ageMs: Math.max(0, now - Date.parse(row.ranAt)),
+      ranBy: row.ranBy,
+      planChecksum: row.planChecksum,
+    };
+  }
+  return latest;
+}
+
+export function resultStatus(result: LatestCheckResult | undefined, checksum: string): string {
+  if (!result) return 'pending';
+  if (result.skipped) return 'skipped';
+  if (result.planChecksum !== checksum) return 'stale';
+  if (result.actual === 'cannot see') return 'cannot_see';
+  if (result.passed) return 'pass';
+  return result.error ? 'error' : 'fail';
+}
+
+/** Who or what an open gate waits on. */
+function waitsOn(gate: Gate, target: Target): string {
+  if (gate.passed) return '';
+  switch (gate.id) {
+    case 'prerequisites':
+      return 'a TPM or engineer ticks them';
+    case 'prechecks':
+      return 'a TPM or engineer runs the pre-checks';
+    case 'signoff':
+      return 'a TPM or engineer other than the executor signs off';
+    case 'confirm-target-name':
+      return `the executor types "${target.name}" below`;
+    case 'checksum':
+      return 'the plan changed: tick again in a new run';
+    case 'target-free':
+      return 'the other run on this target finishes';
+    case 'ledger':
+      return 'nobody: it is already applied';
+    case 'lint-clean':
+      return 'the plan\'s author fixes the findings';
+    default:
+      return gate.id.startsWith('applied-on:') ? `an engineer applies and verifies it on ${gate.id.slice('applied-on:'.length)} first` : 'see the detail';
+  }
+}
+
+/** Success criteria: from check results where checks back them, from the run log's ticks otherwise. */
+function successCriteria(plan: Plan, results: Record<string, LatestCheckResult>, checksum: string, events: RunDetail['events']): CriterionView[] {
+  const manual = new Map<number, { ticked: boolean; by: string; at: string }>();
+  for (const event of events) {
+    if (event.type !== 'criterion.ticked' && event.type !== 'criterion.unticked') continue;
+    const index = Number(event.payload.index);
+    if (Number.isInteger(index)) manual.set(index, { ticked: event.type === 'criterion.ticked', by: event.actor, at: event.at });
+  }
+  return plan.success_criteria.map((criterion, index) => {
+    const checks = criterion.checks.map((id) => ({ id, status: resultStatus(results[id], checksum) }));
+    let status: string;
+    if (checks.length === 0) status = manual.get(index)?.ticked ? 'ticked' : 'not_ticked';
+    else if (checks.some((check) => check.status === 'fail' || check.status === 'error')) status = 'fail';
+    else if (checks.every((check) => check.status === 'pass')) status = 'pass';
+    else status = 'pending';
+    return { index, text: criterion.text, checks, status, manual: checks.length === 0 ? (manual.get(index) ?? null) : null };
+  });
+}
+
+const PLACEHOLDER = /\{\{\s*([a-z_]+)\s*\}\}/g;
+
+/** The plan's team messages with {{target}}, {{checksum}}, {{executor}}, {{finished_at}} filled from the run's facts. */
+function teamMessages(
+  plan: Plan,
+  facts: { target: Target; checksum: string; run?: RunRecord; ledger?: { runId?: string; at?: string } },
+): ChecklistView['teamMessages'] {
+  const { run, ledger } = facts;
+  // The apply's COMMIT time is the ledger's row of this run; the run's end comes after verification.
+  const finishedAt = ledger?.at && run && ledger.runId === run.id ? ledger.at : (run?.finishedAt ?? undefined);
+  const values: Record<string, string | undefined> = {
+    target: facts.target.label,
+    target_name: facts.target.name,
+    checksum: facts.checksum,
+    plan: plan.id,
+    run: run?.id,
+    executor: run?.executedBy ?? undefined,
+    started_at: run?.startedAt ? formatUtc(run.startedAt) : undefined,
+    finished_at: finishedAt ? formatUtc(finishedAt) : undefined,
+  };
+  const fill = (message: { notify: string[]; body: string } | undefined): TeamMessageView | undefined => {
+    if (!message) return undefined;
+    const unfilled = new Set<string>();
+    const text = message.body.replace(PLACEHOLDER, (whole, name: string) => {
+      const value = values[name];
+      if (value) return value;
+      unfilled.add(name);
+      return `[${name.replace(/_/g, ' ')}: to be filled]`;
+    });
+    return { notify: message.notify, text: text.trimEnd(), unfilled: [...unfilled] };
+  };
+  return { pre: fill(plan.team_messages.pre), post: fill(plan.team_messages.post) };
+}
+
+function stepper(view: ChecklistView): StepperItem[] {
+  const run = view.run;
+  const gate = (id: string) => view.gates?.find((candidate) => candidate.id === id);
+  const required = view.prerequisites.filter((item) => item.required);
+  const tickedRequired = required.filter((item) => item.tick?.ticked).length;
+  const preparing = run !== null && PREPARING.includes(run.state);
+  const executedStates = ['applying', 'applied', 'rolling_back', 'rolled_back', 'rollback_failed', 'interrupted', 'failed'];
+  const executed = run !== null && executedStates.includes(run.state);
+
+  const prerequisites: StepperItem = {
+    id: 'prerequisites',
+    label: 'Prerequisites',
+    anchor: '#prerequisites',
+    status: executed || tickedRequired === required.length ? 'done' : 'current',
+    detail: executed ? 'ticked before executing' : `${tickedRequired} of ${required.length} required ticked${tickedRequired < required.length ? ' · waiting on a TPM' : ''}`,
+  };
+
+  const precheckResults = Object.values(view.sections.pre.results);
+  const precheckFailed = precheckResults.some((result) => !result.passed && !result.skipped);
+  const precheckGate = gate('prechecks');
+  const prechecks: StepperItem = {
+    id: 'prechecks',
+    label: 'Pre-checks',
+    anchor: '#prechecks',
+    status: executed ? 'done' : precheckGate?.passed ? 'done' : precheckFailed ? 'failed' : 'current',
+    detail: executed
+      ? 'passed before executing'
+      : precheckGate
+        ? precheckGate.passed
+          ? precheckGate.detail
+          : precheckFailed
+            ? 'a pre-check failed · fix it, then run them again'
+            : 'not run in this run · waiting on a TPM'
+        : 'not run yet · waiting on a TPM',
+  };
+
+  let execute: StepperItem;
+  const open = (view.gates ?? []).filter((candidate) => !candidate.passed && !candidate.atExecute);
+  if (!run || preparing) {
+    execute = open.length > 0 || !run
+      ? { id: 'execute', label: 'Execute', anchor: '#go-no-go', status: 'blocked', detail: run ? `${open.length} gate${open.length === 1 ? '' : 's'} open · ${open[0]?.waitsOn ?? ''}` : 'no run yet · tick or run the pre-checks' }
+      : { id: 'execute', label: 'Execute', anchor: '#go-no-go', status: 'current', detail: 'go · waiting on an engineer to execute' };
+  } else if (run.state === 'applying') {
+    execute = { id: 'execute', label: 'Execute', anchor: '#go-no-go', status: 'current', detail: `applying · by ${run.executedBy ?? 'an engineer'}` };
+  } else if (run.state === 'failed' || run.state === 'interrupted') {
+    execute = { id: 'execute', label: 'Execute', anchor: '#execution-log', status: 'failed', detail: run.failure ? `failed at line ${run.failure.line}` : run.state };
+  } else {
+    execute = { id: 'execute', label: 'Execute', anchor: '#execution-log', status: 'done', detail: `by ${run.executedBy ?? '?'}` };
+  }
+
+  const applied = run !== null && ['applied', 'rolling_back', 'rolled_back', 'rollback_failed'].includes(run.state);
+  const verify: StepperItem = !applied
+    ? { id: 'verify', label: 'Verify', anchor: '#verification', status: 'waiting', detail: 'after execute' }
+    : run.verified === false
+      ? { id: 'verify', label: 'Verify', anchor: '#verification', status: 'failed', detail: 'a verification check failed' }
+      : { id: 'verify', label: 'Verify', anchor: '#verification', status: 'done', detail: 'verified' };
+  const post: StepperItem = !applied
+    ? { id: 'post', label: 'Post-execution', anchor: '#post-execution', status: 'waiting', detail: 'after verify' }
+    : run.postExecutionPassed === false
+      ? { id: 'post', label: 'Post-execution', anchor: '#post-execution', status: 'failed', detail: 'a check failed · an engineer decides: roll back?' }
+      : { id: 'post', label: 'Post-execution', anchor: '#post-execution', status: 'done', detail: 'API and data quality passed' };
+  const manualOpen = view.successCriteria.filter((criterion) => criterion.checks.length === 0 && criterion.status !== 'ticked').length;
+  const report: StepperItem = !applied
+    ? { id: 'report', label: 'Report', anchor: '#success-criteria', status: 'waiting', detail: 'after post-execution' }
+    : manualOpen > 0
+      ? { id: 'report', label: 'Report', anchor: '#success-criteria', status: 'current', detail: `${manualOpen} criteria to tick by hand · then send the post message` }
+      : { id: 'report', label: 'Report', anchor: '#team-messages', status: 'done', detail: 'send the post message' };
+  return [prerequisites, prechecks, execute, verify, post, report];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The intents
+
+export type ChecklistIntent =
+  | { intent: 'tick'; itemId: string; ticked: boolean }
+  | { intent: 'tick-criterion'; index: number; ticked: boolean }
+  | { intent: 'run-checks'; phase: CheckPhase }
+  | { intent: 'refresh-facts' }
+  | { intent: 'sign-off' }
+  | { intent: 'add-note'; text: string }
+  | { intent: 'execute'; typedTargetName?: string }
+  | { intent: 'rehearse' }
+  | { intent: 'rollback'; runId: string }
+  | { intent: 'cancel'; runId: string };
+
+export type IntentOutcome =
+  | { kind: 'done'; message: string }
+  | { kind: 'started'; runId: string }
+  | { kind: 'refused'; status: number; error: string; openGates?: Gate[] };
+
+export async function performChecklistIntent(
+  deps: ChecklistDeps,
+  input: { plan: ValidPlan; target: Target; user: SignedInUser; intent: ChecklistIntent },
+): Promise<IntentOutcome> {
+  const { plan, target, user, intent } = input;
+  const actor: EngineActor = { email: user.email, role: user.role };
+  const scope = { planId: plan.id, target: target.name };
+  try {
+    const runs = await listRuns(deps, { ...scope, limit: 20 });
+    const { working, previous } = pickRuns(runs, plan.checksum);
+    const workingOrNew = async (): Promise<RunRecord> =>
+      working ??
+      // Two quick ticks on a plan without a run must not open two runs: look again under a lock.
+      oneAtATime(`${plan.id}@${target.name}`, async () => {
+        const again = pickRuns(await listRuns(deps, { ...scope, limit: 20 }), plan.checksum).working;
+        return again ?? (await createRun(deps, { ...scope, kind: 'execute', actor }));
+      });
+
+    switch (intent.intent) {
+      case 'tick': {
+        const run = await workingOrNew();
+        await tickPrerequisite(deps, { runId: run.id, itemId: intent.itemId, ticked: intent.ticked, actor });
+        return { kind: 'done', message: intent.ticked ? 'Ticked.' : 'Unticked.' };
+      }
+      case 'tick-criterion': {
+        const run = working ?? previous;
+        if (!run) return { kind: 'refused', status: 409, error: 'No run yet: success criteria are ticked in a run, after it executes.' };
+        const criterion = plan.plan.success_criteria[intent.index];
+        if (!criterion) return { kind: 'refused', status: 400, error: `The plan has no success criterion #${intent.index + 1}.` };
+        if (criterion.checks.length > 0) return { kind: 'refused', status: 400, error: 'This criterion is judged from its checks, not ticked by hand.' };
+        await appendRunEvent(deps.store.pool, {
+          runId: run.id,
+          actor: actor.email,
+          role: actor.role,
+          type: intent.ticked ? 'criterion.ticked' : 'criterion.unticked',
+          payload: { index: intent.index, text: criterion.text },
+        });
+        return { kind: 'done', message: intent.ticked ? 'Criterion ticked.' : 'Criterion unticked.' };
+      }
+      case 'run-checks': {
+        if (intent.phase === 'pre') {
+          const run = await workingOrNew();
+          const results = await runRunChecks(deps, { runId: run.id, phase: 'pre', actor });
+          return { kind: 'done', message: checksMessage(results) };
+        }
+        if (working && !ACTIVE.includes(working.state)) {
+          const results = await runRunChecks(deps, { runId: working.id, phase: intent.phase, actor });
+          await refreshPlanFacts(deps, plan, target).catch(() => {});
+          return { kind: 'done', message: checksMessage(results) };
+        }
+        const outcome = await runPlanChecks(deps, { planId: plan.id, targetName: target.name, phase: intent.phase, ranBy: user.email, ranByRole: user.role });
+        await refreshPlanFacts(deps, plan, target).catch(() => {});
+        return { kind: 'done', message: checksMessage(outcome.results) };
+      }
+      case 'refresh-facts': {
+        await refreshPlanFacts(deps, plan, target);
+        return { kind: 'done', message: 'Facts read again.' };
+      }
+      case 'sign-off': {
+        if (!working) return { kind: 'refused', status: 409, error: 'No run to sign off yet: tick the prerequisites or run the pre-checks first.' };
+        await signOff(deps, { runId: working.id, actor });
+        return { kind: 'done', message: 'Signed off.' };
+      }
+      case 'add-note': {
+        const run = working ?? previous ?? (await workingOrNew());
+        await addNote(deps, { runId: run.id, actor, text: intent.text });
+        return { kind: 'done', message: 'Note added to the run log.' };
+      }
+      case 'execute': {
+        if (!working || !PREPARING.includes(working.state)) {
+          return { kind: 'refused', status: 409, error: working ? `Run ${working.id} is ${working.state}: a new attempt is a new run.` : 'No run to execute: tick the prerequisites and run the pre-checks first.' };
+        }
+        // Judged here first so that a refusal comes back at once, with every open gate.
+        const gates = await evaluateGates(deps, working, { executor: actor.email, typedTargetName: intent.typedTargetName });
+        const open = gates.filter((gate) => !gate.passed);
+        if (open.length > 0) return { kind: 'refused', status: 409, error: `Execute refused: ${open.length} gate${open.length === 1 ? ' is' : 's are'} open.`, openGates: open };
+        await startInBackground(deps, 'execute', working.id, () => executeRun(deps, { runId: working.id, actor, typedTargetName: intent.typedTargetName }));
+        return { kind: 'started', runId: working.id };
+      }
+      case 'rehearse': {
+        const run = (await openRunFor(deps, { ...scope, kind: 'rehearsal', checksum: plan.checksum })) ?? (await createRun(deps, { ...scope, kind: 'rehearsal', actor }));
+        const open = (await evaluateGates(deps, run, { executor: actor.email })).filter((gate) => !gate.passed);
+        if (open.length > 0) return { kind: 'refused', status: 409, error: `Rehearsal refused: ${open.length} gate${open.length === 1 ? ' is' : 's are'} open.`, openGates: open };
+        await startInBackground(deps, 'rehearse', run.id, () => rehearseRun(deps, { runId: run.id, actor }));
+        return { kind: 'started', runId: run.id };
+      }
+      case 'rollback': {
+        if (!working || working.id !== intent.runId) return { kind: 'refused', status: 409, error: 'That run is not this plan\'s current run on this target: reload the page.' };
+        if (!['applied', 'failed', 'interrupted'].includes(working.state)) return { kind: 'refused', status: 409, error: `Run ${working.id} is ${working.state}: only an applied, partly applied or interrupted run is rolled back.` };
+        await startInBackground(deps, 'rollback', working.id, () => rollbackRun(deps, { runId: working.id, actor }));
+        return { kind: 'started', runId: working.id };
+      }
+      case 'cancel': {
+        const run = runs.find((candidate) => candidate.id === intent.runId);
+        if (!run) return { kind: 'refused', status: 404, error: 'No such run of this plan on this target.' };
+        const { signalled } = await cancelRun(deps, { runId: run.id, actor });
+        return { kind: 'done', message: signalled ? 'Cancel requested: the running statement was signalled.' : 'Cancel requested: the run stops before its next statement.' };
+      }
+    }
+  } catch (error) {
+    return refusalOf(error);
+  }
+}
+
+/** Engine errors as answers: what went wrong in words, with the HTTP status that fits. */
+export function refusalOf(error: unknown): IntentOutcome {
+  if (error instanceof GateRefusedError) return { kind: 'refused', status: 409, error: error.message, openGates: error.openGates };
+  if (error instanceof PermissionRefusedError) return { kind: 'refused', status: 403, error: error.message };
+  if (error instanceof InvalidRunRequestError) return { kind: 'refused', status: 400, error: error.message };
+  if (error instanceof RunNotFoundError) return { kind: 'refused', status: 404, error: error.message };
+  if (error instanceof RunStateError) return { kind: 'refused', status: 409, error: error.message };
+  if (error instanceof EngineError) return { kind: 'refused', status: 409, error: error.message };
+  const name = (error as Error)?.name;
+  if (name === 'TargetUnreachableError') return { kind: 'refused', status: 503, error: (error as Error).message };
+  if (name === 'UnknownTargetError' || name === 'PlanNotFoundError') return { kind: 'refused', status: 404, error: (error as Error).message };
+  if (name === 'InvalidPlanError') return { kind: 'refused', status: 409, error: (error as Error).message };
+  throw error;
+}
+
+const queues = new Map<string, Promise<unknown>>();
+
+/** Runs `work` after every earlier call with the same key (in this process) has settled. */
+async function oneAtATime<T>(key: string, work: () => Promise<T>): Promise<T> {
+  const previous = queues.get(key) ?? Promise.resolve();
+  const next = previous.then(work, work);
+  const settled = next.catch(() => {});
+  queues.set(key, settled);
+  try {
+    return await next;
+  } finally {
+    if (queues.get(key) === settled) queues.delete(key);
+  }
+}
+
+function checksMessage(results: { passed: boolean; skipped: boolean }[]): string {
+  const failed = results.filter((result) => !result.passed && !result.skipped).length;
+  return failed === 0 ? `${results.length} check${results.length === 1 ? '' : 's'} passed.` : `${failed} of ${results.length} checks failed.`;
+}
+
+/**
+ * Execute, rollback and rehearse take minutes: the request starts them and answers once the run
+ * has logged its first step (claimed, or refused), at most a few seconds later, so the live view
+ * it redirects to never opens on the state before (an applied run about to roll back would look
+ * final, and its stream would end at once). The engine records every refusal and failure in the
+ * run log; this process only notes that the promise ended badly.
+ */
+async function startInBackground(deps: ChecklistDeps, action: string, runId: string, start: () => Promise<unknown>): Promise<void> {
+  const before = (await readRunEvents(deps.store.pool, runId)).at(-1)?.seq ?? 0;
+  let settled = false;
+  start()
+    .catch((error: Error) => console.error(`[runsheet] ${action} of run ${runId} stopped: ${error.name}: ${error.message}`))
+    .finally(() => (settled = true));
+  const deadline = Date.now() + START_WAIT_MS;
+  while (!settled && Date.now() < deadline) {
+    if ((await readRunEvents(deps.store.pool, runId, { afterSeq: before, limit: 1 })).length > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const START_WAIT_MS = 10_000;

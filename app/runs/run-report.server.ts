@@ -1,0 +1,116 @@
+/**
+ * Everything the post-run report shows, read in one place for the page and the Markdown download:
+ * the run's facts, the summarised events, the signature verdict (cached per chain head by
+ * verifyStoredRunLog, so a view does not re-hash an unchanged log) and the first page of events.
+ */
+import { parse as parseYaml } from 'yaml';
+import { readRunEventsOfTypes, readRunEventsPage, readRunForReport, REPORT_EVENTS_LIMIT, type RunEventsPage, type RunForReport } from '../models/runs.server';
+import type { Runtime } from '../runtime/runtime.server';
+import { findTarget } from '../targets/targets.server';
+import { buildRunReport, INITIAL_EVENTS_PAGE, REPORT_EVENT_TYPES, type ReportHeader, type RunReport, type SignatureVerdict } from './run-report';
+import { readRunEvents } from './run-log.server';
+import { publishedSigningKeys } from './signing.server';
+import { verifyStoredRunLog } from './verify-run-log.server';
+
+export interface RunReportData {
+  header: ReportHeader;
+  report: RunReport;
+  /** Whether the summarised events hit REPORT_EVENTS_LIMIT (the event list still has them all). */
+  summaryTruncated: boolean;
+  signature: SignatureVerdict;
+  /** The highest seq of the log: events are numbered 1…lastSeq. */
+  lastSeq: number;
+  /** The last event the latest stored checkpoint covers; null when nothing was signed (nothing to download). */
+  signedThroughSeq: number | null;
+  firstEvents: RunEventsPage;
+}
+
+function planTitleOf(run: RunForReport): string | null {
+  if (!run.frozenPlanYaml) return null;
+  try {
+    const doc = parseYaml(run.frozenPlanYaml) as { title?: unknown } | null;
+    return typeof doc?.title === 'string' ? doc.title : null;
+  } catch {
+    return null;
+  }
+}
+
+function headerOf(run: RunForReport): ReportHeader {
+  const durationMs = run.startedAt && run.finishedAt ? run.finishedAt.getTime() - run.startedAt.getTime() : null;
+  return {
+    runId: run.id,
+    planId: run.planId,
+    planTitle: planTitleOf(run),
+    planChecksum: run.planChecksum,
+    target: run.target,
+    targetLabel: findTarget(run.target)?.label ?? run.target,
+    kind: run.kind,
+    state: run.state,
+    createdBy: run.createdBy,
+    createdAt: run.createdAt.toISOString(),
+    signedOffBy: run.signedOffBy,
+    signedOffAt: run.signedOffAt?.toISOString() ?? null,
+    executedBy: run.executedBy,
+    startedAt: run.startedAt?.toISOString() ?? null,
+    finishedAt: run.finishedAt?.toISOString() ?? null,
+    durationMs,
+  };
+}
+
+/** The store's verdict on the run's log against its signed checkpoints, with the event that broke it. */
+export async function readSignatureVerdict(runtime: Runtime, run: Pick<RunForReport, 'id' | 'signedAt'>): Promise<SignatureVerdict> {
+  const keys = await publishedSigningKeys(runtime.store.pool, runtime.signingKeyPem);
+  const verdict = await verifyStoredRunLog(
+    runtime.store.pool,
+    run.id,
+    keys.map((key) => key.publicKeyPem)
+  );
+  if (verdict.ok) {
+    return {
+      status: verdict.signedSeq > 0 || verdict.checkpointCount > 0 ? 'valid' : 'unsigned',
+      eventCount: verdict.eventCount,
+      signedSeq: verdict.signedSeq,
+      checkpointCount: verdict.checkpointCount,
+      head: verdict.head || null,
+      signedAt: run.signedAt?.toISOString() ?? null,
+      reason: null,
+      firstBadSeq: null,
+      firstBadEvent: null,
+      cached: verdict.cached,
+    };
+  }
+  const bad = verdict.firstBadSeq ? (await readRunEvents(runtime.store.pool, run.id, { afterSeq: verdict.firstBadSeq - 1, limit: 1 }))[0] : undefined;
+  return {
+    status: 'broken',
+    eventCount: 0,
+    signedSeq: 0,
+    checkpointCount: 0,
+    head: null,
+    signedAt: run.signedAt?.toISOString() ?? null,
+    reason: verdict.reason,
+    firstBadSeq: verdict.firstBadSeq ?? null,
+    firstBadEvent: bad && bad.seq === verdict.firstBadSeq ? { type: bad.type, at: bad.at } : null,
+    cached: verdict.cached,
+  };
+}
+
+/** The report of one run (its event list opening after `afterSeq`); undefined when there is no such run. */
+export async function readRunReport(runtime: Runtime, input: { runId: string; afterSeq?: number }): Promise<RunReportData | undefined> {
+  const db = runtime.store.db;
+  const run = await readRunForReport(db, { runId: input.runId });
+  if (!run) return undefined;
+  const [events, signature, firstEvents] = await Promise.all([
+    readRunEventsOfTypes(db, { runId: run.id, types: REPORT_EVENT_TYPES }),
+    readSignatureVerdict(runtime, run),
+    readRunEventsPage(db, { runId: run.id, afterSeq: Math.min(input.afterSeq ?? 0, Math.max(0, run.lastSeq - 1)), limit: INITIAL_EVENTS_PAGE }),
+  ]);
+  return {
+    header: headerOf(run),
+    report: buildRunReport(events, run.outcome),
+    summaryTruncated: events.length >= REPORT_EVENTS_LIMIT,
+    signature: { ...signature, eventCount: signature.eventCount || run.eventCount },
+    lastSeq: run.lastSeq,
+    signedThroughSeq: run.signedThroughSeq,
+    firstEvents,
+  };
+}

@@ -1,0 +1,501 @@
+/**
+ * The post-run report, assembled from a run's log: phase timings, check results, snapshot before
+ * and after, step output, verification and issues. Pure functions over events (no database), so
+ * the page, the Markdown download and tests read the same thing. Tolerant of payloads it does not
+ * know: a field missing from an event shows as missing, never as a crash.
+ */
+import { describeExpectation } from '../components/check-results-table';
+import { formatUtc } from '../components/format';
+import type { RunEvent } from './run-log.server';
+
+/** The event types the report summarises (the event list pages through every type). */
+export const REPORT_EVENT_TYPES = [
+  'run.created',
+  'checks.ran',
+  'signoff',
+  'note.added',
+  'phase.started',
+  'phase.completed',
+  'statement.completed',
+  'state.changed',
+  'execute.refused',
+  'action.refused',
+  'cancel.requested',
+] as const;
+
+/** Events in the report page's first HTML; the rest are paged from /runs/:id/events.json. */
+export const INITIAL_EVENTS_PAGE = 100;
+
+export const CHECK_PHASE_TITLES: Record<string, string> = {
+  pre: 'Pre-checks',
+  snapshot: 'Snapshot',
+  verify: 'Verification',
+  post: 'Post-execution validation',
+  rollback: 'Rollback verification',
+};
+
+export type CheckStatus = 'pass' | 'fail' | 'error' | 'skipped' | 'cannot_see';
+
+export interface ReportCheck {
+  checkId: string;
+  title: string;
+  kind: string;
+  status: CheckStatus;
+  expected: ({ type: string } & Record<string, unknown>) | null;
+  actual: unknown;
+  error: { sqlstate?: string; message: string } | null;
+  durationMs: number | null;
+  ranAt: string | null;
+  sql: string | null;
+}
+
+export interface ReportCheckRun {
+  seq: number;
+  at: string;
+  actor: string;
+  phase: string;
+  passed: boolean;
+  checks: ReportCheck[];
+}
+
+export interface ReportPhase {
+  phase: string;
+  /** Database clock of phase.started / phase.completed, when logged. */
+  startedAt: string | null;
+  completedAt: string | null;
+  plannedMs: number | null;
+  actualMs: number | null;
+  /** Started but never completed (failed, cancelled or interrupted). */
+  incomplete: boolean;
+}
+
+export interface ReportStatement {
+  seq: number;
+  stepId: string;
+  index: number;
+  line: number | null;
+  command: string | null;
+  durationMs: number | null;
+  rowCount: number | null;
+  notices: string[];
+  sql: string | null;
+}
+
+export interface ReportIssue {
+  seq: number | null;
+  at: string | null;
+  actor: string | null;
+  kind: 'note' | 'refused' | 'cancel' | 'failure' | 'state';
+  text: string;
+}
+
+export interface SnapshotRow {
+  checkId: string;
+  title: string;
+  before: { actual: unknown; status: CheckStatus; ranAt: string | null } | null;
+  after: { actual: unknown; status: CheckStatus; ranAt: string | null } | null;
+  changed: boolean;
+}
+
+export interface RunReport {
+  phases: ReportPhase[];
+  /** Latest pre-check run first shown; `earlierPrecheckRuns` counts the ones before it. */
+  prechecks: ReportCheckRun | null;
+  earlierPrecheckRuns: { seq: number; at: string; passed: boolean; failed: number }[];
+  snapshot: { rows: SnapshotRow[]; beforeAt: string | null; afterAt: string | null };
+  statements: ReportStatement[];
+  /** Latest run of each of verify, post and rollback, in that order. */
+  verification: ReportCheckRun[];
+  issues: ReportIssue[];
+  /** The statement that failed (from the run's outcome), shown after the ones that completed. */
+  failedStatement: {
+    stepId: string;
+    index: number | null;
+    line: number | null;
+    sqlstate: string | null;
+    message: string;
+    cancelled: boolean;
+    transactional: boolean | null;
+  } | null;
+  stateChanges: { seq: number; at: string; from: string; to: string; reason: string | null }[];
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+const str = (value: unknown): string | null => (typeof value === 'string' ? value : null);
+const num = (value: unknown): number | null => (typeof value === 'number' && Number.isFinite(value) ? value : null);
+
+function checkStatus(result: Record<string, unknown>): CheckStatus {
+  if (result.skipped === true) return 'skipped';
+  if (result.actual === 'cannot see') return 'cannot_see';
+  if (result.passed === true) return 'pass';
+  return isRecord(result.error) ? 'error' : 'fail';
+}
+
+function checkRunOf(event: RunEvent): ReportCheckRun | null {
+  const payload = event.payload;
+  const results = Array.isArray(payload.results) ? payload.results.filter(isRecord) : [];
+  const phase = str(payload.phase) ?? (results.length > 0 ? str(results[0]!.phase) ?? 'unknown' : 'unknown');
+  const checks: ReportCheck[] = results.map((result) => ({
+    checkId: str(result.checkId) ?? '?',
+    title: str(result.title) ?? str(result.checkId) ?? '?',
+    kind: str(result.kind) ?? '',
+    status: checkStatus(result),
+    expected: isRecord(result.expected) && typeof result.expected.type === 'string' ? (result.expected as { type: string } & Record<string, unknown>) : null,
+    actual: result.actual ?? null,
+    error: isRecord(result.error) ? { sqlstate: str(result.error.sqlstate) ?? undefined, message: str(result.error.message) ?? 'error' } : null,
+    durationMs: num(result.durationMs),
+    ranAt: str(result.ranAt),
+    sql: str(result.sql),
+  }));
+  const passed = typeof payload.passed === 'boolean' ? payload.passed : checks.every((check) => check.status === 'pass' || check.status === 'skipped');
+  return { seq: event.seq, at: event.at, actor: event.actor, phase, passed, checks };
+}
+
+/** Where the change began: the first apply (or rehearsal) phase, else the state change into applying. */
+function applyStartSeq(events: readonly RunEvent[]): number | null {
+  const started = events.find((event) => event.type === 'phase.started' && /apply|rehears/.test(String(event.payload.phase ?? '')));
+  if (started) return started.seq;
+  const moved = events.find((event) => event.type === 'state.changed' && (event.payload.to === 'applying' || event.payload.to === 'rehearsing'));
+  return moved?.seq ?? null;
+}
+
+function phasesOf(events: readonly RunEvent[], outcome: unknown): ReportPhase[] {
+  const phases: ReportPhase[] = [];
+  for (const event of events) {
+    const name = str(event.payload.phase);
+    if (!name) continue;
+    if (event.type === 'phase.started') {
+      phases.push({ phase: name, startedAt: event.at, completedAt: null, plannedMs: num(event.payload.plannedMs), actualMs: null, incomplete: true });
+    } else if (event.type === 'phase.completed') {
+      const open = [...phases].reverse().find((phase) => phase.phase === name && phase.incomplete);
+      const target = open ?? { phase: name, startedAt: null, completedAt: null, plannedMs: null, actualMs: null, incomplete: true };
+      if (!open) phases.push(target);
+      target.completedAt = event.at;
+      target.plannedMs = num(event.payload.plannedMs) ?? target.plannedMs;
+      target.actualMs = num(event.payload.actualMs) ?? (target.startedAt ? Date.parse(event.at) - Date.parse(target.startedAt) : null);
+      target.incomplete = false;
+    }
+  }
+  // A phase that never completed ran until the last thing the log says happened after it began.
+  const lastAt = events.at(-1)?.at;
+  for (const phase of phases) {
+    if (phase.incomplete && phase.startedAt && lastAt) phase.actualMs = Math.max(0, Date.parse(lastAt) - Date.parse(phase.startedAt));
+  }
+  if (phases.length > 0) return phases;
+  // A run whose log has no phase events yet may still carry its timings in the outcome.
+  const fromOutcome = isRecord(outcome) && Array.isArray(outcome.phases) ? outcome.phases.filter(isRecord) : [];
+  return fromOutcome.map((phase) => ({
+    phase: str(phase.phase) ?? '?',
+    startedAt: null,
+    completedAt: null,
+    plannedMs: num(phase.plannedMs),
+    actualMs: num(phase.actualMs),
+    incomplete: false,
+  }));
+}
+
+function noticeText(notice: unknown): string {
+  if (typeof notice === 'string') return notice;
+  if (isRecord(notice)) return `${str(notice.severity) ?? 'NOTICE'}: ${str(notice.message) ?? JSON.stringify(notice)}`;
+  return JSON.stringify(notice);
+}
+
+function refusalText(payload: Record<string, unknown>): string {
+  const gates = Array.isArray(payload.openGates) ? payload.openGates : Array.isArray(payload.gates) ? payload.gates : [];
+  const gateText = gates
+    .filter(isRecord)
+    .map((gate) => `${str(gate.label) ?? str(gate.id) ?? 'gate'}${gate.detail ? `: ${String(gate.detail)}` : ''}`)
+    .join('; ');
+  const reason = str(payload.reason) ?? str(payload.message);
+  const action = str(payload.action);
+  return [action ? `${action} refused` : 'Refused', reason, gateText].filter(Boolean).join(' — ');
+}
+
+const FAILURE_STATES = new Set(['failed', 'interrupted', 'rollback_failed', 'rehearsal_failed']);
+
+function failureText(outcome: unknown): string | null {
+  if (!isRecord(outcome)) return null;
+  const failure = isRecord(outcome.failure) ? outcome.failure : isRecord(outcome.rollback) && isRecord(outcome.rollback.failure) ? outcome.rollback.failure : null;
+  if (failure) {
+    const where = [str(failure.stepId) ? `step ${String(failure.stepId)}` : null, num(failure.line) ? `line ${String(failure.line)}` : null].filter(Boolean).join(', ');
+    const code = str(failure.sqlstate) ? `SQLSTATE ${String(failure.sqlstate)}: ` : '';
+    return `${where ? `${where}: ` : ''}${code}${str(failure.message) ?? 'failed'}${failure.cancelled === true ? ' (cancelled)' : ''}`;
+  }
+  return str(outcome.error);
+}
+
+/** Whether the outcome says the step ran in one transaction (so a failure rolled back all of it). */
+function stepTransactional(outcome: unknown, stepId: string | null): boolean | null {
+  if (!isRecord(outcome) || !stepId) return null;
+  const steps = [outcome.steps, isRecord(outcome.rollback) ? outcome.rollback.steps : undefined].flatMap((list) => (Array.isArray(list) ? list.filter(isRecord) : []));
+  const step = steps.find((candidate) => candidate.stepId === stepId);
+  return typeof step?.transactional === 'boolean' ? step.transactional : null;
+}
+
+export function buildRunReport(events: readonly RunEvent[], outcome: unknown): RunReport {
+  const applyAt = applyStartSeq(events);
+  const checkRuns = events
+    .filter((event) => event.type === 'checks.ran')
+    .map(checkRunOf)
+    .filter((run): run is ReportCheckRun => run !== null);
+
+  const preRuns = checkRuns.filter((run) => run.phase === 'pre');
+  const prechecks = preRuns.at(-1) ?? null;
+  const earlierPrecheckRuns = preRuns.slice(0, -1).map((run) => ({
+    seq: run.seq,
+    at: run.at,
+    passed: run.passed,
+    failed: run.checks.filter((check) => check.status === 'fail' || check.status === 'error').length,
+  }));
+
+  const snapshots = checkRuns.filter((run) => run.phase === 'snapshot');
+  const before = snapshots.filter((run) => applyAt === null || run.seq < applyAt).at(-1) ?? null;
+  const after = applyAt === null ? null : snapshots.filter((run) => run.seq > applyAt).at(-1) ?? null;
+  const snapshotIds = [...new Set([...(before?.checks ?? []), ...(after?.checks ?? [])].map((check) => check.checkId))];
+  const snapshotRows: SnapshotRow[] = snapshotIds.map((checkId) => {
+    const b = before?.checks.find((check) => check.checkId === checkId);
+    const a = after?.checks.find((check) => check.checkId === checkId);
+    return {
+      checkId,
+      title: (b ?? a)!.title,
+      before: b ? { actual: b.actual, status: b.status, ranAt: b.ranAt } : null,
+      after: a ? { actual: a.actual, status: a.status, ranAt: a.ranAt } : null,
+      changed: Boolean(a && b && JSON.stringify(a.actual) !== JSON.stringify(b.actual)),
+    };
+  });
+
+  const verification = ['verify', 'post', 'rollback']
+    .map((phase) => checkRuns.filter((run) => run.phase === phase).at(-1))
+    .filter((run): run is ReportCheckRun => run !== undefined);
+
+  const statements: ReportStatement[] = events
+    .filter((event) => event.type === 'statement.completed')
+    .map((event) => {
+      const p = event.payload;
+      return {
+        seq: event.seq,
+        stepId: str(p.stepId) ?? '',
+        index: num(p.index) ?? 0,
+        line: num(p.line),
+        command: str(p.command),
+        durationMs: num(p.durationMs) ?? num(p.ms),
+        rowCount: num(p.rowCount) ?? num(p.rows),
+        notices: Array.isArray(p.notices) ? p.notices.map(noticeText) : [],
+        sql: str(p.sql),
+      };
+    });
+
+  const issues: ReportIssue[] = [];
+  for (const event of events) {
+    const p = event.payload;
+    if (event.type === 'note.added') issues.push({ seq: event.seq, at: event.at, actor: event.actor, kind: 'note', text: str(p.text) ?? str(p.note) ?? JSON.stringify(p) });
+    else if (event.type === 'execute.refused' || event.type === 'action.refused')
+      issues.push({ seq: event.seq, at: event.at, actor: event.actor, kind: 'refused', text: refusalText(p) });
+    else if (event.type === 'cancel.requested')
+      issues.push({ seq: event.seq, at: event.at, actor: event.actor, kind: 'cancel', text: `Cancel requested${str(p.reason) ? `: ${String(p.reason)}` : ''}` });
+    else if (event.type === 'state.changed' && FAILURE_STATES.has(String(p.to))) {
+      issues.push({ seq: event.seq, at: event.at, actor: event.actor, kind: 'state', text: `${String(p.from)} → ${String(p.to)}${str(p.reason) ? `: ${String(p.reason)}` : ''}` });
+    }
+  }
+  const failure = failureText(outcome);
+  // The outcome's failure, unless a logged state change already said it.
+  const message = isRecord(outcome) && isRecord(outcome.failure) ? str(outcome.failure.message) : null;
+  if (failure && !issues.some((issue) => issue.kind === 'state' && message !== null && issue.text.includes(message))) {
+    issues.push({ seq: null, at: null, actor: null, kind: 'failure', text: failure });
+  }
+
+  const stateChanges = events
+    .filter((event) => event.type === 'state.changed')
+    .map((event) => ({ seq: event.seq, at: event.at, from: String(event.payload.from ?? ''), to: String(event.payload.to ?? ''), reason: str(event.payload.reason) }));
+
+  const failureRecord =
+    isRecord(outcome) && isRecord(outcome.failure)
+      ? outcome.failure
+      : isRecord(outcome) && isRecord(outcome.rollback) && isRecord(outcome.rollback.failure)
+      ? outcome.rollback.failure
+      : null;
+  const failedStatement = failureRecord
+    ? {
+        stepId: str(failureRecord.stepId) ?? '',
+        index: num(failureRecord.statementIndex) !== null && num(failureRecord.statementIndex)! >= 0 ? num(failureRecord.statementIndex) : null,
+        line: num(failureRecord.line) || null,
+        sqlstate: str(failureRecord.sqlstate),
+        message: str(failureRecord.message) ?? 'failed',
+        cancelled: failureRecord.cancelled === true,
+        transactional: stepTransactional(outcome, str(failureRecord.stepId)),
+      }
+    : null;
+
+  return {
+    phases: phasesOf(events, outcome),
+    failedStatement,
+    prechecks,
+    earlierPrecheckRuns,
+    snapshot: { rows: snapshotRows, beforeAt: before?.at ?? null, afterAt: after?.at ?? null },
+    statements,
+    verification,
+    issues,
+    stateChanges,
+  };
+}
+
+/** A short, one-line rendering of a check's actual value or an event payload. */
+export function compactJson(value: unknown, max = 160): string {
+  if (value === null || value === undefined) return '—';
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+export interface ReportHeader {
+  runId: string;
+  planId: string;
+  planTitle: string | null;
+  planChecksum: string;
+  target: string;
+  targetLabel: string;
+  kind: string;
+  state: string;
+  createdBy: string;
+  createdAt: string;
+  signedOffBy: string | null;
+  signedOffAt: string | null;
+  executedBy: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  durationMs: number | null;
+}
+
+export interface SignatureVerdict {
+  /** valid: the stored log matches its signed checkpoints; unsigned: no checkpoint yet; broken: it does not. */
+  status: 'valid' | 'unsigned' | 'broken';
+  eventCount: number;
+  signedSeq: number;
+  checkpointCount: number;
+  head: string | null;
+  signedAt: string | null;
+  reason: string | null;
+  firstBadSeq: number | null;
+  firstBadEvent: { type: string; at: string } | null;
+  /** Whether the verdict came from the per-head cache (the log was not re-hashed for this view). */
+  cached: boolean;
+}
+
+const STATUS_LINE: Record<string, string> = {
+  applied: '✅ Applied',
+  rehearsed: '✅ Rehearsed (rolled back, nothing kept)',
+  rolled_back: '↩️ Rolled back',
+  failed: '❌ Failed',
+  rehearsal_failed: '❌ Rehearsal failed',
+  rollback_failed: '❌ Rollback failed',
+  interrupted: '⚠️ Interrupted',
+  applying: '⏳ Applying',
+  rolling_back: '⏳ Rolling back',
+  rehearsing: '⏳ Rehearsing',
+  ready: '⏳ Awaiting Execution (ready)',
+  draft: '⏳ Awaiting Execution (draft)',
+};
+
+function formatMs(ms: number | null): string {
+  if (ms === null) return '—';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${(ms / 60_000).toFixed(1)} minutes`;
+}
+
+/** A fenced block whose fence is longer than any backtick run inside it, so output cannot close it early. */
+function fenced(lines: string[]): string {
+  const body = lines.join('\n');
+  const longest = Math.max(2, ...[...body.matchAll(/`+/g)].map((match) => match[0].length));
+  const fence = '`'.repeat(longest + 1);
+  return `${fence}\n${body}\n${fence}`;
+}
+
+/**
+ * The report as Markdown, in the shape of the runbook's "Execution Log" section: Executor,
+ * Execution Time, Duration, Execution Output, Issues Encountered, Post-Execution Verification.
+ */
+export function runReportMarkdown(header: ReportHeader, report: RunReport, signature: SignatureVerdict): string {
+  const rehearsal = header.kind === 'rehearsal';
+  const output: string[] = [];
+  for (const phase of report.phases) {
+    output.push(
+      `[phase] ${phase.phase}: ${formatMs(phase.actualMs)}${phase.plannedMs !== null ? ` (planned ${formatMs(phase.plannedMs)})` : ''}${
+        phase.incomplete ? ' — did not complete' : ''
+      }`
+    );
+  }
+  for (const statement of report.statements) {
+    output.push(
+      `[${statement.stepId || 'step'} #${statement.index + 1}${statement.line !== null ? `, line ${statement.line}` : ''}] ${statement.command ?? 'statement'}` +
+        ` — ${formatMs(statement.durationMs)}${statement.rowCount !== null ? `, ${statement.rowCount} row${statement.rowCount === 1 ? '' : 's'}` : ''}`
+    );
+    for (const notice of statement.notices) output.push(`    ${notice}`);
+  }
+  const failed = report.failedStatement;
+  if (failed) {
+    output.push(
+      `[${failed.stepId || 'step'}${failed.index !== null ? ` #${failed.index + 1}` : ''}${failed.line !== null ? `, line ${failed.line}` : ''}] ${
+        failed.cancelled ? 'CANCELLED' : 'FAILED'
+      }: ` + `${failed.sqlstate ? `SQLSTATE ${failed.sqlstate} ` : ''}${failed.message}`
+    );
+  }
+  if (output.length === 0) output.push('No statements were run.');
+
+  const issues = report.issues.map((issue) => `${issue.at ? `${formatUtc(issue.at)} ` : ''}${issue.actor ? `${issue.actor}: ` : ''}${issue.text}`);
+  if (issues.length === 0) issues.push('None');
+
+  const verification: string[] = [];
+  for (const run of report.verification) {
+    verification.push(`${CHECK_PHASE_TITLES[run.phase] ?? run.phase} (${formatUtc(run.at)}, by ${run.actor}): ${run.passed ? 'PASSED' : 'FAILED'}`);
+    for (const check of run.checks) {
+      verification.push(
+        `  ${check.status.toUpperCase().padEnd(7)} ${check.checkId} — expected ${check.expected ? describeExpectation(check.expected) : '—'}, actual ${compactJson(
+          check.actual,
+          200
+        )}`
+      );
+    }
+  }
+  if (report.snapshot.rows.length > 0) {
+    verification.push('Snapshot (before → after):');
+    for (const row of report.snapshot.rows) {
+      verification.push(`  ${row.checkId}: ${compactJson(row.before?.actual, 120)} → ${compactJson(row.after?.actual, 120)}`);
+    }
+  }
+  if (verification.length === 0) verification.push('No verification checks were run.');
+
+  const signatureLine =
+    signature.status === 'valid'
+      ? `valid — ${signature.checkpointCount} signed checkpoint${signature.checkpointCount === 1 ? '' : 's'}, through event ${signature.signedSeq} of ${
+          signature.eventCount
+        } (head ${signature.head ?? '—'})`
+      : signature.status === 'unsigned'
+      ? `not signed yet (${signature.eventCount} events, chain intact)`
+      : `BROKEN${signature.firstBadSeq !== null ? ` at event ${signature.firstBadSeq}` : ''}: ${signature.reason ?? 'the stored log does not match what was signed'}`;
+
+  return [
+    `## Execution Log${rehearsal ? ' (rehearsal)' : ''}`,
+    '',
+    `**Plan**: ${header.planTitle ? `${header.planTitle} (${header.planId})` : header.planId}  `,
+    `**Checksum**: \`${header.planChecksum}\`  `,
+    `**Target**: ${header.targetLabel} (\`${header.target}\`)  `,
+    `**Run**: \`${header.runId}\` — ${rehearsal ? 'rehearsal' : 'execution'}  `,
+    `**Executor**: ${header.executedBy ?? '—'}  `,
+    `**Signed off by**: ${header.signedOffBy ? `${header.signedOffBy} at ${formatUtc(header.signedOffAt)}` : '—'}  `,
+    `**Execution Time**: ${formatUtc(header.startedAt)} - ${formatUtc(header.finishedAt)}  `,
+    `**Duration**: ${formatMs(header.durationMs)}`,
+    '',
+    '### Execution Output',
+    fenced(output),
+    '',
+    '### Issues Encountered',
+    fenced(issues),
+    '',
+    '### Post-Execution Verification',
+    fenced(verification),
+    '',
+    `**Status**: ${STATUS_LINE[header.state] ?? header.state}  `,
+    `**Signed log**: ${signatureLine}`,
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,228 @@
+/**
+ * The live view of one run: everything so far for the loader (a reload mid-run shows the same
+ * page), and the stream of what follows as server-sent events. The stream polls the run log,
+ * whoever drives the run (this web process, another one, or the command line), so it needs no
+ * in-process hook into the engine.
+ */
+import { roleCan } from '../auth/permissions';
+import type { SignedInUser } from '../auth/require.server';
+import { cancelRun } from '../engine/engine.server';
+import { getRun, listRuns, readRunDetail } from '../engine/runs.server';
+import { thawPlan } from '../engine/frozen-plan.server';
+import { RunNotFoundError } from '../engine/engine-deps.server';
+import { refusalOf, type IntentOutcome } from '../plans/checklist.server';
+import type { Runtime } from '../runtime/runtime.server';
+import { splitSql } from '../sql/split-sql.server';
+import { findTarget } from '../targets/targets.server';
+import { assertRunId, InvalidRunIdError, readRunEvents } from './run-log.server';
+import { FINAL_STATES, type TimelineEvent } from './run-timeline';
+import { watchersOf, watchRun, type Watcher } from './watchers.server';
+
+export type RunViewDeps = Runtime;
+
+
+export interface StatementText {
+  index: number;
+  line: number;
+  endLine: number;
+  sql: string;
+}
+
+export interface RunView {
+  run: {
+    id: string;
+    kind: 'execute' | 'rehearsal';
+    state: string;
+    planId: string;
+    planChecksum: string;
+    target: string;
+    targetLabel: string;
+    createdBy: string;
+    createdAt: string;
+    signedOffBy: string | null;
+    startedAt: string | null;
+    finishedAt: string | null;
+    executedBy: string | null;
+    verified: boolean | null;
+  };
+  plan: { title: string; estimated: Record<string, number | undefined> };
+  /** The frozen plan's step files split into statements: the failing statement's SQL comes from here. */
+  statements: Record<string, StatementText[]>;
+  events: TimelineEvent[];
+  earlierRuns: { id: string; kind: string; state: string; createdAt: string; executedBy: string | null }[];
+  watchers: Watcher[];
+  may: { cancel: boolean };
+  /** The database clock's idea of now when the page was read (elapsed time ticks from here). */
+  readAt: string;
+}
+
+/** A run id from the URL, or a 404 that says what a run id looks like. */
+export function runIdOrNotFound(value: string | undefined): string {
+  try {
+    return assertRunId(value ?? '');
+  } catch (error) {
+    if (error instanceof InvalidRunIdError) throw new Response(`No run "${value}": a run id is a uuid.`, { status: 404 });
+    throw error;
+  }
+}
+
+export async function loadRunView(deps: RunViewDeps, input: { runId: string; user: SignedInUser }): Promise<RunView> {
+  const detail = await readRunDetail(deps, input.runId).catch((error: Error) => {
+    if (error instanceof RunNotFoundError) throw new Response(`No run ${input.runId}.`, { status: 404 });
+    throw error;
+  });
+  const { run } = detail;
+  const thawed = thawPlan(run.frozenPlan);
+  const statements: Record<string, StatementText[]> = {};
+  for (const step of [...thawed.plan.apply, ...thawed.plan.rollback.steps]) {
+    const split = await splitSql(thawed.stepSql(step));
+    statements[step.id] = split.ok ? split.statements.map((statement) => ({ index: statement.index, line: statement.startLine, endLine: statement.endLine, sql: statement.sql })) : [];
+  }
+  const earlier = await listRuns(deps, { planId: run.planId, target: run.target, limit: 10 });
+  return {
+    run: {
+      id: run.id,
+      kind: run.kind,
+      state: run.state,
+      planId: run.planId,
+      planChecksum: run.planChecksum,
+      target: run.target,
+      targetLabel: findTarget(run.target)?.label ?? run.target,
+      createdBy: run.createdBy,
+      createdAt: run.createdAt,
+      signedOffBy: run.signedOffBy,
+      startedAt: run.startedAt,
+      finishedAt: run.finishedAt,
+      executedBy: run.executedBy,
+      verified: run.outcome?.verified ?? null,
+    },
+    plan: { title: thawed.plan.title, estimated: thawed.plan.estimated_duration },
+    statements,
+    events: detail.events.map(toTimelineEvent),
+    earlierRuns: earlier
+      .filter((candidate) => candidate.id !== run.id && candidate.createdAt < run.createdAt)
+      .map((candidate) => ({ id: candidate.id, kind: candidate.kind, state: candidate.state, createdAt: candidate.createdAt, executedBy: candidate.executedBy })),
+    watchers: watchersOf(run.id),
+    may: { cancel: roleCan(input.user.role, 'cancel') },
+    readAt: new Date().toISOString(),
+  };
+}
+
+function toTimelineEvent(event: { seq: number; at: string; actor: string; role: string | null; type: string; payload: Record<string, unknown> }): TimelineEvent {
+  return { seq: event.seq, at: event.at, actor: event.actor, role: event.role, type: event.type, payload: event.payload };
+}
+
+const POLL_MS = 500;
+const KEEPALIVE_MS = 15_000;
+/** Tells the browser how long to wait before reconnecting after the connection drops. */
+const RETRY_MS = 2_000;
+
+/**
+ * The run's events after `afterSeq` as server-sent events, each with `id: <seq>` so that a
+ * reconnect resumes from Last-Event-ID; a 'watchers' event whenever who is watching changes; an
+ * 'end' event (and the stream closes) once the run is in a final state and every event is sent.
+ */
+export async function streamRunEvents(deps: RunViewDeps, input: { runId: string; afterSeq: number; user: SignedInUser; signal: AbortSignal }): Promise<Response> {
+  const { runId, user, signal } = input;
+  // A missing run is a 404 before the stream opens, not an empty stream.
+  await getRun(deps, runId).catch((error: Error) => {
+    if (error instanceof RunNotFoundError) throw new Response(`No run ${runId}.`, { status: 404 });
+    throw error;
+  });
+
+  const encoder = new TextEncoder();
+  let lastSeq = input.afterSeq;
+  let closed = false;
+  let pollTimer: NodeJS.Timeout | undefined;
+  let keepAliveTimer: NodeJS.Timeout | undefined;
+  let stopWatching = () => {};
+
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const send = (text: string) => {
+        if (closed) return;
+        try {
+          controller.enqueue(encoder.encode(text));
+        } catch {
+          close();
+        }
+      };
+      const close = () => {
+        if (closed) return;
+        closed = true;
+        clearTimeout(pollTimer);
+        clearInterval(keepAliveTimer);
+        stopWatching();
+        signal.removeEventListener('abort', close);
+        try {
+          controller.close();
+        } catch {
+          // already closed by the client
+        }
+      };
+
+      send(`retry: ${RETRY_MS}\n\n`);
+      stopWatching = watchRun(runId, { email: user.email, role: user.role }, (watchers) => send(`event: watchers\ndata: ${JSON.stringify(watchers)}\n\n`));
+      keepAliveTimer = setInterval(() => send(': keep-alive\n\n'), KEEPALIVE_MS);
+      signal.addEventListener('abort', close, { once: true });
+      if (signal.aborted) return close();
+
+      const poll = async () => {
+        if (closed) return;
+        try {
+          const events = await readRunEvents(deps.store.pool, runId, { afterSeq: lastSeq, limit: 500 });
+          for (const event of events) {
+            send(`id: ${event.seq}\nevent: run-event\ndata: ${JSON.stringify(toTimelineEvent(event))}\n\n`);
+            lastSeq = event.seq;
+          }
+          if (events.length < 500) {
+            const run = await getRun(deps, runId);
+            const more = await readRunEvents(deps.store.pool, runId, { afterSeq: lastSeq, limit: 1 });
+            if (FINAL_STATES.includes(run.state) && more.length === 0) {
+              send(`event: end\ndata: ${JSON.stringify({ state: run.state, lastSeq })}\n\n`);
+              return close();
+            }
+          }
+        } catch (error) {
+          // The store blipped: say so in the stream (a comment) and keep polling.
+          send(`: poll failed: ${(error as Error).message.replace(/\n/g, ' ')}\n\n`);
+        }
+        if (!closed) pollTimer = setTimeout(() => void poll(), POLL_MS);
+      };
+      void poll();
+    },
+    cancel() {
+      closed = true;
+      clearTimeout(pollTimer);
+      clearInterval(keepAliveTimer);
+      stopWatching();
+    },
+  });
+
+  return new Response(stream, {
+    headers: {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-store',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    },
+  });
+}
+
+/** Where a (re)connecting stream resumes: the browser's Last-Event-ID, else `?after=`, else the start. */
+export function resumeSeq(request: Request): number {
+  const header = Number(request.headers.get('Last-Event-ID'));
+  const query = Number(new URL(request.url).searchParams.get('after'));
+  const candidates = [header, query].filter((value) => Number.isInteger(value) && value >= 0);
+  return candidates.length > 0 ? Math.max(...candidates) : 0;
+}
+
+/** The live view's Cancel: asks the engine to stop the run (it records who asked in the run log). */
+export async function cancelFromRunView(deps: RunViewDeps, input: { runId: string; user: SignedInUser }): Promise<IntentOutcome> {
+  try {
+    const { signalled } = await cancelRun(deps, { runId: input.runId, actor: { email: input.user.email, role: input.user.role } });
+    return { kind: 'done', message: signalled ? 'Cancel requested: the running statement was signalled.' : 'Cancel requested: the run stops before its next statement.' };
+  } catch (error) {
+    return refusalOf(error);
+  }
+}

@@ -1,0 +1,68 @@
+import { useEffect, useRef, useState } from 'react';
+import type { TimelineEvent } from './run-timeline';
+
+export interface StreamWatcher {
+  email: string;
+  role: string;
+}
+
+/**
+ * 'connecting' until the stream opens; 'reconnecting' after it dropped (the browser retries by
+ * itself, resuming from Last-Event-ID); 'ended' once the run reached a final state; 'lost' when
+ * the browser gave up (the server refused the stream): only a reload helps then.
+ */
+export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'ended' | 'lost';
+
+/**
+ * The run's events: those the loader rendered, then those the server-sent stream brings (after
+ * the last seq the page has). Events are merged by seq, so a revalidation or a replay after a
+ * reconnect never duplicates one.
+ */
+export function useRunStream(runId: string, initial: { events: TimelineEvent[]; watchers: StreamWatcher[] }) {
+  const [events, setEvents] = useState<TimelineEvent[]>(initial.events);
+  const [watchers, setWatchers] = useState<StreamWatcher[]>(initial.watchers);
+  const [state, setState] = useState<StreamState>('connecting');
+  const lastSeq = useRef(initial.events.at(-1)?.seq ?? 0);
+
+  // Newer loader data (after an action) may carry events the stream has not brought yet.
+  useEffect(() => {
+    setEvents((current) => mergeEvents(current, initial.events));
+  }, [initial.events]);
+
+  useEffect(() => {
+    lastSeq.current = events.at(-1)?.seq ?? 0;
+  }, [events]);
+
+  useEffect(() => {
+    let ended = false;
+    const source = new EventSource(`/runs/${runId}/events?after=${lastSeq.current}`);
+    source.onopen = () => setState('open');
+    source.onerror = () => {
+      if (ended) return;
+      setState(source.readyState === EventSource.CLOSED ? 'lost' : 'reconnecting');
+    };
+    source.addEventListener('run-event', (message) => {
+      const event = JSON.parse((message as MessageEvent<string>).data) as TimelineEvent;
+      setEvents((current) => mergeEvents(current, [event]));
+    });
+    source.addEventListener('watchers', (message) => setWatchers(JSON.parse((message as MessageEvent<string>).data) as StreamWatcher[]));
+    source.addEventListener('end', () => {
+      ended = true;
+      source.close();
+      setState('ended');
+    });
+    return () => {
+      ended = true;
+      source.close();
+    };
+  }, [runId]);
+
+  return { events, watchers, state };
+}
+
+function mergeEvents(current: TimelineEvent[], incoming: TimelineEvent[]): TimelineEvent[] {
+  const last = current.at(-1)?.seq ?? 0;
+  const fresh = incoming.filter((event) => event.seq > last);
+  if (fresh.length === 0) return current;
+  return [...current, ...fresh].sort((a, b) => a.seq - b.seq);
+}

@@ -1,0 +1,165 @@
+/**
+ * The screenshots in docs/screenshots/, taken at 1280×800 from a real walk through plan 008 on
+ * the sandbox: the plans list; the checklist before apply (prerequisites ticked, pre-checks run,
+ * signed off); a failure (a session holding a lock on platform.users makes ALTER TABLE hit its
+ * lock_timeout); a live run (the same lock, released after a few seconds so the apply goes on);
+ * the checklist after apply; the post-run report; the history.
+ *
+ * Everything is done through the UI by role and label, as a TPM (ticks, pre-checks, sign-off) and
+ * an engineer (execute). The lock is the only thing done beside the UI, on the sandbox database.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { expect, test, type Browser, type Page } from '@playwright/test';
+import pg from 'pg';
+import { SCREENSHOTS_DATA_DIR } from '../../playwright.screenshots.config';
+
+const PLAN = '008-add-active-org-tracking';
+const CHECKLIST = `/plans/${PLAN}?target=sandbox`;
+const OUT = path.resolve('docs', 'screenshots');
+
+type Role = 'tpm' | 'engineer' | 'viewer';
+
+function account(role: Role): { email: string; password: string } {
+  const accounts = JSON.parse(fs.readFileSync(path.join(SCREENSHOTS_DATA_DIR, 'demo-accounts.json'), 'utf8')) as { role: string; email: string; password: string }[];
+  const found = accounts.find((candidate) => candidate.role === role);
+  if (!found) throw new Error(`no demo ${role} in ${SCREENSHOTS_DATA_DIR}/demo-accounts.json`);
+  return found;
+}
+
+async function signedIn(browser: Browser, role: Role): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const { email, password } = account(role);
+  await page.goto('/login');
+  await page.getByLabel('E-mail').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('button', { name: /sign out/i })).toBeVisible();
+  return page;
+}
+
+async function shoot(page: Page, name: string): Promise<void> {
+  await page.evaluate(() => document.fonts.ready);
+  await page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage: false });
+}
+
+/** A session on the sandbox database holding ACCESS SHARE on platform.users: ALTER TABLE waits behind it. */
+async function holdUsersLock(): Promise<{ release(): Promise<void> }> {
+  const record = JSON.parse(fs.readFileSync(path.join(SCREENSHOTS_DATA_DIR, 'postgres.json'), 'utf8')) as { port: number; password: string };
+  const client = new pg.Client({
+    connectionString: `postgres://postgres:${encodeURIComponent(record.password)}@127.0.0.1:${record.port}/sandbox`,
+    application_name: 'screenshots-lock-holder',
+  });
+  await client.connect();
+  await client.query('begin');
+  await client.query('lock table platform.users in access share mode');
+  let released = false;
+  return {
+    release: async () => {
+      if (released) return;
+      released = true;
+      await client.query('rollback').catch(() => {});
+      await client.end();
+    },
+  };
+}
+
+/** The TPM's part: tick every prerequisite, run the pre-checks, sign off. */
+async function prepareRun(tpm: Page): Promise<void> {
+  await tpm.goto(CHECKLIST);
+  await expect(tpm.getByRole('heading', { level: 1, name: /Migration 008/ })).toBeVisible();
+  const ticks = tpm.getByRole('button', { name: /^Tick: / });
+  const count = await ticks.count();
+  expect(count, 'the checklist shows a "Tick: …" button per prerequisite').toBeGreaterThan(0);
+  for (let index = 0; index < count; index++) {
+    const tick = ticks.nth(index);
+    if ((await tick.getAttribute('aria-pressed')) !== 'true') {
+      await tick.click();
+      await expect(tick).toHaveAttribute('aria-pressed', 'true');
+      await tpm.waitForLoadState('networkidle');
+    }
+  }
+  await tpm.getByRole('button', { name: 'Run pre-checks' }).click();
+  await expect(tpm.getByRole('button', { name: 'Run pre-checks' })).toBeEnabled({ timeout: 60_000 });
+  await tpm.waitForLoadState('networkidle');
+  const signOff = tpm.getByRole('button', { name: 'Sign off', exact: true });
+  if (await signOff.isEnabled()) {
+    await signOff.click();
+    await tpm.waitForLoadState('networkidle');
+  }
+}
+
+/** The engineer's part: Execute, which opens the run's live view. Returns the run id. */
+async function execute(engineer: Page): Promise<string> {
+  await engineer.goto(CHECKLIST);
+  const button = engineer.getByRole('button', { name: 'Execute', exact: true });
+  await expect(button, 'Execute is enabled once every gate is closed').toBeEnabled({ timeout: 30_000 });
+  await button.click();
+  await engineer.waitForURL(/\/runs\/[0-9a-f-]{36}$/, { timeout: 30_000 });
+  return new URL(engineer.url()).pathname.split('/').pop()!;
+}
+
+const runState = (page: Page) => page.getByRole('status', { name: 'Run state' });
+
+test('screenshots of the plans list, checklist, failure, live run, checklist after apply, report and history', async ({ browser }, testInfo) => {
+  fs.mkdirSync(OUT, { recursive: true });
+  const tpm = await signedIn(browser, 'tpm');
+  const engineer = await signedIn(browser, 'engineer');
+
+  await engineer.goto('/');
+  await expect(engineer.getByRole('row', { name: /Migration 008/ })).toBeVisible();
+  await shoot(engineer, 'plans-list');
+
+  // Checklist before apply: prerequisites ticked, pre-checks passed, signed off.
+  await prepareRun(tpm);
+  await tpm.evaluate(() => window.scrollTo(0, 0));
+  await shoot(tpm, 'checklist-before-apply');
+
+  // A failure: ALTER TABLE waits for the lock another session holds, and gives up at lock_timeout.
+  const blocker = await holdUsersLock();
+  let failedRun: string;
+  try {
+    failedRun = await execute(engineer);
+    await expect(runState(engineer)).toContainText('Failed', { timeout: 60_000 });
+  } finally {
+    await blocker.release();
+  }
+  await engineer.waitForLoadState('networkidle').catch(() => {});
+  await shoot(engineer, 'failure');
+
+  // A live run: the same lock, released after 3.5 s (before the 5 s lock_timeout), so the apply
+  // waits in view for a moment and then goes on.
+  await prepareRun(tpm);
+  const second = await holdUsersLock();
+  const clickedAt = Date.now();
+  const releasing = new Promise<void>((resolve) => setTimeout(() => void second.release().then(resolve), 3_500));
+  let appliedRun: string;
+  try {
+    appliedRun = await execute(engineer);
+    await expect(runState(engineer)).toContainText(/Applying|Applied/);
+    await engineer.waitForTimeout(Math.max(0, 2_800 - (Date.now() - clickedAt)));
+    await shoot(engineer, 'live-run');
+    await releasing;
+    await expect(runState(engineer)).toContainText('Applied', { timeout: 120_000 });
+  } finally {
+    await second.release();
+  }
+  expect(appliedRun).not.toBe(failedRun);
+
+  await engineer.goto(CHECKLIST);
+  await expect(engineer.getByRole('heading', { level: 1, name: /Migration 008/ })).toBeVisible();
+  await shoot(engineer, 'checklist-after-apply');
+
+  const viewer = await signedIn(browser, 'viewer');
+  await viewer.goto(`/runs/${appliedRun}/report`);
+  await expect(viewer.getByRole('heading', { level: 1, name: /Run report/ })).toBeVisible();
+  await expect(viewer.locator('[data-signature]')).toBeVisible();
+  await shoot(viewer, 'report');
+  // The whole report, for a reviewer (test output only, not docs).
+  await viewer.screenshot({ path: testInfo.outputPath('report-full.png'), fullPage: true });
+
+  await viewer.goto('/runs');
+  await expect(viewer.getByRole('heading', { level: 1, name: 'History' })).toBeVisible();
+  await shoot(viewer, 'history');
+});
