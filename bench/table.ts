@@ -1,0 +1,250 @@
+/**
+ * The bench's results as JSON (BenchResults), its goals judged from the measurements, and the one
+ * Markdown table it prints. Nothing here measures; everything shown comes from the results.
+ */
+import type { ApplyMeasurement } from './apply-under-load';
+import type { PsqlSuiteTiming, RunsheetSuiteTiming, SuiteState } from './check-suite';
+import type { BenchOptions, HttpRun } from './run-bench';
+import type { LoadResult } from './http-load';
+import type { StartupSample } from './startup';
+
+interface SuiteTotals {
+  runsheetMs: number;
+  psqlMs: number;
+  ratio: number;
+  samples: { runsheetMs: number[]; psqlMs: number[]; ratios: number[] };
+}
+
+interface WriterFigures {
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export interface ApplySummary {
+  applyMs: number;
+  executeMs: number;
+  states: string[];
+  failures: string[];
+  writers: { before: WriterFigures; during: WriterFigures; longestStallMs: number; worstDuringMaxMs: number };
+  runs: ApplyMeasurement[];
+}
+
+export type RouteSummary =
+  | { path: string; bytes: number; requestsPerSecond: number; p50Ms: number; p99Ms: number; maxMs: number; samples: (LoadResult & { path: string })[] }
+  | { missing: string };
+
+export interface GoalVerdict {
+  id: string;
+  goal: string;
+  /** null: could not be judged (not measured). */
+  met: boolean | null;
+  detail: string;
+}
+
+export interface BenchResults {
+  version: 1;
+  startedAt: string;
+  finishedAt: string;
+  options: BenchOptions;
+  machine: {
+    cores: number;
+    totalMemoryBytes: number;
+    cpuModel: string;
+    node: string;
+    postgres: string;
+    postgresFull: string;
+    psql: string;
+    platform: string;
+    loadAverageStart: number[];
+    loadAverageEnd: number[];
+  };
+  sandbox: { users: number; organizations: number; memberships: number; generationMs: number; generationSamplesMs: number[] };
+  checkSuite: {
+    planId: string;
+    wrapping: string;
+    checks: { before: number; after: number };
+    failed: string[];
+    total: SuiteTotals;
+    before: SuiteTotals;
+    after: SuiteTotals;
+    vacuumMs: number[];
+    runs: { state: SuiteState; runsheet: RunsheetSuiteTiming; psql: PsqlSuiteTiming }[];
+  };
+  apply: {
+    writerLoad: { connections: number; writesPerSecondPerConnection: number; insertEvery: number; marginMs: number; statements: string[] };
+    plan008: ApplySummary;
+    online: ApplySummary | { status: string };
+  };
+  http: {
+    connections: number;
+    durationS: number;
+    warmupRequests: number;
+    account: string;
+    reportRun: { runId: string; events: number; writeMs: number };
+    bare: RouteSummary;
+    plan: RouteSummary;
+    report: RouteSummary;
+    diagnostics: Record<'plan' | 'report', { pageMs: number; loaderDataMs: number; renderMs: number; dataStatus: number } | undefined>;
+    runs: HttpRun[];
+  };
+  startup: { emptyMs: number; warmMs: number; samples: StartupSample[] };
+  memory: { peakRssBytes: number; samplesBytes: number[] };
+  goals: GoalVerdict[];
+  table: string;
+}
+
+const WRITER_WAIT_GOAL_MS = 250;
+const PAGE_P99_GOAL_MS = 250;
+const GOAL_USERS = 1_000_000;
+
+const measuredRoute = (route: RouteSummary) => ('missing' in route ? undefined : route);
+const isApplySummary = (value: ApplySummary | { status: string }): value is ApplySummary => 'applyMs' in value;
+
+export function evaluateGoals(results: Omit<BenchResults, 'goals' | 'table'>): GoalVerdict[] {
+  const goals: GoalVerdict[] = [];
+  const ratio = results.checkSuite.total.ratio;
+  goals.push({
+    id: 'check-suite-ratio',
+    goal: 'Check suite of plan 008: Runsheet / psql ≤ 1.0',
+    met: Number.isFinite(ratio) ? ratio <= 1 : null,
+    detail: `${fmtMs(results.checkSuite.total.runsheetMs)} / ${fmtMs(results.checkSuite.total.psqlMs)} = ${ratio}`,
+  });
+
+  const online = results.apply.online;
+  const scale = results.options.users >= GOAL_USERS ? '' : ` (on ${results.options.users.toLocaleString('en-US')} users; the goal is stated for ${GOAL_USERS.toLocaleString('en-US')})`;
+  goals.push(
+    isApplySummary(online)
+      ? {
+          id: 'online-writer-wait',
+          goal: `Plan 008 online: no writer waits longer than ${WRITER_WAIT_GOAL_MS} ms during the apply`,
+          met: online.states.every((state) => state === 'applied') && online.writers.worstDuringMaxMs <= WRITER_WAIT_GOAL_MS,
+          detail: `longest write during the apply, worst run: ${fmtMs(online.writers.worstDuringMaxMs)}${online.failures.length ? `; failures: ${online.failures.join('; ')}` : ''}${scale}`,
+        }
+      : { id: 'online-writer-wait', goal: `Plan 008 online: no writer waits longer than ${WRITER_WAIT_GOAL_MS} ms during the apply`, met: null, detail: online.status },
+  );
+
+  const bare = measuredRoute(results.http.bare);
+  for (const [name, label, share, shareText] of [
+    ['plan', 'Plan page', 0.5, '½'],
+    ['report', `Report page (${results.http.reportRun.events.toLocaleString('en-US')} events)`, 0.25, '¼'],
+  ] as const) {
+    const route = measuredRoute(results.http[name]);
+    if (!route || !bare) {
+      const missing = !route ? (results.http[name] as { missing: string }).missing : 'the bare route was not measured';
+      goals.push({ id: `${name}-throughput`, goal: `${label} ≥ ${shareText} of the bare route's throughput`, met: null, detail: missing });
+      goals.push({ id: `${name}-p99`, goal: `${label} p99 < ${PAGE_P99_GOAL_MS} ms`, met: null, detail: missing });
+      continue;
+    }
+    const fraction = route.requestsPerSecond / bare.requestsPerSecond;
+    goals.push({
+      id: `${name}-throughput`,
+      goal: `${label} ≥ ${shareText} of the bare route's throughput`,
+      met: fraction >= share,
+      detail: `${route.requestsPerSecond} / ${bare.requestsPerSecond} req/s = ${(fraction * 100).toFixed(1)} %`,
+    });
+    goals.push({ id: `${name}-p99`, goal: `${label} p99 < ${PAGE_P99_GOAL_MS} ms`, met: route.p99Ms < PAGE_P99_GOAL_MS, detail: `p99 ${fmtMs(route.p99Ms)}` });
+  }
+  return goals;
+}
+
+export function renderTable(results: Omit<BenchResults, 'table'>): string {
+  const { machine, sandbox, checkSuite, apply, http, startup, memory, options } = results;
+  const verdict = (id: string) => {
+    const goal = results.goals.find((candidate) => candidate.id === id);
+    return goal ? (goal.met === null ? 'n/a' : goal.met ? 'met' : '**missed**') : '';
+  };
+  const both = (...ids: string[]) => ids.map(verdict).join(', ');
+  const rows: string[][] = [];
+  rows.push([
+    'Sandbox generation',
+    fmtMs(sandbox.generationMs),
+    `${sandbox.users.toLocaleString('en-US')} users, ${sandbox.organizations.toLocaleString('en-US')} organizations, ${sandbox.memberships.toLocaleString('en-US')} memberships; n = ${sandbox.generationSamplesMs.length}`,
+    '',
+    '',
+  ]);
+  rows.push([
+    'Check suite of 008: Runsheet (pool of 4)',
+    fmtMs(checkSuite.total.runsheetMs),
+    `before the apply ${fmtMs(checkSuite.before.runsheetMs)} (${checkSuite.checks.before} checks), after ${fmtMs(checkSuite.after.runsheetMs)} (${checkSuite.checks.after} checks)` +
+      (checkSuite.failed.length ? `; failed: ${checkSuite.failed.join(', ')}` : '; all passed'),
+    '',
+    '',
+  ]);
+  rows.push([
+    'Check suite of 008: psql (one session)',
+    fmtMs(checkSuite.total.psqlMs),
+    `before ${fmtMs(checkSuite.before.psqlMs)}, after ${fmtMs(checkSuite.after.psqlMs)}; same statements, wrapped as Runsheet wraps them`,
+    '',
+    '',
+  ]);
+  rows.push(['Runsheet / psql', String(checkSuite.total.ratio), `before ${checkSuite.before.ratio}, after ${checkSuite.after.ratio}`, '≤ 1.0', verdict('check-suite-ratio')]);
+  rows.push(applyRow(`Apply 008 (one transaction)`, apply.plan008, 'contrast', ''));
+  rows.push(
+    isApplySummary(apply.online)
+      ? applyRow('Apply 008 online', apply.online, `no write > ${WRITER_WAIT_GOAL_MS} ms during the apply`, verdict('online-writer-wait'))
+      : ['Apply 008 online', apply.online.status, '', `no write > ${WRITER_WAIT_GOAL_MS} ms during the apply`, 'n/a'],
+  );
+  const bare = measuredRoute(http.bare);
+  rows.push(routeRow('Bare guarded route (ceiling)', http.bare, undefined, '', ''));
+  rows.push(routeRow('Plan page', http.plan, bare, `≥ ½ bare; p99 < ${PAGE_P99_GOAL_MS} ms`, both('plan-throughput', 'plan-p99'), http.diagnostics.plan));
+  rows.push(
+    routeRow(`Report page (${http.reportRun.events.toLocaleString('en-US')} events)`, http.report, bare, `≥ ¼ bare; p99 < ${PAGE_P99_GOAL_MS} ms`, both('report-throughput', 'report-p99'), http.diagnostics.report),
+  );
+  rows.push(['Start-up, empty data folder', fmtMs(startup.emptyMs), 'node bin/start.js to the first 200 from /login: initdb, store migrations, demo accounts, 10,000-user sandbox', '', '']);
+  rows.push(['Start-up, warm data folder', fmtMs(startup.warmMs), 'the same folder, started again', '', '']);
+  rows.push(['Server peak RSS', fmtBytes(memory.peakRssBytes), `VmHWM of the server process after the load tests (${http.connections} readers)`, '', '']);
+
+  const caption =
+    `Runsheet bench, ${new Date(results.startedAt).toISOString().slice(0, 16).replace('T', ' ')} UTC: ${sandbox.users.toLocaleString('en-US')} users, ` +
+    `median of ${options.runs} run(s)${options.quick ? ' (quick)' : ''}; ${machine.cores} cores, ${fmtBytes(machine.totalMemoryBytes)} memory, ${machine.cpuModel}; ` +
+    `PostgreSQL ${machine.postgres}, Node ${machine.node}; load average ${machine.loadAverageStart[0]} → ${machine.loadAverageEnd[0]}; ` +
+    `HTTP: ${http.connections} signed-in readers, ${http.durationS} s each after ${http.warmupRequests} untimed request(s) per reader; writers: ${apply.writerLoad.connections} × ${apply.writerLoad.writesPerSecondPerConnection}/s`;
+  const header = ['Figure', 'Median', 'Detail', 'Goal', 'Verdict'];
+  const lines = [caption, '', `| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`];
+  for (const row of rows) lines.push(`| ${row.map((cell) => cell.replace(/\|/g, '\\|')).join(' | ')} |`);
+  return lines.join('\n');
+}
+
+function applyRow(label: string, summary: ApplySummary, goal: string, verdict: string): string[] {
+  const { before, during } = summary.writers;
+  const figures = (entry: WriterFigures) => `${fmtMs(entry.p50Ms)} / ${fmtMs(entry.p99Ms)} / ${fmtMs(entry.maxMs)}`;
+  const states = summary.states.every((state) => state === 'applied') ? '' : `; states: ${summary.states.join(', ')}`;
+  return [
+    label,
+    fmtMs(summary.applyMs),
+    `writes p50 / p99 / max: before ${figures(before)}; during the apply ${figures(during)}; longest stall ${fmtMs(summary.writers.longestStallMs)}${states}`,
+    goal,
+    verdict,
+  ];
+}
+
+function routeRow(
+  label: string,
+  route: RouteSummary,
+  bare: Exclude<RouteSummary, { missing: string }> | undefined,
+  goal: string,
+  verdict: string,
+  diagnostics?: { pageMs: number; loaderDataMs: number; renderMs: number },
+): string[] {
+  if ('missing' in route) return [label, 'not measured', route.missing, goal, 'n/a'];
+  const share = bare ? ` (${((route.requestsPerSecond / bare.requestsPerSecond) * 100).toFixed(0)} % of bare)` : '';
+  const split = diagnostics ? `; alone: page ${fmtMs(diagnostics.pageMs)}, loader data ${fmtMs(diagnostics.loaderDataMs)}` : '';
+  return [label, `${route.requestsPerSecond} req/s${share}`, `p50 ${fmtMs(route.p50Ms)}, p99 ${fmtMs(route.p99Ms)}; ${fmtBytes(route.bytes)} per answer${split}`, goal, verdict];
+}
+
+export function fmtMs(ms: number): string {
+  if (!Number.isFinite(ms)) return '–';
+  if (ms >= 10_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms >= 100) return `${Math.round(ms)} ms`;
+  return `${ms.toFixed(1)} ms`;
+}
+
+export function fmtBytes(bytes: number): string {
+  if (!Number.isFinite(bytes)) return '–';
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(0)} MiB`;
+  if (bytes >= 1024) return `${(bytes / 1024).toFixed(0)} KiB`;
+  return `${bytes} B`;
+}
