@@ -23,7 +23,20 @@ export function freezePlan(loaded: ValidPlan): FrozenPlan {
 }
 
 /** The plan a run froze, parsed again with the one PlanSchema (it was valid when frozen). */
+/** A frozen plan never changes and its manifest names every byte of it: thaw each one once. */
+const thawed = new Map<string, ThawedPlan>();
+const THAWED_KEPT = 64;
+
 export function thawPlan(frozen: FrozenPlan): ThawedPlan {
+  const known = thawed.get(frozen.manifest);
+  if (known) return known;
+  const result = thawPlanNow(frozen);
+  if (thawed.size >= THAWED_KEPT) thawed.delete(thawed.keys().next().value!);
+  thawed.set(frozen.manifest, result);
+  return result;
+}
+
+function thawPlanNow(frozen: FrozenPlan): ThawedPlan {
   const fileText = (path: string): string => {
     const file = frozen.files.find((candidate) => candidate.path === path);
     if (!file) throw new Error(`the run's frozen plan has no file ${path}`);

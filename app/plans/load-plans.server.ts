@@ -4,6 +4,7 @@
  * expectations fit their check kind, the SQL splits as psql would). Every error of a plan is
  * returned with its file and path; one bad plan never hides the good ones.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isScalar, LineCounter, parseDocument, type Document } from 'yaml';
@@ -87,7 +88,7 @@ export async function loadPlans(plansDir: string, options: LoadPlanOptions = {})
     if (stat?.isDirectory()) folders.push(entry);
   }
   folders.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return Promise.all(folders.map((folder) => loadPlanFolder(plansDir, folder, options)));
+  return Promise.all(folders.map((folder) => loadPlanFolderCached(plansDir, folder, options)));
 }
 
 /** One plan by id; undefined when no such folder exists (ids from URLs are checked here). */
@@ -95,7 +96,45 @@ export async function loadPlan(plansDir: string, id: string, options: LoadPlanOp
   if (!isPlanId(id)) return undefined;
   const stat = await fs.stat(path.join(plansDir, id)).catch(() => undefined);
   if (!stat?.isDirectory()) return undefined;
-  return loadPlanFolder(plansDir, id, options);
+  return loadPlanFolderCached(plansDir, id, options);
+}
+
+/**
+ * Validating a plan parses its YAML and splits every SQL file with PostgreSQL's parser: too much
+ * to repeat on every page view. The result is kept while the bytes of every file in the plan's
+ * folder (and in the folder of a plan it includes checks from) stay the same; any edit reloads it.
+ */
+const planCache = new Map<string, { fingerprint: string; folders: string[]; result: LoadedPlan }>();
+
+async function loadPlanFolderCached(plansDir: string, id: string, options: LoadPlanOptions): Promise<LoadedPlan> {
+  const key = JSON.stringify([path.resolve(plansDir), id, options.lint ?? true, options.lintOptions ?? null]);
+  const cached = planCache.get(key);
+  if (cached && cached.fingerprint === (await foldersFingerprint(plansDir, cached.folders))) return cached.result;
+  const result = await loadPlanFolder(plansDir, id, options);
+  const included = result.ok ? result.plan.include_checks_from?.plan : undefined;
+  const folders = included ? [id, included] : [id];
+  planCache.set(key, { fingerprint: await foldersFingerprint(plansDir, folders), folders, result });
+  return result;
+}
+
+/** sha256 over every file's relative path and bytes, in each of the folders. */
+async function foldersFingerprint(plansDir: string, folders: string[]): Promise<string> {
+  const hash = createHash('sha256');
+  const visit = async (relative: string): Promise<void> => {
+    const full = path.join(plansDir, relative);
+    const entries = await fs.readdir(full, { withFileTypes: true }).catch(() => undefined);
+    if (!entries) {
+      hash.update(`missing:${relative}\0`);
+      return;
+    }
+    for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      const child = path.join(relative, entry.name);
+      if (entry.isDirectory()) await visit(child);
+      else hash.update(child).update('\0').update(await fs.readFile(path.join(plansDir, child)).catch(() => Buffer.from('unreadable'))).update('\0');
+    }
+  };
+  for (const folder of folders) await visit(folder);
+  return hash.digest('hex');
 }
 
 /** The SQL a sql or probe check runs: its inline `sql`, or the content of its `file`. */
