@@ -2,31 +2,36 @@
  * The guard of an action whose form intents need different permissions (the plan page: a TPM
  * may tick but not execute). What each intent needs is read from ROUTE_ACCESS, the same table the
  * route-matrix test checks, so the guard and the table cannot disagree.
+ *
+ * The form is parsed once, here, and handed to the action: the guard and the action must judge
+ * the same intent. A body with no intent, several intents, or one the table does not list is
+ * refused (after the sign-in and Origin checks) and nothing runs.
  */
 import type { AppLoadContext } from '@remix-run/node';
-import { ROUTE_ACCESS, isPermission, type Permission } from './permissions';
+import { ROUTE_ACCESS, isPermission } from './permissions';
 import { requirePermission, type SignedInUser } from './require.server';
 
-/**
- * Reads the form's `intent` (from a copy of the body: the action reads the body itself later)
- * and calls requirePermission with what ROUTE_ACCESS says that intent needs. An intent the table
- * does not list needs `view`: the action then answers 400 for it.
- */
-export async function requireIntentPermission(request: Request, context: AppLoadContext, routeId: string): Promise<{ user: SignedInUser; intent: string | null }> {
-  const intent = await intentOf(request);
-  const needed = intent === null ? undefined : ROUTE_ACCESS[routeId]?.actions?.[intent];
-  const permission: Permission = isPermission(needed) ? needed : 'view';
-  const user = await requirePermission(request, context, permission);
-  return { user, intent };
-}
-
-async function intentOf(request: Request): Promise<string | null> {
-  const type = request.headers.get('content-type') ?? '';
-  if (!type.includes('application/x-www-form-urlencoded') && !type.includes('multipart/form-data')) return null;
-  try {
-    const value = (await request.clone().formData()).get('intent');
-    return typeof value === 'string' ? value : null;
-  } catch {
-    return null;
+export async function requireIntentPermission(
+  request: Request,
+  context: AppLoadContext,
+  routeId: string,
+): Promise<{ user: SignedInUser; intent: string; form: FormData }> {
+  const form = await request.formData().catch(() => undefined);
+  const intents = form?.getAll('intent') ?? [];
+  const intent = intents.length === 1 && typeof intents[0] === 'string' ? intents[0] : undefined;
+  const needed = intent === undefined ? undefined : ROUTE_ACCESS[routeId]?.actions?.[intent];
+  if (!form || !intent || !isPermission(needed)) {
+    // Still answer who is asking (401 / 403 / foreign Origin, audited) before saying the form is bad.
+    await requirePermission(request, context, 'view');
+    const problem = !form
+      ? 'the request body is not a form'
+      : intents.length === 0
+        ? 'the form names no intent'
+        : intents.length > 1
+          ? 'the form names more than one intent'
+          : `"${String(intents[0])}" is not an action of this page`;
+    throw Response.json({ ok: false, error: `Refused: ${problem}.` }, { status: 400 });
   }
+  const user = await requirePermission(request, context, needed);
+  return { user, intent, form };
 }

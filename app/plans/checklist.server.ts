@@ -26,7 +26,7 @@ import type { TargetRules } from '../targets/target-config';
 import type { LintFinding } from './lint-plan.server';
 import { formatUtc } from '../components/format';
 import { cancelRun, executeRun, rehearseRun, rollbackRun } from '../engine/engine.server';
-import { addNote, createRun, listRuns, openRunFor, readRunDetail, runRunChecks, signOff, tickPrerequisite, type RunDetail } from '../engine/runs.server';
+import { addNote, authorize, createRun, listRuns, openRunFor, readRunDetail, runRunChecks, signOff, tickPrerequisite, type RunDetail } from '../engine/runs.server';
 import { evaluateGates } from '../engine/gates.server';
 import { EngineError, GateRefusedError, InvalidRunRequestError, PermissionRefusedError, RunNotFoundError, RunStateError, type EngineActor, type Gate } from '../engine/engine-deps.server';
 import type { RunRecord } from '../engine/run-store.server';
@@ -575,6 +575,7 @@ export async function performChecklistIntent(
         return { kind: 'done', message: intent.ticked ? 'Ticked.' : 'Unticked.' };
       }
       case 'tick-criterion': {
+        await authorize(deps, { actor, action: 'tick', runId: (working ?? previous)?.id, subject: `${plan.id}@${target.name}` });
         const run = working ?? previous;
         if (!run) return { kind: 'refused', status: 409, error: 'No run yet: success criteria are ticked in a run, after it executes.' };
         const criterion = plan.plan.success_criteria[intent.index];
@@ -600,11 +601,13 @@ export async function performChecklistIntent(
           await refreshPlanFacts(deps, plan, target).catch(() => {});
           return { kind: 'done', message: checksMessage(results) };
         }
+        await authorize(deps, { actor, action: 'run-checks', subject: `${plan.id}@${target.name}` });
         const outcome = await runPlanChecks(deps, { planId: plan.id, targetName: target.name, phase: intent.phase, ranBy: user.email, ranByRole: user.role });
         await refreshPlanFacts(deps, plan, target).catch(() => {});
         return { kind: 'done', message: checksMessage(outcome.results) };
       }
       case 'refresh-facts': {
+        await authorize(deps, { actor, action: 'run-checks', subject: `${plan.id}@${target.name}` });
         await refreshPlanFacts(deps, plan, target);
         return { kind: 'done', message: 'Facts read again.' };
       }

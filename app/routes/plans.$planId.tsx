@@ -73,10 +73,10 @@ interface ActionResult {
 }
 
 export async function action({ request, params, context }: ActionFunctionArgs) {
-  const { user } = await requireIntentPermission(request, context, 'routes/plans.$planId');
+  const { user, form } = await requireIntentPermission(request, context, 'routes/plans.$planId');
   const { loaded, target } = await requirePlanAndTarget(context.runtime.plansDir, params.planId, request);
   if (!loaded.ok) return data<ActionResult>({ ok: false, error: 'This plan is not valid; fix the errors shown on its page first.' }, { status: 400 });
-  const parsed = IntentSchema.safeParse(Object.fromEntries(await request.formData()));
+  const parsed = IntentSchema.safeParse(Object.fromEntries(form));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     return data<ActionResult>({ ok: false, error: issue ? `${issue.path.join('.') || 'form'}: ${issue.message}` : 'Unknown form intent.' }, { status: 400 });

@@ -26,9 +26,9 @@ export async function loader({ request, params, context }: LoaderFunctionArgs) {
 const IntentSchema = z.discriminatedUnion('intent', [z.object({ intent: z.literal('cancel') })]);
 
 export async function action({ request, params, context }: ActionFunctionArgs) {
-  const { user } = await requireIntentPermission(request, context, 'routes/runs.$runId');
+  const { user, form } = await requireIntentPermission(request, context, 'routes/runs.$runId');
   const runId = runIdOrNotFound(params.runId);
-  const parsed = IntentSchema.safeParse(Object.fromEntries(await request.formData()));
+  const parsed = IntentSchema.safeParse(Object.fromEntries(form));
   if (!parsed.success) return data({ ok: false, error: 'Unknown form intent.' }, { status: 400 });
   const outcome = await cancelFromRunView(context.runtime, { runId, user });
   if (outcome.kind === 'refused') return data({ ok: false, error: outcome.error }, { status: outcome.status });
