@@ -1,19 +1,16 @@
 #!/usr/bin/env node
 // `npm test`: every test, unit to browser, against real PostgreSQL and real Chromium.
-// Builds first (the browser tests and the route matrix use the production build), then Vitest,
-// then Playwright, and closes with one "N passed, N failed" line over both.
+// Vitest first (its global setup builds the production bundle that the route matrix and the
+// browser tests use), then Playwright, and one closing "N passed, N failed" line over both.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { buildIfStale } from './build-if-stale.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 const cache = path.join(root, '.cache');
 fs.mkdirSync(cache, { recursive: true });
 const bin = (name) => path.join(root, 'node_modules', '.bin', name);
 const extra = process.argv.slice(2);
-
-buildIfStale(root);
 
 const vitestJson = path.join(cache, 'vitest.json');
 const playwrightJson = path.join(cache, 'playwright.json');
