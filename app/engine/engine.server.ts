@@ -97,6 +97,39 @@ interface RunSession {
 }
 
 // ---------------------------------------------------------------------------------------------
+/**
+ * What execute and rehearse both do before driving a run: the actor's role, the run's kind and
+ * state, every gate judged again (each refusal in the run log), and draft → ready when all pass.
+ */
+async function claimableRun(
+  deps: EngineDeps,
+  input: { runId: string; actor: EngineActor },
+  rules: {
+    action: 'execute' | 'rehearse';
+    kind: RunRecord['kind'];
+    wrongKind: (runId: string) => string;
+    notReady: (runId: string, state: string) => string;
+    typedTargetName?: string;
+  },
+): Promise<{ run: RunRecord; gates: Gate[] }> {
+  const runId = assertRunId(input.runId);
+  const { actor } = input;
+  await authorize(deps, { actor, action: rules.action, runId });
+  let run = await getRun(deps, runId);
+  const refuse = refuser(deps, runId, actor, `${rules.action}.refused`);
+  if (run.kind !== rules.kind) throw await refuse(new RunStateError(rules.wrongKind(runId)));
+  if (run.state !== 'draft' && run.state !== 'ready') throw await refuse(new RunStateError(rules.notReady(runId, run.state)));
+  const gates = await evaluateGates(deps, run, { executor: actor.email, typedTargetName: rules.typedTargetName });
+  const open = openGates(gates);
+  if (open.length > 0) throw await refuse(new GateRefusedError(open), { openGates: open.map(gatePayload) });
+  if (run.state === 'draft') {
+    const reason = rules.action === 'execute' ? 'every gate passed when executing' : 'every gate passed when rehearsing';
+    await transitionRun(deps.store, { runId, from: ['draft'], to: 'ready', reason, actor: 'system' });
+    run = (await getRun(deps, runId))!;
+  }
+  return { run, gates };
+}
+
 // Execute
 
 /**
@@ -109,22 +142,14 @@ export async function executeRun(
   deps: EngineDeps,
   input: { runId: string; actor: EngineActor; typedTargetName?: string; signal?: AbortSignal } & RunOptions,
 ): Promise<RunRecord> {
-  const runId = assertRunId(input.runId);
+  const { run, gates } = await claimableRun(deps, input, {
+    action: 'execute',
+    kind: 'execute',
+    wrongKind: (runId) => `Run ${runId} is a rehearsal: rehearse it, or open an execute run.`,
+    notReady: (runId, state) => `Refused: run ${runId} is ${state}, not ready${state === 'applying' ? ' (it is being applied)' : ''}; a new attempt is a new run.`,
+    typedTargetName: input.typedTargetName,
+  });
   const { actor } = input;
-  await authorize(deps, { actor, action: 'execute', runId });
-  let run = await getRun(deps, runId);
-  const refuse = refuser(deps, runId, actor, 'execute.refused');
-  if (run.kind !== 'execute') throw await refuse(new RunStateError(`Run ${runId} is a rehearsal: rehearse it, or open an execute run.`));
-  if (run.state !== 'draft' && run.state !== 'ready') {
-    throw await refuse(new RunStateError(`Refused: run ${runId} is ${run.state}, not ready${run.state === 'applying' ? ' (it is being applied)' : ''}; a new attempt is a new run.`));
-  }
-  const gates = await evaluateGates(deps, run, { executor: actor.email, typedTargetName: input.typedTargetName });
-  const open = openGates(gates);
-  if (open.length > 0) throw await refuse(new GateRefusedError(open), { openGates: open.map(gatePayload) });
-  if (run.state === 'draft') {
-    await transitionRun(deps.store, { runId, from: ['draft'], to: 'ready', reason: 'every gate passed when executing', actor: 'system' });
-    run = (await getRun(deps, runId))!;
-  }
 
   return driveRun(deps, {
     run,
@@ -299,20 +324,13 @@ async function rollbackPhases(session: RunSession): Promise<Finish> {
  * row, and skips http checks. Refused when the plan has a non-transactional step.
  */
 export async function rehearseRun(deps: EngineDeps, input: { runId: string; actor: EngineActor; signal?: AbortSignal } & RunOptions): Promise<RunRecord> {
-  const runId = assertRunId(input.runId);
+  const { run, gates } = await claimableRun(deps, input, {
+    action: 'rehearse',
+    kind: 'rehearsal',
+    wrongKind: (runId) => `Run ${runId} is an execute run: open a rehearsal run to rehearse.`,
+    notReady: (runId, state) => `Refused: rehearsal ${runId} is ${state}; a new rehearsal is a new run.`,
+  });
   const { actor } = input;
-  await authorize(deps, { actor, action: 'rehearse', runId });
-  let run = await getRun(deps, runId);
-  const refuse = refuser(deps, runId, actor, 'rehearse.refused');
-  if (run.kind !== 'rehearsal') throw await refuse(new RunStateError(`Run ${runId} is an execute run: open a rehearsal run to rehearse.`));
-  if (run.state !== 'draft' && run.state !== 'ready') throw await refuse(new RunStateError(`Refused: rehearsal ${runId} is ${run.state}; a new rehearsal is a new run.`));
-  const gates = await evaluateGates(deps, run, { executor: actor.email });
-  const open = openGates(gates);
-  if (open.length > 0) throw await refuse(new GateRefusedError(open), { openGates: open.map(gatePayload) });
-  if (run.state === 'draft') {
-    await transitionRun(deps.store, { runId, from: ['draft'], to: 'ready', reason: 'every gate passed when rehearsing', actor: 'system' });
-    run = (await getRun(deps, runId))!;
-  }
   return driveRun(deps, {
     run,
     actor,
