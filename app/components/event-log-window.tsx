@@ -1,15 +1,8 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
+import type { RunEvent } from '../runs/run-log.server';
 
-export interface EventLogRow {
-  seq: number;
-  at: string;
-  actor: string;
-  role: string | null;
-  type: string;
-  payload: Record<string, unknown>;
-  prevHash: string;
-  hash: string;
-}
+/** One run-log event as the report's window shows it. */
+export type EventLogRow = Omit<RunEvent, 'runId'>;
 
 interface EventsPageJson {
   events: EventLogRow[];

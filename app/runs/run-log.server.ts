@@ -285,18 +285,6 @@ export async function appendRunEvent(executor: StoreExecutor, event: NewRunEvent
   });
 }
 
-interface RunEventDbRow {
-  runId: string;
-  seq: number;
-  at: string;
-  actor: string;
-  role: string | null;
-  type: string;
-  payload: Record<string, unknown>;
-  prevHash: string;
-  hash: string;
-}
-
 const EVENT_COLUMNS = `run_id::text as "runId", seq, at, actor, role, type, payload, prev_hash as "prevHash", hash`;
 
 /** A page of a run's events in seq order: those after `afterSeq` (default 0), at most `limit` (default all). */
@@ -306,7 +294,7 @@ export async function readRunEvents(
   options: { afterSeq?: number; limit?: number } = {},
 ): Promise<RunEvent[]> {
   const id = assertRunId(runId);
-  const { rows } = await pgExecutor(executor).query<RunEventDbRow>(
+  const { rows } = await pgExecutor(executor).query<RunEvent>(
     `select ${EVENT_COLUMNS} from run_events where run_id = $1 and seq > $2 order by run_id, seq limit $3`,
     [id, options.afterSeq ?? 0, options.limit ?? null],
   );
