@@ -155,7 +155,7 @@ async function seedSandboxIfEmpty(url: string, dataDir: string, users: number, l
   }
 }
 
-const SANDBOX_SEED_LOCK = 7_303_424_202;
+const SANDBOX_SEED_LOCK = 7_303_424_203;
 const SANDBOX_API_FILE = 'sandbox-api.json';
 
 /** The stand-in API's bearer tokens, kept where the sandbox target's http checks find them. */

@@ -85,7 +85,8 @@ describe('concurrent executes from two processes', () => {
     const results = outputs.flatMap((output) => output.results);
     expect(new Set(outputs.map((output) => output.pid)).size).toBe(2);
     expect(results).toHaveLength(20);
-    expect(results.filter((result) => result.state === 'applied')).toHaveLength(1);
+    // On failure, say what each attempt answered.
+    expect(results.filter((result) => result.state === 'applied'), JSON.stringify(results, null, 1)).toHaveLength(1);
     for (const result of results.filter((candidate) => candidate.state !== 'applied')) expect(REFUSALS).toContain(result.error);
     expect(await ledgerRows(procs.pool)).toHaveLength(1);
     expect(await appliedRuns('procs')).toHaveLength(1);
