@@ -601,6 +601,14 @@ async function driveRun(deps: EngineDeps, options: DriveOptions): Promise<RunRec
       finish = { to: failed, outcome: base, reason: `the engine stopped: ${message}` };
     }
     finish.outcome.result = finish.to;
+    // Let go of the target before the claim: a run claimed the moment this one ends must never
+    // find the target's lock still held by a run that has finished.
+    stopCancelWatch();
+    stopHeartbeat();
+    if (locked) {
+      await releaseTargetLock(client).catch(() => {});
+      locked = false;
+    }
     const ended = await transitionRun(deps.store, {
       runId: run.id,
       from: [options.activeState],
