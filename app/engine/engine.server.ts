@@ -98,20 +98,22 @@ interface RunSession {
 
 // ---------------------------------------------------------------------------------------------
 /**
- * What execute and rehearse both do before driving a run: the actor's role, the run's kind and
- * state, every gate judged again (each refusal in the run log), and draft → ready when all pass.
+ * What execute and rehearse share: the actor's role, the run's kind and state, every gate judged
+ * again (each refusal in the run log), draft → ready when all pass, then the run is driven.
  */
-async function claimableRun(
+async function claimAndDrive(
   deps: EngineDeps,
-  input: { runId: string; actor: EngineActor },
+  input: { runId: string; actor: EngineActor; signal?: AbortSignal } & RunOptions,
   rules: {
     action: 'execute' | 'rehearse';
     kind: RunRecord['kind'];
+    activeState: 'applying' | 'rehearsing';
     wrongKind: (runId: string) => string;
     notReady: (runId: string, state: string) => string;
     typedTargetName?: string;
+    work: DriveOptions['work'];
   },
-): Promise<{ run: RunRecord; gates: Gate[] }> {
+): Promise<RunRecord> {
   const runId = assertRunId(input.runId);
   const { actor } = input;
   await authorize(deps, { actor, action: rules.action, runId });
@@ -127,7 +129,19 @@ async function claimableRun(
     await transitionRun(deps.store, { runId, from: ['draft'], to: 'ready', reason, actor: 'system' });
     run = (await getRun(deps, runId))!;
   }
-  return { run, gates };
+  return driveRun(deps, {
+    run,
+    actor,
+    action: rules.action,
+    activeState: rules.activeState,
+    claimFrom: ['ready'],
+    claimSet: { startedAt: 'now', executedBy: actor.email },
+    releaseSet: { startedAt: null, executedBy: null },
+    gates,
+    signal: input.signal,
+    onEvent: input.onEvent,
+    work: rules.work,
+  });
 }
 
 // Execute
@@ -142,26 +156,13 @@ export async function executeRun(
   deps: EngineDeps,
   input: { runId: string; actor: EngineActor; typedTargetName?: string; signal?: AbortSignal } & RunOptions,
 ): Promise<RunRecord> {
-  const { run, gates } = await claimableRun(deps, input, {
+  return claimAndDrive(deps, input, {
     action: 'execute',
     kind: 'execute',
+    activeState: 'applying',
     wrongKind: (runId) => `Run ${runId} is a rehearsal: rehearse it, or open an execute run.`,
     notReady: (runId, state) => `Refused: run ${runId} is ${state}, not ready${state === 'applying' ? ' (it is being applied)' : ''}; a new attempt is a new run.`,
     typedTargetName: input.typedTargetName,
-  });
-  const { actor } = input;
-
-  return driveRun(deps, {
-    run,
-    actor,
-    action: 'execute',
-    activeState: 'applying',
-    claimFrom: ['ready'],
-    claimSet: { startedAt: 'now', executedBy: actor.email },
-    releaseSet: { startedAt: null, executedBy: null },
-    gates,
-    signal: input.signal,
-    onEvent: input.onEvent,
     work: applyPhases,
   });
 }
@@ -324,24 +325,12 @@ async function rollbackPhases(session: RunSession): Promise<Finish> {
  * row, and skips http checks. Refused when the plan has a non-transactional step.
  */
 export async function rehearseRun(deps: EngineDeps, input: { runId: string; actor: EngineActor; signal?: AbortSignal } & RunOptions): Promise<RunRecord> {
-  const { run, gates } = await claimableRun(deps, input, {
+  return claimAndDrive(deps, input, {
     action: 'rehearse',
     kind: 'rehearsal',
+    activeState: 'rehearsing',
     wrongKind: (runId) => `Run ${runId} is an execute run: open a rehearsal run to rehearse.`,
     notReady: (runId, state) => `Refused: rehearsal ${runId} is ${state}; a new rehearsal is a new run.`,
-  });
-  const { actor } = input;
-  return driveRun(deps, {
-    run,
-    actor,
-    action: 'rehearse',
-    activeState: 'rehearsing',
-    claimFrom: ['ready'],
-    claimSet: { startedAt: 'now', executedBy: actor.email },
-    releaseSet: { startedAt: null, executedBy: null },
-    gates,
-    signal: input.signal,
-    onEvent: input.onEvent,
     work: rehearsalPhases,
   });
 }

@@ -10,6 +10,22 @@ import { assertRunId, InvalidRunIdError, type RunEvent } from '../runs/run-log.s
 import type { StoreDb } from '../runtime/store.server';
 import type { RunSortKey, SortDirection } from './run-sort';
 
+/** The columns every run listing and the report header show. */
+const RUN_SUMMARY_COLUMNS = {
+  id: runs.id,
+  planId: runs.planId,
+  planChecksum: runs.planChecksum,
+  target: runs.target,
+  kind: runs.kind,
+  state: runs.state,
+  createdBy: runs.createdBy,
+  createdAt: runs.createdAt,
+  executedBy: runs.executedBy,
+  signedOffBy: runs.signedOffBy,
+  startedAt: runs.startedAt,
+  finishedAt: runs.finishedAt,
+};
+
 export { RUN_SORT_KEYS, type RunSortKey, type SortDirection } from './run-sort';
 
 export interface RunListFilters {
@@ -88,18 +104,7 @@ export async function listRuns(db: StoreDb, input: ListRunsInput): Promise<RunLi
   const [rows, totals] = await Promise.all([
     db
       .select({
-        id: runs.id,
-        planId: runs.planId,
-        planChecksum: runs.planChecksum,
-        target: runs.target,
-        kind: runs.kind,
-        state: runs.state,
-        createdBy: runs.createdBy,
-        createdAt: runs.createdAt,
-        executedBy: runs.executedBy,
-        signedOffBy: runs.signedOffBy,
-        startedAt: runs.startedAt,
-        finishedAt: runs.finishedAt,
+        ...RUN_SUMMARY_COLUMNS,
         durationMs,
       })
       .from(runs)
@@ -173,19 +178,8 @@ export async function readRunForReport(db: StoreDb, input: { runId: string }): P
   const planYaml = sql<string | null>`(select file->>'content' from jsonb_array_elements(${runs.frozenPlan}->'files') as file where file->>'path' = 'plan.yaml' limit 1)`;
   const [row] = await db
     .select({
-      id: runs.id,
-      planId: runs.planId,
-      planChecksum: runs.planChecksum,
-      target: runs.target,
-      kind: runs.kind,
-      state: runs.state,
-      createdBy: runs.createdBy,
-      createdAt: runs.createdAt,
-      signedOffBy: runs.signedOffBy,
+      ...RUN_SUMMARY_COLUMNS,
       signedOffAt: runs.signedOffAt,
-      executedBy: runs.executedBy,
-      startedAt: runs.startedAt,
-      finishedAt: runs.finishedAt,
       outcome: runs.outcome,
       frozenManifest: sql<FrozenPlan['manifest'] | null>`${runs.frozenPlan}->>'manifest'`,
       frozenPlanYaml: planYaml,
