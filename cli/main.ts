@@ -4,7 +4,8 @@
  */
 import { startRuntime, type Runtime } from '../app/runtime/runtime.server';
 import type { CliCommand, CliIo } from './command';
-import { CliError, EXIT } from './exit-codes';
+import { isRunsheetError } from '../app/runtime/errors';
+import { CliError, EXIT, EXIT_CODE_BY_KIND } from './exit-codes';
 import { commands } from './commands/index';
 
 const processIo: CliIo = {
@@ -58,19 +59,34 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   let runtime: Runtime | undefined;
   try {
     if (command.needsRuntime) runtime = await startRuntime({ log: (line) => io.err(line) });
-    return await command.run(rest, { io, runtime });
+    return await runCommand(command, rest, { io, runtime });
   } catch (error) {
-    if (error instanceof CliError) {
-      io.err(error.message);
-      return error.exitCode;
-    }
-    if (error instanceof Error && error.name === 'ConfigurationError') {
-      io.err(error.message);
-      return EXIT.unavailable;
-    }
-    io.err(`runsheet ${command.name}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    return EXIT.unavailable;
+    return exitCodeOf(error, io, command.name);
   } finally {
     await runtime?.stop();
   }
+}
+
+/** Runs one command; whatever it throws becomes its exit code (and a message on stderr). */
+export async function runCommand(command: CliCommand, args: string[], context: { io: CliIo; runtime?: Runtime }): Promise<number> {
+  try {
+    return await command.run(args, context);
+  } catch (error) {
+    return exitCodeOf(error, context.io, command.name);
+  }
+}
+
+/** The one place an error becomes an exit code: CliError carries its own, a RunsheetError's kind decides. */
+function exitCodeOf(error: unknown, io: CliIo, commandName: string): number {
+  if (error instanceof CliError) {
+    io.err(error.message);
+    return error.exitCode;
+  }
+  if (isRunsheetError(error)) {
+    const gates = error.kind === 'gate' ? ['Refused: these gates are open:', ...(error.gates ?? []).map((gate) => `  ✗ ${gate.label}: ${gate.detail}`), 'Nothing was changed on the target.'] : [];
+    io.err(gates.length > 0 ? gates.join('\n') : error.message);
+    return EXIT_CODE_BY_KIND[error.kind];
+  }
+  io.err(`runsheet ${commandName}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  return EXIT.unavailable;
 }

@@ -7,6 +7,7 @@ import { asc, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { accounts, sessions, type AccountRow } from '../../db/schema/index';
 import { recordAudit } from '../audit/audit-log.server';
+import { RunsheetError } from '../runtime/errors';
 import type { StoreDb } from '../runtime/store.server';
 import { hashPassword, passwordProblem } from './password.server';
 import type { Role } from './permissions';
@@ -22,16 +23,6 @@ export interface Actor {
 
 export type Account = Omit<AccountRow, 'passwordHash'> & { hasPassword: boolean };
 
-export class AccountError extends Error {
-  override name = 'AccountError';
-  constructor(
-    message: string,
-    readonly code: 'invalid' | 'exists' | 'not-found' | 'forbidden',
-  ) {
-    super(message);
-  }
-}
-
 export const EmailSchema = z
   .string()
   .trim()
@@ -40,7 +31,7 @@ export const EmailSchema = z
 
 export function normalizeEmail(email: string): string {
   const parsed = EmailSchema.safeParse(email);
-  if (!parsed.success) throw new AccountError(`"${email}" is not an e-mail address.`, 'invalid');
+  if (!parsed.success) throw new RunsheetError('invalid_input', `"${email}" is not an e-mail address.`);
   return parsed.data;
 }
 
@@ -71,7 +62,7 @@ export async function findAccount(db: StoreDb, input: { email: string }): Promis
 
 async function lockAccount(tx: Tx, email: string): Promise<AccountRow> {
   const [row] = await tx.select().from(accounts).where(eq(accounts.email, email)).for('update').limit(1);
-  if (!row) throw new AccountError(`No account has the e-mail ${email}.`, 'not-found');
+  if (!row) throw new RunsheetError('not_found', `No account has the e-mail ${email}.`);
   return row;
 }
 
@@ -86,7 +77,7 @@ export async function createAccount(
   const email = normalizeEmail(input.email);
   if (input.password != null) {
     const problem = passwordProblem(input.password);
-    if (problem) throw new AccountError(problem, 'invalid');
+    if (problem) throw new RunsheetError('invalid_input', problem);
   }
   const passwordHash = input.password != null ? await hashPassword(input.password) : null;
   return db.transaction(async (tx) => {
@@ -95,7 +86,7 @@ export async function createAccount(
       .values({ email, name: input.name?.trim() ?? '', role: input.role, passwordHash })
       .onConflictDoNothing({ target: accounts.email })
       .returning();
-    if (!row) throw new AccountError(`An account with the e-mail ${email} already exists.`, 'exists');
+    if (!row) throw new RunsheetError('conflict', `An account with the e-mail ${email} already exists.`);
     await audit(tx, input.actor, 'account.create', email, { role: input.role, name: row.name, password: passwordHash ? 'set' : 'none' });
     return toAccount(row);
   });
@@ -104,7 +95,7 @@ export async function createAccount(
 /** An admin changing their own role would hand themselves the duties they are separated from. */
 function refuseSelf(actor: Actor, row: AccountRow, what: string): void {
   if (actor.accountId && actor.accountId === row.id) {
-    throw new AccountError(`You cannot ${what} your own account; another admin (or the command line) must.`, 'forbidden');
+    throw new RunsheetError('permission', `You cannot ${what} your own account; another admin (or the command line) must.`);
   }
 }
 
@@ -137,7 +128,7 @@ export async function setAccountDisabled(db: StoreDb, input: { email: string; di
 export async function setAccountPassword(db: StoreDb, input: { email: string; password: string; actor: Actor }): Promise<Account> {
   const email = normalizeEmail(input.email);
   const problem = passwordProblem(input.password);
-  if (problem) throw new AccountError(problem, 'invalid');
+  if (problem) throw new RunsheetError('invalid_input', problem);
   const passwordHash = await hashPassword(input.password);
   return db.transaction(async (tx) => {
     const before = await lockAccount(tx, email);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listAudit } from '../audit/audit-log.server';
 import { migrateStore, openStore, type Store } from '../runtime/store.server';
 import { createTestDatabase, type TestDatabase } from '../../tests/support/databases';
-import { AccountError, createAccount, findAccount, listAccounts, setAccountDisabled, setAccountPassword, setAccountRole } from './accounts.server';
+import { createAccount, findAccount, listAccounts, setAccountDisabled, setAccountPassword, setAccountRole } from './accounts.server';
 import { ensureDemoAccounts } from './demo-accounts.server';
 import { verifyPassword } from './password.server';
 
@@ -29,9 +29,9 @@ describe('accounts (real store)', () => {
     const account = await createAccount(store.db, { email: ' Alice@Example.COM ', name: 'Alice', role: 'tpm', password: 'alice password 1', actor: cli });
     expect(account).toMatchObject({ email: 'alice@example.com', role: 'tpm', disabled: false, hasPassword: true });
     expect(account).not.toHaveProperty('passwordHash');
-    await expect(createAccount(store.db, { email: 'alice@example.com', role: 'viewer', actor: cli })).rejects.toMatchObject({ code: 'exists' });
-    await expect(createAccount(store.db, { email: 'not-an-email', role: 'viewer', actor: cli })).rejects.toBeInstanceOf(AccountError);
-    await expect(createAccount(store.db, { email: 'short@example.com', role: 'viewer', password: 'short', actor: cli })).rejects.toMatchObject({ code: 'invalid' });
+    await expect(createAccount(store.db, { email: 'alice@example.com', role: 'viewer', actor: cli })).rejects.toMatchObject({ kind: 'conflict' });
+    await expect(createAccount(store.db, { email: 'not-an-email', role: 'viewer', actor: cli })).rejects.toMatchObject({ kind: 'invalid_input' });
+    await expect(createAccount(store.db, { email: 'short@example.com', role: 'viewer', password: 'short', actor: cli })).rejects.toMatchObject({ kind: 'invalid_input' });
     const [entry] = await listAudit(store.db, { about: 'alice@example.com' });
     expect(entry).toMatchObject({ actor: 'cli:tester', action: 'account.create', subject: 'alice@example.com', outcome: 'ok' });
   });
@@ -41,9 +41,9 @@ describe('accounts (real store)', () => {
     const actor = { name: admin.email, role: admin.role, accountId: admin.id, ip: '10.0.0.1' };
     await setAccountRole(store.db, { email: 'alice@example.com', role: 'engineer', actor });
     expect((await findAccount(store.db, { email: 'alice@example.com' }))?.role).toBe('engineer');
-    await expect(setAccountRole(store.db, { email: 'root@example.com', role: 'engineer', actor })).rejects.toMatchObject({ code: 'forbidden' });
-    await expect(setAccountDisabled(store.db, { email: 'root@example.com', disabled: true, actor })).rejects.toMatchObject({ code: 'forbidden' });
-    await expect(setAccountRole(store.db, { email: 'ghost@example.com', role: 'tpm', actor })).rejects.toMatchObject({ code: 'not-found' });
+    await expect(setAccountRole(store.db, { email: 'root@example.com', role: 'engineer', actor })).rejects.toMatchObject({ kind: 'permission' });
+    await expect(setAccountDisabled(store.db, { email: 'root@example.com', disabled: true, actor })).rejects.toMatchObject({ kind: 'permission' });
+    await expect(setAccountRole(store.db, { email: 'ghost@example.com', role: 'tpm', actor })).rejects.toMatchObject({ kind: 'not_found' });
     await setAccountDisabled(store.db, { email: 'alice@example.com', disabled: true, actor });
     const audit = await listAudit(store.db, { about: 'alice@example.com' });
     expect(audit.slice(0, 2).map((entry) => [entry.actor, entry.action, entry.detail, entry.ip])).toEqual([

@@ -7,9 +7,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Store } from '../runtime/store.server';
-import { AccountError, createAccount, findAccountForSignIn, setAccountPassword } from './accounts.server';
+import { createAccount, findAccountForSignIn, setAccountPassword } from './accounts.server';
 import { generatePassword, verifyPassword } from './password.server';
 import { ROLES, isRole, type Role } from './permissions';
+import { isRunsheetError } from '../runtime/errors';
 
 export interface DemoAccount {
   email: string;
@@ -73,7 +74,7 @@ export async function ensureDemoAccounts(store: Store, dataDir: string): Promise
       try {
         await createAccount(store.db, { email: demo.email, name: `Demo ${demo.role}`, role: demo.role, password: demo.password, actor: DEMO_ACTOR });
       } catch (error) {
-        if (!(error instanceof AccountError && error.code === 'exists')) throw error;
+        if (!isRunsheetError(error, 'conflict')) throw error;
       }
       row = await findAccountForSignIn(store.db, { email: demo.email });
     } else if (row.passwordHash !== demo.passwordHash && !(row.passwordHash && (await verifyPassword(demo.password, row.passwordHash)))) {

@@ -13,7 +13,8 @@ import { accounts } from '../../db/schema/index';
 import { recordAudit } from '../audit/audit-log.server';
 import type { RunsheetEnv } from '../runtime/env.server';
 import type { Runtime } from '../runtime/runtime.server';
-import { AccountError, EmailSchema, createAccount } from './accounts.server';
+import { EmailSchema, createAccount } from './accounts.server';
+import { isRunsheetError } from '../runtime/errors';
 import { isRole, type Role } from './permissions';
 import { SESSION_ABSOLUTE_SECONDS } from './session.server';
 
@@ -58,7 +59,7 @@ export async function proxyAccount(runtime: Runtime, input: { email: string; ip:
       await createAccount(db, { email: input.email, role: 'viewer', actor: { name: 'proxy', ip: input.ip } });
     } catch (error) {
       // Created by a concurrent request of the same person: use that one.
-      if (!(error instanceof AccountError && error.code === 'exists')) throw error;
+      if (!isRunsheetError(error, 'conflict')) throw error;
     }
     [row] = await db.select().from(accounts).where(eq(accounts.email, input.email)).limit(1);
   }

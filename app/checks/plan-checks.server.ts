@@ -7,27 +7,18 @@ import { checkSql, loadPlan, type ValidPlan } from '../plans/load-plans.server';
 import { checksOfPhase, type CheckPhase } from '../plans/plan-schema';
 import type { Runtime } from '../runtime/runtime.server';
 import { findTarget, type Target } from '../targets/targets.server';
+import { RunsheetError } from '../runtime/errors';
 import { recordCheckResults, runChecks, type CheckResult } from './run-checks.server';
 
 export type PlanChecksDeps = Pick<Runtime, 'store' | 'plansDir' | 'targetPool'>;
 
-export class PlanNotFoundError extends Error {
-  override name = 'PlanNotFoundError';
-}
-export class InvalidPlanError extends Error {
-  override name = 'InvalidPlanError';
-}
-export class UnknownTargetError extends Error {
-  override name = 'UnknownTargetError';
-}
-
 /** A valid plan by id, or a named error that says what is wrong and what to do. */
 export async function requireValidPlan(plansDir: string, planId: string): Promise<ValidPlan> {
   const loaded = await loadPlan(plansDir, planId);
-  if (!loaded) throw new PlanNotFoundError(`No plan "${planId}" under ${plansDir}. \`npx runsheet plans\` lists them.`);
+  if (!loaded) throw new RunsheetError('not_found', `No plan "${planId}" under ${plansDir}. \`npx runsheet plans\` lists them.`);
   if (!loaded.ok) {
     const lines = loaded.errors.map((error) => `  ${error.file}${error.path ? ` ${error.path}` : ''}: ${error.message}`);
-    throw new InvalidPlanError(`Plan "${planId}" is not valid:\n${lines.join('\n')}`);
+    throw new RunsheetError('invalid_plan', `Plan "${planId}" is not valid:\n${lines.join('\n')}`);
   }
   return loaded;
 }
@@ -35,7 +26,7 @@ export async function requireValidPlan(plansDir: string, planId: string): Promis
 export function requireTarget(name: string): Target {
   const target = findTarget(name);
   if (!target) {
-    throw new UnknownTargetError(`Unknown target "${name}": set TARGET_${name.toUpperCase()}_URL (in embedded mode "sandbox" is always there).`);
+    throw new RunsheetError('not_found', `Unknown target "${name}": set TARGET_${name.toUpperCase()}_URL (in embedded mode "sandbox" is always there).`);
   }
   return target;
 }
@@ -80,15 +71,11 @@ export async function runPlanChecks(
   return { plan, target, phase: request.phase, results };
 }
 
-export class TargetUnreachableError extends Error {
-  override name = 'TargetUnreachableError';
-}
-
 /** One round trip before a batch of checks, so "cannot reach the target" is said once, clearly. */
 export async function assertTargetReachable(deps: PlanChecksDeps, target: Target): Promise<void> {
   try {
     await deps.targetPool(target.name).query('select 1');
   } catch (error) {
-    throw new TargetUnreachableError(`Cannot reach target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
+    throw new RunsheetError('unavailable', `Cannot reach target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
   }
 }

@@ -8,9 +8,10 @@
  */
 import type pg from 'pg';
 import { appendRunEvent, assertRunId, readRunEvents, type RunEvent } from '../runs/run-log.server';
-import { InvalidRunRequestError, RunStateError, type EngineActor, type EngineDeps } from './engine-deps.server';
+import { type EngineActor, type EngineDeps } from './engine-deps.server';
 import { thawPlan } from './frozen-plan.server';
 import { authorize, getRun } from './runs.server';
+import { RunsheetError } from '../runtime/errors';
 
 export const BACKFILL_PAUSE = 'backfill.pause';
 export const BACKFILL_RESUME = 'backfill.resume';
@@ -77,19 +78,19 @@ async function requestBackfillState(deps: EngineDeps, input: { runId: string; ac
   };
   if (run.kind !== 'execute') {
     await refuse('a rehearsal has no batched backfill to pause');
-    throw new RunStateError(`Refused: run ${runId} is a rehearsal; a batched backfill runs only in an execute run.`);
+    throw new RunsheetError('state', `Refused: run ${runId} is a rehearsal; a batched backfill runs only in an execute run.`);
   }
   if (!(CONTROLLABLE_STATES as readonly string[]).includes(run.state)) {
     await refuse(`the run is ${run.state}`);
-    throw new RunStateError(`Refused: run ${runId} is ${run.state}; a backfill is paused or resumed while the run is draft, ready or applying.`);
+    throw new RunsheetError('state', `Refused: run ${runId} is ${run.state}; a backfill is paused or resumed while the run is draft, ready or applying.`);
   }
   const backfills = thawPlan(run.frozenPlan).plan.apply.filter((step) => step.kind === 'batched_backfill');
   if (backfills.length === 0) {
     await refuse('the plan has no batched_backfill step');
-    throw new InvalidRunRequestError(`Run ${runId}'s plan has no batched_backfill step: there is nothing to ${action}.`);
+    throw new RunsheetError('invalid_input', `Run ${runId}'s plan has no batched_backfill step: there is nothing to ${action}.`);
   }
   const reason = input.reason?.trim();
-  if (reason && reason.length > 2_000) throw new InvalidRunRequestError('A reason is at most 2,000 characters.');
+  if (reason && reason.length > 2_000) throw new RunsheetError('invalid_input', 'A reason is at most 2,000 characters.');
   const current = backfillPauseStateFromEvents(await readRunEvents(deps.store.pool, runId));
   if (current.paused === input.paused) return { state: current };
   const requested = await appendRunEvent(deps.store.pool, {

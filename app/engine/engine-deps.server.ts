@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import type pg from 'pg';
-import type { Permission, Role } from '../auth/permissions';
+import type { Role } from '../auth/permissions';
 import type { Store } from '../runtime/store.server';
 import { findTarget as findConfiguredTarget, type Target } from '../targets/targets.server';
 
@@ -36,35 +36,6 @@ export function ownerProcess(): string {
   return `${os.hostname()}:${process.pid}`;
 }
 
-export class EngineError extends Error {
-  override name = 'EngineError';
-}
-
-export class RunNotFoundError extends EngineError {
-  override name = 'RunNotFoundError';
-}
-
-/** The actor's role does not allow the action (logged as 'action.refused'). */
-export class PermissionRefusedError extends EngineError {
-  override name = 'PermissionRefusedError';
-  constructor(
-    message: string,
-    readonly action: Permission,
-  ) {
-    super(message);
-  }
-}
-
-/** The request does not fit the run (an unknown prerequisite, an empty note, a wrong run kind). */
-export class InvalidRunRequestError extends EngineError {
-  override name = 'InvalidRunRequestError';
-}
-
-/** The run is not in a state that allows the action (e.g. executing a run that already ran). */
-export class RunStateError extends EngineError {
-  override name = 'RunStateError';
-}
-
 export interface Gate {
   id: string;
   label: string;
@@ -74,27 +45,3 @@ export interface Gate {
   atExecute?: boolean;
 }
 
-/** One or more gates are open: nothing was changed on the target. */
-export class GateRefusedError extends EngineError {
-  override name = 'GateRefusedError';
-  constructor(readonly openGates: Gate[]) {
-    super(`Refused: ${openGates.length} gate${openGates.length === 1 ? ' is' : 's are'} open:\n${openGates.map((gate) => `  - ${gate.label}: ${gate.detail}`).join('\n')}`);
-  }
-}
-
-/** Another run holds the target (the store's one-active-run index said so). */
-export class AlreadyRunningError extends EngineError {
-  override name = 'AlreadyRunningError';
-}
-
-/** The target's advisory lock is held by another session: nothing was changed. */
-export class LockHeldError extends EngineError {
-  override name = 'LockHeldError';
-}
-
-/** The target may not be written to (a read-only replica, a transaction-mode pooler). */
-export class TargetRefusedError extends EngineError {
-  override name = 'TargetRefusedError';
-}
-
-export { TargetUnreachableError } from '../checks/plan-checks.server';

@@ -20,17 +20,7 @@ import type { RunState } from '../../db/schema/index';
 import { backendPidOf, cancelRunningStep, prepareStep } from './execute-step.server';
 import { runStepOfKind, stepToRun, type KindOutcome, type StepKindContext } from './step-kinds/index.server';
 import { clearBackfillProgress } from '../targets/ledger.server';
-import {
-  AlreadyRunningError,
-  GateRefusedError,
-  LockHeldError,
-  ownerProcess,
-  resolveTarget,
-  RunStateError,
-  type EngineActor,
-  type EngineDeps,
-  type Gate,
-} from './engine-deps.server';
+import { ownerProcess, resolveTarget, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
 import { thawPlan, type ThawedPlan } from './frozen-plan.server';
 import { evaluateGates, openGates } from './gates.server';
 import { authorize, getRun, recordRunChecks, summarizeChecks } from './runs.server';
@@ -59,7 +49,7 @@ import {
   type StepFailure,
   type StepSummary,
 } from './run-store.server';
-import { UnknownTargetError } from '../checks/plan-checks.server';
+import { RunsheetError, gateRefusal } from '../runtime/errors';
 
 export interface RunOptions {
   /** Called with every event the run appends while it drives the target (the command line prints phases). */
@@ -119,11 +109,11 @@ async function claimAndDrive(
   await authorize(deps, { actor, action: rules.action, runId });
   let run = await getRun(deps, runId);
   const refuse = refuser(deps, runId, actor, `${rules.action}.refused`);
-  if (run.kind !== rules.kind) throw await refuse(new RunStateError(rules.wrongKind(runId)));
-  if (run.state !== 'draft' && run.state !== 'ready') throw await refuse(new RunStateError(rules.notReady(runId, run.state)));
+  if (run.kind !== rules.kind) throw await refuse(new RunsheetError('state', rules.wrongKind(runId)));
+  if (run.state !== 'draft' && run.state !== 'ready') throw await refuse(new RunsheetError('state', rules.notReady(runId, run.state)));
   const gates = await evaluateGates(deps, run, { executor: actor.email, typedTargetName: rules.typedTargetName });
   const open = openGates(gates);
-  if (open.length > 0) throw await refuse(new GateRefusedError(open), { openGates: open.map(gatePayload) });
+  if (open.length > 0) throw await refuse(gateRefusal(open), { openGates: open.map(gatePayload) });
   if (run.state === 'draft') {
     const reason = rules.action === 'execute' ? 'every gate passed when executing' : 'every gate passed when rehearsing';
     await transitionRun(deps.store, { runId, from: ['draft'], to: 'ready', reason, actor: 'system' });
@@ -239,13 +229,13 @@ export async function rollbackRun(deps: EngineDeps, input: { runId: string; acto
   await authorize(deps, { actor, action: 'rollback', runId });
   const run = await getRun(deps, runId);
   const refuse = refuser(deps, runId, actor, 'rollback.refused');
-  if (run.kind !== 'execute') throw await refuse(new RunStateError('A rehearsal has nothing to roll back: it always rolls back itself.'));
+  if (run.kind !== 'execute') throw await refuse(new RunsheetError('state', 'A rehearsal has nothing to roll back: it always rolls back itself.'));
 
   const eligible = await rollbackEligibility(deps, run);
-  if (!eligible.passed) throw await refuse(new GateRefusedError([eligible]), { openGates: [gatePayload(eligible)] });
+  if (!eligible.passed) throw await refuse(gateRefusal([eligible]), { openGates: [gatePayload(eligible)] });
   const gates = await evaluateGates(deps, run);
   const targetFree = gates.filter((gate) => gate.id === 'target-free' && !gate.passed);
-  if (targetFree.length > 0) throw await refuse(new GateRefusedError(targetFree), { openGates: targetFree.map(gatePayload) });
+  if (targetFree.length > 0) throw await refuse(gateRefusal(targetFree), { openGates: targetFree.map(gatePayload) });
 
   return driveRun(deps, {
     run,
@@ -417,7 +407,7 @@ export async function cancelRun(deps: EngineDeps, input: { runId: string; actor:
   const run = await getRun(deps, runId);
   if (!isActiveState(run.state)) {
     await appendRunEvent(deps.store.pool, { runId, actor: actor.email, role: actor.role, type: 'cancel.refused', payload: { reason: `the run is ${run.state}` } });
-    throw new RunStateError(`Refused: run ${runId} is ${run.state}; only an applying, rolling back or rehearsing run can be cancelled.`);
+    throw new RunsheetError('state', `Refused: run ${runId} is ${run.state}; only an applying, rolling back or rehearsing run can be cancelled.`);
   }
   const requested = await appendRunEvent(deps.store.pool, {
     runId,
@@ -476,7 +466,7 @@ async function driveRun(deps: EngineDeps, options: DriveOptions): Promise<RunRec
   const { run, actor, action } = options;
   const refuse = refuser(deps, run.id, actor, `${action}.refused`);
   const target = resolveTarget(deps, run.target);
-  if (!target) throw await refuse(new UnknownTargetError(`Unknown target "${run.target}": set TARGET_${run.target.toUpperCase()}_URL.`));
+  if (!target) throw await refuse(new RunsheetError('not_found', `Unknown target "${run.target}": set TARGET_${run.target.toUpperCase()}_URL.`));
 
   let client: pg.Client;
   try {
@@ -522,12 +512,12 @@ async function driveRun(deps: EngineDeps, options: DriveOptions): Promise<RunRec
           [run.target, run.id],
         );
         const holder = others.rows.map((row) => `run ${row.id} is ${row.state}`).join('; ') || 'another run is active';
-        throw await refuse(new AlreadyRunningError(`Refused: another run holds target ${run.target} (${holder}); one run at a time per target.`));
+        throw await refuse(new RunsheetError('busy', `Refused: another run holds target ${run.target} (${holder}); one run at a time per target.`));
       }
       throw error;
     }
     if (!claim.changed) {
-      throw await refuse(new RunStateError(`Refused: run ${run.id} is ${claim.state ?? 'gone'}, not ${options.claimFrom.join(' or ')}: it was claimed by another request.`));
+      throw await refuse(new RunsheetError('state', `Refused: run ${run.id} is ${claim.state ?? 'gone'}, not ${options.claimFrom.join(' or ')}: it was claimed by another request.`));
     }
     claimed = true;
     claim.events.forEach((event) => options.onEvent?.(event));
@@ -547,7 +537,7 @@ async function driveRun(deps: EngineDeps, options: DriveOptions): Promise<RunRec
       });
       claimed = false;
       const who = holders.map((holder) => `pid ${holder.pid}${holder.application ? ` (${holder.application})` : ''}`).join(', ') || 'a session this role cannot see';
-      throw new LockHeldError(`Target ${target.name} is locked by another migration session (${who}): nothing was changed; try again when it ends.`);
+      throw new RunsheetError('busy', `Target ${target.name} is locked by another migration session (${who}): nothing was changed; try again when it ends.`);
     }
 
     stopHeartbeat = startHeartbeat(deps.store, run.id);

@@ -11,21 +11,11 @@ import { checksOfPhase, type CheckPhase } from '../plans/plan-schema';
 import { appendRunEvent, assertRunId, inStoreTransaction, readRunEvents, type RunEvent } from '../runs/run-log.server';
 import type { RunKind, RunState } from '../../db/schema/index';
 import { markInterruptedRuns } from './crash-recovery.server';
-import {
-  InvalidRunRequestError,
-  PermissionRefusedError,
-  resolveTarget,
-  RunNotFoundError,
-  RunStateError,
-  TargetUnreachableError,
-  type EngineActor,
-  type EngineDeps,
-  type Gate,
-} from './engine-deps.server';
+import { resolveTarget, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
 import { freezePlan, thawPlan, type ThawedPlan } from './frozen-plan.server';
 import { evaluateGates, openGates, signoffsFromEvents, ticksFromEvents, type PrerequisiteTick } from './gates.server';
 import { isActiveState, jsonPayload, selectRun, selectRuns, transitionRun, type RunRecord } from './run-store.server';
-import { UnknownTargetError } from '../checks/plan-checks.server';
+import { RunsheetError } from '../runtime/errors';
 
 /** States in which a run is still being prepared (ticks, checks, sign-off). */
 export const PREPARING_STATES = ['draft', 'ready'] as const satisfies readonly RunState[];
@@ -48,14 +38,14 @@ export async function authorize(deps: EngineDeps, input: { actor: EngineActor; a
   if (!logged) {
     await recordAudit(deps.store.db, { actor: actor.email, actorRole: actor.role, action, subject: input.subject ?? input.runId ?? null, outcome: 'refused', reason });
   }
-  throw new PermissionRefusedError(`Refused: ${actor.email} (${actor.role}) may not ${action}.`, action);
+  throw new RunsheetError('permission', `Refused: ${actor.email} (${actor.role}) may not ${action}.`);
 }
 
 /** A run by id. Reading an active run whose heartbeat is stale first settles whether it was interrupted. */
 export async function getRun(deps: EngineDeps, runId: string): Promise<RunRecord> {
   const id = assertRunId(runId);
   let run = await selectRun(deps.store.pool, id);
-  if (!run) throw new RunNotFoundError(`No run ${id}.`);
+  if (!run) throw new RunsheetError('not_found', `No run ${id}.`);
   if (isActiveState(run.state)) {
     await markInterruptedRuns(deps, { runId: id });
     run = (await selectRun(deps.store.pool, id))!;
@@ -101,7 +91,7 @@ export async function createRun(deps: EngineDeps, input: { planId: string; targe
   const { actor } = input;
   await authorize(deps, { actor, action: input.kind === 'rehearsal' ? 'rehearse' : 'tick', subject: `${input.planId}@${input.target}` });
   const target = resolveTarget(deps, input.target);
-  if (!target) throw new UnknownTargetError(`Unknown target "${input.target}": set TARGET_${input.target.toUpperCase()}_URL.`);
+  if (!target) throw new RunsheetError('not_found', `Unknown target "${input.target}": set TARGET_${input.target.toUpperCase()}_URL.`);
   const loaded = await requireValidPlan(deps.plansDir, input.planId);
   const frozen = freezePlan(loaded);
   const runId = await inStoreTransaction(deps.store.pool, async (client) => {
@@ -128,7 +118,7 @@ async function requirePreparingRun(deps: EngineDeps, runId: string, actor: Engin
   const run = await getRun(deps, runId);
   if (!(PREPARING_STATES as readonly RunState[]).includes(run.state)) {
     await appendRunEvent(deps.store.pool, { runId: run.id, actor: actor.email, role: actor.role, type: 'action.refused', payload: { action, reason: `the run is ${run.state}` } });
-    throw new RunStateError(`Refused: run ${run.id} is ${run.state}; ${action} is only possible while it is draft or ready.`);
+    throw new RunsheetError('state', `Refused: run ${run.id} is ${run.state}; ${action} is only possible while it is draft or ready.`);
   }
   return run;
 }
@@ -141,7 +131,7 @@ export async function tickPrerequisite(deps: EngineDeps, input: { runId: string;
   const item = thawPlan(run.frozenPlan).plan.prerequisites.find((candidate) => candidate.id === input.itemId);
   if (!item) {
     const known = thawPlan(run.frozenPlan).plan.prerequisites.map((candidate) => candidate.id);
-    throw new InvalidRunRequestError(`The plan has no prerequisite "${input.itemId}": use one of ${known.join(', ') || '(none)'}.`);
+    throw new RunsheetError('invalid_input', `The plan has no prerequisite "${input.itemId}": use one of ${known.join(', ') || '(none)'}.`);
   }
   const event = await appendRunEvent(deps.store.pool, {
     runId,
@@ -159,15 +149,15 @@ export async function runRunChecks(deps: EngineDeps, input: { runId: string; pha
   const runId = assertRunId(input.runId);
   await authorize(deps, { actor: input.actor, action: 'run-checks', runId });
   const run = await getRun(deps, runId);
-  if (isActiveState(run.state)) throw new RunStateError(`Run ${run.id} is ${run.state}: its own phases run the checks now.`);
+  if (isActiveState(run.state)) throw new RunsheetError('state', `Run ${run.id} is ${run.state}: its own phases run the checks now.`);
   const thawed = thawPlan(run.frozenPlan);
   const target = resolveTarget(deps, run.target);
-  if (!target) throw new UnknownTargetError(`Unknown target "${run.target}".`);
+  if (!target) throw new RunsheetError('not_found', `Unknown target "${run.target}".`);
   const pool = deps.targetPool(run.target);
   try {
     await pool.query('select 1');
   } catch (error) {
-    throw new TargetUnreachableError(`Cannot reach target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
+    throw new RunsheetError('unavailable', `Cannot reach target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
   }
   const results = await runChecks({
     checks: checksOfPhase(thawed.plan, input.phase),
@@ -228,7 +218,7 @@ export async function signOff(deps: EngineDeps, input: { runId: string; actor: E
   const runId = assertRunId(input.runId);
   await authorize(deps, { actor: input.actor, action: 'sign-off', runId });
   const run = await requirePreparingRun(deps, runId, input.actor, 'sign-off');
-  if (run.kind !== 'execute') throw new InvalidRunRequestError('A rehearsal is not signed off: it changes nothing.');
+  if (run.kind !== 'execute') throw new RunsheetError('invalid_input', 'A rehearsal is not signed off: it changes nothing.');
   const result = await transitionRun(deps.store, {
     runId,
     from: PREPARING_STATES,
@@ -238,7 +228,7 @@ export async function signOff(deps: EngineDeps, input: { runId: string; actor: E
     set: { signedOffBy: input.actor.email, signedOffAt: 'now' },
     events: [{ type: 'signoff', payload: { checksum: run.planChecksum } }],
   });
-  if (!result.changed) throw new RunStateError(`Refused: run ${runId} is ${result.state ?? 'gone'}.`);
+  if (!result.changed) throw new RunsheetError('state', `Refused: run ${runId} is ${result.state ?? 'gone'}.`);
   await refreshReadiness(deps, runId);
   return (await selectRun(deps.store.pool, runId))!;
 }
@@ -251,8 +241,8 @@ export async function addNote(deps: EngineDeps, input: { runId: string; actor: E
   await authorize(deps, { actor: input.actor, action: 'add-note', runId });
   await getRun(deps, runId);
   const text = input.text.trim();
-  if (text === '') throw new InvalidRunRequestError('A note needs some text.');
-  if (text.length > MAX_NOTE_LENGTH) throw new InvalidRunRequestError(`A note is at most ${MAX_NOTE_LENGTH} characters.`);
+  if (text === '') throw new RunsheetError('invalid_input', 'A note needs some text.');
+  if (text.length > MAX_NOTE_LENGTH) throw new RunsheetError('invalid_input', `A note is at most ${MAX_NOTE_LENGTH} characters.`);
   return appendRunEvent(deps.store.pool, { runId, actor: input.actor.email, role: input.actor.role, type: 'note.added', payload: { text } });
 }
 
@@ -263,7 +253,7 @@ export async function addNote(deps: EngineDeps, input: { runId: string; actor: E
  */
 export async function refreshReadiness(deps: EngineDeps, runId: string): Promise<{ state: RunState; gates: Gate[] }> {
   const run = await selectRun(deps.store.pool, runId);
-  if (!run) throw new RunNotFoundError(`No run ${runId}.`);
+  if (!run) throw new RunsheetError('not_found', `No run ${runId}.`);
   if (!(PREPARING_STATES as readonly RunState[]).includes(run.state)) return { state: run.state, gates: [] };
   const gates = await evaluateGates(deps, run);
   const open = openGates(gates, { includeAtExecute: false });

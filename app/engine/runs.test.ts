@@ -8,11 +8,11 @@ import { readRunEvents } from '../runs/run-log.server';
 import { verifyStoredRunLog } from '../runs/verify-run-log.server';
 import { loadSigningKey } from '../runs/signing.server';
 import { ENGINE_PLANS, ENGINEER, ledgerRows, startEngineHarness, TPM, VIEWER, type EngineHarness } from '../../tests/integration/engine-harness';
-import { GateRefusedError, InvalidRunRequestError, LockHeldError, PermissionRefusedError } from './engine-deps.server';
 import { TARGET_LOCK_KEY } from './target-session.server';
 import { executeRun, rehearseRun, rollbackRun } from './engine.server';
 import { addNote, createRun, getRun, listRuns, openRunFor, readRunDetail, tickPrerequisite } from './runs.server';
 import { ticksFromEvents } from './gates.server';
+import { RunsheetError } from '../runtime/errors';
 
 let harness: EngineHarness;
 
@@ -40,9 +40,9 @@ describe('runs', () => {
 
   it('checks the actor inside the engine and logs the refusal', async () => {
     const run = await createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: TPM });
-    await expect(executeRun(harness.deps, { runId: run.id, actor: TPM })).rejects.toBeInstanceOf(PermissionRefusedError);
-    await expect(addNote(harness.deps, { runId: run.id, actor: VIEWER, text: 'hello' })).rejects.toBeInstanceOf(PermissionRefusedError);
-    await expect(createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: VIEWER })).rejects.toBeInstanceOf(PermissionRefusedError);
+    await expect(executeRun(harness.deps, { runId: run.id, actor: TPM })).rejects.toMatchObject({ kind: 'permission' });
+    await expect(addNote(harness.deps, { runId: run.id, actor: VIEWER, text: 'hello' })).rejects.toMatchObject({ kind: 'permission' });
+    await expect(createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: VIEWER })).rejects.toMatchObject({ kind: 'permission' });
     const refused = (await readRunEvents(harness.store.pool, run.id)).filter((event) => event.type === 'action.refused');
     expect(refused.map((event) => [event.actor, event.payload.action])).toEqual([
       [TPM.email, 'execute'],
@@ -53,7 +53,7 @@ describe('runs', () => {
 
   it('derives ticks from the log and refuses unknown items', async () => {
     const run = await createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: TPM });
-    await expect(tickPrerequisite(harness.deps, { runId: run.id, itemId: 'nope', ticked: true, actor: TPM })).rejects.toBeInstanceOf(InvalidRunRequestError);
+    await expect(tickPrerequisite(harness.deps, { runId: run.id, itemId: 'nope', ticked: true, actor: TPM })).rejects.toMatchObject({ kind: 'invalid_input' });
     const note = await addNote(harness.deps, { runId: run.id, actor: TPM, text: '  backup in s3://backups/2025-11-25  ' });
     expect(note.payload).toEqual({ text: 'backup in s3://backups/2025-11-25' });
     expect(ticksFromEvents([]).size).toBe(0);
@@ -78,8 +78,8 @@ describe('execute, rollback', () => {
 
     const again = await createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: ENGINEER });
     const refusal = await executeRun(harness.deps, { runId: again.id, actor: ENGINEER }).catch((error) => error);
-    expect(refusal).toBeInstanceOf(GateRefusedError);
-    expect((refusal as GateRefusedError).openGates.map((gate) => gate.id)).toContain('ledger');
+    expect(refusal).toMatchObject({ kind: 'gate' });
+    expect((refusal as RunsheetError).gates!.map((gate) => gate.id)).toContain('ledger');
 
     const rolledBack = await rollbackRun(harness.deps, { runId: run.id, actor: ENGINEER });
     expect(rolledBack.state).toBe('rolled_back');
@@ -114,7 +114,7 @@ describe('execute, rollback', () => {
     const run = await createRun(harness.deps, { planId: 'partial-apply', target: 'sandbox', kind: 'rehearsal', actor: ENGINEER });
     expect(run.state).toBe('draft');
     const refusal = await rehearseRun(harness.deps, { runId: run.id, actor: ENGINEER }).catch((error) => error);
-    expect(refusal).toBeInstanceOf(GateRefusedError);
+    expect(refusal).toMatchObject({ kind: 'gate' });
     expect(refusal.message).toMatch(/index-then-fail are not transactional/);
   });
 
@@ -138,7 +138,7 @@ describe('locks', () => {
       await holder.query('select pg_advisory_lock($1::bigint)', [TARGET_LOCK_KEY]);
       const started = Date.now();
       const refusal = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER }).catch((error) => error);
-      expect(refusal).toBeInstanceOf(LockHeldError);
+      expect(refusal).toMatchObject({ kind: 'busy' });
       expect(refusal.message).toMatch(/locked by another migration session \(pid \d+/);
       // Polled for about two seconds, never waited on.
       expect(Date.now() - started).toBeLessThan(10_000);

@@ -8,7 +8,8 @@ import pg from 'pg';
 import { ensureLedger } from '../targets/ledger.server';
 import { readTargetFacts, type TargetFacts } from '../targets/target-facts.server';
 import { targetPoolConfig, type Target } from '../targets/targets.server';
-import { TargetRefusedError, TargetUnreachableError, type EngineDeps } from './engine-deps.server';
+import { type EngineDeps } from './engine-deps.server';
+import { RunsheetError } from '../runtime/errors';
 
 /** The advisory lock every Runsheet applying to a database takes there (advisory locks are per database). */
 export const TARGET_LOCK_KEY = '7303424300';
@@ -29,7 +30,7 @@ export async function openTargetClient(target: Target, runId: string): Promise<p
     await client.connect();
   } catch (error) {
     await client.end().catch(() => {});
-    throw new TargetUnreachableError(`Cannot reach target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
+    throw new RunsheetError('unavailable', `Cannot reach target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
   }
   return client;
 }
@@ -40,11 +41,11 @@ export async function requireWritableTarget(deps: Pick<EngineDeps, 'targetPool'>
   try {
     facts = await readTargetFacts(deps.targetPool(target.name));
   } catch (error) {
-    throw new TargetUnreachableError(`Cannot read the facts of target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
+    throw new RunsheetError('unavailable', `Cannot read the facts of target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
   }
-  if (facts.readOnlyReplica) throw new TargetRefusedError(`Target "${target.name}" is a read-only replica (pg_is_in_recovery()): apply on the primary.`);
+  if (facts.readOnlyReplica) throw new RunsheetError('target_refused', `Target "${target.name}" is a read-only replica (pg_is_in_recovery()): apply on the primary.`);
   if (facts.transactionPooler.detected) {
-    throw new TargetRefusedError(
+    throw new RunsheetError('target_refused', 
       `Target "${target.name}" is behind a transaction-mode pooler (${facts.transactionPooler.evidence.join('; ')}): session locks and SET do not survive it; use the direct port.`,
     );
   }

@@ -5,10 +5,11 @@
 import { loadPlan } from '../plans/load-plans.server';
 import { blocksLintGate } from '../plans/lint-plan.server';
 import { appendRunEvent, assertRunId, readRunEvents, type RunEvent } from '../runs/run-log.server';
-import { InvalidRunRequestError, RunStateError, type EngineActor, type EngineDeps } from './engine-deps.server';
+import { type EngineActor, type EngineDeps } from './engine-deps.server';
 import { thawPlan } from './frozen-plan.server';
 import { findingMatches, LINT_WAIVED, lintWaiversFromEvents, waiverFor, type FindingRef, type LintWaiver } from './lint-waivers.server';
 import { authorize, getRun, PREPARING_STATES, refreshReadiness } from './runs.server';
+import { RunsheetError } from '../runtime/errors';
 
 const MIN_REASON_LENGTH = 10;
 const MAX_REASON_LENGTH = 2_000;
@@ -32,36 +33,36 @@ export async function waiveLintFinding(
     await appendRunEvent(deps.store.pool, { runId, actor: actor.email, role: actor.role, type: 'action.refused', payload: { action: LINT_WAIVED, reason: error.message, finding: { ...input.finding } } }).catch(() => {});
     return error;
   };
-  if (run.kind !== 'execute') throw await refuse(new RunStateError(`Refused: run ${runId} is a rehearsal; lint waivers belong to the execute run whose gate they open.`));
+  if (run.kind !== 'execute') throw await refuse(new RunsheetError('state', `Refused: run ${runId} is a rehearsal; lint waivers belong to the execute run whose gate they open.`));
   if (!(PREPARING_STATES as readonly string[]).includes(run.state)) {
-    throw await refuse(new RunStateError(`Refused: run ${runId} is ${run.state}; a finding is waived before the run executes (draft or ready).`));
+    throw await refuse(new RunsheetError('state', `Refused: run ${runId} is ${run.state}; a finding is waived before the run executes (draft or ready).`));
   }
   const reason = input.reason.trim();
   if (reason.length < MIN_REASON_LENGTH) {
-    throw await refuse(new InvalidRunRequestError(`A waiver needs a reason of at least ${MIN_REASON_LENGTH} characters: say why this finding is safe on this target.`));
+    throw await refuse(new RunsheetError('invalid_input', `A waiver needs a reason of at least ${MIN_REASON_LENGTH} characters: say why this finding is safe on this target.`));
   }
-  if (reason.length > MAX_REASON_LENGTH) throw await refuse(new InvalidRunRequestError(`A reason is at most ${MAX_REASON_LENGTH} characters.`));
+  if (reason.length > MAX_REASON_LENGTH) throw await refuse(new RunsheetError('invalid_input', `A reason is at most ${MAX_REASON_LENGTH} characters.`));
   const ref: FindingRef = { file: input.finding.file.trim(), line: Number(input.finding.line), rule: input.finding.rule.trim() };
   if (!Number.isInteger(ref.line) || ref.line < 0 || ref.file === '' || ref.rule === '') {
-    throw await refuse(new InvalidRunRequestError('Name the finding by its file, line (a whole number) and rule.'));
+    throw await refuse(new RunsheetError('invalid_input', 'Name the finding by its file, line (a whole number) and rule.'));
   }
 
   // The findings are the plan's lint as it is on disk, which must still be the run's plan.
   const loaded = await loadPlan(deps.plansDir, run.planId);
-  if (!loaded || !loaded.ok) throw await refuse(new RunStateError(`Refused: plan ${run.planId} cannot be loaded now, so its findings cannot be read.`));
+  if (!loaded || !loaded.ok) throw await refuse(new RunsheetError('state', `Refused: plan ${run.planId} cannot be loaded now, so its findings cannot be read.`));
   if (loaded.checksum !== run.planChecksum) {
-    throw await refuse(new RunStateError(`Refused: the plan changed on disk since run ${runId} was opened (now ${loaded.checksum.slice(0, 12)}, run ${run.planChecksum.slice(0, 12)}): open a new run.`));
+    throw await refuse(new RunsheetError('state', `Refused: the plan changed on disk since run ${runId} was opened (now ${loaded.checksum.slice(0, 12)}, run ${run.planChecksum.slice(0, 12)}): open a new run.`));
   }
   const plan = thawPlan(run.frozenPlan).plan;
   const matching = loaded.lint.filter((finding) => findingMatches(finding, ref));
   if (matching.length === 0) {
     const known = loaded.lint.map((finding) => `${finding.file}:${finding.line} ${finding.rule}`);
-    throw await refuse(new InvalidRunRequestError(`The plan has no finding ${ref.rule} at ${ref.file}:${ref.line}. Its findings: ${known.length > 0 ? known.join('; ') : '(none)'}.`));
+    throw await refuse(new RunsheetError('invalid_input', `The plan has no finding ${ref.rule} at ${ref.file}:${ref.line}. Its findings: ${known.length > 0 ? known.join('; ') : '(none)'}.`));
   }
   const finding = matching.find((candidate) => blocksLintGate(candidate, plan.lint_gate));
   if (!finding) {
     throw await refuse(
-      new InvalidRunRequestError(`${ref.rule} at ${ref.file}:${ref.line} does not keep the lint-clean gate closed (plan lint_gate: ${plan.lint_gate}): there is nothing to waive.`),
+      new RunsheetError('invalid_input', `${ref.rule} at ${ref.file}:${ref.line} does not keep the lint-clean gate closed (plan lint_gate: ${plan.lint_gate}): there is nothing to waive.`),
     );
   }
   const events = await readRunEvents(deps.store.pool, runId);

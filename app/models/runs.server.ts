@@ -6,9 +6,10 @@
  */
 import { and, asc, count, desc, eq, gt, inArray, or, sql, type SQL } from 'drizzle-orm';
 import { runCheckpoints, runEvents, runs, RUN_KINDS, RUN_STATES, type FrozenPlan, type RunKind, type RunState } from '../../db/schema/index';
-import { assertRunId, InvalidRunIdError, type RunEvent } from '../runs/run-log.server';
+import { assertRunId, type RunEvent } from '../runs/run-log.server';
 import type { StoreDb } from '../runtime/store.server';
 import type { RunSortKey, SortDirection } from './run-sort';
+import { isRunsheetError } from '../runtime/errors';
 
 /** The columns every run listing and the report header show. */
 const RUN_SUMMARY_COLUMNS = {
@@ -172,7 +173,7 @@ export async function readRunForReport(db: StoreDb, input: { runId: string }): P
   try {
     id = assertRunId(input.runId);
   } catch (error) {
-    if (error instanceof InvalidRunIdError) return undefined;
+    if (isRunsheetError(error, 'invalid_input')) return undefined;
     throw error;
   }
   const planYaml = sql<string | null>`(select file->>'content' from jsonb_array_elements(${runs.frozenPlan}->'files') as file where file->>'path' = 'plan.yaml' limit 1)`;
@@ -272,7 +273,7 @@ export async function runExists(db: StoreDb, input: { runId: string }): Promise<
   try {
     id = assertRunId(input.runId);
   } catch (error) {
-    if (error instanceof InvalidRunIdError) return false;
+    if (isRunsheetError(error, 'invalid_input')) return false;
     throw error;
   }
   const rows = await db.select({ id: runs.id }).from(runs).where(eq(runs.id, id)).limit(1);

@@ -28,8 +28,10 @@ import { formatUtc } from '../components/format';
 import { cancelRun, executeRun, rehearseRun, rollbackRun } from '../engine/engine.server';
 import { addNote, authorize, createRun, listRuns, openRunFor, readRunDetail, runRunChecks, signOff, tickPrerequisite, type RunDetail } from '../engine/runs.server';
 import { evaluateGates } from '../engine/gates.server';
-import { EngineError, GateRefusedError, InvalidRunRequestError, PermissionRefusedError, RunNotFoundError, RunStateError, type EngineActor, type Gate } from '../engine/engine-deps.server';
+import { type EngineActor, type Gate } from '../engine/engine-deps.server';
 import type { RunRecord } from '../engine/run-store.server';
+import { refusalOf, type IntentOutcome } from '../web/http-answers.server';
+import { isRunsheetError } from '../runtime/errors';
 
 export type ChecklistDeps = Runtime;
 
@@ -545,11 +547,6 @@ export type ChecklistIntent =
   | { intent: 'rollback'; runId: string }
   | { intent: 'cancel'; runId: string };
 
-export type IntentOutcome =
-  | { kind: 'done'; message: string }
-  | { kind: 'started'; runId: string }
-  | { kind: 'refused'; status: number; error: string; openGates?: Gate[] };
-
 export async function performChecklistIntent(
   deps: ChecklistDeps,
   input: { plan: ValidPlan; target: Target; user: SignedInUser; intent: ChecklistIntent },
@@ -655,21 +652,6 @@ export async function performChecklistIntent(
   } catch (error) {
     return refusalOf(error);
   }
-}
-
-/** Engine errors as answers: what went wrong in words, with the HTTP status that fits. */
-export function refusalOf(error: unknown): IntentOutcome {
-  if (error instanceof GateRefusedError) return { kind: 'refused', status: 409, error: error.message, openGates: error.openGates };
-  if (error instanceof PermissionRefusedError) return { kind: 'refused', status: 403, error: error.message };
-  if (error instanceof InvalidRunRequestError) return { kind: 'refused', status: 400, error: error.message };
-  if (error instanceof RunNotFoundError) return { kind: 'refused', status: 404, error: error.message };
-  if (error instanceof RunStateError) return { kind: 'refused', status: 409, error: error.message };
-  if (error instanceof EngineError) return { kind: 'refused', status: 409, error: error.message };
-  const name = (error as Error)?.name;
-  if (name === 'TargetUnreachableError') return { kind: 'refused', status: 503, error: (error as Error).message };
-  if (name === 'UnknownTargetError' || name === 'PlanNotFoundError') return { kind: 'refused', status: 404, error: (error as Error).message };
-  if (name === 'InvalidPlanError') return { kind: 'refused', status: 409, error: (error as Error).message };
-  throw error;
 }
 
 const queues = new Map<string, Promise<unknown>>();

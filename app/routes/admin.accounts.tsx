@@ -2,21 +2,13 @@ import { data, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFuncti
 import { Form, isRouteErrorResponse, useActionData, useLoaderData, useNavigation, useRouteError } from '@remix-run/react';
 import { z } from 'zod';
 import { listAudit } from '../audit/audit-log.server';
-import {
-  AccountError,
-  EmailSchema,
-  createAccount,
-  listAccounts,
-  setAccountDisabled,
-  setAccountPassword,
-  setAccountRole,
-  type Actor,
-} from '../auth/accounts.server';
+import { EmailSchema, createAccount, listAccounts, setAccountDisabled, setAccountPassword, setAccountRole, type Actor } from '../auth/accounts.server';
 import { generatePassword } from '../auth/password.server';
 import { MIN_PASSWORD_LENGTH } from '../auth/password-policy';
 import { ROLES, ROLE_LABELS, ROLE_PERMISSIONS } from '../auth/permissions';
 import { requirePermission, requireStateChange } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
+import { refusalOf } from '../web/http-answers.server';
 
 export const meta: MetaFunction = () => [{ title: 'Accounts · Runsheet' }];
 
@@ -113,10 +105,8 @@ export async function action({ request, context }: ActionFunctionArgs) {
       }
     }
   } catch (error) {
-    if (error instanceof AccountError) {
-      return data<ActionResult>({ ok: false, error: error.message }, { status: error.code === 'exists' ? 409 : 400 });
-    }
-    throw error;
+    const refusal = refusalOf(error);
+    return data<ActionResult>({ ok: false, error: refusal.error }, { status: refusal.status });
   }
 }
 

@@ -2,7 +2,7 @@ import type { LoaderFunctionArgs } from '@remix-run/node';
 import { requirePermission } from '../auth/require.server';
 import { runExists } from '../models/runs.server';
 import { assertRunId } from '../runs/run-log.server';
-import { exportRunLog, NoSignedLogError } from '../runs/signing.server';
+import { exportRunLog, noSignedLogYet } from '../runs/signing.server';
 
 // The run's latest stored signed log (a DSSE envelope), as a download. Export never signs.
 export async function loader({ request, params, context }: LoaderFunctionArgs) {
@@ -11,19 +11,15 @@ export async function loader({ request, params, context }: LoaderFunctionArgs) {
   if (!(await runExists(store.db, { runId: params.runId ?? '' }))) return plainText(`No run "${params.runId}".`, 404);
   // The id as the store prints it (it names the downloaded file).
   const runId = assertRunId(params.runId!);
-  try {
-    const envelope = await exportRunLog(store.pool, runId);
-    return new Response(`${JSON.stringify(envelope, null, 2)}\n`, {
-      headers: {
-        'Content-Type': 'application/json; charset=utf-8',
-        'Content-Disposition': `attachment; filename="runsheet-run-${runId}.dsse.json"`,
-        'Cache-Control': 'no-store',
-      },
-    });
-  } catch (error) {
-    if (error instanceof NoSignedLogError) return plainText(`${error.message} Nothing to download yet.`, 404);
-    throw error;
-  }
+  const envelope = await exportRunLog(store.pool, runId);
+  if (!envelope) return plainText(`${noSignedLogYet(runId)} Nothing to download yet.`, 404);
+  return new Response(`${JSON.stringify(envelope, null, 2)}\n`, {
+    headers: {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Disposition': `attachment; filename="runsheet-run-${runId}.dsse.json"`,
+      'Cache-Control': 'no-store',
+    },
+  });
 }
 
 function plainText(message: string, status: number): Response {

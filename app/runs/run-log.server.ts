@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import type pg from 'pg';
 import type { StoreDb } from '../runtime/store.server';
+import { RunsheetError } from '../runtime/errors';
 
 /** Versions the genesis and the hash input; a different scheme gets a new tag. */
 export const RUN_LOG_VERSION = 'runsheet/run-log/v1';
@@ -57,10 +58,6 @@ export interface RunEventBody {
   role: string | null;
   type: string;
   payload: Record<string, unknown>;
-}
-
-export class InvalidRunIdError extends Error {
-  override name = 'InvalidRunIdError';
 }
 
 export function sha256Hex(data: string | Uint8Array): string {
@@ -159,7 +156,7 @@ export function checkChain(runId: string, events: readonly ChainLink[]): ChainCh
 
 export function assertRunId(runId: string): string {
   const normalised = runId.trim().toLowerCase();
-  if (!UUID.test(normalised)) throw new InvalidRunIdError(`"${runId}" is not a run id (a uuid)`);
+  if (!UUID.test(normalised)) throw new RunsheetError('invalid_input', `"${runId}" is not a run id (a uuid)`);
   return normalised;
 }
 

@@ -9,14 +9,14 @@ import type { SignedInUser } from '../auth/require.server';
 import { cancelRun } from '../engine/engine.server';
 import { getRun, listRuns, readRunDetail } from '../engine/runs.server';
 import { thawPlan } from '../engine/frozen-plan.server';
-import { RunNotFoundError } from '../engine/engine-deps.server';
-import { refusalOf, type IntentOutcome } from '../plans/checklist.server';
+import { refusalOf, type IntentOutcome } from '../web/http-answers.server';
 import type { Runtime } from '../runtime/runtime.server';
 import { splitSql } from '../sql/split-sql.server';
 import { findTarget } from '../targets/targets.server';
-import { assertRunId, InvalidRunIdError, readRunEvents } from './run-log.server';
+import { assertRunId, readRunEvents } from './run-log.server';
 import { FINAL_STATES, type TimelineEvent } from './run-timeline';
 import { watchersOf, watchRun, type Watcher } from './watchers.server';
+import { isRunsheetError } from '../runtime/errors';
 
 export type RunViewDeps = Runtime;
 
@@ -61,14 +61,14 @@ export function runIdOrNotFound(value: string | undefined): string {
   try {
     return assertRunId(value ?? '');
   } catch (error) {
-    if (error instanceof InvalidRunIdError) throw new Response(`No run "${value}": a run id is a uuid.`, { status: 404 });
+    if (isRunsheetError(error, 'invalid_input')) throw new Response(`No run "${value}": a run id is a uuid.`, { status: 404 });
     throw error;
   }
 }
 
 export async function loadRunView(deps: RunViewDeps, input: { runId: string; user: SignedInUser }): Promise<RunView> {
   const detail = await readRunDetail(deps, input.runId).catch((error: Error) => {
-    if (error instanceof RunNotFoundError) throw new Response(`No run ${input.runId}.`, { status: 404 });
+    if (isRunsheetError(error, 'not_found')) throw new Response(`No run ${input.runId}.`, { status: 404 });
     throw error;
   });
   const { run } = detail;
@@ -126,7 +126,7 @@ export async function streamRunEvents(deps: RunViewDeps, input: { runId: string;
   const { runId, user, signal } = input;
   // A missing run is a 404 before the stream opens, not an empty stream.
   await getRun(deps, runId).catch((error: Error) => {
-    if (error instanceof RunNotFoundError) throw new Response(`No run ${runId}.`, { status: 404 });
+    if (isRunsheetError(error, 'not_found')) throw new Response(`No run ${runId}.`, { status: 404 });
     throw error;
   });
 

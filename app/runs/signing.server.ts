@@ -19,6 +19,7 @@ import {
   utcText,
   type StoreExecutor,
 } from './run-log.server';
+import { RunsheetError } from '../runtime/errors';
 
 export const DSSE_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 export const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
@@ -98,21 +99,6 @@ export interface RunCheckpoint {
   envelope: DsseEnvelope;
 }
 
-export class NoSignedLogError extends Error {
-  override name = 'NoSignedLogError';
-}
-
-/** The stored log is not what was written (or signed): signing it would launder the change. */
-export class RunLogIntegrityError extends Error {
-  override name = 'RunLogIntegrityError';
-  constructor(
-    message: string,
-    readonly firstBadSeq?: number,
-  ) {
-    super(message);
-  }
-}
-
 /** DSSE v1 PAE: "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body; lengths in bytes, ASCII decimal. */
 export function preAuthEncoding(payloadType: string, body: Uint8Array): Buffer {
   const type = Buffer.from(payloadType, 'utf8');
@@ -175,13 +161,14 @@ export async function buildRunLogStatement(client: pg.ClientBase, runId: string)
   const events = await readRunEvents(client, id);
 
   const chain = checkChain(id, events);
-  if (!chain.ok) throw new RunLogIntegrityError(`Refusing to sign run ${id}: ${chain.reason}.`, chain.firstBadSeq);
+  // Signing a changed log would launder the change.
+  if (!chain.ok) throw new RunsheetError('integrity', `Refusing to sign run ${id}: ${chain.reason}.`);
   // The stored chain must still end in every head signed before (else it was rewritten since).
   const signed = await client.query<{ seq: number; head: string }>('select seq, head from run_checkpoints where run_id = $1 order by seq', [id]);
   for (const checkpoint of signed.rows) {
     const storedHead = checkpoint.seq === 0 ? genesisHash(id) : chain.hashes[checkpoint.seq - 1];
     if (storedHead !== checkpoint.head) {
-      throw new RunLogIntegrityError(
+      throw new RunsheetError('integrity', 
         `Refusing to sign run ${id}: the stored events no longer lead to the head signed at event ${checkpoint.seq} ` +
           `(npx runsheet log verify --run ${id} names the event).`,
       );
@@ -268,8 +255,11 @@ function envelopeInOrder(envelope: DsseEnvelope): DsseEnvelope {
   };
 }
 
-/** The latest stored signed envelope of a run. Never signs: a run without a checkpoint has nothing to export. */
-export async function exportRunLog(executor: StoreExecutor, runId: string): Promise<DsseEnvelope> {
+/** What a front end says when a run has nothing signed yet. */
+export const noSignedLogYet = (runId: string) => `Run ${runId} has no signed log yet (it is signed at each phase end and at completion).`;
+
+/** The latest stored signed envelope of a run; undefined before its first checkpoint. Never signs. */
+export async function exportRunLog(executor: StoreExecutor, runId: string): Promise<DsseEnvelope | undefined> {
   const id = assertRunId(runId);
   const target = pgExecutor(executor);
   const { rows } = await target.query<{ envelope: DsseEnvelope }>(
@@ -277,8 +267,7 @@ export async function exportRunLog(executor: StoreExecutor, runId: string): Prom
     [id],
   );
   const row = rows[0];
-  if (!row) throw new NoSignedLogError(`Run ${id} has no signed log yet (it is signed at each phase end and at completion).`);
-  return envelopeInOrder(row.envelope);
+  return row ? envelopeInOrder(row.envelope) : undefined;
 }
 
 export interface PublishedKey {

@@ -32,6 +32,7 @@ import {
   type StatementEvent,
   type StatementRun,
 } from './signing.server';
+import { RunsheetError } from '../runtime/errors';
 
 export interface TrustedKey {
   keyid: string;
@@ -59,10 +60,6 @@ export type StoredLogVerification =
       cached: boolean;
     }
   | { ok: false; runId: string; reason: string; firstBadSeq?: number; cached: boolean };
-
-export class InvalidEnvelopeError extends Error {
-  override name = 'InvalidEnvelopeError';
-}
 
 const PEM_PUBLIC_KEY = /-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -96,7 +93,7 @@ export function parseEnvelope(value: unknown): DsseEnvelope {
   const parsed = EnvelopeSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new InvalidEnvelopeError(`not a DSSE envelope: ${issue.path.join('.') || '(top)'}: ${issue.message}`);
+    throw new RunsheetError('invalid_input', `not a DSSE envelope: ${issue.path.join('.') || '(top)'}: ${issue.message}`);
   }
   return parsed.data;
 }

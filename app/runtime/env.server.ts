@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { fromRoot } from './paths.server';
+import { RunsheetError } from './errors';
 
 const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
@@ -27,15 +28,11 @@ const EnvSchema = z.object({
 
 export type RunsheetEnv = z.infer<typeof EnvSchema> & { dataDir: string; plansDir: string; embedded: boolean };
 
-export class ConfigurationError extends Error {
-  override name = 'ConfigurationError';
-}
-
 export function readEnv(source: NodeJS.ProcessEnv = process.env): RunsheetEnv {
   const parsed = EnvSchema.safeParse(source);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
-    throw new ConfigurationError(`The environment is not valid:\n${lines.join('\n')}`);
+    throw new RunsheetError('configuration', `The environment is not valid:\n${lines.join('\n')}`);
   }
   const env = parsed.data;
   return {

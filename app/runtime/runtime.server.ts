@@ -6,13 +6,14 @@ import { randomBytes, generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { ConfigurationError, readEnv, type RunsheetEnv } from './env.server';
+import { readEnv, type RunsheetEnv } from './env.server';
 import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded-postgres.server';
 import { migrateStore, openStore, type Store } from './store.server';
 import { generateSandbox } from '../sandbox/generate-sandbox.server';
 import { ensureDemoAccounts, type DemoAccount } from '../auth/demo-accounts.server';
 import { findTarget, openTargetPool } from '../targets/targets.server';
 import { markInterruptedRuns } from '../engine/crash-recovery.server';
+import { RunsheetError } from './errors';
 
 export interface Runtime {
   env: RunsheetEnv;
@@ -64,7 +65,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
   } else {
     const missing = (['SESSION_SECRET', 'SIGNING_KEY'] as const).filter((name) => !env[name]);
     if (missing.length > 0) {
-      throw new ConfigurationError(
+      throw new RunsheetError('configuration', 
         `DATABASE_URL is set, so Runsheet runs for real and will not invent secrets: set ${missing.join(' and ')}. ` +
           `SESSION_SECRET: 32+ random characters (openssl rand -base64 48). ` +
           `SIGNING_KEY: an Ed25519 private key in PKCS#8 PEM (openssl genpkey -algorithm ed25519).`,
@@ -81,7 +82,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
   } catch (error) {
     await store.close();
     await embedded?.stop();
-    throw new ConfigurationError(`Could not apply Runsheet's store migrations to ${env.embedded ? 'the embedded store' : 'DATABASE_URL'}: ${String(error)}`);
+    throw new RunsheetError('configuration', `Could not apply Runsheet's store migrations to ${env.embedded ? 'the embedded store' : 'DATABASE_URL'}: ${String(error)}`);
   }
   // Whoever owns the embedded server, its demo accounts exist; with DATABASE_URL there are none.
   const demoAccounts = env.embedded ? await ensureDemoAccounts(store, env.dataDir) : undefined;
@@ -96,7 +97,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
     let pool = pools.get(name);
     if (!pool) {
       const target = findTarget(name, source);
-      if (!target) throw new ConfigurationError(`Unknown target "${name}": set TARGET_${name.toUpperCase()}_URL.`);
+      if (!target) throw new RunsheetError('configuration', `Unknown target "${name}": set TARGET_${name.toUpperCase()}_URL.`);
       pool = openTargetPool(target.url, { max: 4, applicationName: 'runsheet' });
       pools.set(name, pool);
     }

@@ -1,12 +1,6 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import {
-  InvalidPlanError,
-  PlanNotFoundError,
-  TargetUnreachableError,
-  UnknownTargetError,
-  runPlanChecks,
-} from '../../app/checks/plan-checks.server';
+import { runPlanChecks } from '../../app/checks/plan-checks.server';
 import type { CheckResult } from '../../app/checks/run-checks.server';
 import { CHECK_PHASES, type CheckPhase } from '../../app/plans/plan-schema';
 import type { CliCommand } from '../command';
@@ -22,7 +16,7 @@ export const checkCommand: CliCommand = {
   async run(args, { io, runtime }) {
     const { values, positionals } = parseCheckArgs(args);
     const phase = values.phase as CheckPhase;
-    try {
+    {
       const outcome = await runPlanChecks(runtime!, {
         planId: positionals[0]!,
         targetName: values.target!,
@@ -45,12 +39,6 @@ export const checkCommand: CliCommand = {
         io.out(`${outcome.results.length - failed.length - skipped} passed, ${failed.length} failed${skipped ? `, ${skipped} skipped` : ''}`);
       }
       return failed.length === 0 ? EXIT.ok : EXIT.failed;
-    } catch (error) {
-      if (error instanceof PlanNotFoundError || error instanceof InvalidPlanError || error instanceof UnknownTargetError) {
-        throw new CliError(error.message, EXIT.usage);
-      }
-      if (error instanceof TargetUnreachableError) throw new CliError(error.message, EXIT.unavailable);
-      throw error;
     }
   },
 };

@@ -5,12 +5,13 @@
  */
 import fs from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { assertRunId, InvalidRunIdError } from '../../app/runs/run-log.server';
-import { exportRunLog, NoSignedLogError, publishedSigningKeys, type RunLogStatement } from '../../app/runs/signing.server';
-import { InvalidEnvelopeError, parseEnvelope, parsePublicKeys, verifyEnvelope, verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
+import { assertRunId } from '../../app/runs/run-log.server';
+import { exportRunLog, noSignedLogYet, publishedSigningKeys, type RunLogStatement } from '../../app/runs/signing.server';
+import { parseEnvelope, parsePublicKeys, verifyEnvelope, verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
 import { startRuntime, type Runtime } from '../../app/runtime/runtime.server';
 import type { CliCommand, CliIo } from '../command';
 import { CliError, EXIT, unavailableError, usageError } from '../exit-codes';
+import { isRunsheetError } from '../../app/runtime/errors';
 
 const EXPORT_USAGE = 'log export <run-id> [--out FILE]';
 const VERIFY_USAGE = 'log verify <file> [--key PEM-FILE]… [--url BASE-URL]  |  log verify --run <run-id> [--key PEM-FILE]…';
@@ -28,7 +29,7 @@ function runIdArgument(value: string | undefined, usage: string): string {
   try {
     return assertRunId(value);
   } catch (error) {
-    if (error instanceof InvalidRunIdError) throw usageError(error.message);
+    if (isRunsheetError(error, 'invalid_input')) throw usageError(error.message);
     throw error;
   }
 }
@@ -43,13 +44,8 @@ const logExport: CliCommand = {
     if (positionals.length !== 1) throw usageError(`Usage: npx runsheet ${EXPORT_USAGE}`);
     const runId = runIdArgument(positionals[0], EXPORT_USAGE);
     if (!runtime) throw unavailableError('runsheet log export needs the store, which did not start.');
-    let envelope;
-    try {
-      envelope = await exportRunLog(runtime.store.pool, runId);
-    } catch (error) {
-      if (error instanceof NoSignedLogError) throw new CliError(error.message, EXIT.failed);
-      throw error;
-    }
+    const envelope = await exportRunLog(runtime.store.pool, runId);
+    if (!envelope) throw new CliError(noSignedLogYet(runId), EXIT.failed);
     const text = `${JSON.stringify(envelope, null, 2)}\n`;
     const out = values.out as string | undefined;
     if (!out) {
@@ -135,7 +131,7 @@ function readEnvelopeFile(file: string): unknown {
   try {
     parseEnvelope(value);
   } catch (error) {
-    if (error instanceof InvalidEnvelopeError) throw usageError(`${file} is ${error.message}`);
+    if (isRunsheetError(error, 'invalid_input')) throw usageError(`${file} is ${error.message}`);
     throw error;
   }
   return value;

@@ -7,31 +7,19 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { recordAudit } from '../../app/audit/audit-log.server';
 import { findAccount } from '../../app/auth/accounts.server';
 import { roleCan, type Permission } from '../../app/auth/permissions';
-import { InvalidPlanError, PlanNotFoundError, requireValidPlan, UnknownTargetError } from '../../app/checks/plan-checks.server';
+import { requireValidPlan } from '../../app/checks/plan-checks.server';
 import type { CheckResult } from '../../app/checks/run-checks.server';
-import {
-  AlreadyRunningError,
-  GateRefusedError,
-  InvalidRunRequestError,
-  LockHeldError,
-  PermissionRefusedError,
-  RunNotFoundError,
-  RunStateError,
-  TargetRefusedError,
-  TargetUnreachableError,
-  type EngineActor,
-  type EngineDeps,
-  type Gate,
-} from '../../app/engine/engine-deps.server';
+import { type EngineActor, type EngineDeps, type Gate } from '../../app/engine/engine-deps.server';
 import { cancelRun, executeRun, rehearseRun, rollbackRun } from '../../app/engine/engine.server';
 import { pauseBackfill, resumeBackfill } from '../../app/engine/backfill-control.server';
 import { waiveLintFinding } from '../../app/engine/waive-lint.server';
 import type { RunRecord } from '../../app/engine/run-store.server';
 import { createRun, listRuns, openRunFor, readRunDetail, runRunChecks, signOff, tickPrerequisite } from '../../app/engine/runs.server';
-import { InvalidRunIdError, type RunEvent } from '../../app/runs/run-log.server';
+import { type RunEvent } from '../../app/runs/run-log.server';
 import type { Runtime } from '../../app/runtime/runtime.server';
 import type { CliCommand, CliIo } from '../command';
-import { CliError, EXIT, unavailableError, usageError } from '../exit-codes';
+import { CliError, EXIT, EXIT_CODE_BY_KIND, unavailableError, usageError } from '../exit-codes';
+import { isRunsheetError } from '../../app/runtime/errors';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -69,34 +57,6 @@ async function actorFor(runtime: Runtime, email: string, action: Permission, sub
   if (account.disabled) throw await refuse(`the account ${account.email} is disabled`);
   if (!roleCan(account.role, action)) throw await refuse(`${account.email} (${account.role}) may not ${action}`);
   return { email: account.email, role: account.role };
-}
-
-/** Engine errors as exit codes: refusals 1, bad input 2, could not run 3. */
-async function asExitCode<T>(io: CliIo, work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    if (error instanceof GateRefusedError) {
-      io.err('Refused: these gates are open:');
-      for (const gate of error.openGates) io.err(`  ✗ ${gate.label}: ${gate.detail}`);
-      throw new CliError('Nothing was changed on the target.', EXIT.failed);
-    }
-    if (error instanceof PermissionRefusedError || error instanceof RunStateError) throw new CliError(error.message, EXIT.failed);
-    if (error instanceof AlreadyRunningError || error instanceof LockHeldError || error instanceof TargetUnreachableError || error instanceof TargetRefusedError) {
-      throw new CliError(error.message, EXIT.unavailable);
-    }
-    if (
-      error instanceof InvalidRunRequestError ||
-      error instanceof RunNotFoundError ||
-      error instanceof InvalidRunIdError ||
-      error instanceof PlanNotFoundError ||
-      error instanceof InvalidPlanError ||
-      error instanceof UnknownTargetError
-    ) {
-      throw new CliError(error.message, EXIT.usage);
-    }
-    throw error;
-  }
 }
 
 /** The open run of the plan as it is now on the target, or a new one. */
@@ -205,12 +165,12 @@ const runCommand: CliCommand = {
     const deps = needRuntime(runtime);
     const target = required(values, 'target', RUN_USAGE);
     const actor = await actorFor(deps, required(values, 'as', RUN_USAGE), 'execute', `${positionals[0]}@${target}`);
-    return asExitCode(io, async () => {
+    {
       const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
       const done = await executeRun(deps, { runId: run.id, actor, typedTargetName: values.confirm as string | undefined, onEvent: progressPrinter(io) });
       printOutcome(io, done);
       return done.state === 'applied' && done.outcome?.verified === true ? EXIT.ok : EXIT.failed;
-    });
+    }
   },
 };
 
@@ -225,12 +185,12 @@ const rehearseCommand: CliCommand = {
     const deps = needRuntime(runtime);
     const target = required(values, 'target', REHEARSE_USAGE);
     const actor = await actorFor(deps, required(values, 'as', REHEARSE_USAGE), 'rehearse', `${positionals[0]}@${target}`);
-    return asExitCode(io, async () => {
+    {
       const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'rehearsal', actor });
       const done = await rehearseRun(deps, { runId: run.id, actor, onEvent: progressPrinter(io) });
       printOutcome(io, done);
       return done.state === 'rehearsed' ? EXIT.ok : EXIT.failed;
-    });
+    }
   },
 };
 
@@ -244,7 +204,7 @@ const rollbackCommand: CliCommand = {
     const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' } }, ROLLBACK_USAGE);
     const deps = needRuntime(runtime);
     const actor = await actorFor(deps, required(values, 'as', ROLLBACK_USAGE), 'rollback', positionals[0]!);
-    return asExitCode(io, async () => {
+    {
       let runId = positionals[0]!;
       if (!UUID.test(runId)) {
         const target = required(values, 'target', ROLLBACK_USAGE);
@@ -256,7 +216,7 @@ const rollbackCommand: CliCommand = {
       const done = await rollbackRun(deps, { runId, actor, onEvent: progressPrinter(io) });
       printOutcome(io, done);
       return done.state === 'rolled_back' ? EXIT.ok : EXIT.failed;
-    });
+    }
   },
 };
 
@@ -270,11 +230,11 @@ const cancelCommand: CliCommand = {
     const { values, positionals } = parse(args, { as: { type: 'string' } }, CANCEL_USAGE);
     const deps = needRuntime(runtime);
     const actor = await actorFor(deps, required(values, 'as', CANCEL_USAGE), 'cancel', positionals[0]!);
-    return asExitCode(io, async () => {
+    {
       const { signalled } = await cancelRun(deps, { runId: positionals[0]!, actor });
       io.out(`Cancel requested for run ${positionals[0]}${signalled ? ': its running statement was cancelled' : ': no statement was running; it stops before the next one'}.`);
       return EXIT.ok;
-    });
+    }
   },
 };
 
@@ -290,13 +250,13 @@ const tickCommand: CliCommand = {
     const target = required(values, 'target', TICK_USAGE);
     const item = required(values, 'item', TICK_USAGE);
     const actor = await actorFor(deps, required(values, 'as', TICK_USAGE), 'tick', `${positionals[0]}@${target}`);
-    return asExitCode(io, async () => {
+    {
       const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
       const tick = await tickPrerequisite(deps, { runId: run.id, itemId: item, ticked: values.untick !== true, actor });
       io.out(`${tick.ticked ? 'Ticked' : 'Unticked'} ${tick.itemId} as ${tick.by} at ${tick.at}.`);
       await printReadiness(deps, io, run.id);
       return EXIT.ok;
-    });
+    }
   },
 };
 
@@ -311,13 +271,13 @@ const signOffCommand: CliCommand = {
     const deps = needRuntime(runtime);
     const target = required(values, 'target', SIGN_OFF_USAGE);
     const actor = await actorFor(deps, required(values, 'as', SIGN_OFF_USAGE), 'sign-off', `${positionals[0]}@${target}`);
-    return asExitCode(io, async () => {
+    {
       const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
       await signOff(deps, { runId: run.id, actor });
       io.out(`Signed off by ${actor.email}.`);
       await printReadiness(deps, io, run.id);
       return EXIT.ok;
-    });
+    }
   },
 };
 
@@ -332,13 +292,13 @@ const prechecksCommand: CliCommand = {
     const deps = needRuntime(runtime);
     const target = required(values, 'target', PRECHECKS_USAGE);
     const actor = await actorFor(deps, required(values, 'as', PRECHECKS_USAGE), 'run-checks', `${positionals[0]}@${target}`);
-    return asExitCode(io, async () => {
+    {
       const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
       const results = await runRunChecks(deps, { runId: run.id, phase: 'pre', actor });
       printChecks(io, results);
       await printReadiness(deps, io, run.id);
       return results.every((result) => result.passed || result.skipped) ? EXIT.ok : EXIT.failed;
-    });
+    }
   },
 };
 
@@ -386,13 +346,13 @@ const waiveCommand: CliCommand = {
     const reason = required(values, 'reason', WAIVE_USAGE);
     if (!/^\d+$/.test(lineText)) throw usageError(`--line is a line number, not "${lineText}".\nUsage: npx runsheet ${WAIVE_USAGE}`);
     const actor = await actorFor(deps, required(values, 'as', WAIVE_USAGE), 'execute', `${positionals[0]}@${target}`);
-    return asExitCode(io, async () => {
+    {
       const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
       const { waiver, event } = await waiveLintFinding(deps, { runId: run.id, finding: { file, line: Number(lineText), rule }, reason, actor });
       io.out(`${event ? 'Waived' : 'Already waived'} ${waiver.rule} at ${waiver.file}:${waiver.line} for run ${run.id} by ${waiver.by}: ${waiver.reason}`);
       await printReadiness(deps, io, run.id);
       return EXIT.ok;
-    });
+    }
   },
 };
 
@@ -406,11 +366,11 @@ const pauseCommand: CliCommand = {
     const { values, positionals } = parse(args, { as: { type: 'string' }, reason: { type: 'string' } }, PAUSE_USAGE);
     const deps = needRuntime(runtime);
     const actor = await actorFor(deps, required(values, 'as', PAUSE_USAGE), 'cancel', positionals[0]!);
-    return asExitCode(io, async () => {
+    {
       const { requested } = await pauseBackfill(deps, { runId: positionals[0]!, actor, reason: values.reason as string | undefined });
       io.out(requested ? `Pause requested for run ${positionals[0]}: its backfill stops before the next batch.` : `Run ${positionals[0]}'s backfill is already paused.`);
       return EXIT.ok;
-    });
+    }
   },
 };
 
@@ -424,11 +384,11 @@ const resumeCommand: CliCommand = {
     const { values, positionals } = parse(args, { as: { type: 'string' } }, RESUME_USAGE);
     const deps = needRuntime(runtime);
     const actor = await actorFor(deps, required(values, 'as', RESUME_USAGE), 'cancel', positionals[0]!);
-    return asExitCode(io, async () => {
+    {
       const { requested } = await resumeBackfill(deps, { runId: positionals[0]!, actor });
       io.out(requested ? `Resume requested for run ${positionals[0]}.` : `Run ${positionals[0]}'s backfill is not paused.`);
       return EXIT.ok;
-    });
+    }
   },
 };
 

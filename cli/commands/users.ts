@@ -4,14 +4,7 @@
  */
 import os from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import {
-  AccountError,
-  createAccount,
-  listAccounts,
-  setAccountDisabled,
-  setAccountRole,
-  type Actor,
-} from '../../app/auth/accounts.server';
+import { createAccount, listAccounts, setAccountDisabled, setAccountRole, type Actor } from '../../app/auth/accounts.server';
 import { generatePassword } from '../../app/auth/password.server';
 import { ROLES, isRole, type Role } from '../../app/auth/permissions';
 import type { Runtime } from '../../app/runtime/runtime.server';
@@ -36,16 +29,6 @@ function needRuntime(runtime: Runtime | undefined): Runtime {
 function parseRole(value: string | undefined): Role {
   if (!isRole(value)) throw usageError(`--role must be one of ${ROLES.join(', ')}${value ? ` (got "${value}")` : ''}.`);
   return value;
-}
-
-/** Account errors are bad input (exit 2): unknown e-mail, duplicate, short password. */
-async function asUsage<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    if (error instanceof AccountError) throw usageError(error.message);
-    throw error;
-  }
 }
 
 function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number, usage: string) {
@@ -77,9 +60,7 @@ const usersAdd: CliCommand = {
     const role = parseRole(values.role as string | undefined);
     const piped = await passwordFromStdin(io);
     const password = piped || generatePassword();
-    const account = await asUsage(() =>
-      createAccount(needRuntime(runtime).store.db, { email: positionals[0]!, name: values.name as string | undefined, role, password, actor: cliActor() }),
-    );
+    const account = await createAccount(needRuntime(runtime).store.db, { email: positionals[0]!, name: values.name as string | undefined, role, password, actor: cliActor() });
     io.out(`Added ${account.email} (${account.role}).`);
     if (!piped) io.out(`Password (shown once): ${password}`);
     return EXIT.ok;
@@ -122,7 +103,7 @@ const usersSetRole: CliCommand = {
   async run(args, { io, runtime }) {
     const { positionals } = parse(args, {}, 2, SET_ROLE_USAGE);
     const role = parseRole(positionals[1]);
-    const account = await asUsage(() => setAccountRole(needRuntime(runtime).store.db, { email: positionals[0]!, role, actor: cliActor() }));
+    const account = await setAccountRole(needRuntime(runtime).store.db, { email: positionals[0]!, role, actor: cliActor() });
     io.out(`${account.email} is now ${account.role}.`);
     return EXIT.ok;
   },
@@ -138,7 +119,7 @@ function toggle(disabled: boolean): CliCommand {
     needsRuntime: true,
     async run(args, { io, runtime }) {
       const { positionals } = parse(args, {}, 1, usage);
-      const account = await asUsage(() => setAccountDisabled(needRuntime(runtime).store.db, { email: positionals[0]!, disabled, actor: cliActor() }));
+      const account = await setAccountDisabled(needRuntime(runtime).store.db, { email: positionals[0]!, disabled, actor: cliActor() });
       io.out(`${account.email} is ${disabled ? 'disabled; its sessions have ended' : 'enabled'}.`);
       return EXIT.ok;
     },

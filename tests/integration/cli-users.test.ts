@@ -3,7 +3,8 @@ import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commands } from '../../cli/commands/index';
 import type { CliIo } from '../../cli/command';
-import { EXIT, CliError } from '../../cli/exit-codes';
+import { EXIT } from '../../cli/exit-codes';
+import { runCommand } from '../../cli/main';
 import { listAudit } from '../../app/audit/audit-log.server';
 import { findAccount } from '../../app/auth/accounts.server';
 import { verifyPassword } from '../../app/auth/password.server';
@@ -34,12 +35,8 @@ describe('runsheet users', () => {
       .filter((candidate) => candidate.name.split(' ').every((word, index) => argv[index] === word))
       .sort((a, b) => b.name.length - a.name.length)[0];
     if (!command) throw new Error(`no command for ${argv.join(' ')}`);
-    try {
-      return { code: await command.run(argv.slice(command.name.split(' ').length), { io, runtime }), out, err };
-    } catch (error) {
-      if (error instanceof CliError) return { code: error.exitCode, out, err: err + error.message };
-      throw error;
-    }
+    const code = await runCommand(command, argv.slice(command.name.split(' ').length), { io, runtime });
+    return { code, out, err };
   }
 
   it('adds an account with the password from stdin, audited as cli:<os user>', async () => {

@@ -12,7 +12,6 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pauseBackfill, resumeBackfill } from '../../app/engine/backfill-control.server';
 import { markInterruptedRuns } from '../../app/engine/crash-recovery.server';
-import { PermissionRefusedError } from '../../app/engine/engine-deps.server';
 import { cancelRun, executeRun, rollbackRun } from '../../app/engine/engine.server';
 import { createRun, getRun } from '../../app/engine/runs.server';
 import { runApplicationName } from '../../app/engine/target-session.server';
@@ -83,7 +82,7 @@ describe('a batched backfill', () => {
   it('pauses and resumes from the run, reports progress, and updates every row exactly once', async () => {
     await createCounterTable('paused');
     const runId = await readyRun('paused');
-    await expect(pauseBackfill(harness.deps, { runId, actor: TPM })).rejects.toBeInstanceOf(PermissionRefusedError);
+    await expect(pauseBackfill(harness.deps, { runId, actor: TPM })).rejects.toMatchObject({ kind: 'permission' });
 
     const driving = executeRun(harness.deps, { runId, actor: ENGINEER });
     await waitFor('a few batches', async () => (await rowsDone('paused')) >= 400);

@@ -13,7 +13,8 @@ import { ENGINE_PLANS, ENGINEER, ledgerRows, ROOT, startEngineHarness, type Engi
 import type { WorkerJob } from './engine-worker';
 
 let harness: EngineHarness;
-const REFUSALS = ['AlreadyRunningError', 'GateRefusedError', 'RunStateError', 'LockHeldError'];
+/** How a losing execute is refused: another run holds the target, a gate, the run is no longer ready, the lock. */
+const REFUSALS = ['busy', 'gate', 'state'];
 
 beforeAll(async () => {
   harness = await startEngineHarness({ plansDir: ENGINE_PLANS, targets: [{ name: 'one' }, { name: 'many' }, { name: 'procs' }] });
@@ -44,7 +45,7 @@ function expectOneApplied(settled: PromiseSettledResult<{ state: string }>[]): v
   expect(applied).toHaveLength(1);
   expect(refused).toHaveLength(settled.length - 1);
   for (const refusal of refused) {
-    expect(REFUSALS).toContain(refusal.reason.name);
+    expect(REFUSALS).toContain(refusal.reason.kind);
     expect(refusal.reason.message).toMatch(/\S{10,}/);
   }
 }

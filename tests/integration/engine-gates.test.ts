@@ -12,7 +12,6 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import runsheetConfig from '../../runsheet.config';
 import { createAccount } from '../../app/auth/accounts.server';
-import { GateRefusedError } from '../../app/engine/engine-deps.server';
 import { executeRun } from '../../app/engine/engine.server';
 import { createRun, getRun, listRuns, signOff } from '../../app/engine/runs.server';
 import { listAudit } from '../../app/audit/audit-log.server';
@@ -22,8 +21,9 @@ import { generateSandbox } from '../../app/sandbox/generate-sandbox.server';
 import { newSigningKeyPem } from '../../app/runs/run-log-fixtures';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import { ENGINE_PLANS, ENGINEER, ledgerRows, ROOT, startEngineHarness, TPM, type EngineHarness } from './engine-harness';
+import { RunsheetError } from '../../app/runtime/errors';
 
-const openGateIds = (error: unknown) => (error as GateRefusedError).openGates.map((gate) => gate.id);
+const openGateIds = (error: unknown) => (error as RunsheetError).gates!.map((gate) => gate.id);
 
 describe('gates on the engine', () => {
   let harness: EngineHarness;
@@ -48,7 +48,7 @@ describe('gates on the engine', () => {
     const run = await open('staging');
     expect(run.state).toBe('draft');
     const unsigned = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER }).catch((error) => error);
-    expect(unsigned).toBeInstanceOf(GateRefusedError);
+    expect(unsigned).toMatchObject({ kind: 'gate' });
     expect(openGateIds(unsigned)).toEqual(['signoff']);
     expect(unsigned.message).toMatch(/nobody has signed off yet/);
 

@@ -11,7 +11,6 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAccount } from '../../app/auth/accounts.server';
-import { GateRefusedError, InvalidRunRequestError, PermissionRefusedError } from '../../app/engine/engine-deps.server';
 import { executeRun } from '../../app/engine/engine.server';
 import { createRun, getRun, readRunDetail } from '../../app/engine/runs.server';
 import { waiveLintFinding } from '../../app/engine/waive-lint.server';
@@ -20,6 +19,7 @@ import { readRunEvents } from '../../app/runs/run-log.server';
 import { migrateStore, openStore, type Store } from '../../app/runtime/store.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import { ENGINEER, ROOT, startEngineHarness, TPM, type EngineHarness } from './engine-harness';
+import { RunsheetError } from '../../app/runtime/errors';
 
 const PLANS = path.join(ROOT, 'tests/fixtures/plans-big-table');
 const PLAN = 'lint-strict';
@@ -46,16 +46,16 @@ describe('waivers on the engine', () => {
     expect(run.state).toBe('draft');
     expect(await lintGate(run.id)).toMatchObject({ passed: false, detail: `not waived: ${FILE}:2 require-concurrent-index-creation` });
     const refusal = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER }).catch((error) => error);
-    expect(refusal).toBeInstanceOf(GateRefusedError);
-    expect((refusal as GateRefusedError).openGates.map((gate) => gate.id)).toEqual(['lint-clean']);
+    expect(refusal).toMatchObject({ kind: 'gate' });
+    expect((refusal as RunsheetError).gates!.map((gate) => gate.id)).toEqual(['lint-clean']);
   });
 
   it('refuses a waiver from a TPM, without a real reason, or of a finding the plan does not have; all logged', async () => {
     const run = await createRun(harness.deps, { planId: PLAN, target: 'strict', kind: 'execute', actor: TPM });
-    await expect(waiveLintFinding(harness.deps, { runId: run.id, finding: FINDING, reason: REASON, actor: TPM })).rejects.toBeInstanceOf(PermissionRefusedError);
+    await expect(waiveLintFinding(harness.deps, { runId: run.id, finding: FINDING, reason: REASON, actor: TPM })).rejects.toMatchObject({ kind: 'permission' });
     await expect(waiveLintFinding(harness.deps, { runId: run.id, finding: FINDING, reason: 'ok', actor: ENGINEER })).rejects.toThrow(/reason of at least 10 characters/);
     const unknown = await waiveLintFinding(harness.deps, { runId: run.id, finding: { ...FINDING, line: 7 }, reason: REASON, actor: ENGINEER }).catch((error) => error);
-    expect(unknown).toBeInstanceOf(InvalidRunRequestError);
+    expect(unknown).toMatchObject({ kind: 'invalid_input' });
     expect(unknown.message).toContain(`Its findings: ${FILE}:2 require-concurrent-index-creation`);
     const refused = (await readRunEvents(harness.store.pool, run.id)).filter((event) => event.type === 'action.refused');
     expect(refused.map((event) => [event.actor, event.payload.action])).toEqual([

@@ -9,7 +9,6 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pauseBackfill, resumeBackfill } from '../../app/engine/backfill-control.server';
-import { GateRefusedError } from '../../app/engine/engine-deps.server';
 import { cancelRun, executeRun, rollbackRun } from '../../app/engine/engine.server';
 import { thawPlan } from '../../app/engine/frozen-plan.server';
 import { gateFindings } from '../../app/engine/lint-waivers.server';
@@ -19,6 +18,7 @@ import { sha256Hex } from '../../app/plans/plan-checksum.server';
 import { readRunEvents } from '../../app/runs/run-log.server';
 import { readBackfillProgress, readPlanLedgerState } from '../../app/targets/ledger.server';
 import { ENGINEER, ledgerRows, REAL_PLANS, startEngineHarness, TPM, waitFor, type EngineHarness } from './engine-harness';
+import { RunsheetError } from '../../app/runtime/errors';
 
 const CLASSIC = '008-add-active-org-tracking';
 const ONLINE = '008-add-active-org-tracking-online';
@@ -175,8 +175,8 @@ describe('plan 008 online on a sandbox', () => {
     // Its pre-checks pass there (the column is exactly the one it adds); the ledger gate is what refuses.
     const onlineThere = await readyExecuteRun(ONLINE, 'classic');
     const refusal = await executeRun(harness.deps, { runId: onlineThere, actor: ENGINEER }).catch((error) => error);
-    expect(refusal).toBeInstanceOf(GateRefusedError);
-    expect((refusal as GateRefusedError).openGates.find((gate) => gate.id === 'ledger')?.detail).toMatch(new RegExp(`by the equivalent plan ${CLASSIC}`));
+    expect(refusal).toMatchObject({ kind: 'gate' });
+    expect((refusal as RunsheetError).gates!.find((gate) => gate.id === 'ledger')?.detail).toMatch(new RegExp(`by the equivalent plan ${CLASSIC}`));
   });
 
   it('cannot be rehearsed (its concurrent index and batches commit on their own), and says so', async () => {

@@ -9,7 +9,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GateRefusedError } from '../../app/engine/engine-deps.server';
 import { executeRun, rehearseRun, rollbackRun } from '../../app/engine/engine.server';
 import { createRun, readRunDetail, runRunChecks, tickPrerequisite } from '../../app/engine/runs.server';
 import { thawPlan } from '../../app/engine/frozen-plan.server';
@@ -17,6 +16,7 @@ import { readRunEvents } from '../../app/runs/run-log.server';
 import { loadSigningKey } from '../../app/runs/signing.server';
 import { verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
 import { ENGINEER, ledgerRows, REAL_PLANS, startEngineHarness, TPM, type EngineHarness } from './engine-harness';
+import { RunsheetError } from '../../app/runtime/errors';
 
 const PLAN = '008-add-active-org-tracking';
 let harness: EngineHarness;
@@ -119,8 +119,8 @@ describe('plan 008 through the engine', () => {
   it('refuses a second execute of the same checksum (a new run) with the ledger gate; the SQL run again by hand changes nothing', async () => {
     const second = await readyExecuteRun();
     const refusal = await executeRun(harness.deps, { runId: second, actor: ENGINEER }).catch((error) => error);
-    expect(refusal).toBeInstanceOf(GateRefusedError);
-    const ledgerGate = (refusal as GateRefusedError).openGates.find((gate) => gate.id === 'ledger');
+    expect(refusal).toMatchObject({ kind: 'gate' });
+    const ledgerGate = (refusal as RunsheetError).gates!.find((gate) => gate.id === 'ledger');
     expect(ledgerGate?.detail).toMatch(new RegExp(`already applied on sandbox by run ${appliedRunId}`));
     const refusedEvent = (await readRunEvents(harness.store.pool, second)).find((event) => event.type === 'execute.refused')!;
     expect((refusedEvent.payload.openGates as { id: string }[]).map((gate) => gate.id)).toContain('ledger');

@@ -41,7 +41,7 @@ const results = await Promise.all(
   job.executes.map((runId) =>
     executeRun(deps, { runId, actor: job.actor }).then(
       (run) => ({ runId, state: run.state as string }),
-      (error: Error) => ({ runId, error: error.name, message: error.message }),
+      (error: Error & { kind?: string }) => ({ runId, error: error.kind ?? error.name, message: error.message }),
     ),
   ),
 );
