@@ -1,4 +1,4 @@
-import { defineRunsheetConfig } from './app/targets/target-config';
+import { defineRunsheetConfig } from './app/runtime/target-config';
 
 // Rules per target. Where a target is reached (its URL) comes from TARGET_<NAME>_URL, never from here.
 export default defineRunsheetConfig({

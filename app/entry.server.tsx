@@ -7,7 +7,7 @@ import { renderToPipeableStream } from 'react-dom/server';
 import { NonceProvider } from './components/nonce';
 
 // The server (server/index.ts) starts the runtime through the build, so there is one copy of it.
-export { startRuntime } from './runtime/runtime.server';
+export { startRuntime } from './boot/runtime.server';
 
 const ABORT_DELAY = 5_000;
 

@@ -1,4 +1,4 @@
-import type { Runtime } from './runtime/runtime.server';
+import type { Runtime } from './boot/runtime.server';
 
 declare module '@remix-run/node' {
   interface AppLoadContext {

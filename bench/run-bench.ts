@@ -18,9 +18,10 @@ import type { CheckResult } from '../app/checks/run-checks.server';
 import { requireValidPlan } from '../app/checks/plan-checks.server';
 import type { EngineActor, EngineDeps } from '../app/engine/engine-deps.server';
 import { loadPlan } from '../app/plans/load-plans.server';
-import { startRuntime, writeSandboxApiTokens, type Runtime } from '../app/runtime/runtime.server';
+import { startRuntime, writeSandboxApiTokens, type Runtime } from '../app/boot/runtime.server';
 import { generateSandbox } from '../app/sandbox/generate-sandbox.server';
-import { findTarget } from '../app/targets/targets.server';
+import { createTargetRegistry } from '../app/targets/target-registry.server';
+import runsheetConfig from '../runsheet.config';
 import { applyUnderLoad, type ApplyMeasurement } from './apply-under-load';
 import { ensureFreshBuild } from './build';
 import {
@@ -167,19 +168,12 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
   const source: NodeJS.ProcessEnv = { ...process.env, RUNSHEET_DATA_DIR: options.dataDir };
   for (const key of Object.keys(source)) if (key.startsWith('TARGET_') || key === 'DATABASE_URL' || key === 'PORT') delete source[key];
   const runtime = await startRuntime({ source, sandboxUsers: 1_000, log });
+  // The bench process calls no API: its applies skip the http checks (they are no part of the suite).
+  const sandboxUrl = runtime.targets.get('sandbox').url;
+  const benchTargets = createTargetRegistry({ addresses: new Map([['sandbox', { url: sandboxUrl }]]), config: runsheetConfig });
   try {
-    // The bench process calls no API: its applies skip the http checks (they are no part of the suite).
-    delete source.TARGET_SANDBOX_API_URL;
-    delete source.TARGET_SANDBOX_API_TOKEN;
-    const sandboxUrl = source.TARGET_SANDBOX_URL!;
-    const deps: EngineDeps = {
-      store: runtime.store,
-      plansDir: runtime.plansDir,
-      signingKeyPem: runtime.signingKeyPem,
-      targetPool: runtime.targetPool,
-      findTarget: (name) => findTarget(name, source),
-    };
-    const pool = runtime.targetPool('sandbox');
+    const deps: EngineDeps = { store: runtime.store, plansDir: runtime.plansDir, signingKeyPem: runtime.signingKeyPem, targets: benchTargets };
+    const pool = runtime.targets.pool('sandbox');
     const versions = await pool.query<{ server_version: string; version: string }>('select current_setting($1) as server_version, version() as version', ['server_version']);
 
     const plan = await requireValidPlan(runtime.plansDir, PLAN_ID);
@@ -257,6 +251,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     writeResults(results, options, log);
     return results;
   } finally {
+    await benchTargets.close();
     await runtime.stop();
   }
 }
@@ -276,7 +271,7 @@ function logApply(measured: ApplyMeasurement, log: (line: string) => void): void
 
 /** A fresh sandbox (as `npx runsheet sandbox reset` makes it): no ledger, no cached facts. */
 async function regenerate(runtime: Runtime, options: BenchOptions, log: (line: string) => void) {
-  const client = await runtime.targetPool('sandbox').connect();
+  const client = await runtime.targets.pool('sandbox').connect();
   try {
     const summary = await generateSandbox(client, { users: options.users, seed: options.seed });
     await client.query('drop schema if exists runsheet cascade');

@@ -1,4 +1,4 @@
-import type { Runtime } from '../app/runtime/runtime.server';
+import type { Runtime } from '../app/boot/runtime.server';
 
 export interface CliIo {
   out(text: string): void;

@@ -2,7 +2,7 @@
  * `npx runsheet …`: a thin front end over the same domain modules as the web app.
  * Exit codes: 0 ok, 1 failed or refused, 2 bad usage or input, 3 could not run.
  */
-import { startRuntime, type Runtime } from '../app/runtime/runtime.server';
+import { startRuntime, type Runtime } from '../app/boot/runtime.server';
 import type { CliCommand, CliIo } from './command';
 import { isRunsheetError } from '../app/runtime/errors';
 import { CliError, EXIT, EXIT_CODE_BY_KIND } from './exit-codes';

@@ -17,7 +17,7 @@
 import type { AppLoadContext } from '@remix-run/node';
 import { recordAudit } from '../audit/audit-log.server';
 import type { RunsheetEnv } from '../runtime/env.server';
-import type { Runtime } from '../runtime/runtime.server';
+import type { Runtime } from '../boot/runtime.server';
 import { SANDBOX_API_PREFIX } from './permissions';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);

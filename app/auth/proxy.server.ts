@@ -12,7 +12,7 @@ import { and, eq, isNull, lt, or, sql } from 'drizzle-orm';
 import { accounts } from '../../db/schema/index';
 import { recordAudit } from '../audit/audit-log.server';
 import type { RunsheetEnv } from '../runtime/env.server';
-import type { Runtime } from '../runtime/runtime.server';
+import type { Runtime } from '../boot/runtime.server';
 import { EmailSchema, createAccount } from './accounts.server';
 import { isRunsheetError } from '../runtime/errors';
 import { isRole, type Role } from './permissions';

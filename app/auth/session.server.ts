@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createCookie, type Cookie } from '@remix-run/node';
 import { and, eq, lt, or, sql } from 'drizzle-orm';
 import { sessions } from '../../db/schema/index';
-import type { Runtime } from '../runtime/runtime.server';
+import type { Runtime } from '../boot/runtime.server';
 import type { StoreDb } from '../runtime/store.server';
 import { isRole, type Role } from './permissions';
 

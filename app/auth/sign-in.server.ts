@@ -5,7 +5,7 @@
 import { eq, sql } from 'drizzle-orm';
 import { accounts } from '../../db/schema/index';
 import { recordAudit } from '../audit/audit-log.server';
-import type { Runtime } from '../runtime/runtime.server';
+import type { Runtime } from '../boot/runtime.server';
 import { findAccountForSignIn, upgradePasswordHash } from './accounts.server';
 import { burnPasswordCheck, hashPassword, needsRehash, verifyPassword } from './password.server';
 import type { Role } from './permissions';

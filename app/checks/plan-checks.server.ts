@@ -5,12 +5,12 @@
 import { recordAudit } from '../audit/audit-log.server';
 import { checkSql, loadPlan, type ValidPlan } from '../plans/load-plans.server';
 import { checksOfPhase, type CheckPhase } from '../plans/plan-schema';
-import type { Runtime } from '../runtime/runtime.server';
-import { findTarget, type Target } from '../targets/targets.server';
+import type { Runtime } from '../boot/runtime.server';
+import type { Target } from '../targets/targets.server';
 import { RunsheetError } from '../runtime/errors';
 import { recordCheckResults, runChecks, type CheckResult } from './run-checks.server';
 
-export type PlanChecksDeps = Pick<Runtime, 'store' | 'plansDir' | 'targetPool'>;
+export type PlanChecksDeps = Pick<Runtime, 'store' | 'plansDir' | 'targets'>;
 
 /** A valid plan by id, or a named error that says what is wrong and what to do. */
 export async function requireValidPlan(plansDir: string, planId: string): Promise<ValidPlan> {
@@ -21,14 +21,6 @@ export async function requireValidPlan(plansDir: string, planId: string): Promis
     throw new RunsheetError('invalid_plan', `Plan "${planId}" is not valid:\n${lines.join('\n')}`);
   }
   return loaded;
-}
-
-export function requireTarget(name: string): Target {
-  const target = findTarget(name);
-  if (!target) {
-    throw new RunsheetError('not_found', `Unknown target "${name}": set TARGET_${name.toUpperCase()}_URL (in embedded mode "sandbox" is always there).`);
-  }
-  return target;
 }
 
 export interface PlanChecksOutcome {
@@ -43,12 +35,12 @@ export async function runPlanChecks(
   request: { planId: string; targetName: string; phase: CheckPhase; ranBy: string; ranByRole?: string; runId?: string },
 ): Promise<PlanChecksOutcome> {
   const plan = await requireValidPlan(deps.plansDir, request.planId);
-  const target = requireTarget(request.targetName);
+  const target = deps.targets.get(request.targetName);
   await assertTargetReachable(deps, target);
   const results = await runChecks({
     checks: checksOfPhase(plan.plan, request.phase),
     sqlOf: (check) => checkSql(plan, check),
-    target: { name: target.name, pool: deps.targetPool(target.name), apiUrl: target.apiUrl, apiToken: target.apiToken },
+    target: { name: target.name, pool: deps.targets.pool(target.name), apiUrl: target.apiUrl, apiToken: target.apiToken },
     phase: request.phase,
   });
   await recordCheckResults(
@@ -74,7 +66,7 @@ export async function runPlanChecks(
 /** One round trip before a batch of checks, so "cannot reach the target" is said once, clearly. */
 export async function assertTargetReachable(deps: PlanChecksDeps, target: Target): Promise<void> {
   try {
-    await deps.targetPool(target.name).query('select 1');
+    await deps.targets.pool(target.name).query('select 1');
   } catch (error) {
     throw new RunsheetError('unavailable', `Cannot reach target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
   }

@@ -8,12 +8,13 @@ import type pg from 'pg';
 import { signCheckpoint } from '../runs/signing.server';
 import type { RunState } from '../../db/schema/index';
 import type { EngineDeps } from './engine-deps.server';
-import { readLedgerRowsOfRun, runApplicationName, type LedgerRowOfRun } from './target-session.server';
+import { readLedgerRowsOfRun, type LedgerRowOfRun } from '../targets/ledger.server';
+import { runApplicationName } from './target-session.server';
 import { selectRuns, transitionRun, type RunRecord } from './run-store.server';
 
 export const DEFAULT_STALE_AFTER_MS = 30_000;
 
-export type RecoveryDeps = Pick<EngineDeps, 'store' | 'targetPool'> & { signingKeyPem?: string };
+export type RecoveryDeps = Pick<EngineDeps, 'store' | 'targets'> & { signingKeyPem?: string };
 
 export interface RecoveryReport {
   runId: string;
@@ -49,7 +50,7 @@ async function settleRun(deps: RecoveryDeps, run: RunRecord, staleAfterMs: numbe
   let alive: boolean;
   let ledgerRows: LedgerRowOfRun[];
   try {
-    pool = deps.targetPool(run.target);
+    pool = deps.targets.pool(run.target);
     alive = await targetSessionAlive(pool, run);
     ledgerRows = alive ? [] : await readLedgerRowsOfRun(pool, run.id);
   } catch (error) {

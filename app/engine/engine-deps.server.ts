@@ -3,10 +3,9 @@
  * tests), and the errors it answers with. Nothing here imports the web framework.
  */
 import os from 'node:os';
-import type pg from 'pg';
 import type { Role } from '../auth/permissions';
 import type { Store } from '../runtime/store.server';
-import { findTarget as findConfiguredTarget, type Target } from '../targets/targets.server';
+import type { TargetRegistry } from '../targets/target-registry.server';
 
 export interface EngineDeps {
   /** Runsheet's own store: runs, run log, check results. */
@@ -15,20 +14,14 @@ export interface EngineDeps {
   plansDir: string;
   /** Ed25519 PKCS#8 PEM: signs the run log at each phase end and at completion. */
   signingKeyPem: string;
-  /** A small shared pool per target, for checks, facts and cancelling (never for applying). */
-  targetPool(name: string): pg.Pool;
-  /** Where a target is and its rules; default: TARGET_<NAME>_URL and runsheet.config.ts. */
-  findTarget?(name: string): Target | undefined;
+  /** The targets: where each is, its rules, and a small shared pool for checks, facts and cancelling (never for applying). */
+  targets: TargetRegistry;
 }
 
 /** Who acts: a signed-in account (the web app) or the account named by `--as` (the command line). */
 export interface EngineActor {
   email: string;
   role: Role;
-}
-
-export function resolveTarget(deps: Pick<EngineDeps, 'findTarget'>, name: string): Target | undefined {
-  return deps.findTarget ? deps.findTarget(name) : findConfiguredTarget(name);
 }
 
 /** `host:pid` of this process, stored on the run it drives. */

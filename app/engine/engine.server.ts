@@ -19,23 +19,19 @@ import type { Target } from '../targets/targets.server';
 import type { RunState } from '../../db/schema/index';
 import { backendPidOf, cancelRunningStep, prepareStep } from './execute-step.server';
 import { runStepOfKind, stepToRun, type KindOutcome, type StepKindContext } from './step-kinds/index.server';
-import { clearBackfillProgress } from '../targets/ledger.server';
-import { ownerProcess, resolveTarget, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
+import { clearBackfillProgress, readLedgerRowsOfRun, writeLedgerRow, writeLedgerRowWithPool, type LedgerRowToWrite } from '../targets/ledger.server';
+import { ownerProcess, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
 import { thawPlan, type ThawedPlan } from './frozen-plan.server';
 import { evaluateGates, openGates } from './gates.server';
 import { authorize, getRun, recordRunChecks, summarizeChecks } from './runs.server';
 import {
   findTargetLockHolders,
   openTargetClient,
-  readLedgerRowsOfRun,
   releaseTargetLock,
   requireWritableTarget,
   runApplicationName,
   startHeartbeat,
   tryTargetLock,
-  writeLedgerRow,
-  writeLedgerRowWithPool,
-  type LedgerRowToWrite,
 } from './target-session.server';
 import {
   isActiveState,
@@ -258,7 +254,7 @@ async function rollbackEligibility(deps: EngineDeps, run: RunRecord): Promise<Ga
   if (run.state !== 'failed' && run.state !== 'interrupted') return gate(false, `the run is ${run.state}: only an applied, partly applied or interrupted run is rolled back`);
   let rows;
   try {
-    rows = await readLedgerRowsOfRun(deps.targetPool(run.target), run.id);
+    rows = await readLedgerRowsOfRun(deps.targets.pool(run.target), run.id);
   } catch (error) {
     return gate(false, `cannot read the ledger of ${run.target}: ${(error as Error).message}`);
   }
@@ -421,8 +417,8 @@ export async function cancelRun(deps: EngineDeps, input: { runId: string; actor:
   let signalled = false;
   if (run.targetBackendPid !== null) {
     // Only the run's own session: a pid reused by another session is left alone.
-    const { rows } = await deps
-      .targetPool(run.target)
+    const { rows } = await deps.targets
+      .pool(run.target)
       .query<{ cancelled: boolean }>('select pg_cancel_backend(pid) as cancelled from pg_stat_activity where pid = $1 and application_name = $2', [
         run.targetBackendPid,
         runApplicationName(runId),
@@ -465,8 +461,12 @@ interface DriveOptions {
 async function driveRun(deps: EngineDeps, options: DriveOptions): Promise<RunRecord> {
   const { run, actor, action } = options;
   const refuse = refuser(deps, run.id, actor, `${action}.refused`);
-  const target = resolveTarget(deps, run.target);
-  if (!target) throw await refuse(new RunsheetError('not_found', `Unknown target "${run.target}": set TARGET_${run.target.toUpperCase()}_URL.`));
+  let target: Target;
+  try {
+    target = deps.targets.get(run.target);
+  } catch (error) {
+    throw await refuse(error as Error);
+  }
 
   let client: pg.Client;
   try {
@@ -524,7 +524,7 @@ async function driveRun(deps: EngineDeps, options: DriveOptions): Promise<RunRec
 
     locked = await tryTargetLock(client);
     if (!locked) {
-      const holders = await findTargetLockHolders(deps.targetPool(target.name)).catch(() => []);
+      const holders = await findTargetLockHolders(deps.targets.pool(target.name)).catch(() => []);
       await transitionRun(deps.store, {
         runId: run.id,
         from: [options.activeState],
@@ -548,7 +548,7 @@ async function driveRun(deps: EngineDeps, options: DriveOptions): Promise<RunRec
       target,
       actor,
       client,
-      pool: deps.targetPool(target.name),
+      pool: deps.targets.pool(target.name),
       backendPid,
       claimSeq: claim.events.at(-1)!.seq,
       cancellable: true,

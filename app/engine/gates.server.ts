@@ -9,7 +9,8 @@ import { loadPlan } from '../plans/load-plans.server';
 import type { Plan } from '../plans/plan-schema';
 import { readRunEvents, type RunEvent } from '../runs/run-log.server';
 import { readPlanLedgerState } from '../targets/ledger.server';
-import { resolveTarget, type EngineDeps, type Gate } from './engine-deps.server';
+import type { EngineDeps, Gate } from './engine-deps.server';
+import { unknownTargetError } from '../targets/target-registry.server';
 import { thawPlan } from './frozen-plan.server';
 import { gateFindings, lintWaiversFromEvents } from './lint-waivers.server';
 import type { RunRecord } from './run-store.server';
@@ -101,9 +102,9 @@ export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: G
   gates.push(prerequisitesGate(plan, events));
   gates.push(prechecksGate(plan, precheckRows));
 
-  const target = resolveTarget(deps, run.target);
+  const target = deps.targets.find(run.target);
   if (!target) {
-    gates.push({ id: 'target', label: `Target ${run.target} is configured`, passed: false, detail: `set TARGET_${run.target.toUpperCase()}_URL` });
+    gates.push({ id: 'target', label: `Target ${run.target} is configured`, passed: false, detail: unknownTargetError(run.target, deps.targets.list().map((known) => known.name)).message });
     return gates;
   }
   gates.push(await ledgerGate(deps, run, plan));
@@ -217,7 +218,7 @@ async function ledgerGate(deps: EngineDeps, run: RunRecord, plan: Plan): Promise
   const label = `The target's ledger does not already record this checksum as applied`;
   try {
     // A row of an equivalent plan (either side of equivalent_to) counts: the same change is not made twice.
-    const ledger = await readPlanLedgerState(deps.targetPool(run.target), run.planId, { equivalentTo: plan.equivalent_to });
+    const ledger = await readPlanLedgerState(deps.targets.pool(run.target), run.planId, { equivalentTo: plan.equivalent_to });
     const decisive = ledger.history.find((entry) => entry.outcome !== 'partial');
     if (decisive && decisive.outcome === 'applied') {
       if (decisive.checksum === run.planChecksum) {
@@ -239,7 +240,7 @@ async function appliedOnGate(deps: EngineDeps, run: RunRecord, other: string): P
   let ledgerApplied = false;
   let ledgerDetail: string;
   try {
-    const ledger = await readPlanLedgerState(deps.targetPool(other), run.planId);
+    const ledger = await readPlanLedgerState(deps.targets.pool(other), run.planId);
     const decisive = ledger.history.find((entry) => entry.outcome !== 'partial');
     ledgerApplied = decisive?.outcome === 'applied' && decisive.checksum === run.planChecksum;
     ledgerDetail = ledgerApplied ? `the ledger of ${other} records it applied (run ${decisive!.runId})` : `the ledger of ${other} does not record checksum ${run.planChecksum.slice(0, 12)} as applied`;

@@ -11,7 +11,7 @@ import { checksOfPhase, type CheckPhase } from '../plans/plan-schema';
 import { appendRunEvent, assertRunId, inStoreTransaction, readRunEvents, type RunEvent } from '../runs/run-log.server';
 import type { RunKind, RunState } from '../../db/schema/index';
 import { markInterruptedRuns } from './crash-recovery.server';
-import { resolveTarget, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
+import { type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
 import { freezePlan, thawPlan, type ThawedPlan } from './frozen-plan.server';
 import { evaluateGates, openGates, signoffsFromEvents, ticksFromEvents, type PrerequisiteTick } from './gates.server';
 import { isActiveState, jsonPayload, selectRun, selectRuns, transitionRun, type RunRecord } from './run-store.server';
@@ -90,8 +90,7 @@ export async function openRunFor(deps: EngineDeps, input: { planId: string; targ
 export async function createRun(deps: EngineDeps, input: { planId: string; target: string; kind: RunKind; actor: EngineActor }): Promise<RunRecord> {
   const { actor } = input;
   await authorize(deps, { actor, action: input.kind === 'rehearsal' ? 'rehearse' : 'tick', subject: `${input.planId}@${input.target}` });
-  const target = resolveTarget(deps, input.target);
-  if (!target) throw new RunsheetError('not_found', `Unknown target "${input.target}": set TARGET_${input.target.toUpperCase()}_URL.`);
+  const target = deps.targets.get(input.target);
   const loaded = await requireValidPlan(deps.plansDir, input.planId);
   const frozen = freezePlan(loaded);
   const runId = await inStoreTransaction(deps.store.pool, async (client) => {
@@ -151,9 +150,8 @@ export async function runRunChecks(deps: EngineDeps, input: { runId: string; pha
   const run = await getRun(deps, runId);
   if (isActiveState(run.state)) throw new RunsheetError('state', `Run ${run.id} is ${run.state}: its own phases run the checks now.`);
   const thawed = thawPlan(run.frozenPlan);
-  const target = resolveTarget(deps, run.target);
-  if (!target) throw new RunsheetError('not_found', `Unknown target "${run.target}".`);
-  const pool = deps.targetPool(run.target);
+  const target = deps.targets.get(run.target);
+  const pool = deps.targets.pool(run.target);
   try {
     await pool.query('select 1');
   } catch (error) {

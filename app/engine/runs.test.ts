@@ -8,7 +8,7 @@ import { readRunEvents } from '../runs/run-log.server';
 import { verifyStoredRunLog } from '../runs/verify-run-log.server';
 import { loadSigningKey } from '../runs/signing.server';
 import { ENGINE_PLANS, ENGINEER, ledgerRows, startEngineHarness, TPM, VIEWER, type EngineHarness } from '../../tests/integration/engine-harness';
-import { TARGET_LOCK_KEY } from './target-session.server';
+import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
 import { executeRun, rehearseRun, rollbackRun } from './engine.server';
 import { addNote, createRun, getRun, listRuns, openRunFor, readRunDetail, tickPrerequisite } from './runs.server';
 import { ticksFromEvents } from './gates.server';
@@ -135,7 +135,7 @@ describe('locks', () => {
     const run = await createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: ENGINEER });
     const holder = await harness.connect('sandbox');
     try {
-      await holder.query('select pg_advisory_lock($1::bigint)', [TARGET_LOCK_KEY]);
+      await holder.query('select pg_advisory_lock($1::bigint)', [ADVISORY_LOCKS.targetRun]);
       const started = Date.now();
       const refusal = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER }).catch((error) => error);
       expect(refusal).toMatchObject({ kind: 'busy' });

@@ -1,18 +1,16 @@
 /**
  * The engine's own session on a target: a dedicated connection named `runsheet:run:<id>` (so
  * crash recovery finds it in pg_stat_activity), the target's advisory lock taken with
- * pg_try_advisory_lock polling (never the blocking pg_advisory_lock, docs/decisions/012), the
- * store heartbeat, and the ledger rows a run wrote.
+ * pg_try_advisory_lock polling (never the blocking pg_advisory_lock, docs/decisions/012), and the
+ * store heartbeat. The ledger it writes is app/targets/ledger.server.ts.
  */
 import pg from 'pg';
-import { ensureLedger } from '../targets/ledger.server';
 import { readTargetFacts, type TargetFacts } from '../targets/target-facts.server';
 import { targetPoolConfig, type Target } from '../targets/targets.server';
 import { type EngineDeps } from './engine-deps.server';
 import { RunsheetError } from '../runtime/errors';
+import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
 
-/** The advisory lock every Runsheet applying to a database takes there (advisory locks are per database). */
-export const TARGET_LOCK_KEY = '7303424300';
 /** pg_try_advisory_lock attempts and the pause between them: about 2 s in all. */
 const LOCK_ATTEMPTS = 6;
 const LOCK_RETRY_MS = 400;
@@ -36,10 +34,10 @@ export async function openTargetClient(target: Target, runId: string): Promise<p
 }
 
 /** The target's facts; a read-only replica or a transaction-mode pooler is refused before anything is claimed. */
-export async function requireWritableTarget(deps: Pick<EngineDeps, 'targetPool'>, target: Target): Promise<TargetFacts> {
+export async function requireWritableTarget(deps: Pick<EngineDeps, 'targets'>, target: Target): Promise<TargetFacts> {
   let facts: TargetFacts;
   try {
-    facts = await readTargetFacts(deps.targetPool(target.name));
+    facts = await readTargetFacts(deps.targets.pool(target.name));
   } catch (error) {
     throw new RunsheetError('unavailable', `Cannot read the facts of target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
   }
@@ -60,7 +58,7 @@ export async function requireWritableTarget(deps: Pick<EngineDeps, 'targetPool'>
 export async function tryTargetLock(client: pg.ClientBase, options: { attempts?: number; retryMs?: number } = {}): Promise<boolean> {
   const attempts = options.attempts ?? LOCK_ATTEMPTS;
   for (let attempt = 0; attempt < attempts; attempt++) {
-    const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1::bigint) as locked', [TARGET_LOCK_KEY]);
+    const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1::bigint) as locked', [ADVISORY_LOCKS.targetRun]);
     if (rows[0]?.locked) return true;
     if (attempt < attempts - 1) await new Promise((resolve) => setTimeout(resolve, (options.retryMs ?? LOCK_RETRY_MS) + Math.random() * 100));
   }
@@ -68,7 +66,7 @@ export async function tryTargetLock(client: pg.ClientBase, options: { attempts?:
 }
 
 export async function releaseTargetLock(client: pg.ClientBase): Promise<void> {
-  await client.query('select pg_advisory_unlock($1::bigint)', [TARGET_LOCK_KEY]);
+  await client.query('select pg_advisory_unlock($1::bigint)', [ADVISORY_LOCKS.targetRun]);
 }
 
 export interface LockHolder {
@@ -86,7 +84,7 @@ export async function findTargetLockHolders(pool: pg.Pool): Promise<LockHolder[]
        from pg_locks l left join pg_stat_activity a on a.pid = l.pid
       where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database where datname = current_database())
         and l.classid = ($1::bigint >> 32)::oid and l.objid = ($1::bigint & 4294967295)::oid and l.objsubid = 1`,
-    [TARGET_LOCK_KEY],
+    [ADVISORY_LOCKS.targetRun],
   );
   return rows.map((row) => ({ pid: row.pid, application: row.application_name, user: row.usename, state: row.state, backendStart: row.backend_start?.toISOString() ?? null }));
 }
@@ -100,53 +98,4 @@ export function startHeartbeat(store: EngineDeps['store'], runId: string, everyM
   }, everyMs);
   timer.unref();
   return () => clearInterval(timer);
-}
-
-export interface LedgerRowOfRun {
-  action: 'apply' | 'rollback';
-  outcome: 'applied' | 'rolled_back' | 'partial';
-  stepsCompleted: unknown;
-  at: string;
-}
-
-/** What the target's ledger says this run wrote (empty when the target has no ledger). */
-export async function readLedgerRowsOfRun(executor: pg.Pool | pg.ClientBase, runId: string): Promise<LedgerRowOfRun[]> {
-  const presence = await executor.query<{ present: boolean }>(`select to_regclass('runsheet.ledger') is not null as present`);
-  if (!presence.rows[0]?.present) return [];
-  const { rows } = await executor.query<{ action: LedgerRowOfRun['action']; outcome: LedgerRowOfRun['outcome']; steps_completed: unknown; applied_at: Date }>(
-    `select action, outcome, steps_completed, applied_at from runsheet.ledger where run_id = $1 order by applied_at, id`,
-    [runId],
-  );
-  return rows.map((row) => ({ action: row.action, outcome: row.outcome, stepsCompleted: row.steps_completed, at: row.applied_at.toISOString() }));
-}
-
-export interface LedgerRowToWrite {
-  runId: string;
-  planId: string;
-  checksum: string;
-  action: 'apply' | 'rollback';
-  outcome: 'applied' | 'rolled_back' | 'partial';
-  stepsCompleted: unknown;
-  appliedBy: string;
-  equivalentPlanIds: string[];
-}
-
-/** Writes one ledger row on `client`: inside its open transaction, or on its own. */
-export async function writeLedgerRow(client: pg.ClientBase, row: LedgerRowToWrite): Promise<void> {
-  await ensureLedger(client);
-  await client.query(
-    `insert into runsheet.ledger (run_id, plan_id, checksum, action, outcome, steps_completed, applied_by, equivalent_plan_ids)
-     values ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::text[])`,
-    [row.runId, row.planId, row.checksum, row.action, row.outcome, JSON.stringify(row.stepsCompleted ?? []), row.appliedBy, row.equivalentPlanIds],
-  );
-}
-
-/** writeLedgerRow on a pool connection (when the run's own connection is gone). */
-export async function writeLedgerRowWithPool(pool: pg.Pool, row: LedgerRowToWrite): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await writeLedgerRow(client, row);
-  } finally {
-    client.release();
-  }
 }

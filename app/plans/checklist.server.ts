@@ -17,12 +17,12 @@ import { runPlanChecks } from '../checks/plan-checks.server';
 import { roleCan } from '../auth/permissions';
 import type { SignedInUser } from '../auth/require.server';
 import { appendRunEvent, readRunEvents } from '../runs/run-log.server';
-import type { Runtime } from '../runtime/runtime.server';
+import type { Runtime } from '../boot/runtime.server';
 import { withTimeout } from '../runtime/with-timeout';
 import { explainPlanStateOnTarget, type SchemaFacts } from '../targets/schema-facts.server';
 import type { TargetFacts } from '../targets/target-facts.server';
-import { listTargets, type Target } from '../targets/targets.server';
-import type { TargetRules } from '../targets/target-config';
+import type { Target } from '../targets/targets.server';
+import type { TargetRules } from '../runtime/target-config';
 import type { LintFinding } from './lint-plan.server';
 import { formatUtc } from '../components/format';
 import { cancelRun, executeRun, rehearseRun, rollbackRun } from '../engine/engine.server';
@@ -167,8 +167,8 @@ const PREPARING = ['draft', 'ready'];
 const ACTIVE = ['applying', 'rolling_back', 'rehearsing'];
 
 /** The plan's targets, and the one asked for (the first, sandbox, by default). */
-export function resolveChecklistTarget(targetName: string | null): { target?: Target; targets: Target[] } {
-  const targets = listTargets();
+export function resolveChecklistTarget(deps: Pick<ChecklistDeps, 'targets'>, targetName: string | null): { target?: Target; targets: Target[] } {
+  const targets = deps.targets.list();
   return { target: targetName ? targets.find((candidate) => candidate.name === targetName) : targets[0], targets };
 }
 

@@ -47,7 +47,7 @@ export interface PlanOnTargetView {
 
 export async function readPlanOnTarget(deps: OverviewDeps, plan: ValidPlan, target: Target): Promise<PlanOnTargetView> {
   const [ledgerRead, targetFacts, schemaFacts, rows] = await Promise.all([
-    withTimeout(readPlanLedgerState(deps.targetPool(target.name), plan.id, { equivalentTo: plan.plan.equivalent_to }), 3_000).then(
+    withTimeout(readPlanLedgerState(deps.targets.pool(target.name), plan.id, { equivalentTo: plan.plan.equivalent_to }), 3_000).then(
       (ledger) => ({ ledger }),
       (error: Error) => ({ error: error.message }),
     ),

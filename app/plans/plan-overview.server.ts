@@ -3,16 +3,16 @@
  * from the target's own ledger, cross-checked with the last schema facts read from the target.
  * One unreachable target or one bad plan never takes the list down: each cell carries its error.
  */
-import type { Runtime } from '../runtime/runtime.server';
+import type { Runtime } from '../boot/runtime.server';
 import { withTimeout } from '../runtime/with-timeout';
 import { getCachedFacts, refreshFacts } from '../targets/fact-cache.server';
 import { readPlanLedgerState, type PlanLedgerState } from '../targets/ledger.server';
 import { explainPlanStateOnTarget, readSchemaFacts, type SchemaFacts } from '../targets/schema-facts.server';
 import { readTargetFacts, type TargetFacts } from '../targets/target-facts.server';
-import { listTargets, type Target } from '../targets/targets.server';
+import type { Target } from '../targets/targets.server';
 import { loadPlans, type PlanError, type ValidPlan } from './load-plans.server';
 
-export type OverviewDeps = Pick<Runtime, 'store' | 'plansDir' | 'targetPool'>;
+export type OverviewDeps = Pick<Runtime, 'store' | 'plansDir' | 'targets'>;
 
 export interface PlanOnTarget {
   target: string;
@@ -33,7 +33,7 @@ export type PlanOverview =
 const LEDGER_READ_TIMEOUT_MS = 3_000;
 
 export async function listPlanOverviews(deps: OverviewDeps): Promise<PlanOverview[]> {
-  const [plans, targets] = [await loadPlans(deps.plansDir), listTargets()];
+  const [plans, targets] = [await loadPlans(deps.plansDir), deps.targets.list()];
   return Promise.all(
     plans.map(async (loaded): Promise<PlanOverview> => {
       if (!loaded.ok) return { ok: false, id: loaded.id, errors: loaded.errors };
@@ -55,7 +55,7 @@ export async function planOnTarget(deps: OverviewDeps, plan: ValidPlan, target: 
   const base = { target: target.name, targetLabel: target.label };
   let ledger: PlanLedgerState;
   try {
-    ledger = await withTimeout(readPlanLedgerState(deps.targetPool(target.name), plan.id, { equivalentTo: plan.plan.equivalent_to }), LEDGER_READ_TIMEOUT_MS);
+    ledger = await withTimeout(readPlanLedgerState(deps.targets.pool(target.name), plan.id, { equivalentTo: plan.plan.equivalent_to }), LEDGER_READ_TIMEOUT_MS);
   } catch (error) {
     return { ...base, state: 'unknown', reason: 'the target could not be read', error: (error as Error).message };
   }
@@ -72,7 +72,7 @@ export async function planOnTarget(deps: OverviewDeps, plan: ValidPlan, target: 
 
 /** Re-reads the plan's schema facts (with the backfill count) and the target's facts, and stores them. */
 export async function refreshPlanFacts(deps: OverviewDeps, plan: ValidPlan, target: Target): Promise<{ schema: SchemaFacts; target: TargetFacts }> {
-  const pool = deps.targetPool(target.name);
+  const pool = deps.targets.pool(target.name);
   const [schema, targetFacts] = await Promise.all([
     refreshFacts(deps.store.db, { target: target.name, planId: plan.id, kind: 'schema' }, () => readSchemaFacts(pool, plan.plan.objects)),
     refreshFacts(deps.store.db, { target: target.name, kind: 'target' }, () => readTargetFacts(pool)),

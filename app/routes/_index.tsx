@@ -4,7 +4,6 @@ import { requirePermission } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { StatusBadge } from '../components/status-badge';
 import { listPlanOverviews } from '../plans/plan-overview.server';
-import { listTargets } from '../targets/targets.server';
 import { formatAge } from '../components/format';
 
 export const meta: MetaFunction = () => [{ title: 'Plans · Runsheet' }];
@@ -12,7 +11,7 @@ export const meta: MetaFunction = () => [{ title: 'Plans · Runsheet' }];
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'view');
   const plans = await listPlanOverviews(context.runtime);
-  const targets = listTargets().map((target) => ({ name: target.name, label: target.label }));
+  const targets = context.runtime.targets.list().map((target) => ({ name: target.name, label: target.label }));
   return { user, plans, targets };
 }
 

@@ -16,23 +16,24 @@ import { TickToggle } from '../components/tick-toggle';
 import { loadChecklist, performChecklistIntent, resolveChecklistTarget, type ChecklistView, type RunSummary } from '../plans/checklist.server';
 import { loadPlan } from '../plans/load-plans.server';
 import { CHECK_PHASES } from '../plans/plan-schema';
+import type { Runtime } from '../boot/runtime.server';
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [
   { title: `${data?.valid ? `${data.view.plan.title} on ${data.view.target.label}` : 'Plan'} · Runsheet` },
 ];
 
-async function requirePlanAndTarget(plansDir: string, planId: string | undefined, request: Request) {
-  const loaded = planId ? await loadPlan(plansDir, planId) : undefined;
+async function requirePlanAndTarget(runtime: Runtime, planId: string | undefined, request: Request) {
+  const loaded = planId ? await loadPlan(runtime.plansDir, planId) : undefined;
   if (!loaded) throw new Response(`No plan "${planId}". The plans list shows every plan.`, { status: 404 });
   const targetName = new URL(request.url).searchParams.get('target');
-  const { target, targets } = resolveChecklistTarget(targetName);
+  const { target, targets } = resolveChecklistTarget(runtime, targetName);
   if (!target) throw new Response(`Unknown target "${targetName}". Targets come from TARGET_<NAME>_URL.`, { status: 404 });
   return { loaded, target, targets };
 }
 
 export async function loader({ request, params, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'view');
-  const { loaded, target, targets } = await requirePlanAndTarget(context.runtime.plansDir, params.planId, request);
+  const { loaded, target, targets } = await requirePlanAndTarget(context.runtime, params.planId, request);
   if (!loaded.ok) {
     return { valid: false as const, user, planId: loaded.id, errors: loaded.errors };
   }
@@ -74,7 +75,7 @@ interface ActionResult {
 
 export async function action({ request, params, context }: ActionFunctionArgs) {
   const { user, form } = await requireIntentPermission(request, context, 'routes/plans.$planId');
-  const { loaded, target } = await requirePlanAndTarget(context.runtime.plansDir, params.planId, request);
+  const { loaded, target } = await requirePlanAndTarget(context.runtime, params.planId, request);
   if (!loaded.ok) return data<ActionResult>({ ok: false, error: 'This plan is not valid; fix the errors shown on its page first.' }, { status: 400 });
   const parsed = IntentSchema.safeParse(Object.fromEntries(form));
   if (!parsed.success) {

@@ -21,7 +21,6 @@ import { formatDuration, formatUtc } from '../components/format';
 import { RehearsalChip, StatusBadge, statusInfo } from '../components/status-badge';
 import { RUN_SORT_KEYS, type RunSortKey } from '../models/run-sort';
 import { listRunFacets, listRuns } from '../models/runs.server';
-import { listTargets } from '../targets/targets.server';
 
 export const meta: MetaFunction = () => [{ title: 'History · Runsheet' }];
 
@@ -38,7 +37,7 @@ export async function loader({ request, context }: LoaderFunctionArgs) {
     }),
     listRunFacets(db),
   ]);
-  const labels = new Map(listTargets().map((target) => [target.name, target.label]));
+  const labels = new Map(context.runtime.targets.list().map((target) => [target.name, target.label]));
   return {
     user,
     query,

@@ -9,6 +9,7 @@ import canonicalize from 'canonicalize';
 import type pg from 'pg';
 import type { StoreDb } from '../runtime/store.server';
 import { RunsheetError } from '../runtime/errors';
+import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
 
 /** Versions the genesis and the hash input; a different scheme gets a new tag. */
 export const RUN_LOG_VERSION = 'runsheet/run-log/v1';
@@ -18,8 +19,6 @@ export const DB_CLOCK_SQL = `to_char(clock_timestamp() at time zone 'UTC', 'YYYY
 /** The same rendering for a stored timestamptz column (a constant column name of this code, never input). */
 export const utcText = (column: string) => `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
-/** First key of the two-key advisory lock that guards one run's chain (second: hashtext(run id)). */
-const RUN_LOG_LOCK_CLASS = 7_303_424;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -218,7 +217,7 @@ async function ownTransaction<T>(
  * committed.
  */
 export async function lockRunLog(client: pg.ClientBase, runId: string): Promise<void> {
-  await client.query('select pg_advisory_xact_lock($1::int4, hashtext($2::text))', [RUN_LOG_LOCK_CLASS, runId]);
+  await client.query('select pg_advisory_xact_lock($1::int4, hashtext($2::text))', [ADVISORY_LOCKS.runLogClass, runId]);
 }
 
 function payloadJson(payload: unknown): string {

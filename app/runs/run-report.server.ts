@@ -5,8 +5,7 @@
  */
 import { parse as parseYaml } from 'yaml';
 import { readRunEventsOfTypes, readRunEventsPage, readRunForReport, REPORT_EVENTS_LIMIT, type RunEventsPage, type RunForReport } from '../models/runs.server';
-import type { Runtime } from '../runtime/runtime.server';
-import { findTarget } from '../targets/targets.server';
+import type { Runtime } from '../boot/runtime.server';
 import { buildRunReport, INITIAL_EVENTS_PAGE, REPORT_EVENT_TYPES, type ReportHeader, type RunReport, type SignatureVerdict } from './run-report';
 import { readRunEvents } from './run-log.server';
 import { publishedSigningKeys } from './signing.server';
@@ -35,7 +34,7 @@ function planTitleOf(run: RunForReport): string | null {
   }
 }
 
-function headerOf(run: RunForReport): ReportHeader {
+function headerOf(run: RunForReport, targetLabel: string): ReportHeader {
   const durationMs = run.startedAt && run.finishedAt ? run.finishedAt.getTime() - run.startedAt.getTime() : null;
   return {
     runId: run.id,
@@ -43,7 +42,7 @@ function headerOf(run: RunForReport): ReportHeader {
     planTitle: planTitleOf(run),
     planChecksum: run.planChecksum,
     target: run.target,
-    targetLabel: findTarget(run.target)?.label ?? run.target,
+    targetLabel,
     kind: run.kind,
     state: run.state,
     createdBy: run.createdBy,
@@ -105,7 +104,7 @@ export async function readRunReport(runtime: Runtime, input: { runId: string; af
     readRunEventsPage(db, { runId: run.id, afterSeq: Math.min(input.afterSeq ?? 0, Math.max(0, run.lastSeq - 1)), limit: INITIAL_EVENTS_PAGE }),
   ]);
   return {
-    header: headerOf(run),
+    header: headerOf(run, runtime.targets.find(run.target)?.label ?? run.target),
     report: buildRunReport(events, run.outcome),
     summaryTruncated: events.length >= REPORT_EVENTS_LIMIT,
     signature: { ...signature, eventCount: signature.eventCount || run.eventCount },

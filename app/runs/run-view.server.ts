@@ -10,9 +10,8 @@ import { cancelRun } from '../engine/engine.server';
 import { getRun, listRuns, readRunDetail } from '../engine/runs.server';
 import { thawPlan } from '../engine/frozen-plan.server';
 import { refusalOf, type IntentOutcome } from '../web/http-answers.server';
-import type { Runtime } from '../runtime/runtime.server';
+import type { Runtime } from '../boot/runtime.server';
 import { splitSql } from '../sql/split-sql.server';
-import { findTarget } from '../targets/targets.server';
 import { assertRunId, readRunEvents } from './run-log.server';
 import { FINAL_STATES, type TimelineEvent } from './run-timeline';
 import { watchersOf, watchRun, type Watcher } from './watchers.server';
@@ -87,7 +86,7 @@ export async function loadRunView(deps: RunViewDeps, input: { runId: string; use
       planId: run.planId,
       planChecksum: run.planChecksum,
       target: run.target,
-      targetLabel: findTarget(run.target)?.label ?? run.target,
+      targetLabel: deps.targets.find(run.target)?.label ?? run.target,
       createdBy: run.createdBy,
       createdAt: run.createdAt,
       signedOffBy: run.signedOffBy,

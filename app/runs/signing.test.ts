@@ -12,7 +12,7 @@ import { appendRunEvent, canonicalJson, genesisHash, hashRunEvent, readRunEvents
 import { exportRunLog, keyIdOf, loadSigningKey, preAuthEncoding, publishedSigningKeys, publishedSigningKeysPem, signCheckpoint, signEnvelope, type DsseEnvelope, type RunLogStatement } from './signing.server';
 import { verifyEnvelope } from './verify-run-log.server';
 import { loader as signingKeyLoader } from '../routes/signing-key[.]pem';
-import type { Runtime } from '../runtime/runtime.server';
+import type { Runtime } from '../boot/runtime.server';
 import type { LoaderFunctionArgs } from '@remix-run/node';
 
 let database: TestDatabase;

@@ -7,6 +7,7 @@ import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
 import * as schema from '../../db/schema/index';
 import { fromRoot } from './paths.server';
+import { ADVISORY_LOCKS } from './advisory-locks';
 
 export type StoreDb = NodePgDatabase<typeof schema>;
 
@@ -18,7 +19,6 @@ export interface Store {
 
 const MIGRATIONS_FOLDER = fromRoot('db', 'migrations');
 /** Any constant: two processes starting at once apply the store migrations one after the other. */
-const STORE_MIGRATION_LOCK = 7_303_424_201;
 
 export function openStore(url: string, options: { max?: number } = {}): Store {
   const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10, application_name: 'runsheet' });
@@ -31,10 +31,10 @@ export function openStore(url: string, options: { max?: number } = {}): Store {
 export async function migrateStore(store: Store, migrationsFolder = MIGRATIONS_FOLDER): Promise<void> {
   const client = await store.pool.connect();
   try {
-    await client.query('select pg_advisory_lock($1)', [STORE_MIGRATION_LOCK]);
+    await client.query('select pg_advisory_lock($1)', [ADVISORY_LOCKS.storeMigrations]);
     await migrate(drizzle(client, { schema }), { migrationsFolder });
   } finally {
-    await client.query('select pg_advisory_unlock($1)', [STORE_MIGRATION_LOCK]).catch(() => {});
+    await client.query('select pg_advisory_unlock($1)', [ADVISORY_LOCKS.storeMigrations]).catch(() => {});
     client.release();
   }
 }

@@ -1,9 +1,11 @@
 /**
  * The target's own ledger: what the target has applied, read from the target itself. The engine
  * writes a row in the same transaction as a transactional step, so a lost COMMIT acknowledgement
- * is settled by reading it. This module owns the DDL and the read (docs/decisions/002-target-ledger.md).
+ * is settled by reading it. This module owns the DDL, every read and every write
+ * (docs/decisions/002-target-ledger.md).
  */
 import type pg from 'pg';
+import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
 
 /** Idempotent: safe to run on every apply, and by two engines at once (see ensureLedger). */
 export const LEDGER_DDL = `create schema if not exists runsheet;
@@ -31,8 +33,6 @@ comment on table runsheet.ledger is
   'Written by Runsheet: one row per apply or rollback of a plan on this database. Append-only.';
 `;
 
-/** Serialises concurrent ensureLedger calls: CREATE ... IF NOT EXISTS races on the catalog otherwise. */
-const LEDGER_DDL_LOCK = 7_303_424_202;
 
 /**
  * Creates the ledger when it is missing. Inside the caller's transaction the DDL commits (or rolls
@@ -41,7 +41,7 @@ const LEDGER_DDL_LOCK = 7_303_424_202;
 export async function ensureLedger(client: pg.ClientBase): Promise<void> {
   const { rows } = await client.query<{ present: boolean }>(`select to_regclass('runsheet.ledger') is not null as present`);
   if (rows[0]?.present) return;
-  await client.query(`select pg_advisory_xact_lock(${LEDGER_DDL_LOCK});\n${LEDGER_DDL}`);
+  await client.query(`select pg_advisory_xact_lock(${ADVISORY_LOCKS.ledgerDdl});\n${LEDGER_DDL}`);
 }
 
 export type PlanLedgerStateName = 'not_applied' | 'applied' | 'rolled_back';
@@ -180,7 +180,7 @@ comment on table runsheet.backfill_progress is
 export async function ensureBackfillProgress(client: pg.ClientBase): Promise<void> {
   const { rows } = await client.query<{ present: boolean }>(`select to_regclass('runsheet.backfill_progress') is not null as present`);
   if (rows[0]?.present) return;
-  await client.query(`select pg_advisory_xact_lock(${LEDGER_DDL_LOCK});\n${BACKFILL_PROGRESS_DDL}`);
+  await client.query(`select pg_advisory_xact_lock(${ADVISORY_LOCKS.ledgerDdl});\n${BACKFILL_PROGRESS_DDL}`);
 }
 
 export interface BackfillProgress {
@@ -244,4 +244,53 @@ export async function clearBackfillProgress(client: pg.ClientBase, planId: strin
   const { rows } = await client.query<{ present: boolean }>(`select to_regclass('runsheet.backfill_progress') is not null as present`);
   if (!rows[0]?.present) return;
   await client.query('delete from runsheet.backfill_progress where plan_id = $1', [planId]);
+}
+
+export interface LedgerRowOfRun {
+  action: 'apply' | 'rollback';
+  outcome: 'applied' | 'rolled_back' | 'partial';
+  stepsCompleted: unknown;
+  at: string;
+}
+
+/** What the target's ledger says this run wrote (empty when the target has no ledger). */
+export async function readLedgerRowsOfRun(executor: pg.Pool | pg.ClientBase, runId: string): Promise<LedgerRowOfRun[]> {
+  const presence = await executor.query<{ present: boolean }>(`select to_regclass('runsheet.ledger') is not null as present`);
+  if (!presence.rows[0]?.present) return [];
+  const { rows } = await executor.query<{ action: LedgerRowOfRun['action']; outcome: LedgerRowOfRun['outcome']; steps_completed: unknown; applied_at: Date }>(
+    `select action, outcome, steps_completed, applied_at from runsheet.ledger where run_id = $1 order by applied_at, id`,
+    [runId],
+  );
+  return rows.map((row) => ({ action: row.action, outcome: row.outcome, stepsCompleted: row.steps_completed, at: row.applied_at.toISOString() }));
+}
+
+export interface LedgerRowToWrite {
+  runId: string;
+  planId: string;
+  checksum: string;
+  action: 'apply' | 'rollback';
+  outcome: 'applied' | 'rolled_back' | 'partial';
+  stepsCompleted: unknown;
+  appliedBy: string;
+  equivalentPlanIds: string[];
+}
+
+/** Writes one ledger row on `client`: inside its open transaction, or on its own. */
+export async function writeLedgerRow(client: pg.ClientBase, row: LedgerRowToWrite): Promise<void> {
+  await ensureLedger(client);
+  await client.query(
+    `insert into runsheet.ledger (run_id, plan_id, checksum, action, outcome, steps_completed, applied_by, equivalent_plan_ids)
+     values ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::text[])`,
+    [row.runId, row.planId, row.checksum, row.action, row.outcome, JSON.stringify(row.stepsCompleted ?? []), row.appliedBy, row.equivalentPlanIds],
+  );
+}
+
+/** writeLedgerRow on a pool connection (when the run's own connection is gone). */
+export async function writeLedgerRowWithPool(pool: pg.Pool, row: LedgerRowToWrite): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await writeLedgerRow(client, row);
+  } finally {
+    client.release();
+  }
 }

@@ -1,11 +1,9 @@
 /**
- * Targets: the named PostgreSQL databases a plan runs against. Their URLs come from the
- * environment (TARGET_<NAME>_URL), their rules from runsheet.config.ts.
+ * Targets: the named PostgreSQL databases a plan runs against (target-registry.server.ts builds
+ * them once), and how Runsheet connects to one.
  */
 import pg from 'pg';
-import runsheetConfig from '../../runsheet.config';
-import { targetUrlsFromEnv } from '../runtime/env.server';
-import { DEFAULT_TARGET_RULES, type TargetRules } from './target-config';
+import type { TargetRules } from '../runtime/target-config';
 
 export interface Target {
   name: string;
@@ -16,27 +14,6 @@ export interface Target {
   rules: TargetRules;
   apiUrl?: string;
   apiToken?: string;
-}
-
-export function listTargets(source: NodeJS.ProcessEnv = process.env): Target[] {
-  const urls = targetUrlsFromEnv(source);
-  return [...urls.entries()]
-    .map(([name, { url, apiUrl, apiToken }]) => {
-      const rules = runsheetConfig.targets[name] ?? DEFAULT_TARGET_RULES;
-      return { name, label: rules.label ?? name, url, displayUrl: maskPassword(url), rules, apiUrl, apiToken };
-    })
-    .sort((a, b) => targetOrder(a) - targetOrder(b) || a.name.localeCompare(b.name));
-}
-
-export function findTarget(name: string, source: NodeJS.ProcessEnv = process.env): Target | undefined {
-  return listTargets(source).find((target) => target.name === name);
-}
-
-/** Sandbox first, production last: the order a change travels. */
-function targetOrder(target: Target): number {
-  if (target.rules.sandbox) return 0;
-  if (target.rules.require_applied_on.length > 0) return 2;
-  return 1;
 }
 
 export function maskPassword(url: string): string {

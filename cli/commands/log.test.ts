@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../tests/support/databases';
 import { asAttacker, createRunWithEvents, newSigningKeyPem } from '../../app/runs/run-log-fixtures';
 import { loadSigningKey, publishedSigningKeysPem, signCheckpoint, type DsseEnvelope } from '../../app/runs/signing.server';
-import type { Runtime } from '../../app/runtime/runtime.server';
+import type { Runtime } from '../../app/boot/runtime.server';
 import { migrateStore, openStore, type Store } from '../../app/runtime/store.server';
 import type { CliIo } from '../command';
 import { EXIT } from '../exit-codes';

@@ -8,7 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { assertRunId } from '../../app/runs/run-log.server';
 import { exportRunLog, noSignedLogYet, publishedSigningKeys, type RunLogStatement } from '../../app/runs/signing.server';
 import { parseEnvelope, parsePublicKeys, verifyEnvelope, verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
-import { startRuntime, type Runtime } from '../../app/runtime/runtime.server';
+import { startRuntime, type Runtime } from '../../app/boot/runtime.server';
 import type { CliCommand, CliIo } from '../command';
 import { CliError, EXIT, unavailableError, usageError } from '../exit-codes';
 import { isRunsheetError } from '../../app/runtime/errors';

@@ -16,7 +16,7 @@ import { waiveLintFinding } from '../../app/engine/waive-lint.server';
 import type { RunRecord } from '../../app/engine/run-store.server';
 import { createRun, listRuns, openRunFor, readRunDetail, runRunChecks, signOff, tickPrerequisite } from '../../app/engine/runs.server';
 import { type RunEvent } from '../../app/runs/run-log.server';
-import type { Runtime } from '../../app/runtime/runtime.server';
+import type { Runtime } from '../../app/boot/runtime.server';
 import type { CliCommand, CliIo } from '../command';
 import { CliError, EXIT, EXIT_CODE_BY_KIND, unavailableError, usageError } from '../exit-codes';
 import { isRunsheetError } from '../../app/runtime/errors';

@@ -1,9 +1,8 @@
 import { parseArgs } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { factSnapshots } from '../../db/schema/index';
-import { writeSandboxApiTokens } from '../../app/runtime/runtime.server';
+import { writeSandboxApiTokens } from '../../app/boot/runtime.server';
 import { generateSandbox } from '../../app/sandbox/generate-sandbox.server';
-import { findTarget } from '../../app/targets/targets.server';
 import type { CliCommand } from '../command';
 import { EXIT, usageError } from '../exit-codes';
 
@@ -25,10 +24,10 @@ export const sandboxResetCommand: CliCommand = {
     const seed = Number(values.seed);
     if (!Number.isSafeInteger(users) || users < 0) throw usageError(`--users must be a whole number ≥ 0, not "${values.users}".`);
     if (!Number.isSafeInteger(seed)) throw usageError(`--seed must be a whole number, not "${values.seed}".`);
-    const sandbox = findTarget('sandbox');
+    const sandbox = runtime!.targets.find('sandbox');
     if (!sandbox?.rules.sandbox) throw usageError('No sandbox target is configured (runsheet.config.ts marks it `sandbox: true`).');
 
-    const client = await runtime!.targetPool('sandbox').connect();
+    const client = await runtime!.targets.pool('sandbox').connect();
     try {
       const summary = await generateSandbox(client, { users, seed });
       // The sandbox's own ledger described the old data: a regenerated sandbox has applied nothing.

@@ -15,7 +15,7 @@ import { sourceFingerprint } from '../../bin/build-if-stale.js';
 import { createAccount, findAccount } from '../../app/auth/accounts.server';
 import type { Role } from '../../app/auth/permissions';
 import { createSession } from '../../app/auth/session.server';
-import { startRuntime, type Runtime } from '../../app/runtime/runtime.server';
+import { startRuntime, type Runtime } from '../../app/boot/runtime.server';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BUILD_DIR = path.join(ROOT, 'build');

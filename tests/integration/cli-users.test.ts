@@ -8,7 +8,7 @@ import { runCommand } from '../../cli/main';
 import { listAudit } from '../../app/audit/audit-log.server';
 import { findAccount } from '../../app/auth/accounts.server';
 import { verifyPassword } from '../../app/auth/password.server';
-import type { Runtime } from '../../app/runtime/runtime.server';
+import type { Runtime } from '../../app/boot/runtime.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import { makeSecrets, openRuntime, serverEnv, sessionCookieFor } from './auth-harness';
 import { readSession } from '../../app/auth/session.server';

@@ -68,8 +68,7 @@ describe('gates on the engine', () => {
   it('staging before production, and the typed target name: refuses, then allows', async () => {
     // The previous test applied and verified this checksum on staging.
     expect(await listRuns(harness.deps, { target: 'staging', states: ['applied'] })).toHaveLength(1);
-    const fresh = await createTestDatabase('engine_staging_empty');
-    try {
+    {
       const production = await open('production');
       await signOff(harness.deps, { runId: production.id, actor: TPM });
       const typedWrong = await executeRun(harness.deps, { runId: production.id, actor: ENGINEER, typedTargetName: 'prod' }).catch((error) => error);
@@ -77,26 +76,19 @@ describe('gates on the engine', () => {
       expect(typedWrong.message).toMatch(/typed "prod", not "production"/);
 
       // Staging rebuilt (its ledger gone): the gate is open again, although the store remembers the run.
-      const stagingTarget = harness.targets.get('staging')!.target;
-      const stagingUrl = stagingTarget.url;
-      stagingTarget.url = fresh.url;
-      const stagingPool = harness.targets.get('staging')!.pool;
-      harness.targets.get('staging')!.pool = new pg.Pool({ connectionString: fresh.url, max: 2 });
+      const staging = harness.targets.get('staging')!.pool;
+      await staging.query('alter schema runsheet rename to runsheet_before_rebuild');
       try {
         const refused = await executeRun(harness.deps, { runId: production.id, actor: ENGINEER, typedTargetName: 'production' }).catch((error) => error);
         expect(openGateIds(refused)).toEqual(['applied-on:staging']);
         expect(refused.message).toMatch(/does not record checksum .* as applied/);
       } finally {
-        await harness.targets.get('staging')!.pool.end();
-        harness.targets.get('staging')!.pool = stagingPool;
-        stagingTarget.url = stagingUrl;
+        await staging.query('alter schema runsheet_before_rebuild rename to runsheet');
       }
 
       const applied = await executeRun(harness.deps, { runId: production.id, actor: ENGINEER, typedTargetName: 'production' });
       expect(applied).toMatchObject({ state: 'applied', outcome: { verified: true } });
       expect(await ledgerRows(harness.targets.get('production')!.pool)).toHaveLength(1);
-    } finally {
-      await fresh.drop();
     }
   });
 

@@ -8,8 +8,9 @@ import type { EngineActor, EngineDeps } from '../../app/engine/engine-deps.serve
 import { newSigningKeyPem } from '../../app/runs/run-log-fixtures';
 import { migrateStore, openStore, type Store } from '../../app/runtime/store.server';
 import { generateSandbox } from '../../app/sandbox/generate-sandbox.server';
-import { TargetRulesSchema } from '../../app/targets/target-config';
-import { openTargetPool, type Target } from '../../app/targets/targets.server';
+import { TargetRulesSchema } from '../../app/runtime/target-config';
+import { createTargetRegistry } from '../../app/targets/target-registry.server';
+import type { Target } from '../../app/targets/targets.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -23,6 +24,7 @@ export const VIEWER: EngineActor = { email: 'viewer@example.com', role: 'viewer'
 
 export interface HarnessTarget {
   db: TestDatabase;
+  /** The registry's pool of this target (what the engine uses). */
   pool: pg.Pool;
   target: Target;
 }
@@ -49,7 +51,7 @@ export async function startEngineHarness(options: { plansDir: string; targets: H
   const storeDb = await createTestDatabase('engine_store');
   const store = openStore(storeDb.url, { max: 20 });
   await migrateStore(store);
-  const targets = new Map<string, HarnessTarget>();
+  const specs = new Map<string, Omit<HarnessTarget, 'pool'>>();
   for (const spec of options.targets) {
     const db = await createTestDatabase(`engine_${spec.name}`);
     if (spec.sandboxUsers !== undefined) {
@@ -59,24 +61,20 @@ export async function startEngineHarness(options: { plansDir: string; targets: H
       await client.end();
     }
     const rules = TargetRulesSchema.parse(spec.rules ?? {});
-    targets.set(spec.name, {
+    specs.set(spec.name, {
       db,
-      pool: openTargetPool(db.url, { max: 6 }),
       target: { name: spec.name, label: rules.label ?? spec.name, url: db.url, displayUrl: db.url, rules },
     });
   }
   const signingKeyPem = newSigningKeyPem();
-  const deps: EngineDeps = {
-    store,
-    plansDir: options.plansDir,
-    signingKeyPem,
-    targetPool: (name) => {
-      const found = targets.get(name);
-      if (!found) throw new Error(`Unknown target "${name}"`);
-      return found.pool;
-    },
-    findTarget: (name) => targets.get(name)?.target,
-  };
+  const registry = createTargetRegistry({
+    addresses: new Map([...specs].map(([name, { target }]) => [name, { url: target.url }])),
+    rules: new Map([...specs].map(([name, { target }]) => [name, target.rules])),
+    config: { targets: {} },
+    poolSize: 6,
+  });
+  const targets = new Map<string, HarnessTarget>([...specs].map(([name, spec]) => [name, { ...spec, pool: registry.pool(name) }]));
+  const deps: EngineDeps = { store, plansDir: options.plansDir, signingKeyPem, targets: registry };
   return {
     store,
     storeDb,
@@ -89,7 +87,7 @@ export async function startEngineHarness(options: { plansDir: string; targets: H
       return client;
     },
     close: async () => {
-      for (const { pool } of targets.values()) await pool.end().catch(() => {});
+      await registry.close();
       await store.close().catch(() => {});
       for (const { db } of targets.values()) await db.drop().catch(() => {});
       await storeDb.drop().catch(() => {});

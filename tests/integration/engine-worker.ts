@@ -7,8 +7,8 @@ import pg from 'pg';
 import type { EngineActor, EngineDeps } from '../../app/engine/engine-deps.server';
 import { executeRun } from '../../app/engine/engine.server';
 import { openStore } from '../../app/runtime/store.server';
-import { TargetRulesSchema } from '../../app/targets/target-config';
-import { openTargetPool, type Target } from '../../app/targets/targets.server';
+import { TargetRulesSchema } from '../../app/runtime/target-config';
+import { createTargetRegistry } from '../../app/targets/target-registry.server';
 
 export interface WorkerJob {
   storeUrl: string;
@@ -22,20 +22,12 @@ export interface WorkerJob {
 
 const job = JSON.parse(process.env.ENGINE_WORKER ?? '{}') as WorkerJob;
 const store = openStore(job.storeUrl, { max: 12 });
-const pools = new Map<string, pg.Pool>(job.targets.map((target) => [target.name, openTargetPool(target.url, { max: 4 })]));
-const targets = new Map<string, Target>(
-  job.targets.map((target) => {
-    const rules = TargetRulesSchema.parse(target.rules ?? {});
-    return [target.name, { name: target.name, label: target.name, url: target.url, displayUrl: target.url, rules }];
-  }),
-);
-const deps: EngineDeps = {
-  store,
-  plansDir: job.plansDir,
-  signingKeyPem: job.signingKeyPem,
-  targetPool: (name) => pools.get(name)!,
-  findTarget: (name) => targets.get(name),
-};
+const targets = createTargetRegistry({
+  addresses: new Map(job.targets.map((target) => [target.name, { url: target.url }])),
+  rules: new Map(job.targets.map((target) => [target.name, TargetRulesSchema.parse(target.rules ?? {})])),
+  config: { targets: {} },
+});
+const deps: EngineDeps = { store, plansDir: job.plansDir, signingKeyPem: job.signingKeyPem, targets };
 
 const results = await Promise.all(
   job.executes.map((runId) =>
@@ -46,5 +38,5 @@ const results = await Promise.all(
   ),
 );
 process.stdout.write(`${JSON.stringify({ pid: process.pid, results })}\n`);
-await Promise.all([store.close(), ...[...pools.values()].map((pool) => pool.end())]);
+await Promise.all([store.close(), targets.close()]);
 process.exit(0);

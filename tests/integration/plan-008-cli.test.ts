@@ -14,8 +14,8 @@ import { loadPlan, type ValidPlan } from '../../app/plans/load-plans.server';
 import { planOnTarget, refreshPlanFacts } from '../../app/plans/plan-overview.server';
 import { migrateStore, openStore, type Store } from '../../app/runtime/store.server';
 import { generateSandbox } from '../../app/sandbox/generate-sandbox.server';
-import { openTargetPool, type Target } from '../../app/targets/targets.server';
-import { DEFAULT_TARGET_RULES } from '../../app/targets/target-config';
+import { createTargetRegistry } from '../../app/targets/target-registry.server';
+import { DEFAULT_TARGET_RULES } from '../../app/runtime/target-config';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 
 const run = promisify(execFile);
@@ -110,19 +110,19 @@ describe('npx runsheet check, plan 008 on a fresh sandbox', () => {
 
     // The plan's state on the target: schema facts present, no ledger row → drift.
     const store: Store = openStore(storeDb.url);
-    const pool = openTargetPool(sandboxDb.url);
+    const targets = createTargetRegistry({ addresses: new Map([['sandbox', { url: sandboxDb.url }]]), config: { targets: { sandbox: { ...DEFAULT_TARGET_RULES, label: 'Sandbox' } } } });
     try {
       await migrateStore(store);
       const plan = (await loadPlan(path.join(root, 'plans'), PLAN)) as ValidPlan;
-      const target: Target = { name: 'sandbox', label: 'Sandbox', url: sandboxDb.url, displayUrl: sandboxDb.url, rules: DEFAULT_TARGET_RULES };
-      const deps = { store, plansDir: path.join(root, 'plans'), targetPool: () => pool };
+      const target = targets.get('sandbox');
+      const deps = { store, plansDir: path.join(root, 'plans'), targets };
       const facts = await refreshPlanFacts(deps, plan, target);
       expect(facts.schema.backfill?.percentage).toBe(Number(step4.backfill_percentage));
       const cell = await planOnTarget(deps, plan, target);
       expect(cell.ledger?.state).toBe('not_applied');
       expect(cell.state).toBe('drift');
     } finally {
-      await pool.end();
+      await targets.close();
       await store.close();
     }
   });

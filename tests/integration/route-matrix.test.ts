@@ -13,7 +13,7 @@ import type { ServerBuild } from '@remix-run/node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANY_INTENT, ROLES, ROUTE_ACCESS, accessAllows, type Access, type Role, type RouteAccess } from '../../app/auth/permissions';
-import type { Runtime } from '../../app/runtime/runtime.server';
+import type { Runtime } from '../../app/boot/runtime.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import {
   ensureFreshBuild,

@@ -1,19 +1,22 @@
 /**
- * What a Runsheet process needs before it serves a request or runs a command: the store (migrated),
- * the targets, the secrets. The web server and the command line both start here.
+ * The composition root: what a Runsheet process needs before it serves a request or runs a
+ * command: the store (migrated), the targets (built once), the secrets. The web server and the
+ * command line both start here, and hand what it returns to the engine and the domain.
  */
 import { randomBytes, generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { readEnv, type RunsheetEnv } from './env.server';
-import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded-postgres.server';
-import { migrateStore, openStore, type Store } from './store.server';
+import runsheetConfig from '../../runsheet.config';
+import { readEnv, targetUrlsFromEnv, type RunsheetEnv } from '../runtime/env.server';
+import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from '../runtime/embedded-postgres.server';
+import { migrateStore, openStore, type Store } from '../runtime/store.server';
+import { RunsheetError } from '../runtime/errors';
 import { generateSandbox } from '../sandbox/generate-sandbox.server';
 import { ensureDemoAccounts, type DemoAccount } from '../auth/demo-accounts.server';
-import { findTarget, openTargetPool } from '../targets/targets.server';
+import { createTargetRegistry, type TargetAddress, type TargetRegistry } from '../targets/target-registry.server';
 import { markInterruptedRuns } from '../engine/crash-recovery.server';
-import { RunsheetError } from './errors';
+import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
 
 export interface Runtime {
   env: RunsheetEnv;
@@ -25,8 +28,8 @@ export interface Runtime {
   signingKeyPem: string;
   /** Embedded (demo) mode: the demo accounts and their passwords, for the web server to print. */
   demoAccounts?: DemoAccount[];
-  /** A small shared pool per target, opened on first use and closed at stop. */
-  targetPool(name: string): pg.Pool;
+  /** The targets, built once from the environment and runsheet.config.ts. */
+  targets: TargetRegistry;
   stop(): Promise<void>;
 }
 
@@ -49,16 +52,16 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
   let sessionSecret: string;
   let signingKeyPem: string;
   let ownSandbox = false;
+  const defaults = new Map<string, TargetAddress>();
 
   if (env.embedded) {
     embedded = await ensureEmbeddedPostgres(env.dataDir, log);
     await ensureDatabases(embedded.adminUrl, [STORE_DATABASE, SANDBOX_DATABASE]);
     storeUrl = databaseUrl(embedded.adminUrl, STORE_DATABASE);
-    // The sandbox target is the embedded server's own database unless pointed elsewhere.
+    // The sandbox target is the embedded server's own database unless the environment names one;
+    // its stand-in of the platform API is served by the web app itself.
     ownSandbox = !source.TARGET_SANDBOX_URL;
-    source.TARGET_SANDBOX_URL ||= databaseUrl(embedded.adminUrl, SANDBOX_DATABASE);
-    // The sandbox's stand-in of the platform API is served by the web app itself.
-    source.TARGET_SANDBOX_API_URL ||= `http://localhost:${env.PORT}/sandbox-api`;
+    defaults.set('sandbox', { url: databaseUrl(embedded.adminUrl, SANDBOX_DATABASE), apiUrl: `http://localhost:${env.PORT}/sandbox-api` });
     const secrets = embeddedSecrets(env.dataDir);
     sessionSecret = env.SESSION_SECRET ?? secrets.sessionSecret;
     signingKeyPem = env.SIGNING_KEY ?? secrets.signingKeyPem;
@@ -87,24 +90,14 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
   // Whoever owns the embedded server, its demo accounts exist; with DATABASE_URL there are none.
   const demoAccounts = env.embedded ? await ensureDemoAccounts(store, env.dataDir) : undefined;
 
-  if (embedded && ownSandbox && source.TARGET_SANDBOX_URL) {
-    await seedSandboxIfEmpty(source.TARGET_SANDBOX_URL, env.dataDir, options.sandboxUsers ?? 10_000, log);
-    source.TARGET_SANDBOX_API_TOKEN ||= readSandboxApiToken(env.dataDir);
+  const sandbox = defaults.get('sandbox');
+  if (embedded && ownSandbox && sandbox) {
+    await seedSandboxIfEmpty(sandbox.url, env.dataDir, options.sandboxUsers ?? 10_000, log);
+    sandbox.apiToken = readSandboxApiToken(env.dataDir);
   }
+  const targets = createTargetRegistry({ addresses: targetUrlsFromEnv(source), defaults, config: runsheetConfig });
 
-  const pools = new Map<string, pg.Pool>();
-  const targetPool = (name: string): pg.Pool => {
-    let pool = pools.get(name);
-    if (!pool) {
-      const target = findTarget(name, source);
-      if (!target) throw new RunsheetError('configuration', `Unknown target "${name}": set TARGET_${name.toUpperCase()}_URL.`);
-      pool = openTargetPool(target.url, { max: 4, applicationName: 'runsheet' });
-      pools.set(name, pool);
-    }
-    return pool;
-  };
-
-  await markInterruptedRuns({ store, targetPool, signingKeyPem }).catch((error: Error) => log(`Could not check for interrupted runs: ${error.message}`));
+  await markInterruptedRuns({ store, targets, signingKeyPem }).catch((error: Error) => log(`Could not check for interrupted runs: ${error.message}`));
   return {
     env,
     store,
@@ -113,9 +106,9 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
     sessionSecret,
     signingKeyPem,
     demoAccounts,
-    targetPool,
+    targets,
     stop: async () => {
-      await Promise.all([...pools.values()].map((pool) => pool.end().catch(() => {})));
+      await targets.close();
       await store.close().catch(() => {});
       await embedded?.stop();
     },
@@ -144,7 +137,7 @@ async function seedSandboxIfEmpty(url: string, dataDir: string, users: number, l
   await client.connect();
   try {
     // Two processes starting at once must not both generate: serialise on an advisory lock.
-    await client.query('select pg_advisory_lock($1)', [SANDBOX_SEED_LOCK]);
+    await client.query('select pg_advisory_lock($1)', [ADVISORY_LOCKS.sandboxSeed]);
     const { rows } = await client.query("select to_regclass('platform.users') is not null as present");
     if (rows[0]?.present) return;
     log(`Seeding the sandbox target with ${users.toLocaleString('en-US')} users…`);
@@ -156,7 +149,6 @@ async function seedSandboxIfEmpty(url: string, dataDir: string, users: number, l
   }
 }
 
-const SANDBOX_SEED_LOCK = 7_303_424_203;
 const SANDBOX_API_FILE = 'sandbox-api.json';
 
 /** The stand-in API's bearer tokens, kept where the sandbox target's http checks find them. */
