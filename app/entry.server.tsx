@@ -6,8 +6,9 @@ import { isbot } from 'isbot';
 import { renderToPipeableStream } from 'react-dom/server';
 import { NonceProvider } from './components/nonce';
 
-// The server (server/index.ts) starts the runtime through the build, so there is one copy of it.
+// The server (server/index.ts) starts the runtime and the recovery pass through the build, so there is one copy of each.
 export { startRuntime } from './boot/runtime.server';
+export { startRecoveryPass } from './engine/crash-recovery.server';
 
 const ABORT_DELAY = 5_000;
 

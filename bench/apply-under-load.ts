@@ -1,5 +1,5 @@
 /**
- * One apply of a plan through the engine (createRun → ticks → pre-checks → executeRun) on the
+ * One apply of a plan through the engine (openWorkingRun → ticks → pre-checks → executeRun) on the
  * sandbox, under the concurrent writer load of bench/writer-load.ts: the writers start
  * `marginMs` before executeRun is called and stop `marginMs` after the apply phase ends. Writes
  * are grouped by when they ran: before (ended before executeRun was called), during (overlapping the
@@ -10,8 +10,8 @@ import type pg from 'pg';
 import { executeRun } from '../app/engine/engine.server';
 import type { EngineActor, EngineDeps } from '../app/engine/engine-deps.server';
 import { thawPlan } from '../app/engine/frozen-plan.server';
-import { createRun, runRunChecks, tickPrerequisite } from '../app/engine/runs.server';
-import type { RunEvent } from '../app/runs/run-log.server';
+import { openWorkingRun, runRunChecks, tickPrerequisite } from '../app/engine/runs.server';
+import type { RunEvent } from '../app/runs/run-events';
 import { epochMs, round, summarizeLatencies, type LatencySummary } from './stats';
 import { startWriterLoad, type WriteRecord } from './writer-load';
 
@@ -52,7 +52,7 @@ export async function applyUnderLoad(
   input: { planId: string; actor: EngineActor; targetPool: pg.Pool; targetUrl: string; writer: WriterOptions; tag: string; log(line: string): void },
 ): Promise<ApplyMeasurement> {
   const { actor, log } = input;
-  const run = await createRun(deps, { planId: input.planId, target: 'sandbox', kind: 'execute', actor });
+  const { run } = await openWorkingRun(deps, { planId: input.planId, target: 'sandbox', kind: 'execute', actor });
   const { plan } = thawPlan(run.frozenPlan);
   for (const item of plan.prerequisites.filter((candidate) => candidate.required)) {
     await tickPrerequisite(deps, { runId: run.id, itemId: item.id, ticked: true, actor });
@@ -77,7 +77,7 @@ export async function applyUnderLoad(
   let applyEnd: number | undefined;
   let stopping: Promise<WriteRecord[]> | undefined;
   const onEvent = (event: RunEvent) => {
-    if (event.payload.phase !== 'apply') return;
+    if ((event.type !== 'phase.started' && event.type !== 'phase.completed') || event.payload.phase !== 'apply') return;
     if (event.type === 'phase.started') applyStart = epochMs();
     if (event.type === 'phase.completed' && !stopping) {
       applyEnd = epochMs();

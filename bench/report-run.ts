@@ -7,9 +7,10 @@
  */
 import type { CheckResult } from '../app/checks/run-checks.server';
 import type { EngineActor, EngineDeps } from '../app/engine/engine-deps.server';
-import { jsonPayload, transitionRun } from '../app/engine/run-store.server';
-import { createRun } from '../app/engine/runs.server';
+import { openWorkingRun } from '../app/engine/runs.server';
+import type { RunEventInput } from '../app/runs/run-events';
 import { appendRunEvent, inStoreTransaction } from '../app/runs/run-log.server';
+import { transitionRun } from '../app/runs/run-store.server';
 import { signCheckpoint } from '../app/runs/signing.server';
 
 export async function createReportRun(
@@ -18,77 +19,109 @@ export async function createReportRun(
 ): Promise<{ runId: string; events: number; writeMs: number }> {
   const { actor } = input;
   const started = performance.now();
-  const run = await createRun(deps, { planId: input.planId, target: 'sandbox', kind: 'rehearsal', actor });
-  // createRun appended 'run.created' (and 'state.changed' when the run is ready at once); the
-  // closing transition appends one more 'state.changed'.
+  const { run } = await openWorkingRun(deps, { planId: input.planId, target: 'sandbox', kind: 'rehearsal', actor });
+  const who = { actor: actor.email, role: actor.role };
+  // A synthetic drive, with the states a real one passes through: ready → rehearsing → rehearsed.
+  const target = { name: 'sandbox', url: 'postgres://bench@localhost/sandbox', serverVersion: '18', tls: false, currentUser: 'bench' };
+  const rehearsing = await transitionRun(deps.store, {
+    runId: run.id,
+    from: ['draft', 'ready'],
+    to: 'ready',
+    reason: 'bench: every gate taken as passed',
+    ...who,
+  }).then(() =>
+    transitionRun(deps.store, {
+      runId: run.id,
+      from: ['ready'],
+      to: 'rehearsing',
+      reason: 'bench: a synthetic rehearsal of a batched backfill',
+      ...who,
+      set: { startedAt: 'now', executedBy: actor.email },
+      events: [{ type: 'rehearse.started', payload: { gates: [], target, targetBackendPid: 0, applicationName: `runsheet:run:${run.id}` } }],
+    }),
+  );
+  if (!rehearsing.changed) throw new Error(`the report run ${run.id} could not start (it is ${rehearsing.state})`);
+  // Opening and starting appended some events; the closing transition appends two more ('rehearse.finished', 'state.changed').
   const { rows: opened } = await deps.store.pool.query<{ n: number }>('select count(*)::int as n from run_events where run_id = $1', [run.id]);
-  const toAppend = input.events - opened[0]!.n - 1;
-  if (toAppend < 10) throw new Error(`a report run needs at least 12 events, asked for ${input.events}`);
-  const append = (client: Parameters<typeof appendRunEvent>[0], type: string, payload: Record<string, unknown>) =>
-    appendRunEvent(client, { runId: run.id, actor: actor.email, role: actor.role, type, payload: jsonPayload(payload) });
+  const toAppend = input.events - opened[0]!.n - 2;
+  if (toAppend < 10) throw new Error(`a report run needs at least ${opened[0]!.n + 12} events, asked for ${input.events}`);
+  const append = (client: Parameters<typeof appendRunEvent>[0], event: RunEventInput) => appendRunEvent(client, { runId: run.id, ...who, ...event });
 
   await inStoreTransaction(deps.store.pool, async (client) => {
     let written = 0;
-    const checks = (phase: string) => {
+    const checks = (phase: string): RunEventInput => {
       const results = input.checkResults.find((entry) => entry.phase === phase)?.results ?? [];
       const failed = results.filter((result) => !result.passed && !result.skipped).map((result) => result.checkId);
       return {
-        phase,
-        passed: failed.length === 0,
-        failed,
-        skipped: results.filter((result) => result.skipped).map((result) => result.checkId),
-        results: results.map((result) => ({ ...result, error: result.error ?? null, reason: result.reason ?? null })),
+        type: 'checks.ran',
+        payload: {
+          phase,
+          planChecksum: run.planChecksum,
+          passed: failed.length === 0,
+          failed,
+          skipped: results.filter((result) => result.skipped).map((result) => result.checkId),
+          results: results.map(({ phase: _phase, ...result }) => ({ ...result, error: result.error ?? null, reason: result.reason ?? null })),
+        },
       };
     };
-    const fixed: [string, Record<string, unknown>][] = [
-      ['rehearse.started', { note: 'bench: a synthetic rehearsal of a batched backfill' }],
-      ['phase.started', { phase: 'snapshot', plannedMs: 30_000 }],
-      ['checks.ran', checks('snapshot')],
-      ['phase.completed', { phase: 'snapshot', ok: true, plannedMs: 30_000, actualMs: 900 }],
-      ['phase.started', { phase: 'apply', plannedMs: 120_000 }],
-      ['step.started', { stepId: 'backfill', title: 'Backfill in batches', file: 'backfill.sql', transactional: false, mode: 'own' }],
+    const fixed: RunEventInput[] = [
+      { type: 'phase.started', payload: { phase: 'snapshot', plannedMs: 30_000 } },
+      checks('snapshot'),
+      { type: 'phase.completed', payload: { phase: 'snapshot', ok: true, plannedMs: 30_000, actualMs: 900 } },
+      { type: 'phase.started', payload: { phase: 'apply', plannedMs: 120_000 } },
+      {
+        type: 'step.started',
+        payload: { stepId: 'backfill', title: 'Backfill in batches', file: 'backfill.sql', transactional: false, mode: 'own', statementCount: 1, lockTimeoutMs: 2_000, statementTimeoutMs: 60_000 },
+      },
     ];
-    const closing: [string, Record<string, unknown>][] = [
-      ['step.completed', { stepId: 'backfill', ok: true }],
-      ['phase.completed', { phase: 'apply', ok: true, plannedMs: 120_000, actualMs: 95_000 }],
-      ['phase.started', { phase: 'verification', plannedMs: 30_000 }],
-      ['checks.ran', checks('verify')],
-      ['phase.completed', { phase: 'verification', ok: true, plannedMs: 30_000, actualMs: 1_200 }],
-      ['phase.started', { phase: 'post_execution', plannedMs: 120_000 }],
-      ['checks.ran', checks('post')],
-      ['phase.completed', { phase: 'post_execution', ok: true, plannedMs: 120_000, actualMs: 2_500 }],
+    const closing: RunEventInput[] = [
+      {
+        type: 'step.completed',
+        payload: { stepId: 'backfill', title: 'Backfill in batches', transactional: false, ok: true, statementCount: 1, completedCount: 1, committed: true, durationMs: 95_000 },
+      },
+      { type: 'phase.completed', payload: { phase: 'apply', ok: true, plannedMs: 120_000, actualMs: 95_000 } },
+      { type: 'phase.started', payload: { phase: 'verification', plannedMs: 30_000 } },
+      checks('verify'),
+      { type: 'phase.completed', payload: { phase: 'verification', ok: true, plannedMs: 30_000, actualMs: 1_200 } },
+      { type: 'phase.started', payload: { phase: 'post_execution', plannedMs: 120_000 } },
+      checks('post'),
+      { type: 'phase.completed', payload: { phase: 'post_execution', ok: true, plannedMs: 120_000, actualMs: 2_500 } },
     ];
-    for (const [type, payload] of fixed) (await append(client, type, payload), written++);
+    for (const event of fixed) (await append(client, event), written++);
     const batches = toAppend - fixed.length - closing.length;
     for (let batch = 0; batch < batches; batch++) {
       if (batch % 500 === 499) {
-        await append(client, 'note.added', { text: `Batch ${batch + 1}: replication lag checked, under 1 s.` });
+        await append(client, { type: 'note.added', payload: { text: `Batch ${batch + 1}: replication lag checked, under 1 s.` } });
       } else {
-        await append(client, 'statement.completed', {
-          stepId: 'backfill',
-          index: batch,
-          line: 12,
-          endLine: 24,
-          command: 'UPDATE',
-          durationMs: 40 + (batch % 17),
-          rowCount: 1000,
-          notices: [],
-          startedAt: new Date(Date.UTC(2025, 0, 1, 0, 0, 0, batch * 95)).toISOString(),
+        await append(client, {
+          type: 'statement.completed',
+          payload: {
+            stepId: 'backfill',
+            index: batch,
+            line: 12,
+            endLine: 24,
+            command: 'UPDATE',
+            durationMs: 40 + (batch % 17),
+            rowCount: 1000,
+            notices: [],
+            startedAt: new Date(Date.UTC(2025, 0, 1, 0, 0, 0, batch * 95)).toISOString(),
+          },
         });
       }
       written++;
     }
-    for (const [type, payload] of closing) (await append(client, type, payload), written++);
+    for (const event of closing) (await append(client, event), written++);
     if (written !== toAppend) throw new Error(`wrote ${written} events, meant ${toAppend}`);
   });
+  const outcome = { result: 'rehearsed' as const, rehearsal: { apply: { ok: true, steps: [] }, rolledBack: true } };
   const closed = await transitionRun(deps.store, {
     runId: run.id,
-    from: ['draft', 'ready'],
+    from: ['rehearsing'],
     to: 'rehearsed',
     reason: 'bench: synthetic rehearsal finished',
-    actor: actor.email,
-    role: actor.role,
-    set: { startedAt: 'now', finishedAt: 'now', executedBy: actor.email },
+    ...who,
+    set: { finishedAt: 'now', outcome },
+    events: [{ type: 'rehearse.finished', payload: { state: 'rehearsed', outcome } }],
   });
   if (!closed.changed) throw new Error(`the report run ${run.id} could not be closed (it is ${closed.state})`);
   await signCheckpoint(deps.store.pool, run.id, deps.signingKeyPem);

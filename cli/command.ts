@@ -14,5 +14,7 @@ export interface CliCommand {
   usage: string;
   /** Commands that only read files (validate plans, verify a log file) need no database. */
   needsRuntime: boolean;
+  /** Commands that act on or read runs: the recovery pass runs first (a run whose driver died is marked interrupted). */
+  touchesRuns?: boolean;
   run(args: string[], context: { io: CliIo; runtime?: Runtime }): Promise<number>;
 }

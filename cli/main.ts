@@ -4,6 +4,7 @@
  */
 import { startRuntime, type Runtime } from '../app/boot/runtime.server';
 import type { CliCommand, CliIo } from './command';
+import { markInterruptedRuns } from '../app/engine/crash-recovery.server';
 import { isRunsheetError } from '../app/runtime/errors';
 import { CliError, EXIT, EXIT_CODE_BY_KIND } from './exit-codes';
 import { commands } from './commands/index';
@@ -59,6 +60,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   let runtime: Runtime | undefined;
   try {
     if (command.needsRuntime) runtime = await startRuntime({ log: (line) => io.err(line) });
+    if (runtime && command.touchesRuns) await markInterruptedRuns(runtime).catch((error: Error) => io.err(`Could not check for interrupted runs: ${error.message}`));
     return await runCommand(command, rest, { io, runtime });
   } catch (error) {
     return exitCodeOf(error, io, command.name);

@@ -8,10 +8,12 @@ import path from 'node:path';
 import { createRequestHandler } from '@remix-run/express';
 import type { ServerBuild } from '@remix-run/node';
 import express from 'express';
-import type { Runtime, StartRuntimeOptions } from '../app/runtime/runtime.server';
+import type { Runtime, StartRuntimeOptions } from '../app/boot/runtime.server';
 import { crossOriginGuard } from '../app/auth/origin.server';
 
-type RunsheetBuild = ServerBuild & { entry: { module: { startRuntime(options: StartRuntimeOptions): Promise<Runtime> } } };
+type RunsheetBuild = ServerBuild & {
+  entry: { module: { startRuntime(options: StartRuntimeOptions): Promise<Runtime>; startRecoveryPass(runtime: Runtime, report: (line: string) => void): () => void } };
+};
 
 const root = path.resolve(import.meta.dirname, '..');
 const development = process.env.NODE_ENV === 'development';
@@ -44,7 +46,10 @@ export async function startServer(): Promise<void> {
     app.use(express.static(path.join(root, 'build', 'client'), { maxAge: '1h' }));
   }
 
-  const runtime = await (await loadBuild()).entry.module.startRuntime({ log });
+  const entry = (await loadBuild()).entry.module;
+  const runtime = await entry.startRuntime({ log });
+  // Runs whose driving process died are marked interrupted now and every few seconds after (never by a page read).
+  const stopRecovery = entry.startRecoveryPass(runtime, log);
   for (const demo of runtime.demoAccounts ?? []) log(`Demo account ${demo.role.padEnd(8)} ${demo.email.padEnd(24)} password: ${demo.password}`);
   // Before Remix, whose own Origin/Host check would answer a cross-origin form with an unlogged 500.
   app.use(crossOriginGuard(runtime));
@@ -72,6 +77,7 @@ export async function startServer(): Promise<void> {
         ? `[runsheet] Port ${port} is in use: stop what runs there, or start with PORT=<another port>.`
         : `[runsheet] ${error.message}`,
     );
+    stopRecovery();
     await runtime.stop();
     process.exit(1);
   });
@@ -80,6 +86,7 @@ export async function startServer(): Promise<void> {
     log(`${signal}: stopping`);
     server.close();
     server.closeAllConnections();
+    stopRecovery();
     await runtime.stop();
     process.exit(0);
   };

@@ -8,7 +8,7 @@
  * refused (after the sign-in and Origin checks) and nothing runs.
  */
 import type { AppLoadContext } from '@remix-run/node';
-import { ROUTE_ACCESS, isPermission } from './permissions';
+import { ROUTE_ACCESS, isPermission } from '../accounts/permissions';
 import { requirePermission, type SignedInUser } from './require.server';
 
 export async function requireIntentPermission(

@@ -18,7 +18,7 @@ import type { AppLoadContext } from '@remix-run/node';
 import { recordAudit } from '../audit/audit-log.server';
 import type { RunsheetEnv } from '../runtime/env.server';
 import type { Runtime } from '../boot/runtime.server';
-import { SANDBOX_API_PREFIX } from './permissions';
+import { SANDBOX_API_PREFIX } from '../accounts/permissions';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 

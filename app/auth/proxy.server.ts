@@ -13,9 +13,9 @@ import { accounts } from '../../db/schema/index';
 import { recordAudit } from '../audit/audit-log.server';
 import type { RunsheetEnv } from '../runtime/env.server';
 import type { Runtime } from '../boot/runtime.server';
-import { EmailSchema, createAccount } from './accounts.server';
+import { EmailSchema, createAccount } from '../accounts/accounts.server';
 import { isRunsheetError } from '../runtime/errors';
-import { isRole, type Role } from './permissions';
+import { isRole, type Role } from '../accounts/permissions';
 import { SESSION_ABSOLUTE_SECONDS } from './session.server';
 
 export interface ProxyAccount {

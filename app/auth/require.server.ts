@@ -11,7 +11,7 @@
 import { redirect, type AppLoadContext } from '@remix-run/node';
 import { recordAudit } from '../audit/audit-log.server';
 import { FOREIGN_ORIGIN_MESSAGE, allowedOrigins, originFactsOf, originVerdict } from './origin.server';
-import { ROLE_LABELS, roleCan, type Permission, type Role } from './permissions';
+import { ROLE_LABELS, roleCan, type Permission, type Role } from '../accounts/permissions';
 import { proxyAccount, proxyEmail } from './proxy.server';
 import { readSession } from './session.server';
 

@@ -13,7 +13,7 @@ import { and, eq, lt, or, sql } from 'drizzle-orm';
 import { sessions } from '../../db/schema/index';
 import type { Runtime } from '../boot/runtime.server';
 import type { StoreDb } from '../runtime/store.server';
-import { isRole, type Role } from './permissions';
+import { isRole, type Role } from '../accounts/permissions';
 
 export const SESSION_COOKIE_NAME = 'runsheet_session';
 export const SESSION_ABSOLUTE_SECONDS = 12 * 60 * 60;

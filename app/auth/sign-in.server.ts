@@ -6,9 +6,9 @@ import { eq, sql } from 'drizzle-orm';
 import { accounts } from '../../db/schema/index';
 import { recordAudit } from '../audit/audit-log.server';
 import type { Runtime } from '../boot/runtime.server';
-import { findAccountForSignIn, upgradePasswordHash } from './accounts.server';
-import { burnPasswordCheck, hashPassword, needsRehash, verifyPassword } from './password.server';
-import type { Role } from './permissions';
+import { findAccountForSignIn, upgradePasswordHash } from '../accounts/accounts.server';
+import { burnPasswordCheck, hashPassword, needsRehash, verifyPassword } from '../accounts/password.server';
+import type { Role } from '../accounts/permissions';
 import { createSession } from './session.server';
 import { checkThrottle, clearFailedSignIns, recordFailedSignIn } from './throttle.server';
 

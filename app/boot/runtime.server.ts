@@ -13,9 +13,8 @@ import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from
 import { migrateStore, openStore, type Store } from '../runtime/store.server';
 import { RunsheetError } from '../runtime/errors';
 import { generateSandbox } from '../sandbox/generate-sandbox.server';
-import { ensureDemoAccounts, type DemoAccount } from '../auth/demo-accounts.server';
+import { ensureDemoAccounts, type DemoAccount } from '../accounts/demo-accounts.server';
 import { createTargetRegistry, type TargetAddress, type TargetRegistry } from '../targets/target-registry.server';
-import { markInterruptedRuns } from '../engine/crash-recovery.server';
 import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
 
 export interface Runtime {
@@ -97,7 +96,6 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
   }
   const targets = createTargetRegistry({ addresses: targetUrlsFromEnv(source), defaults, config: runsheetConfig });
 
-  await markInterruptedRuns({ store, targets, signingKeyPem }).catch((error: Error) => log(`Could not check for interrupted runs: ${error.message}`));
   return {
     env,
     store,

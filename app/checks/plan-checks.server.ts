@@ -5,12 +5,13 @@
 import { recordAudit } from '../audit/audit-log.server';
 import { checkSql, loadPlan, type ValidPlan } from '../plans/load-plans.server';
 import { checksOfPhase, type CheckPhase } from '../plans/plan-schema';
-import type { Runtime } from '../boot/runtime.server';
+import type { Store } from '../runtime/store.server';
+import type { TargetRegistry } from '../targets/target-registry.server';
 import type { Target } from '../targets/targets.server';
 import { RunsheetError } from '../runtime/errors';
 import { recordCheckResults, runChecks, type CheckResult } from './run-checks.server';
 
-export type PlanChecksDeps = Pick<Runtime, 'store' | 'plansDir' | 'targets'>;
+export type PlanChecksDeps = { store: Pick<Store, 'pool' | 'db'>; plansDir: string; targets: TargetRegistry };
 
 /** A valid plan by id, or a named error that says what is wrong and what to do. */
 export async function requireValidPlan(plansDir: string, planId: string): Promise<ValidPlan> {

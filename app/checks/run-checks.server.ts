@@ -12,7 +12,7 @@
  * spliced into SQL.
  */
 import { performance } from 'node:perf_hooks';
-import { and, desc, eq } from 'drizzle-orm';
+import { and, asc, desc, eq, sql } from 'drizzle-orm';
 import type pg from 'pg';
 import { checkResults, type CheckResultRow } from '../../db/schema/index';
 import type { Check, Expectation, HttpCheck, ProbeCheck, SqlCheck } from '../plans/plan-schema';
@@ -519,4 +519,19 @@ export async function latestCheckResults(db: StoreDb, key: { target: string; pla
     .from(checkResults)
     .where(and(eq(checkResults.target, key.target), eq(checkResults.planId, key.planId)))
     .orderBy(checkResults.checkId, desc(checkResults.ranAt), desc(checkResults.id));
+}
+
+/** Every check result recorded in a run, oldest first (what the run page lists). */
+export async function readRunCheckResults(db: StoreDb, runId: string): Promise<CheckResultRow[]> {
+  return db.select().from(checkResults).where(eq(checkResults.runId, runId)).orderBy(asc(checkResults.ranAt), asc(checkResults.id));
+}
+
+/** The newest result of each check of one phase in a run, with its age by the store's clock (a gate judges freshness). */
+export async function latestRunPhaseResults(db: StoreDb, input: { runId: string; phase: string }): Promise<(CheckResultRow & { ageMs: number })[]> {
+  const rows = await db
+    .selectDistinctOn([checkResults.checkId], { row: checkResults, ageMs: sql<number>`(extract(epoch from (clock_timestamp() - ${checkResults.ranAt})) * 1000)::float8` })
+    .from(checkResults)
+    .where(and(eq(checkResults.runId, input.runId), eq(checkResults.phase, input.phase)))
+    .orderBy(checkResults.checkId, desc(checkResults.ranAt), desc(checkResults.id));
+  return rows.map(({ row, ageMs }) => ({ ...row, ageMs: Number(ageMs) }));
 }

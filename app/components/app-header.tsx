@@ -1,5 +1,5 @@
 import { Form, NavLink } from '@remix-run/react';
-import { ROLE_LABELS, can, type Role } from '../auth/permissions';
+import { ROLE_LABELS, can, type Role } from '../accounts/permissions';
 
 export interface HeaderUser {
   email: string;

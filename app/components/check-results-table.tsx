@@ -1,6 +1,7 @@
 import type { LatestCheckResult } from '../plans/plan-on-target.server';
+import { describeExpectation } from '../checks/describe-expectation';
 import { CopyButton } from './copy-button';
-import { formatAge, formatDuration } from './format';
+import { formatAge, formatDuration } from '../runtime/format';
 import { StatusBadge } from './status-badge';
 
 interface CheckRow {
@@ -79,27 +80,6 @@ export function CheckResultsTable({ checks, results, checksum }: { checks: Check
       </table>
     </div>
   );
-}
-
-export function describeExpectation(expect: { type: string } & Record<string, unknown>): string {
-  switch (expect.type) {
-    case 'no_rows':
-      return 'no rows';
-    case 'exists':
-      return 'at least one row';
-    case 'rows':
-      return `exactly ${JSON.stringify(expect.rows)}`;
-    case 'value':
-      return `${String(expect.column ?? 'value')} ${String(expect.op)} ${JSON.stringify(expect.value)}`;
-    case 'sqlstate':
-      return `fails with SQLSTATE ${String(expect.sqlstate)}`;
-    case 'record':
-      return 'recorded';
-    case 'http':
-      return `HTTP ${String(expect.status)}${Array.isArray(expect.json_has) && expect.json_has.length ? `, has ${expect.json_has.join(', ')}` : ''}`;
-    default:
-      return expect.type;
-  }
 }
 
 function describeActual(actual: unknown): string {

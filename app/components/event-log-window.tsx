@@ -1,8 +1,8 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
-import type { RunEvent } from '../runs/run-log.server';
+import { storedTypeOf, type RunEvent } from '../runs/run-events';
 
-/** One run-log event as the report's window shows it. */
-export type EventLogRow = Omit<RunEvent, 'runId'>;
+/** One run-log event as the report's window shows it: parsed, with its place in the chain. */
+export type EventLogRow = RunEvent & { prevHash: string; hash: string };
 
 interface EventsPageJson {
   events: EventLogRow[];
@@ -16,8 +16,9 @@ const OVERSCAN = 10;
 /** Events fetched per request as the list scrolls. */
 const PAGE = 200;
 
-function payloadSummary(payload: Record<string, unknown>): string {
-  const text = JSON.stringify(payload);
+/** The payload in one line; an event this version does not know shows the payload it was stored with. */
+function payloadSummary(event: EventLogRow): string {
+  const text = JSON.stringify(event.type === 'unrecognised' ? event.payload.storedPayload : event.payload);
   if (text === '{}') return '';
   return text.length > 220 ? `${text.slice(0, 219)}…` : text;
 }
@@ -144,8 +145,8 @@ export function EventLogWindow({
           <span className="hidden w-48 shrink-0 truncate pr-2 md:block" title={event.actor}>
             {event.actor}
           </span>
-          <span className="w-40 shrink-0 truncate pr-2 font-semibold">{event.type}</span>
-          <span className="min-w-0 flex-1 truncate text-ink-muted">{payloadSummary(event.payload)}</span>
+          <span className="w-40 shrink-0 truncate pr-2 font-semibold">{storedTypeOf(event)}</span>
+          <span className="min-w-0 flex-1 truncate text-ink-muted">{payloadSummary(event)}</span>
         </button>
       ) : (
         <div className="flex items-center px-2 font-mono text-xs text-ink-faint" style={{ height: ROW_HEIGHT - 1 }}>

@@ -2,7 +2,7 @@ import type { ReactNode } from 'react';
 import type { Aged } from '../plans/plan-on-target.server';
 import type { SchemaFacts } from '../targets/schema-facts.server';
 import type { TargetFacts } from '../targets/target-facts.server';
-import { formatAge } from './format';
+import { formatAge } from '../runtime/format';
 import { StatusBadge } from './status-badge';
 
 function Panel({ title, age, children, actions }: { title: string; age?: number; children: ReactNode; actions?: ReactNode }) {

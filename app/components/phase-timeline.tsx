@@ -1,4 +1,4 @@
-import { formatDuration } from './format';
+import { formatDuration } from '../runtime/format';
 
 export interface TimelinePhase {
   phase: string;

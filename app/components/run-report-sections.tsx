@@ -1,7 +1,7 @@
 import type { ReportCheck, ReportCheckRun, ReportIssue, ReportStatement, RunReport, SignatureVerdict, SnapshotRow } from '../runs/run-report';
 import { compactJson } from '../runs/run-report';
-import { describeExpectation } from './check-results-table';
-import { formatDuration, formatUtc } from './format';
+import { describeExpectation } from '../checks/describe-expectation';
+import { formatDuration, formatUtc } from '../runtime/format';
 import { StatusBadge } from './status-badge';
 
 /** Most rows a report section draws; the rest are in the event list and the downloads. */

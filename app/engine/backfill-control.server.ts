@@ -7,17 +7,17 @@
  * starts (the run still draft or ready) makes it start paused.
  */
 import type pg from 'pg';
-import { appendRunEvent, assertRunId, readRunEvents, type RunEvent } from '../runs/run-log.server';
+import { eventsOf, type RunEvent } from '../runs/run-events';
+import { appendRunEvent, assertRunId, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
 import { type EngineActor, type EngineDeps } from './engine-deps.server';
 import { thawPlan } from './frozen-plan.server';
 import { authorize, getRun } from './runs.server';
 import { RunsheetError } from '../runtime/errors';
+import type { RunState } from '../../db/run-lifecycle';
 
-export const BACKFILL_PAUSE = 'backfill.pause';
-export const BACKFILL_RESUME = 'backfill.resume';
 
 /** In which states a run's backfill may be paused or resumed: before it runs, and while it applies. */
-const CONTROLLABLE_STATES = ['draft', 'ready', 'applying'] as const;
+const CONTROLLABLE_STATES = ['draft', 'ready', 'applying'] as const satisfies readonly RunState[];
 
 export interface BackfillPauseState {
   paused: boolean;
@@ -30,26 +30,20 @@ export interface BackfillPauseState {
 
 /** The newest pause or resume request of a run: what the driving process polls. */
 export async function readBackfillPauseState(store: pg.Pool | pg.ClientBase, runId: string): Promise<BackfillPauseState> {
-  const { rows } = await store.query<{ type: string; actor: string; seq: string; payload: { reason?: string } }>(
-    `select type, actor, seq, payload from run_events where run_id = $1 and type = any ($2::text[]) order by seq desc limit 1`,
-    [runId, [BACKFILL_PAUSE, BACKFILL_RESUME]],
-  );
-  const row = rows[0];
-  if (!row) return { paused: false };
-  return { paused: row.type === BACKFILL_PAUSE, by: row.actor, seq: Number(row.seq), ...(row.payload?.reason ? { reason: row.payload.reason } : {}) };
+  return backfillPauseStateFromEvents(await readRunEvents(store, runId, { types: ['backfill.pause', 'backfill.resume'] }));
 }
 
 /** The same answer from events already read (the run page folds them). */
 export function backfillPauseStateFromEvents(events: readonly RunEvent[]): BackfillPauseState {
-  const latest = events.findLast((event) => event.type === BACKFILL_PAUSE || event.type === BACKFILL_RESUME);
+  const latest = eventsOf(events, 'backfill.pause', 'backfill.resume').at(-1);
   if (!latest) return { paused: false };
-  const reason = typeof latest.payload.reason === 'string' ? latest.payload.reason : undefined;
-  return { paused: latest.type === BACKFILL_PAUSE, by: latest.actor, at: latest.at, seq: latest.seq, ...(reason ? { reason } : {}) };
+  const reason = latest.payload.reason;
+  return { paused: latest.type === 'backfill.pause', by: latest.actor, at: latest.at, seq: latest.seq, ...(reason ? { reason } : {}) };
 }
 
 export interface BackfillControlResult {
   /** The request appended to the run log; undefined when the backfill already was in that state. */
-  requested?: RunEvent;
+  requested?: LoggedRunEvent;
   state: BackfillPauseState;
 }
 
@@ -80,7 +74,7 @@ async function requestBackfillState(deps: EngineDeps, input: { runId: string; ac
     await refuse('a rehearsal has no batched backfill to pause');
     throw new RunsheetError('state', `Refused: run ${runId} is a rehearsal; a batched backfill runs only in an execute run.`);
   }
-  if (!(CONTROLLABLE_STATES as readonly string[]).includes(run.state)) {
+  if (!(CONTROLLABLE_STATES as readonly RunState[]).includes(run.state)) {
     await refuse(`the run is ${run.state}`);
     throw new RunsheetError('state', `Refused: run ${runId} is ${run.state}; a backfill is paused or resumed while the run is draft, ready or applying.`);
   }
@@ -91,13 +85,13 @@ async function requestBackfillState(deps: EngineDeps, input: { runId: string; ac
   }
   const reason = input.reason?.trim();
   if (reason && reason.length > 2_000) throw new RunsheetError('invalid_input', 'A reason is at most 2,000 characters.');
-  const current = backfillPauseStateFromEvents(await readRunEvents(deps.store.pool, runId));
+  const current = await readBackfillPauseState(deps.store.pool, runId);
   if (current.paused === input.paused) return { state: current };
   const requested = await appendRunEvent(deps.store.pool, {
     runId,
     actor: actor.email,
     role: actor.role,
-    type: input.paused ? BACKFILL_PAUSE : BACKFILL_RESUME,
+    type: input.paused ? 'backfill.pause' : 'backfill.resume',
     payload: { state: run.state, steps: backfills.map((step) => step.id), ...(reason ? { reason } : {}) },
   });
   return { requested, state: { paused: input.paused, by: requested.actor, at: requested.at, seq: requested.seq, ...(reason ? { reason } : {}) } };

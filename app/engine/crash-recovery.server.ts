@@ -10,7 +10,8 @@ import type { RunState } from '../../db/schema/index';
 import type { EngineDeps } from './engine-deps.server';
 import { readLedgerRowsOfRun, type LedgerRowOfRun } from '../targets/ledger.server';
 import { runApplicationName } from './target-session.server';
-import { selectRuns, transitionRun, type RunRecord } from './run-store.server';
+import { findRuns, transitionRun, type RunRecord } from '../runs/run-store.server';
+import { ACTIVE_RUN_STATES } from '../../db/run-lifecycle';
 
 export const DEFAULT_STALE_AFTER_MS = 30_000;
 
@@ -26,22 +27,37 @@ export interface RecoveryReport {
 }
 
 /**
- * Marks every stale active run whose target session is gone as interrupted (event by 'system',
- * with the ledger's word on whether its COMMIT landed). At start-up, and when a run is read.
+ * The recovery pass: marks every stale active run whose target session is gone as interrupted
+ * (event by 'system', with the ledger's word on whether its COMMIT landed). Run by the server at
+ * start-up and on a timer, and by every command-line command that touches runs; never by a page
+ * read (reads change nothing).
  */
 export async function markInterruptedRuns(deps: RecoveryDeps, options: { staleAfterMs?: number; runId?: string } = {}): Promise<RecoveryReport[]> {
   const staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
-  const candidates = await selectRuns(
-    deps.store.pool,
-    `where state in ('applying', 'rolling_back', 'rehearsing')
-       and (heartbeat_at is null or heartbeat_at < now() - make_interval(secs => $1::float8 / 1000))
-       and ($2::uuid is null or id = $2::uuid)
-     order by created_at`,
-    [staleAfterMs, options.runId ?? null],
-  );
+  const candidates = await findRuns(deps.store.pool, { id: options.runId, states: ACTIVE_RUN_STATES, heartbeatOlderThanMs: staleAfterMs });
   const reports: RecoveryReport[] = [];
-  for (const run of candidates) reports.push(await settleRun(deps, run, staleAfterMs));
+  for (const run of candidates.reverse()) reports.push(await settleRun(deps, run, staleAfterMs));
   return reports;
+}
+
+/** How often the server runs the recovery pass: a run whose driver died is marked within about a minute. */
+export const RECOVERY_EVERY_MS = 15_000;
+
+/** Runs the recovery pass now and then every RECOVERY_EVERY_MS; returns the stop function. Failures are reported, never thrown. */
+export function startRecoveryPass(deps: RecoveryDeps, report: (line: string) => void, everyMs = RECOVERY_EVERY_MS): () => void {
+  let running = false;
+  const pass = () => {
+    if (running) return;
+    running = true;
+    markInterruptedRuns(deps)
+      .then((reports) => reports.filter((entry) => entry.verdict === 'interrupted').forEach((entry) => report(`Run ${entry.runId} on ${entry.target} was ${entry.previousState} and is now interrupted: ${entry.detail}`)))
+      .catch((error: Error) => report(`Could not check for interrupted runs: ${error.message}`))
+      .finally(() => (running = false));
+  };
+  pass();
+  const timer = setInterval(pass, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 async function settleRun(deps: RecoveryDeps, run: RunRecord, staleAfterMs: number): Promise<RecoveryReport> {
@@ -69,7 +85,7 @@ async function settleRun(deps: RecoveryDeps, run: RunRecord, staleAfterMs: numbe
         : 'the target\'s ledger has no row of this run: its transaction did not commit (a non-transactional step may have committed some statements)';
   const interrupted = {
     previousState: run.state,
-    heartbeatAt: run.heartbeatAt,
+    heartbeatAt: run.heartbeatAt?.toISOString() ?? null,
     ownerProcess: run.ownerProcess,
     targetBackendPid: run.targetBackendPid,
     ledgerRows,

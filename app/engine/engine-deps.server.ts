@@ -3,7 +3,7 @@
  * tests), and the errors it answers with. Nothing here imports the web framework.
  */
 import os from 'node:os';
-import type { Role } from '../auth/permissions';
+import type { Role } from '../accounts/permissions';
 import type { Store } from '../runtime/store.server';
 import type { TargetRegistry } from '../targets/target-registry.server';
 

@@ -3,17 +3,18 @@
  * log, the run's check results, the plan on disk, the target's ledger, the other runs), never
  * from a flag someone set. A refusal names every open gate.
  */
-import type pg from 'pg';
-import { ACTIVE_RUN_STATES } from '../../db/schema/index';
+import { ACTIVE_RUN_STATES } from '../../db/run-lifecycle';
+import { latestRunPhaseResults } from '../checks/run-checks.server';
 import { loadPlan } from '../plans/load-plans.server';
 import type { Plan } from '../plans/plan-schema';
-import { readRunEvents, type RunEvent } from '../runs/run-log.server';
+import { eventsOf, type RunEvent } from '../runs/run-events';
+import { readRunEvents } from '../runs/run-log.server';
+import { findRuns, type RunRecord } from '../runs/run-store.server';
 import { readPlanLedgerState } from '../targets/ledger.server';
 import type { EngineDeps, Gate } from './engine-deps.server';
 import { unknownTargetError } from '../targets/target-registry.server';
 import { thawPlan } from './frozen-plan.server';
 import { gateFindings, lintWaiversFromEvents } from './lint-waivers.server';
-import type { RunRecord } from './run-store.server';
 
 export interface PrerequisiteTick {
   itemId: string;
@@ -27,17 +28,23 @@ export interface PrerequisiteTick {
 /** Ticks are replayed from the run log: the newest tick or untick of each item wins. */
 export function ticksFromEvents(events: readonly RunEvent[]): Map<string, PrerequisiteTick> {
   const ticks = new Map<string, PrerequisiteTick>();
-  for (const event of events) {
-    if (event.type !== 'prerequisite.ticked' && event.type !== 'prerequisite.unticked') continue;
-    const itemId = String(event.payload.itemId);
+  for (const event of eventsOf(events, 'prerequisite.ticked', 'prerequisite.unticked')) {
+    const { itemId } = event.payload;
     ticks.set(itemId, { itemId, ticked: event.type === 'prerequisite.ticked', by: event.actor, role: event.role, at: event.at });
   }
   return ticks;
 }
 
+/** Success criteria ticked by hand, replayed the same way, by their index in the plan. */
+export function criteriaTicksFromEvents(events: readonly RunEvent[]): Map<number, { ticked: boolean; by: string; at: string }> {
+  const ticks = new Map<number, { ticked: boolean; by: string; at: string }>();
+  for (const event of eventsOf(events, 'criterion.ticked', 'criterion.unticked')) ticks.set(event.payload.index, { ticked: event.type === 'criterion.ticked', by: event.actor, at: event.at });
+  return ticks;
+}
+
 /** Everyone who signed off the run, from its log (the runs row keeps only the latest). */
 export function signoffsFromEvents(events: readonly RunEvent[]): { by: string; role: string | null; at: string }[] {
-  return events.filter((event) => event.type === 'signoff').map((event) => ({ by: event.actor, role: event.role, at: event.at }));
+  return eventsOf(events, 'signoff').map((event) => ({ by: event.actor, role: event.role, at: event.at }));
 }
 
 export interface GateOptions {
@@ -49,13 +56,7 @@ export interface GateOptions {
   events?: RunEvent[];
 }
 
-interface PrecheckRow {
-  check_id: string;
-  passed: boolean;
-  skipped: boolean;
-  plan_checksum: string;
-  age_ms: number;
-}
+type PrecheckRow = Awaited<ReturnType<typeof latestRunPhaseResults>>[number];
 
 export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: GateOptions = {}): Promise<Gate[]> {
   const events = options.events ?? (await readRunEvents(deps.store.pool, run.id));
@@ -71,19 +72,19 @@ export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: G
   else if (!current.ok) diskProblem = `the plan on disk is not valid now (${current.errors.length} error(s), first: ${current.errors[0]?.message})`;
   else diskChecksum = current.checksum;
 
-  const precheckRows = run.kind === 'execute' ? await latestPrecheckResults(deps.store.pool, run.id) : [];
+  const precheckRows = run.kind === 'execute' ? await latestRunPhaseResults(deps.store.db, { runId: run.id, phase: 'pre' }) : [];
   const checksumDetail = (): { passed: boolean; detail: string } => {
     if (diskProblem) return { passed: false, detail: diskProblem };
     if (diskChecksum !== run.planChecksum) {
       return { passed: false, detail: `the plan changed on disk since this run was opened (now ${diskChecksum!.slice(0, 12)}, run ${run.planChecksum.slice(0, 12)}): open a new run` };
     }
-    const stale = precheckRows.filter((row) => row.plan_checksum !== run.planChecksum).map((row) => row.check_id);
+    const stale = precheckRows.filter((row) => row.planChecksum !== run.planChecksum).map((row) => row.checkId);
     if (stale.length > 0) return { passed: false, detail: `pre-checks ${stale.join(', ')} ran under another checksum: run them again` };
     return { passed: true, detail: `the plan on disk is the frozen plan (${run.planChecksum.slice(0, 12)})` };
   };
   gates.push({ id: 'checksum', label: 'Plan unchanged since the run was opened', ...checksumDetail() });
 
-  gates.push(await targetFreeGate(deps.store.pool, run));
+  gates.push(await targetFreeGate(deps, run));
 
   if (run.kind === 'rehearsal') {
     const nonTransactional = [...plan.apply, ...plan.rollback.steps].filter((step) => !step.transactional).map((step) => step.id);
@@ -171,27 +172,15 @@ function prerequisitesGate(plan: Plan, events: readonly RunEvent[]): Gate {
   };
 }
 
-async function latestPrecheckResults(pool: pg.Pool, runId: string): Promise<PrecheckRow[]> {
-  const { rows } = await pool.query<PrecheckRow>(
-    `select distinct on (check_id) check_id, passed, skipped, plan_checksum,
-            (extract(epoch from (clock_timestamp() - ran_at)) * 1000)::float8 as age_ms
-       from check_results
-      where run_id = $1 and phase = 'pre'
-      order by check_id, ran_at desc, id desc`,
-    [runId],
-  );
-  return rows;
-}
-
 function prechecksGate(plan: Plan, rows: readonly PrecheckRow[]): Gate {
-  const byId = new Map(rows.map((row) => [row.check_id, row]));
+  const byId = new Map(rows.map((row) => [row.checkId, row]));
   const problems: string[] = [];
   const notRun = plan.prechecks.filter((check) => !byId.has(check.id)).map((check) => check.id);
   if (notRun.length > 0) problems.push(`not run in this run: ${notRun.join(', ')}`);
   const failed = plan.prechecks.filter((check) => byId.get(check.id) && !byId.get(check.id)!.passed && !byId.get(check.id)!.skipped).map((check) => check.id);
   if (failed.length > 0) problems.push(`failed: ${failed.join(', ')}`);
   const freshness = plan.precheck_freshness;
-  const stale = plan.prechecks.filter((check) => (byId.get(check.id)?.age_ms ?? 0) > freshness).map((check) => check.id);
+  const stale = plan.prechecks.filter((check) => (byId.get(check.id)?.ageMs ?? 0) > freshness).map((check) => check.id);
   if (stale.length > 0) problems.push(`older than ${Math.round(freshness / 60_000)} min: ${stale.join(', ')} (run the pre-checks again)`);
   return {
     id: 'prechecks',
@@ -201,16 +190,13 @@ function prechecksGate(plan: Plan, rows: readonly PrecheckRow[]): Gate {
   };
 }
 
-async function targetFreeGate(pool: pg.Pool, run: RunRecord): Promise<Gate> {
-  const { rows } = await pool.query<{ id: string; state: string; kind: string; executed_by: string | null }>(
-    `select id::text as id, state, kind, executed_by from runs where target = $1 and state = any($2::text[]) and id <> $3`,
-    [run.target, [...ACTIVE_RUN_STATES], run.id],
-  );
+async function targetFreeGate(deps: EngineDeps, run: RunRecord): Promise<Gate> {
+  const rows = await findRuns(deps.store.pool, { target: run.target, states: ACTIVE_RUN_STATES, exceptId: run.id });
   return {
     id: 'target-free',
     label: `No other run is applying, rolling back or rehearsing on ${run.target}`,
     passed: rows.length === 0,
-    detail: rows.length === 0 ? 'the target is free' : rows.map((row) => `run ${row.id} is ${row.state}${row.executed_by ? ` (by ${row.executed_by})` : ''}`).join('; '),
+    detail: rows.length === 0 ? 'the target is free' : rows.map((row) => `run ${row.id} is ${row.state}${row.executedBy ? ` (by ${row.executedBy})` : ''}`).join('; '),
   };
 }
 
@@ -247,14 +233,8 @@ async function appliedOnGate(deps: EngineDeps, run: RunRecord, other: string): P
   } catch (error) {
     ledgerDetail = `cannot read the ledger of ${other}: ${(error as Error).message}`;
   }
-  const { rows } = await deps.store.pool.query<{ id: string }>(
-    `select id::text as id from runs
-      where target = $1 and plan_checksum = $2 and kind = 'execute' and state = 'applied'
-        and coalesce((outcome->>'verified')::boolean, false)
-      order by finished_at desc limit 1`,
-    [other, run.planChecksum],
-  );
-  const verifiedRun = rows[0]?.id;
+  const [verified] = await findRuns(deps.store.pool, { target: other, checksum: run.planChecksum, kind: 'execute', states: ['applied'], verified: true, limit: 1 });
+  const verifiedRun = verified?.id;
   const passed = ledgerApplied && verifiedRun !== undefined;
   return {
     id,

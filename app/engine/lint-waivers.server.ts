@@ -8,9 +8,7 @@
  */
 import { blocksLintGate, type LintFinding } from '../plans/lint-plan.server';
 import type { Plan } from '../plans/plan-schema';
-import type { RunEvent } from '../runs/run-log.server';
-
-export const LINT_WAIVED = 'lint.waived';
+import { eventsOf, type RunEvent } from '../runs/run-events';
 
 /** Which finding: its file (as findings name it, "plans/<id>/<file>", or relative to the plan folder), line and rule. */
 export interface FindingRef {
@@ -32,15 +30,15 @@ export interface LintWaiver extends FindingRef {
 
 /** The waivers of a run's log that apply to `checksum` (the run's). */
 export function lintWaiversFromEvents(events: readonly RunEvent[], checksum: string): LintWaiver[] {
-  return events
-    .filter((event) => event.type === LINT_WAIVED && event.payload.checksum === checksum)
+  return eventsOf(events, 'lint.waived')
+    .filter((event) => event.payload.checksum === checksum)
     .map((event) => ({
-      planId: String(event.payload.planId),
-      checksum: String(event.payload.checksum),
-      file: String(event.payload.file),
-      line: Number(event.payload.line),
-      rule: String(event.payload.rule),
-      reason: String(event.payload.reason),
+      planId: event.payload.planId,
+      checksum: event.payload.checksum,
+      file: event.payload.file,
+      line: event.payload.line,
+      rule: event.payload.rule,
+      reason: event.payload.reason,
       by: event.actor,
       role: event.role,
       at: event.at,

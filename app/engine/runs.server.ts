@@ -1,24 +1,25 @@
 /**
- * Runs before they execute: create one from the plan as it is now (frozen), tick its
- * prerequisites, run its checks, sign it off, add notes; read runs and their detail. Every
- * change is a run event; ticks are replayed from the events, never kept in a column.
+ * Runs before they execute: which run a plan on a target is working on (one rule for both front
+ * ends), opening one from the plan as it is now (frozen), ticking its prerequisites and success
+ * criteria, running its checks, signing it off, adding notes; and reading a run and its detail.
+ * Every change is a run event; ticks are replayed from the events, never kept in a column. Reads
+ * never change a run: marking interrupted runs is the recovery pass's (crash-recovery.server.ts).
  */
 import { recordAudit } from '../audit/audit-log.server';
-import { roleCan, type Permission } from '../auth/permissions';
+import { roleCan, type Permission } from '../accounts/permissions';
 import { requireValidPlan } from '../checks/plan-checks.server';
-import { recordCheckResults, runChecks, type CheckResult } from '../checks/run-checks.server';
+import { jsonSafe } from '../checks/evaluate-expectation';
+import { readRunCheckResults, recordCheckResults, runChecks, type CheckResult } from '../checks/run-checks.server';
 import { checksOfPhase, type CheckPhase } from '../plans/plan-schema';
-import { appendRunEvent, assertRunId, inStoreTransaction, readRunEvents, type RunEvent } from '../runs/run-log.server';
-import type { RunKind, RunState } from '../../db/schema/index';
-import { markInterruptedRuns } from './crash-recovery.server';
-import { type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
-import { freezePlan, thawPlan, type ThawedPlan } from './frozen-plan.server';
-import { evaluateGates, openGates, signoffsFromEvents, ticksFromEvents, type PrerequisiteTick } from './gates.server';
-import { isActiveState, jsonPayload, selectRun, selectRuns, transitionRun, type RunRecord } from './run-store.server';
+import type { PayloadOf, RunEvent } from '../runs/run-events';
+import { appendRunEvent, assertRunId, inStoreTransaction, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
+import { findRun, findRuns, insertDraftRun, isUniqueViolation, transitionRun, type RunRecord } from '../runs/run-store.server';
 import { RunsheetError } from '../runtime/errors';
-
-/** States in which a run is still being prepared (ticks, checks, sign-off). */
-export const PREPARING_STATES = ['draft', 'ready'] as const satisfies readonly RunState[];
+import type { CheckResultRow } from '../../db/schema/index';
+import { isActiveState, isPreparingState, pickWorkingRun, PREPARING_STATES, type RunKind, type RunState, type WorkingRunChoice } from '../../db/run-lifecycle';
+import type { EngineActor, EngineDeps, Gate } from './engine-deps.server';
+import { freezePlan, thawPlan, type ThawedPlan } from './frozen-plan.server';
+import { evaluateGates, openGates, signoffsFromEvents, ticksFromEvents, criteriaTicksFromEvents, type PrerequisiteTick } from './gates.server';
 
 /**
  * Refuses an actor whose role does not allow `action` (defence in depth: the web app and the
@@ -41,81 +42,95 @@ export async function authorize(deps: EngineDeps, input: { actor: EngineActor; a
   throw new RunsheetError('permission', `Refused: ${actor.email} (${actor.role}) may not ${action}.`);
 }
 
-/** A run by id. Reading an active run whose heartbeat is stale first settles whether it was interrupted. */
-export async function getRun(deps: EngineDeps, runId: string): Promise<RunRecord> {
-  const id = assertRunId(runId);
-  let run = await selectRun(deps.store.pool, id);
-  if (!run) throw new RunsheetError('not_found', `No run ${id}.`);
-  if (isActiveState(run.state)) {
-    await markInterruptedRuns(deps, { runId: id });
-    run = (await selectRun(deps.store.pool, id))!;
-  }
+/** A run by id, as stored (reading never changes it). */
+export async function getRun(deps: Pick<EngineDeps, 'store'>, runId: string): Promise<RunRecord> {
+  const run = await findRun(deps.store.pool, assertRunId(runId));
+  if (!run) throw new RunsheetError('not_found', `No run ${assertRunId(runId)}.`);
   return run;
 }
 
-export interface RunFilter {
-  planId?: string;
-  target?: string;
-  kind?: RunKind;
-  states?: readonly RunState[];
-  limit?: number;
-}
+/** How far back the working-run rule looks: the newest runs of a plan on a target. */
+const WORKING_RUN_LOOKBACK = 20;
 
-/** Runs, newest first. */
-export async function listRuns(deps: EngineDeps, filter: RunFilter = {}): Promise<RunRecord[]> {
-  return selectRuns(
-    deps.store.pool,
-    `where ($1::text is null or plan_id = $1) and ($2::text is null or target = $2) and ($3::text is null or kind = $3)
-       and ($4::text[] is null or state = any($4)) order by created_at desc, id limit $5`,
-    [filter.planId ?? null, filter.target ?? null, filter.kind ?? null, filter.states ? [...filter.states] : null, filter.limit ?? 100],
+/**
+ * The run a plan on a target is working on now, for one kind (db/run-lifecycle.ts
+ * pickWorkingRun): the plan page and the command line both ask this. Reads only.
+ */
+export async function workingRunFor(deps: Pick<EngineDeps, 'store'>, input: { planId: string; target: string; kind: RunKind; checksum: string }): Promise<WorkingRunChoice<RunRecord>> {
+  const runs = await findRuns(deps.store.pool, { planId: input.planId, target: input.target, kind: input.kind, limit: WORKING_RUN_LOOKBACK });
+  return pickWorkingRun(
+    runs.map((run) => ({ ...run, partlyApplied: run.outcome?.ledger?.written === 'partial' })),
+    input.kind,
+    input.checksum,
   );
-}
-
-/** The newest draft or ready run of a plan on a target (of `checksum`, when given): the command line's "the open run". */
-export async function openRunFor(deps: EngineDeps, input: { planId: string; target: string; kind: RunKind; checksum?: string }): Promise<RunRecord | undefined> {
-  const [run] = await selectRuns(
-    deps.store.pool,
-    `where plan_id = $1 and target = $2 and kind = $3 and state in ('draft', 'ready') and ($4::text is null or plan_checksum = $4)
-     order by created_at desc, id limit 1`,
-    [input.planId, input.target, input.kind, input.checksum ?? null],
-  );
-  return run;
 }
 
 /**
- * Opens a run of the plan as it is now on a target: its files and manifest are frozen into the
- * run, which executes from that copy. Opening an execute run is where ticking starts ('tick');
- * a rehearsal needs 'rehearse'.
+ * The working run of a plan on a target, opened from the plan as it is now when there is none:
+ * its files and manifest are frozen into the run, which executes from that copy. A draft of an
+ * older checksum is retired first (state 'superseded', in its log). Two processes opening at
+ * once get the same run: the store allows one open run per plan, target and kind
+ * (runs_one_open_per_plan), and the loser reads the winner's. Opening an execute run needs
+ * 'tick'; a rehearsal needs 'rehearse'.
+ *
+ * The working run may be one that waits on a person (applied, interrupted, failed part-way):
+ * it is handed back as it is, and acting on it is refused by its state. `newAttempt` opens a new
+ * run after it instead (the way on after an interruption), unless it still holds the target.
  */
-export async function createRun(deps: EngineDeps, input: { planId: string; target: string; kind: RunKind; actor: EngineActor }): Promise<RunRecord> {
+export async function openWorkingRun(
+  deps: EngineDeps,
+  input: { planId: string; target: string; kind: RunKind; actor: EngineActor; newAttempt?: boolean },
+): Promise<{ run: RunRecord; opened: boolean }> {
   const { actor } = input;
   await authorize(deps, { actor, action: input.kind === 'rehearsal' ? 'rehearse' : 'tick', subject: `${input.planId}@${input.target}` });
   const target = deps.targets.get(input.target);
   const loaded = await requireValidPlan(deps.plansDir, input.planId);
+  const scope = { planId: loaded.id, target: target.name, kind: input.kind, checksum: loaded.checksum };
+  const choice = await workingRunFor(deps, scope);
+  const { working } = choice;
+  if (working && (isPreparingState(working.state) || !input.newAttempt)) return { run: working, opened: false };
+  if (working && isActiveState(working.state)) throw new RunsheetError('state', `Refused: run ${working.id} is ${working.state}; a new attempt starts once it ends.`);
+  if (choice.stale) await supersede(deps, choice.stale, loaded.checksum);
+
   const frozen = freezePlan(loaded);
-  const runId = await inStoreTransaction(deps.store.pool, async (client) => {
-    const { rows } = await client.query<{ id: string }>(
-      `insert into runs (plan_id, plan_checksum, target, kind, state, frozen_plan, created_by)
-       values ($1, $2, $3, $4, 'draft', $5::jsonb, $6) returning id::text as id`,
-      [loaded.id, loaded.checksum, target.name, input.kind, JSON.stringify(frozen), actor.email],
-    );
-    const id = rows[0]!.id;
-    await appendRunEvent(client, {
-      runId: id,
-      actor: actor.email,
-      role: actor.role,
-      type: 'run.created',
-      payload: { planId: loaded.id, checksum: loaded.checksum, target: target.name, kind: input.kind, files: loaded.files.map((file) => ({ path: file.path, sha256: file.sha256 })) },
+  let runId: string;
+  try {
+    runId = await inStoreTransaction(deps.store.pool, async (client) => {
+      const id = await insertDraftRun(client, { planId: loaded.id, planChecksum: loaded.checksum, target: target.name, kind: input.kind, frozenPlan: frozen, createdBy: actor.email });
+      await appendRunEvent(client, {
+        runId: id,
+        actor: actor.email,
+        role: actor.role,
+        type: 'run.created',
+        payload: { planId: loaded.id, checksum: loaded.checksum, target: target.name, kind: input.kind, files: loaded.files.map((file) => ({ path: file.path, sha256: file.sha256 })) },
+      });
+      return id;
     });
-    return id;
-  });
+  } catch (error) {
+    if (!isUniqueViolation(error, 'runs_one_open_per_plan')) throw error;
+    // Another request opened it first: work on that one.
+    const winner = (await workingRunFor(deps, scope)).working;
+    if (!winner) throw error;
+    return { run: winner, opened: false };
+  }
   await refreshReadiness(deps, runId);
-  return (await selectRun(deps.store.pool, runId))!;
+  return { run: await getRun(deps, runId), opened: true };
+}
+
+/** Retires a draft or ready run whose plan changed on disk since it was opened. */
+async function supersede(deps: EngineDeps, run: RunRecord, checksum: string): Promise<void> {
+  await transitionRun(deps.store, {
+    runId: run.id,
+    from: PREPARING_STATES,
+    to: 'superseded',
+    reason: `the plan changed on disk since this run was opened (now ${checksum.slice(0, 12)}, this run ${run.planChecksum.slice(0, 12)}): a new run follows it`,
+    actor: 'system',
+  });
 }
 
 async function requirePreparingRun(deps: EngineDeps, runId: string, actor: EngineActor, action: string): Promise<RunRecord> {
   const run = await getRun(deps, runId);
-  if (!(PREPARING_STATES as readonly RunState[]).includes(run.state)) {
+  if (!isPreparingState(run.state)) {
     await appendRunEvent(deps.store.pool, { runId: run.id, actor: actor.email, role: actor.role, type: 'action.refused', payload: { action, reason: `the run is ${run.state}` } });
     throw new RunsheetError('state', `Refused: run ${run.id} is ${run.state}; ${action} is only possible while it is draft or ready.`);
   }
@@ -127,10 +142,10 @@ export async function tickPrerequisite(deps: EngineDeps, input: { runId: string;
   const runId = assertRunId(input.runId);
   await authorize(deps, { actor: input.actor, action: 'tick', runId });
   const run = await requirePreparingRun(deps, runId, input.actor, input.ticked ? 'tick' : 'untick');
-  const item = thawPlan(run.frozenPlan).plan.prerequisites.find((candidate) => candidate.id === input.itemId);
+  const prerequisites = thawPlan(run.frozenPlan).plan.prerequisites;
+  const item = prerequisites.find((candidate) => candidate.id === input.itemId);
   if (!item) {
-    const known = thawPlan(run.frozenPlan).plan.prerequisites.map((candidate) => candidate.id);
-    throw new RunsheetError('invalid_input', `The plan has no prerequisite "${input.itemId}": use one of ${known.join(', ') || '(none)'}.`);
+    throw new RunsheetError('invalid_input', `The plan has no prerequisite "${input.itemId}": use one of ${prerequisites.map((candidate) => candidate.id).join(', ') || '(none)'}.`);
   }
   const event = await appendRunEvent(deps.store.pool, {
     runId,
@@ -141,6 +156,29 @@ export async function tickPrerequisite(deps: EngineDeps, input: { runId: string;
   });
   await refreshReadiness(deps, runId);
   return { itemId: item.id, ticked: input.ticked, by: event.actor, role: event.role, at: event.at };
+}
+
+/**
+ * Ticks or unticks a success criterion that is judged by hand (one backed by checks is judged
+ * from their results). Success criteria describe the outcome, so they are ticked in a run that
+ * has executed (or at any time after it was opened), never to gate it.
+ */
+export async function tickCriterion(deps: EngineDeps, input: { runId: string; index: number; ticked: boolean; actor: EngineActor }): Promise<LoggedRunEvent> {
+  const runId = assertRunId(input.runId);
+  await authorize(deps, { actor: input.actor, action: 'tick', runId });
+  const run = await getRun(deps, runId);
+  if (run.kind !== 'execute') throw new RunsheetError('state', 'A rehearsal has no success criteria to tick: they describe an executed run.');
+  const criteria = thawPlan(run.frozenPlan).plan.success_criteria;
+  const criterion = criteria[input.index];
+  if (!criterion) throw new RunsheetError('invalid_input', `The plan has no success criterion #${input.index + 1} (it has ${criteria.length}).`);
+  if (criterion.checks.length > 0) throw new RunsheetError('invalid_input', `Success criterion #${input.index + 1} is judged from its checks (${criterion.checks.join(', ')}), not ticked by hand.`);
+  return appendRunEvent(deps.store.pool, {
+    runId,
+    actor: input.actor.email,
+    role: input.actor.role,
+    type: input.ticked ? 'criterion.ticked' : 'criterion.unticked',
+    payload: { index: input.index, text: criterion.text },
+  });
 }
 
 /** Runs the frozen plan's checks of a phase against the run's target, records them with the run, and logs every result. */
@@ -185,7 +223,7 @@ export async function recordRunChecks(
     actor: input.actor.email,
     role: input.actor.role,
     type: 'checks.ran',
-    payload: jsonPayload({ phase: input.phase, planChecksum: thawed.checksum, ...summarizeChecks(input.results), results: input.results.map(checkResultPayload) }),
+    payload: { phase: input.phase, planChecksum: thawed.checksum, ...summarizeChecks(input.results), results: input.results.map(checkResultPayload) },
   });
 }
 
@@ -194,7 +232,7 @@ export function summarizeChecks(results: readonly CheckResult[]): { passed: bool
   return { passed: failed.length === 0, failed, skipped: results.filter((result) => result.skipped).map((result) => result.checkId) };
 }
 
-function checkResultPayload(result: CheckResult) {
+function checkResultPayload(result: CheckResult): PayloadOf<'checks.ran'>['results'][number] {
   return {
     checkId: result.checkId,
     title: result.title,
@@ -202,7 +240,8 @@ function checkResultPayload(result: CheckResult) {
     passed: result.passed,
     skipped: result.skipped,
     expected: result.expected,
-    actual: result.actual,
+    // What a query returned, made JSON-safe (dates, bigints) as the check_results row keeps it.
+    actual: jsonSafe(result.actual) ?? null,
     sql: result.sql,
     error: result.error ?? null,
     reason: result.reason ?? null,
@@ -228,13 +267,13 @@ export async function signOff(deps: EngineDeps, input: { runId: string; actor: E
   });
   if (!result.changed) throw new RunsheetError('state', `Refused: run ${runId} is ${result.state ?? 'gone'}.`);
   await refreshReadiness(deps, runId);
-  return (await selectRun(deps.store.pool, runId))!;
+  return getRun(deps, runId);
 }
 
 const MAX_NOTE_LENGTH = 10_000;
 
 /** A note in the run log (the runbook's "Issues encountered"), at any state. */
-export async function addNote(deps: EngineDeps, input: { runId: string; actor: EngineActor; text: string }): Promise<RunEvent> {
+export async function addNote(deps: EngineDeps, input: { runId: string; actor: EngineActor; text: string }): Promise<LoggedRunEvent> {
   const runId = assertRunId(input.runId);
   await authorize(deps, { actor: input.actor, action: 'add-note', runId });
   await getRun(deps, runId);
@@ -246,13 +285,12 @@ export async function addNote(deps: EngineDeps, input: { runId: string; actor: E
 
 /**
  * draft ↔ ready: ready when every gate is closed except those judged only at execute (the typed
- * name, the executor's four-eyes). Recomputed after each tick, pre-check run and sign-off; execute
- * judges every gate again anyway.
+ * name, the executor's four-eyes). Recomputed after each tick, pre-check run, sign-off and
+ * waiver; execute judges every gate again anyway.
  */
 export async function refreshReadiness(deps: EngineDeps, runId: string): Promise<{ state: RunState; gates: Gate[] }> {
-  const run = await selectRun(deps.store.pool, runId);
-  if (!run) throw new RunsheetError('not_found', `No run ${runId}.`);
-  if (!(PREPARING_STATES as readonly RunState[]).includes(run.state)) return { state: run.state, gates: [] };
+  const run = await getRun(deps, runId);
+  if (!isPreparingState(run.state)) return { state: run.state, gates: [] };
   const gates = await evaluateGates(deps, run);
   const open = openGates(gates, { includeAtExecute: false });
   const wanted: RunState = open.length === 0 ? 'ready' : 'draft';
@@ -273,46 +311,30 @@ export interface RunDetail {
   run: RunRecord;
   plan: ThawedPlan['plan'];
   ticks: Record<string, PrerequisiteTick>;
+  /** Success criteria ticked by hand, by their index in the plan. */
+  criteriaTicks: Record<number, { ticked: boolean; by: string; at: string }>;
   signoffs: { by: string; role: string | null; at: string }[];
   events: RunEvent[];
   /** Every check result recorded in this run, oldest first. */
-  checkResults: {
-    checkId: string;
-    phase: string;
-    kind: string;
-    passed: boolean;
-    skipped: boolean;
-    expected: unknown;
-    actual: unknown;
-    sql: string | null;
-    error: unknown;
-    durationMs: number;
-    ranAt: string;
-    ranBy: string | null;
-    planChecksum: string;
-  }[];
+  checkResults: CheckResultRow[];
   /** Present when asked for (they read the plan folder and the target). */
   gates?: Gate[];
 }
 
-/** Everything the run page shows. */
+/** Everything the run page shows. Reads only. */
 export async function readRunDetail(deps: EngineDeps, runId: string, options: { gates?: boolean; executor?: string } = {}): Promise<RunDetail> {
   const run = await getRun(deps, runId);
-  const events = await readRunEvents(deps.store.pool, run.id);
-  const { rows } = await deps.store.pool.query<RunDetail['checkResults'][number] & { ranAtDate: Date }>(
-    `select check_id as "checkId", phase, kind, passed, skipped, expected, actual, sql_text as sql, error,
-            duration_ms as "durationMs", ran_at as "ranAtDate", ran_by as "ranBy", plan_checksum as "planChecksum"
-       from check_results where run_id = $1 order by ran_at, id`,
-    [run.id],
-  );
-  const gates = options.gates && (PREPARING_STATES as readonly RunState[]).includes(run.state) ? await evaluateGates(deps, run, { events, executor: options.executor }) : undefined;
+  const [events, checkResults] = await Promise.all([readRunEvents(deps.store.pool, run.id), readRunCheckResults(deps.store.db, run.id)]);
+  const gates = options.gates && isPreparingState(run.state) ? await evaluateGates(deps, run, { events, executor: options.executor }) : undefined;
   return {
     run,
     plan: thawPlan(run.frozenPlan).plan,
     ticks: Object.fromEntries(ticksFromEvents(events)),
+    criteriaTicks: Object.fromEntries(criteriaTicksFromEvents(events)),
     signoffs: signoffsFromEvents(events),
     events,
-    checkResults: rows.map(({ ranAtDate, ...row }) => ({ ...row, ranAt: ranAtDate.toISOString() })),
+    checkResults,
     ...(gates ? { gates } : {}),
   };
 }
+

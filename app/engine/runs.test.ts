@@ -10,9 +10,13 @@ import { loadSigningKey } from '../runs/signing.server';
 import { ENGINE_PLANS, ENGINEER, ledgerRows, startEngineHarness, TPM, VIEWER, type EngineHarness } from '../../tests/integration/engine-harness';
 import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
 import { executeRun, rehearseRun, rollbackRun } from './engine.server';
-import { addNote, createRun, getRun, listRuns, openRunFor, readRunDetail, tickPrerequisite } from './runs.server';
+import { addNote, openWorkingRun, getRun, readRunDetail, tickPrerequisite, workingRunFor } from './runs.server';
+import { findRuns } from '../runs/run-store.server';
 import { ticksFromEvents } from './gates.server';
 import { RunsheetError } from '../runtime/errors';
+
+/** The plan's open run on a target, or a new attempt after the last one ended (as the plan page's "new attempt"). */
+const openRun = async (deps: Parameters<typeof openWorkingRun>[0], input: Parameters<typeof openWorkingRun>[1]) => (await openWorkingRun(deps, { newAttempt: true, ...input })).run;
 
 let harness: EngineHarness;
 
@@ -28,21 +32,21 @@ const publicKey = () => loadSigningKey(harness.signingKeyPem).publicKeyPem;
 
 describe('runs', () => {
   it('opens a run from the plan as it is now, frozen, and ready when no gate is open', async () => {
-    const run = await createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: TPM });
+    const run = await openRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: TPM });
     expect(run.frozenPlan.files.map((file) => file.path)).toEqual(['apply.sql', 'plan.yaml', 'rollback.sql']);
     expect(run.state).toBe('ready');
     const events = await readRunEvents(harness.store.pool, run.id);
     expect(events.map((event) => event.type)).toEqual(['run.created', 'state.changed']);
     expect(events[1]!.payload).toMatchObject({ from: 'draft', to: 'ready' });
-    expect((await openRunFor(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute' }))?.id).toBe(run.id);
-    expect((await listRuns(harness.deps, { planId: 'create-table' })).map((listed) => listed.id)).toContain(run.id);
+    expect((await workingRunFor(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', checksum: run.planChecksum })).working?.id).toBe(run.id);
+    expect((await findRuns(harness.store.pool, { planId: 'create-table' })).map((listed) => listed.id)).toContain(run.id);
   });
 
   it('checks the actor inside the engine and logs the refusal', async () => {
-    const run = await createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: TPM });
+    const run = await openRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: TPM });
     await expect(executeRun(harness.deps, { runId: run.id, actor: TPM })).rejects.toMatchObject({ kind: 'permission' });
     await expect(addNote(harness.deps, { runId: run.id, actor: VIEWER, text: 'hello' })).rejects.toMatchObject({ kind: 'permission' });
-    await expect(createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: VIEWER })).rejects.toMatchObject({ kind: 'permission' });
+    await expect(openRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: VIEWER })).rejects.toMatchObject({ kind: 'permission' });
     const refused = (await readRunEvents(harness.store.pool, run.id)).filter((event) => event.type === 'action.refused');
     expect(refused.map((event) => [event.actor, event.payload.action])).toEqual([
       [TPM.email, 'execute'],
@@ -52,7 +56,7 @@ describe('runs', () => {
   });
 
   it('derives ticks from the log and refuses unknown items', async () => {
-    const run = await createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: TPM });
+    const run = await openRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: TPM });
     await expect(tickPrerequisite(harness.deps, { runId: run.id, itemId: 'nope', ticked: true, actor: TPM })).rejects.toMatchObject({ kind: 'invalid_input' });
     const note = await addNote(harness.deps, { runId: run.id, actor: TPM, text: '  backup in s3://backups/2025-11-25  ' });
     expect(note.payload).toEqual({ text: 'backup in s3://backups/2025-11-25' });
@@ -62,7 +66,7 @@ describe('runs', () => {
 
 describe('execute, rollback', () => {
   it('applies, writes the ledger in the step transaction, verifies, and refuses the same checksum again', async () => {
-    const run = await createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: ENGINEER });
+    const run = await openRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: ENGINEER });
     const done = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER });
     expect(done.state).toBe('applied');
     expect(done.outcome).toMatchObject({ verified: true, ledger: { written: 'applied' }, result: 'applied' });
@@ -76,7 +80,7 @@ describe('execute, rollback', () => {
     expect(verified).toMatchObject({ ok: true });
     expect(verified.ok && verified.signedSeq).toBe(types.length);
 
-    const again = await createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: ENGINEER });
+    const again = await openRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: ENGINEER });
     const refusal = await executeRun(harness.deps, { runId: again.id, actor: ENGINEER }).catch((error) => error);
     expect(refusal).toMatchObject({ kind: 'gate' });
     expect((refusal as RunsheetError).gates!.map((gate) => gate.id)).toContain('ledger');
@@ -96,7 +100,7 @@ describe('execute, rollback', () => {
   });
 
   it('writes a partial ledger row when a later step fails after an earlier one committed, and can roll it back', async () => {
-    const run = await createRun(harness.deps, { planId: 'partial-apply', target: 'sandbox', kind: 'execute', actor: ENGINEER });
+    const run = await openRun(harness.deps, { planId: 'partial-apply', target: 'sandbox', kind: 'execute', actor: ENGINEER });
     const failed = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER });
     expect(failed.state).toBe('failed');
     expect(failed.outcome).toMatchObject({ ledger: { written: 'partial' }, failure: { stepId: 'index-then-fail', sqlstate: '22012', line: 2 } });
@@ -111,7 +115,7 @@ describe('execute, rollback', () => {
   });
 
   it('refuses to rehearse a plan with a non-transactional step, naming it', async () => {
-    const run = await createRun(harness.deps, { planId: 'partial-apply', target: 'sandbox', kind: 'rehearsal', actor: ENGINEER });
+    const run = await openRun(harness.deps, { planId: 'partial-apply', target: 'sandbox', kind: 'rehearsal', actor: ENGINEER });
     expect(run.state).toBe('draft');
     const refusal = await rehearseRun(harness.deps, { runId: run.id, actor: ENGINEER }).catch((error) => error);
     expect(refusal).toMatchObject({ kind: 'gate' });
@@ -119,7 +123,7 @@ describe('execute, rollback', () => {
   });
 
   it('rehearses in one transaction and leaves nothing behind', async () => {
-    const run = await createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'rehearsal', actor: ENGINEER });
+    const run = await openRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'rehearsal', actor: ENGINEER });
     const done = await rehearseRun(harness.deps, { runId: run.id, actor: ENGINEER });
     expect(done.state).toBe('rehearsed');
     expect(done.outcome!.rehearsal).toMatchObject({ apply: { ok: true }, rollback: { ok: true }, rolledBack: true });
@@ -132,7 +136,7 @@ describe('execute, rollback', () => {
 
 describe('locks', () => {
   it('refuses with LockHeldError when another session holds the target\'s advisory lock, and puts the run back to ready', async () => {
-    const run = await createRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: ENGINEER });
+    const run = await openRun(harness.deps, { planId: 'create-table', target: 'sandbox', kind: 'execute', actor: ENGINEER });
     const holder = await harness.connect('sandbox');
     try {
       await holder.query('select pg_advisory_lock($1::bigint)', [ADVISORY_LOCKS.targetRun]);
@@ -158,7 +162,7 @@ describe('locks', () => {
   it('a lock timeout (55P03) fails the run, names the blocking session and says a new run may retry', async () => {
     const target = harness.targets.get('sandbox')!.pool;
     await target.query('create table if not exists public.locked_t (id int)');
-    const run = await createRun(harness.deps, { planId: 'alter-locked', target: 'sandbox', kind: 'execute', actor: ENGINEER });
+    const run = await openRun(harness.deps, { planId: 'alter-locked', target: 'sandbox', kind: 'execute', actor: ENGINEER });
     const blocker = await harness.connect('sandbox');
     try {
       await blocker.query(`set application_name = 'long-report'`);

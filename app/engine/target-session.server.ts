@@ -10,6 +10,7 @@ import { targetPoolConfig, type Target } from '../targets/targets.server';
 import { type EngineDeps } from './engine-deps.server';
 import { RunsheetError } from '../runtime/errors';
 import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
+import { touchHeartbeat } from '../runs/run-store.server';
 
 /** pg_try_advisory_lock attempts and the pause between them: about 2 s in all. */
 const LOCK_ATTEMPTS = 6;
@@ -91,11 +92,7 @@ export async function findTargetLockHolders(pool: pg.Pool): Promise<LockHolder[]
 
 /** Refreshes runs.heartbeat_at (the store's clock) while the run is active; returns the stop function. */
 export function startHeartbeat(store: EngineDeps['store'], runId: string, everyMs = HEARTBEAT_EVERY_MS): () => void {
-  const timer = setInterval(() => {
-    store.pool
-      .query(`update runs set heartbeat_at = now() where id = $1 and state in ('applying', 'rolling_back', 'rehearsing')`, [runId])
-      .catch(() => {});
-  }, everyMs);
+  const timer = setInterval(() => void touchHeartbeat(store, runId).catch(() => {}), everyMs);
   timer.unref();
   return () => clearInterval(timer);
 }

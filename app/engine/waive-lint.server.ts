@@ -4,11 +4,12 @@
  */
 import { loadPlan } from '../plans/load-plans.server';
 import { blocksLintGate } from '../plans/lint-plan.server';
-import { appendRunEvent, assertRunId, readRunEvents, type RunEvent } from '../runs/run-log.server';
+import { appendRunEvent, assertRunId, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
 import { type EngineActor, type EngineDeps } from './engine-deps.server';
 import { thawPlan } from './frozen-plan.server';
-import { findingMatches, LINT_WAIVED, lintWaiversFromEvents, waiverFor, type FindingRef, type LintWaiver } from './lint-waivers.server';
-import { authorize, getRun, PREPARING_STATES, refreshReadiness } from './runs.server';
+import { findingMatches, lintWaiversFromEvents, waiverFor, type FindingRef, type LintWaiver } from './lint-waivers.server';
+import { authorize, getRun, refreshReadiness } from './runs.server';
+import { isPreparingState } from '../../db/run-lifecycle';
 import { RunsheetError } from '../runtime/errors';
 
 const MIN_REASON_LENGTH = 10;
@@ -24,17 +25,17 @@ const MAX_REASON_LENGTH = 2_000;
 export async function waiveLintFinding(
   deps: EngineDeps,
   input: { runId: string; finding: FindingRef; reason: string; actor: EngineActor },
-): Promise<{ waiver: LintWaiver; event?: RunEvent }> {
+): Promise<{ waiver: LintWaiver; event?: LoggedRunEvent }> {
   const runId = assertRunId(input.runId);
   const { actor } = input;
   await authorize(deps, { actor, action: 'execute', runId });
   const run = await getRun(deps, runId);
   const refuse = async <E extends Error>(error: E): Promise<E> => {
-    await appendRunEvent(deps.store.pool, { runId, actor: actor.email, role: actor.role, type: 'action.refused', payload: { action: LINT_WAIVED, reason: error.message, finding: { ...input.finding } } }).catch(() => {});
+    await appendRunEvent(deps.store.pool, { runId, actor: actor.email, role: actor.role, type: 'action.refused', payload: { action: 'lint.waived', reason: error.message, finding: { ...input.finding } } }).catch(() => {});
     return error;
   };
   if (run.kind !== 'execute') throw await refuse(new RunsheetError('state', `Refused: run ${runId} is a rehearsal; lint waivers belong to the execute run whose gate they open.`));
-  if (!(PREPARING_STATES as readonly string[]).includes(run.state)) {
+  if (!isPreparingState(run.state)) {
     throw await refuse(new RunsheetError('state', `Refused: run ${runId} is ${run.state}; a finding is waived before the run executes (draft or ready).`));
   }
   const reason = input.reason.trim();
@@ -73,7 +74,7 @@ export async function waiveLintFinding(
     runId,
     actor: actor.email,
     role: actor.role,
-    type: LINT_WAIVED,
+    type: 'lint.waived',
     payload: {
       planId: run.planId,
       checksum: run.planChecksum,

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import type { Plan } from './plan-schema';
-import { translateBatchTemplate } from './batch-template.server';
+import { translateBatchTemplate } from '../steps/batch-template.server';
 import { sha256Hex } from './plan-checksum.server';
 import { splitSql, type SqlStatement } from '../sql/split-sql.server';
 

@@ -12,8 +12,8 @@ import type { z } from 'zod';
 import { includedPlanPath, PlanSchema, withIncludedChecks, type Check, type Plan, type ProbeCheck, type SqlCheck } from './plan-schema';
 import { planChecksum, planManifest, sha256Hex } from './plan-checksum.server';
 import { lintPlan, type LintFinding, type LintOptions } from './lint-plan.server';
-import { indexTargetOf, translateBatchTemplate, updateTargetOf, BATCH_PLACEHOLDERS } from './batch-template.server';
 import { findTransactionControl, splitSql } from '../sql/split-sql.server';
+import { stepKindNamed } from '../steps/step-kinds.server';
 
 export const PLAN_FILE = 'plan.yaml';
 
@@ -326,9 +326,11 @@ async function crossCheck(context: CrossCheckContext): Promise<void> {
       if (typeof record.file !== 'string') continue;
       const file = await readPlanSqlFile(context, [...stepPath, 'file'], record.file);
       if (!file) continue;
-      if (record.kind === 'batched_backfill') await checkBackfillStepSql(context, stepPath, file, record);
-      else if (record.kind === 'create_index_concurrently') await checkIndexStepSql(context, stepPath, file, record);
-      else await checkStepSql(context, [...stepPath, 'file'], file, record.transactional !== false);
+      // Each step kind checks its file against what it runs (app/steps).
+      const where = formatPath([...stepPath, 'file']);
+      for (const problem of await stepKindNamed(record.kind).validate(record, file.content)) {
+        context.errors.push({ file: context.label(file.path), path: where, message: problem.message, ...(problem.line !== undefined ? { line: problem.line } : {}) });
+      }
     }
   }
   for (const [index, reference] of asArray(raw.equivalent_to).entries()) {
@@ -469,96 +471,6 @@ async function checkCheckSql(context: CrossCheckContext, issuePath: PropertyKey[
       statements[1]!.startLine,
       `The SQL has ${statements.length} statements: ${role === 'sql' ? 'a sql check' : 'vars_sql'} is one query. Keep one, or make the check a probe (which runs several and judges the last).`,
     );
-  }
-}
-
-async function checkStepSql(context: CrossCheckContext, issuePath: PropertyKey[], file: PlanFile, transactional: boolean): Promise<void> {
-  const where = formatPath(issuePath);
-  const fileLabel = context.label(file.path);
-  const split = await splitSql(file.content);
-  if (!split.ok) {
-    for (const error of split.errors) {
-      context.errors.push({ file: fileLabel, path: where, line: error.line, message: `${withFullStop(error.message)} Nothing of this file would be sent: fix it.` });
-    }
-    return;
-  }
-  if (split.statements.length === 0) {
-    context.errors.push({ file: fileLabel, path: where, message: `${file.path} has no SQL statement: write the step's SQL, or remove the step.` });
-  }
-  if (!transactional) return;
-  for (const control of findTransactionControl(split.statements)) {
-    context.errors.push({
-      file: fileLabel,
-      path: where,
-      line: control.line,
-      message:
-        `${control.command} on line ${control.line}: this step is transactional, so Runsheet owns its transaction (and records the ledger row in it). ` +
-        `Remove the statement, or set transactional: false on the step to run it statement by statement.`,
-    });
-  }
-}
-
-/**
- * A create_index_concurrently step's file is one CREATE INDEX CONCURRENTLY IF NOT EXISTS of the
- * index the step names, on a schema-qualified table: the step reads that index's validity by
- * schema and name, so the file and the step must agree.
- */
-async function checkIndexStepSql(context: CrossCheckContext, stepPath: PropertyKey[], file: PlanFile, step: Record<string, unknown>): Promise<void> {
-  const where = formatPath([...stepPath, 'file']);
-  const fileLabel = context.label(file.path);
-  const fail = (line: number | undefined, message: string) => context.errors.push({ file: fileLabel, path: where, message, ...(line !== undefined ? { line } : {}) });
-  const split = await splitSql(file.content);
-  if (!split.ok) {
-    for (const error of split.errors) fail(error.line, `${withFullStop(error.message)} Nothing of this file would be sent: fix it.`);
-    return;
-  }
-  if (split.statements.length !== 1 || split.statements[0]!.kind !== 'IndexStmt') {
-    fail(split.statements[1]?.startLine ?? split.statements[0]?.startLine, `A create_index_concurrently step's file is exactly one CREATE INDEX CONCURRENTLY statement (found ${split.statements.length} statement(s)${split.statements[0] ? `, the first a ${split.statements[0].kind}` : ''}): put other statements in their own steps.`);
-    return;
-  }
-  const statement = split.statements[0]!;
-  const target = indexTargetOf(statement.sql);
-  const index = asRecord(step.index);
-  const problems: string[] = [];
-  if (!target?.concurrent) problems.push('it lacks CONCURRENTLY (a plain CREATE INDEX blocks writes to the table while it builds)');
-  if (!target?.ifNotExists) problems.push('it lacks IF NOT EXISTS (a retry after a valid build must change nothing)');
-  if (!target?.schema) problems.push('its table is not schema-qualified (ON <schema>.<table>): the index lands in the table\'s schema, and the step looks it up there');
-  if (typeof index.name === 'string' && target?.name !== index.name) problems.push(`it builds "${target?.name ?? '(no name)'}", not the step's index "${index.name}" (name the index in the statement)`);
-  if (typeof index.schema === 'string' && target?.schema && target.schema !== index.schema) problems.push(`its table is in schema "${target.schema}", not the step's "${index.schema}"`);
-  if (problems.length > 0) fail(statement.startLine, `The CREATE INDEX on line ${statement.startLine} does not fit a create_index_concurrently step: ${problems.join('; ')}.`);
-}
-
-/**
- * A batched_backfill step's file is one UPDATE of the step's table that uses both :batch_start
- * and :batch_end (the engine walks the keys; the UPDATE must stay inside the batch it is given).
- */
-async function checkBackfillStepSql(context: CrossCheckContext, stepPath: PropertyKey[], file: PlanFile, step: Record<string, unknown>): Promise<void> {
-  const where = formatPath([...stepPath, 'file']);
-  const fileLabel = context.label(file.path);
-  const fail = (line: number | undefined, message: string) => context.errors.push({ file: fileLabel, path: where, message, ...(line !== undefined ? { line } : {}) });
-  const template = await translateBatchTemplate(file.content);
-  if (!template.ok) {
-    for (const error of template.errors) fail(error.line, error.message);
-    return;
-  }
-  const split = await splitSql(template.sql);
-  if (!split.ok) {
-    for (const error of split.errors) fail(error.line, `${withFullStop(error.message)} Nothing of this file would be sent: fix it.`);
-    return;
-  }
-  if (split.statements.length !== 1 || split.statements[0]!.kind !== 'UpdateStmt') {
-    fail(split.statements[1]?.startLine ?? split.statements[0]?.startLine, `A batched_backfill step's file is exactly one UPDATE statement, run once per batch (found ${split.statements.length} statement(s)${split.statements[0] ? `, the first a ${split.statements[0].kind}` : ''}).`);
-    return;
-  }
-  const statement = split.statements[0]!;
-  const missing = BATCH_PLACEHOLDERS.filter((name) => !template.uses.includes(name));
-  if (missing.length > 0) {
-    fail(statement.startLine, `The UPDATE does not use ${missing.map((name) => `:${name}`).join(' and ')}: restrict it to the batch, e.g. WHERE <key> BETWEEN :batch_start AND :batch_end (both inclusive; sent as bind parameters).`);
-  }
-  const target = updateTargetOf(statement.sql);
-  const table = asRecord(step.table);
-  if (typeof table.schema === 'string' && typeof table.name === 'string' && (target?.schema !== table.schema || target?.table !== table.name)) {
-    fail(statement.startLine, `The UPDATE updates ${target ? `${target.schema ?? '(no schema)'}.${target.table}` : 'an unknown table'}, but the step walks ${table.schema}.${table.name}: update the step's table, schema-qualified.`);
   }
 }
 

@@ -3,7 +3,8 @@
  * from the target's own ledger, cross-checked with the last schema facts read from the target.
  * One unreachable target or one bad plan never takes the list down: each cell carries its error.
  */
-import type { Runtime } from '../boot/runtime.server';
+import type { Store } from '../runtime/store.server';
+import type { TargetRegistry } from '../targets/target-registry.server';
 import { withTimeout } from '../runtime/with-timeout';
 import { getCachedFacts, refreshFacts } from '../targets/fact-cache.server';
 import { readPlanLedgerState, type PlanLedgerState } from '../targets/ledger.server';
@@ -12,7 +13,7 @@ import { readTargetFacts, type TargetFacts } from '../targets/target-facts.serve
 import type { Target } from '../targets/targets.server';
 import { loadPlans, type PlanError, type ValidPlan } from './load-plans.server';
 
-export type OverviewDeps = Pick<Runtime, 'store' | 'plansDir' | 'targets'>;
+export type OverviewDeps = { store: Pick<Store, 'pool' | 'db'>; plansDir: string; targets: TargetRegistry };
 
 export interface PlanOnTarget {
   target: string;

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { translateBatchTemplate } from './batch-template.server';
+import { translateBatchTemplate } from '../steps/batch-template.server';
 import { blocksLintGate, type LintFinding } from './lint-plan.server';
 import { loadPlan, type InvalidPlan, type LoadedPlan, type ValidPlan } from './load-plans.server';
 import { PlanSchema } from './plan-schema';

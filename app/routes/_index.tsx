@@ -4,7 +4,7 @@ import { requirePermission } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { StatusBadge } from '../components/status-badge';
 import { listPlanOverviews } from '../plans/plan-overview.server';
-import { formatAge } from '../components/format';
+import { formatAge } from '../runtime/format';
 
 export const meta: MetaFunction = () => [{ title: 'Plans · Runsheet' }];
 

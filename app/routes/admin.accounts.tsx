@@ -2,10 +2,10 @@ import { data, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFuncti
 import { Form, isRouteErrorResponse, useActionData, useLoaderData, useNavigation, useRouteError } from '@remix-run/react';
 import { z } from 'zod';
 import { listAudit } from '../audit/audit-log.server';
-import { EmailSchema, createAccount, listAccounts, setAccountDisabled, setAccountPassword, setAccountRole, type Actor } from '../auth/accounts.server';
-import { generatePassword } from '../auth/password.server';
-import { MIN_PASSWORD_LENGTH } from '../auth/password-policy';
-import { ROLES, ROLE_LABELS, ROLE_PERMISSIONS } from '../auth/permissions';
+import { EmailSchema, createAccount, listAccounts, setAccountDisabled, setAccountPassword, setAccountRole, type Actor } from '../accounts/accounts.server';
+import { generatePassword } from '../accounts/password.server';
+import { MIN_PASSWORD_LENGTH } from '../accounts/password-policy';
+import { ROLES, ROLE_LABELS, ROLE_PERMISSIONS } from '../accounts/permissions';
 import { requirePermission, requireStateChange } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { refusalOf } from '../web/http-answers.server';

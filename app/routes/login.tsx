@@ -1,7 +1,7 @@
 import { data, redirect, type ActionFunctionArgs, type HeadersFunction, type LoaderFunctionArgs, type MetaFunction } from '@remix-run/node';
 import { Form, useActionData, useLoaderData, useNavigation } from '@remix-run/react';
 import { z } from 'zod';
-import { homePathFor } from '../auth/permissions';
+import { homePathFor } from '../accounts/permissions';
 import { optionalUser, requireSameOrigin, safeRedirectPath } from '../auth/require.server';
 import { signInWithPassword } from '../auth/sign-in.server';
 

@@ -7,13 +7,13 @@ import { requirePermission } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { CheckResultsTable } from '../components/check-results-table';
 import { SchemaFactsPanel, TargetFactsPanel } from '../components/facts-panels';
-import { formatDuration, formatUtc } from '../components/format';
+import { formatDuration, formatUtc } from '../runtime/format';
 import { GateList } from '../components/gate-list';
 import { PhaseStepper } from '../components/phase-stepper';
 import { RehearsalChip, StatusBadge } from '../components/status-badge';
 import { TeamMessage } from '../components/team-message';
 import { TickToggle } from '../components/tick-toggle';
-import { loadChecklist, performChecklistIntent, resolveChecklistTarget, type ChecklistView, type RunSummary } from '../plans/checklist.server';
+import { loadChecklist, performChecklistIntent, resolveChecklistTarget, type ChecklistView, type RunSummary } from '../web/plan-page.server';
 import { loadPlan } from '../plans/load-plans.server';
 import { CHECK_PHASES } from '../plans/plan-schema';
 import type { Runtime } from '../boot/runtime.server';
@@ -51,6 +51,13 @@ const IntentSchema = z.discriminatedUnion('intent', [
   z.object({ intent: z.literal('refresh-facts') }),
   z.object({ intent: z.literal('sign-off') }),
   z.object({ intent: z.literal('add-note'), text: z.string().trim().min(1, 'Write the note first.').max(10_000) }),
+  z.object({
+    intent: z.literal('waive-lint'),
+    file: z.string().min(1).max(500),
+    line: z.coerce.number().int().min(0).max(1_000_000),
+    rule: z.string().min(1).max(200),
+    reason: z.string().trim().min(10, 'Say why this finding is safe on this target (at least 10 characters).').max(2_000),
+  }),
   z.object({
     intent: z.literal('execute'),
     typedTargetName: z
@@ -187,6 +194,15 @@ function Checklist({ view }: { view: ChecklistView }) {
                         {finding.file.split('/').pop()}:{finding.line}
                       </span>{' '}
                       <span className="font-semibold">{finding.rule}</span>: {finding.message}
+                      {finding.waiver ? (
+                        <span className="mt-0.5 block text-[11px] text-ink-muted">
+                          Waived for this run by {finding.waiver.by} at {formatUtc(finding.waiver.at)}: {finding.waiver.reason}
+                        </span>
+                      ) : finding.gateCounts && may.waiveLint && canPrepare ? (
+                        <WaiveFindingForm finding={finding} busy={busy('waive-lint', ['line', String(finding.line)])} />
+                      ) : finding.gateCounts ? (
+                        <span className="mt-0.5 block text-[11px] text-ink-muted">Keeps the lint-clean gate closed until an engineer waives it for the run.</span>
+                      ) : null}
                     </span>
                   </li>
                 ))}
@@ -470,6 +486,34 @@ function ResultsSource({ section, run }: { section: ChecklistView['sections']['p
     <p className="text-[11px] text-ink-muted">
       {section.source === 'run' && run ? `Results of run ${run.id.slice(0, 8)}.` : 'No current run: the newest results on this target, from any run or none.'}
     </p>
+  );
+}
+
+/** An engineer waives one finding for the working run, with a reason (recorded in the run log; opens the lint-clean gate of this run only). */
+function WaiveFindingForm({ finding, busy }: { finding: ChecklistView['plan']['lint'][number]; busy: boolean }) {
+  const reasonId = `waive-${finding.rule}-${finding.line}`;
+  return (
+    <Form method="post" className="mt-1 flex flex-wrap items-center gap-1.5">
+      <input type="hidden" name="intent" value="waive-lint" />
+      <input type="hidden" name="file" value={finding.file} />
+      <input type="hidden" name="line" value={finding.line} />
+      <input type="hidden" name="rule" value={finding.rule} />
+      <label htmlFor={reasonId} className="sr-only">
+        Why {finding.rule} at line {finding.line} is safe on this target
+      </label>
+      <input
+        id={reasonId}
+        name="reason"
+        required
+        minLength={10}
+        maxLength={2000}
+        placeholder="Why it is safe here (recorded in the run log)"
+        className="min-w-0 flex-1 rounded border border-slate-300 px-1.5 py-0.5 text-[11px]"
+      />
+      <button type="submit" disabled={busy} className="rounded border border-slate-300 bg-white px-2 py-0.5 text-[11px] hover:bg-slate-100 disabled:opacity-50">
+        {busy ? 'Waiving…' : 'Waive for this run'}
+      </button>
+    </Form>
   );
 }
 

@@ -1,6 +1,6 @@
 import type { LoaderFunctionArgs } from '@remix-run/node';
 import { requirePermission } from '../auth/require.server';
-import { resumeSeq, runIdOrNotFound, streamRunEvents } from '../runs/run-view.server';
+import { resumeSeq, runIdOrNotFound, streamRunEvents } from '../web/run-page.server';
 
 // The live view's server-sent events: the run log after the last seq the browser has, then
 // whatever is appended, until the run reaches a final state. Each open stream counts as a watcher.

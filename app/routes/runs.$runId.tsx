@@ -6,11 +6,13 @@ import { requireIntentPermission } from '../auth/intent-access.server';
 import { requirePermission } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { CopyButton } from '../components/copy-button';
-import { formatClock, formatDuration, formatUtc } from '../components/format';
+import { formatClock, formatDuration, formatUtc } from '../runtime/format';
 import { RehearsalChip, StatusBadge } from '../components/status-badge';
-import { cancelFromRunView, loadRunView, runIdOrNotFound, type RunView, type StatementText } from '../runs/run-view.server';
-import { FINAL_STATES, failureOf, foldTimeline, phaseLabel, type AttemptView, type FailureView, type PhaseView, type StepView, type TimelineEvent } from '../runs/run-timeline';
-import { useRunStream, type StreamState } from '../runs/use-run-stream';
+import { cancelFromRunView, loadRunView, runIdOrNotFound, type RunView, type StatementText } from '../web/run-page.server';
+import { failureOf, foldTimeline, isFinalState, phaseLabel, type AttemptView, type FailureView, type PhaseView, type StepView } from '../runs/run-timeline';
+import { storedTypeOf, type RunEvent } from '../runs/run-events';
+import { isActiveState, type RunState } from '../../db/run-lifecycle';
+import { useRunStream, type StreamState } from '../web/use-run-stream';
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [
   { title: data ? `${data.view.run.kind === 'rehearsal' ? 'Rehearsal' : 'Run'} ${data.view.run.id.slice(0, 8)} · ${data.view.run.planId} on ${data.view.run.targetLabel} · Runsheet` : 'Run · Runsheet' },
@@ -35,14 +37,12 @@ export async function action({ request, params, context }: ActionFunctionArgs) {
   return data({ ok: true, message: outcome.kind === 'done' ? outcome.message : 'Cancel requested.' });
 }
 
-const ACTIVE = ['applying', 'rolling_back', 'rehearsing'];
-
 export default function RunPage() {
   const { user, view } = useLoaderData<typeof loader>() as { user: Parameters<typeof AppHeader>[0]['user']; view: RunView };
   const stream = useRunStream(view.run.id, { events: view.events, watchers: view.watchers });
   const timeline = useMemo(() => foldTimeline(stream.events, 'draft'), [stream.events]);
   const state = timeline.stateChanges.length > 0 ? timeline.state : view.run.state;
-  const active = ACTIVE.includes(state);
+  const active = isActiveState(state as RunState);
   const now = useNow(view.readAt, active);
   const rehearsal = view.run.kind === 'rehearsal';
   const latest = timeline.attempts.at(-1);
@@ -127,7 +127,7 @@ export default function RunPage() {
           </p>
         )}
 
-        {FINAL_STATES.includes(state) ? (
+        {isFinalState(state) ? (
           <FinalState state={state} reason={timeline.stateChanges.at(-1)?.reason} verified={latest?.phases.findLast((phase) => phase.phase === 'verification')?.ok ?? view.run.verified}
             attempt={latest}
             checklistUrl={checklistUrl}
@@ -571,7 +571,7 @@ function FinalState({
   );
 }
 
-function RunLog({ events }: { events: TimelineEvent[] }) {
+function RunLog({ events }: { events: RunEvent[] }) {
   return (
     <details className="mt-4 rounded border border-slate-200 bg-white">
       <summary className="cursor-pointer px-2 py-1.5 text-xs font-semibold">Run log ({events.length} events)</summary>
@@ -593,7 +593,7 @@ function RunLog({ events }: { events: TimelineEvent[] }) {
                 <td className="pr-2">{event.seq}</td>
                 <td className="pr-2 whitespace-nowrap">{formatUtc(event.at).slice(11)}</td>
                 <td className="pr-2">{event.actor}</td>
-                <td className="pr-2 whitespace-nowrap">{event.type}</td>
+                <td className="pr-2 whitespace-nowrap">{storedTypeOf(event)}</td>
                 <td className="max-w-md truncate text-ink-muted" title={JSON.stringify(event.payload)}>
                   {summarizePayload(event)}
                 </td>
@@ -606,22 +606,23 @@ function RunLog({ events }: { events: TimelineEvent[] }) {
   );
 }
 
-function summarizePayload(event: TimelineEvent): string {
-  const payload = event.payload;
+function summarizePayload(event: RunEvent): string {
   switch (event.type) {
     case 'state.changed':
-      return `${String(payload.from)} → ${String(payload.to)}: ${String(payload.reason ?? '')}`;
+      return `${event.payload.from} → ${event.payload.to}: ${event.payload.reason}`;
     case 'prerequisite.ticked':
     case 'prerequisite.unticked':
-      return String(payload.itemId ?? '');
+      return event.payload.itemId;
     case 'checks.ran':
-      return `${String(payload.phase)}: ${payload.passed ? 'passed' : `failed ${JSON.stringify(payload.failed)}`}`;
+      return `${event.payload.phase}: ${event.payload.passed ? 'passed' : `failed ${JSON.stringify(event.payload.failed)}`}`;
     case 'statement.completed':
-      return `line ${String(payload.line)} ${String(payload.command ?? '')} ${formatDuration(Number(payload.durationMs ?? 0))}`;
+      return `line ${event.payload.line} ${event.payload.command} ${formatDuration(event.payload.durationMs)}`;
     case 'note.added':
-      return String(payload.text ?? '');
+      return event.payload.text;
+    case 'unrecognised':
+      return JSON.stringify(event.payload.storedPayload).slice(0, 160);
     default:
-      return JSON.stringify(payload).slice(0, 160);
+      return JSON.stringify(event.payload).slice(0, 160);
   }
 }
 

@@ -1,6 +1,6 @@
 import type { LoaderFunctionArgs } from '@remix-run/node';
 import { requirePermission } from '../auth/require.server';
-import { runExists } from '../models/runs.server';
+import { runExists } from '../runs/run-store.server';
 import { assertRunId } from '../runs/run-log.server';
 import { exportRunLog, noSignedLogYet } from '../runs/signing.server';
 

@@ -5,12 +5,12 @@ import { requirePermission } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { CopyButton } from '../components/copy-button';
 import { EventLogWindow } from '../components/event-log-window';
-import { formatDuration, formatUtc } from '../components/format';
+import { formatDuration, formatUtc } from '../runtime/format';
 import { PhaseTimeline, phaseLabel } from '../components/phase-timeline';
 import { CheckRunHeading, IssuesList, ReportChecksTable, ReportSection, ScrollTable, SignatureBadge, SnapshotTable, StatementsTable } from '../components/run-report-sections';
 import { RehearsalChip, StatusBadge } from '../components/status-badge';
 import { CHECK_PHASE_TITLES, INITIAL_EVENTS_PAGE } from '../runs/run-report';
-import { readRunReport } from '../runs/run-report.server';
+import { readRunReport } from '../web/report-page.server';
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [
   { title: data ? `Report ${data.header.runId.slice(0, 8)} · ${data.header.planId} · Runsheet` : 'Report · Runsheet' },

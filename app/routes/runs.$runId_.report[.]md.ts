@@ -1,7 +1,7 @@
 import type { LoaderFunctionArgs } from '@remix-run/node';
 import { requirePermission } from '../auth/require.server';
 import { runReportMarkdown } from '../runs/run-report';
-import { readRunReport } from '../runs/run-report.server';
+import { readRunReport } from '../web/report-page.server';
 
 // The report as Markdown, in the shape of the runbook's "Execution Log" section.
 export async function loader({ request, params, context }: LoaderFunctionArgs) {

@@ -17,47 +17,28 @@ import { z } from 'zod';
 import { RUN_KINDS, RUN_STATES } from '../../db/schema/index';
 import { requirePermission } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
-import { formatDuration, formatUtc } from '../components/format';
+import { formatDuration, formatUtc } from '../runtime/format';
 import { RehearsalChip, StatusBadge, statusInfo } from '../components/status-badge';
-import { RUN_SORT_KEYS, type RunSortKey } from '../models/run-sort';
-import { listRunFacets, listRuns } from '../models/runs.server';
+import { loadRunHistory } from '../web/history-page.server';
+import { RUN_SORT_KEYS, type RunSortKey } from '../runs/run-sort';
 
 export const meta: MetaFunction = () => [{ title: 'History · Runsheet' }];
 
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'view');
   const query = parseHistoryQuery(new URL(request.url).searchParams);
-  const db = context.runtime.store.db;
-  const [page, facets] = await Promise.all([
-    listRuns(db, {
-      filters: { plan: query.plan, target: query.target, kind: query.kind, state: query.state, person: query.person },
-      sort: { key: query.sort, direction: query.dir },
-      limit: query.size,
-      offset: (query.page - 1) * query.size,
-    }),
-    listRunFacets(db),
-  ]);
-  const labels = new Map(context.runtime.targets.list().map((target) => [target.name, target.label]));
+  const history = await loadRunHistory(context.runtime, {
+    filters: { plan: query.plan, target: query.target, kind: query.kind, state: query.state, person: query.person },
+    sort: { key: query.sort, direction: query.dir },
+    limit: query.size,
+    offset: (query.page - 1) * query.size,
+  });
+  const { facets, labels } = history;
   return {
     user,
     query,
-    total: page.total,
-    runs: page.rows.map((run) => ({
-      id: run.id,
-      planId: run.planId,
-      planChecksum: run.planChecksum,
-      target: run.target,
-      targetLabel: labels.get(run.target) ?? run.target,
-      kind: run.kind,
-      state: run.state,
-      createdBy: run.createdBy,
-      createdAt: run.createdAt.toISOString(),
-      executedBy: run.executedBy,
-      signedOffBy: run.signedOffBy,
-      startedAt: run.startedAt?.toISOString() ?? null,
-      finishedAt: run.finishedAt?.toISOString() ?? null,
-      durationMs: run.durationMs,
-    })),
+    total: history.total,
+    runs: history.runs,
     facets: { ...facets, targets: facets.targets.map((name) => ({ name, label: labels.get(name) ?? name })), kinds: RUN_KINDS, states: RUN_STATES },
   };
 }

@@ -1,5 +1,5 @@
 import type { ActionFunctionArgs } from '@remix-run/node';
-import { requireSandboxApiPool } from '../sandbox/sandbox-api-route.server';
+import { requireSandboxApiPool } from '../web/sandbox-api.server';
 import { setActiveOrganization } from '../sandbox/platform-api.server';
 
 // Public route authenticated by bearer token; no cookies, so the Origin check does not apply.

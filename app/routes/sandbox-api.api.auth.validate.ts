@@ -1,5 +1,5 @@
 import type { LoaderFunctionArgs } from '@remix-run/node';
-import { requireSandboxApiPool } from '../sandbox/sandbox-api-route.server';
+import { requireSandboxApiPool } from '../web/sandbox-api.server';
 import { validateApiSession } from '../sandbox/platform-api.server';
 
 // Public route authenticated by bearer token (PRODUCT.md: the sandbox stand-in API uses no cookies).

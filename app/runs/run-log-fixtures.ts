@@ -4,6 +4,8 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import type pg from 'pg';
+import { parseRunEvent, type PayloadOf, type RunEvent, type RunEventHeader, type RunEventInput, type RunEventType } from './run-events';
+import { RUN_EVENT_EXAMPLES } from './run-event-examples';
 import { appendRunEvent, sha256Hex } from './run-log.server';
 
 export const PLAN_MANIFEST =
@@ -33,23 +35,33 @@ export async function createRun(
   return rows[0]!.id;
 }
 
+/** A 'run.created' payload for a hand-made run. */
+export const RUN_CREATED: PayloadOf<'run.created'> = { planId: '008-active-org-tracking', checksum: sha256Hex(PLAN_MANIFEST), target: 'sandbox', kind: 'execute', files: [{ path: 'plan.yaml', sha256: sha256Hex('id: 008\n') }] };
+
+/** A 'statement.completed' event of step `stepId`, statement `index`. */
+export function statementCompleted(index: number, stepId = 'apply-008'): RunEventInput {
+  return {
+    type: 'statement.completed',
+    payload: { stepId, index, line: 10 + index, endLine: 11 + index, command: 'UPDATE', durationMs: 12.5, rowCount: 1000, notices: [{ severity: 'NOTICE', message: 'ok' }], startedAt: '2026-11-25T12:00:00.000Z' },
+  };
+}
+
+/** The kinds of events a real run writes, with non-ASCII text, fractions and nulls: what the chain must hash alike in TypeScript, SQL and openssl. */
+const SCRIPT: ({ actor: string; role: string | null } & RunEventInput)[] = [
+  { actor: 'tpm@example.com', role: 'tpm', type: 'run.created', payload: RUN_CREATED },
+  { actor: 'tpm@example.com', role: 'tpm', type: 'prerequisite.ticked', payload: { itemId: 'backup-taken', text: 'Database backup taken — snapshot rds-2025-11-25', required: true } },
+  { actor: 'tpm@example.com', role: 'tpm', type: 'checks.ran', payload: { phase: 'pre', planChecksum: RUN_CREATED.checksum, passed: true, failed: [], skipped: [], results: [] } },
+  { actor: 'tpm@example.com', role: 'tpm', type: 'signoff', payload: { checksum: RUN_CREATED.checksum } },
+  { actor: 'engineer@example.com', role: 'engineer', type: 'phase.started', payload: { phase: 'apply', plannedMs: 120_000 } },
+  { actor: 'system', role: null, ...statementCompleted(0) },
+  { actor: 'system', role: null, type: 'state.changed', payload: { from: 'ready', to: 'applying', reason: 'execute by engineer@example.com' } },
+  { actor: 'engineer@example.com', role: 'engineer', type: 'note.added', payload: { text: 'Zürich team informed — ✓' } },
+];
+
 /** A run with `count` events of the kinds a real run writes. */
 export async function createRunWithEvents(pool: pg.Pool, count: number): Promise<string> {
   const runId = await createRun(pool);
-  const script = [
-    { actor: 'tpm@example.com', role: 'tpm', type: 'run.created', payload: { plan: '008-active-org-tracking' } },
-    { actor: 'tpm@example.com', role: 'tpm', type: 'prerequisite.ticked', payload: { item: 'backup-taken', note: 'snapshot rds-2025-11-25' } },
-    { actor: 'tpm@example.com', role: 'tpm', type: 'checks.ran', payload: { phase: 'pre', passed: 7, failed: 0, ratio: 0.5 } },
-    { actor: 'tpm@example.com', role: 'tpm', type: 'signoff', payload: {} },
-    { actor: 'engineer@example.com', role: 'engineer', type: 'phase.started', payload: { phase: 'apply' } },
-    { actor: 'system', role: null, type: 'statement.completed', payload: { line: 12, rows: 1000, notices: ['ok'], ms: 12.5 } },
-    { actor: 'system', role: null, type: 'state.changed', payload: { from: 'ready', to: 'applying' } },
-    { actor: 'engineer@example.com', role: 'engineer', type: 'note.added', payload: { text: 'Zürich team informed — ✓' } },
-  ];
-  for (let index = 0; index < count; index++) {
-    const event = script[index % script.length]!;
-    await appendRunEvent(pool, { runId, ...event, payload: { ...event.payload, n: index + 1 } });
-  }
+  for (let index = 0; index < count; index++) await appendRunEvent(pool, { runId, ...SCRIPT[index % SCRIPT.length]! });
   return runId;
 }
 
@@ -71,4 +83,25 @@ export async function asAttacker(pool: pg.Pool, sql: string | string[], params: 
   } finally {
     client.release();
   }
+}
+
+/**
+ * A parsed event of `type` for the pure tests (timeline, report): the type's example payload with
+ * `overrides` over it, parsed by the union; a payload that does not fit throws here, so a test
+ * never folds an event the engine could not have written.
+ */
+export function sampleEvent<T extends RunEventType>(type: T, overrides: Partial<PayloadOf<T>> = {}, header: Partial<RunEventHeader> = {}): RunEvent {
+  const stored: RunEventHeader & { type: string; payload: unknown } = {
+    runId: '00000000-0000-4000-8000-000000000001',
+    seq: 1,
+    at: '2025-11-25T12:00:00.000000Z',
+    actor: 'engineer@example.com',
+    role: 'engineer',
+    ...header,
+    type,
+    payload: { ...RUN_EVENT_EXAMPLES[type], ...overrides },
+  };
+  const parsed: RunEvent = parseRunEvent(stored);
+  if (parsed.type === 'unrecognised') throw new Error(`sampleEvent(${type}): ${parsed.payload.problem}`);
+  return parsed;
 }

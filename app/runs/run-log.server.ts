@@ -1,13 +1,20 @@
 /**
  * The run log: append-only events, each hashed over the previous one
- * (docs/decisions/010-run-log-hash-chain.md). Appends to one run are serialised by a
- * transaction-scoped advisory lock, so two appends at once never fork the chain; PostgreSQL
- * itself refuses an UPDATE, DELETE or TRUNCATE, and an insert that does not extend the chain.
+ * (docs/decisions/010-run-log-hash-chain.md). The only way to write an event (appendRunEvent,
+ * which takes a typed RunEventInput of the union in run-events.ts and validates it) and the only
+ * way to read one (readRunEvents and the page readers, which parse every row into a RunEvent).
+ * Appends to one run are serialised by a transaction-scoped advisory lock, so two appends at once
+ * never fork the chain; PostgreSQL itself refuses an UPDATE, DELETE or TRUNCATE, and an insert
+ * that does not extend the chain.
  */
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
+import { and, asc, eq, gt, inArray } from 'drizzle-orm';
 import type pg from 'pg';
+import { runEvents } from '../../db/schema/index';
+import { jsonSafe } from '../checks/evaluate-expectation';
 import type { StoreDb } from '../runtime/store.server';
+import { parseRunEvent, RunEventBodySchema, type RunEvent, type RunEventInput, type RunEventType } from './run-events';
 import { RunsheetError } from '../runtime/errors';
 import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
 
@@ -25,7 +32,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** A pg pool or client, or the store's Drizzle handle (unwrapped to its pool). */
 export type StoreExecutor = pg.Pool | pg.ClientBase | StoreDb;
 
-export interface RunEvent {
+/** An event exactly as stored (and signed): what the chain is computed over. */
+export interface StoredRunEvent {
   runId: string;
   seq: number;
   /** Database clock, `YYYY-MM-DDTHH:MM:SS.ffffffZ`. */
@@ -39,25 +47,11 @@ export interface RunEvent {
   hash: string;
 }
 
-export interface NewRunEvent {
-  runId: string;
-  actor: string;
-  role?: string | null;
-  type: string;
-  /** A JSON object; stored as jsonb and hashed as PostgreSQL returns it. */
-  payload?: Record<string, unknown>;
-}
+/** An event as appended: who acts, and a typed event of the union. */
+export type NewRunEvent = { runId: string; actor: string; role?: string | null } & RunEventInput;
 
-/** What is hashed for one event (with the previous hash as prefix), in RFC 8785 canonical JSON. */
-export interface RunEventBody {
-  run_id: string;
-  seq: number;
-  at: string;
-  actor: string;
-  role: string | null;
-  type: string;
-  payload: Record<string, unknown>;
-}
+/** A parsed event with its place in the chain: what appendRunEvent returns. */
+export type LoggedRunEvent = RunEvent & { prevHash: string; hash: string };
 
 export function sha256Hex(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
@@ -75,12 +69,16 @@ export function genesisHash(runId: string): string {
   return sha256Hex(Buffer.from(`${RUN_LOG_VERSION}\n${runId}`, 'utf8'));
 }
 
+/** What is hashed for one event (with the previous hash as prefix), in RFC 8785 canonical JSON. */
+export type HashedEventBody = ReturnType<typeof runEventBody>;
+
 /** hash_n = sha256_hex(prev_hash_hex + "\n" + JCS(body)), over UTF-8 bytes. */
-export function hashRunEvent(prevHash: string, body: RunEventBody): string {
+export function hashRunEvent(prevHash: string, body: HashedEventBody): string {
   return sha256Hex(Buffer.from(`${prevHash}\n${canonicalJson(body)}`, 'utf8'));
 }
 
-export function runEventBody(runId: string, event: Pick<RunEvent, 'seq' | 'at' | 'actor' | 'role' | 'type' | 'payload'>): RunEventBody {
+/** The hashed form of a stored event: its run, place, clock, author, and type and payload as stored. */
+export function runEventBody(runId: string, event: Pick<StoredRunEvent, 'seq' | 'at' | 'actor' | 'role' | 'type' | 'payload'>) {
   return {
     run_id: runId,
     seq: event.seq,
@@ -93,16 +91,7 @@ export function runEventBody(runId: string, event: Pick<RunEvent, 'seq' | 'at' |
 }
 
 /** An event as a chain link, independent of where it was read from (the store or a signed statement). */
-export interface ChainLink {
-  seq: number;
-  at: string;
-  actor: string;
-  role: string | null;
-  type: string;
-  payload: Record<string, unknown>;
-  prevHash: string;
-  hash: string;
-}
+export type ChainLink = Omit<StoredRunEvent, 'runId'>;
 
 export type ChainCheck =
   | { ok: true; head: string; hashes: string[] }
@@ -151,6 +140,12 @@ export function checkChain(runId: string, events: readonly ChainLink[]): ChainCh
     previous = recomputed;
   }
   return { ok: true, head: previous, hashes };
+}
+
+/** A run id as the store prints it, or undefined when the text is not one. */
+export function parseRunId(runId: string): string | undefined {
+  const normalised = runId.trim().toLowerCase();
+  return UUID.test(normalised) ? normalised : undefined;
 }
 
 export function assertRunId(runId: string): string {
@@ -220,10 +215,35 @@ export async function lockRunLog(client: pg.ClientBase, runId: string): Promise<
   await client.query('select pg_advisory_xact_lock($1::int4, hashtext($2::text))', [ADVISORY_LOCKS.runLogClass, runId]);
 }
 
+/** A JSON object for an event payload: what JSON cannot carry (Dates, bigints, undefined) is made JSON-safe. */
+export function jsonPayload(value: unknown): Record<string, unknown> {
+  const safe = jsonSafe(value);
+  return safe === undefined || safe === null ? {} : (JSON.parse(JSON.stringify(safe)) as Record<string, unknown>);
+}
+
+/** A typed event of the union, checked: an append that does not fit the union is a bug, refused before anything is written. */
+function validatedEvent(event: NewRunEvent): { type: RunEventType; payloadText: string } {
+  // Refused first: what JSON cannot carry exactly (NaN, U+0000, a non-object) is a bug, never silently changed.
+  const payloadText = payloadJson(event.payload ?? {});
+  const payload = JSON.parse(payloadText) as Record<string, unknown>;
+  const checked = RunEventBodySchema.safeParse({ type: event.type, payload });
+  const misfit = (problems: string) => new TypeError(`a "${String(event.type)}" event does not fit the run-event union (app/runs/run-events.ts): ${problems}`);
+  if (!checked.success) throw misfit(checked.error.issues.map((issue) => `${issue.path.join('.') || 'event'}: ${issue.message}`).join('; '));
+  // Parsing drops keys the union does not declare: a payload that loses any was not declared in full.
+  if (canonicalJson(checked.data.payload) !== canonicalJson(payload)) throw misfit(`it carries keys the union does not declare (${undeclaredKeys(payload, checked.data.payload).join(', ')})`);
+  return { type: checked.data.type, payloadText };
+}
+
+/** The paths of keys in `written` that `kept` lost (what the union does not declare). */
+function undeclaredKeys(written: unknown, kept: unknown, at = 'payload'): string[] {
+  if (Array.isArray(written)) return written.flatMap((item, index) => undeclaredKeys(item, Array.isArray(kept) ? kept[index] : undefined, `${at}[${index}]`));
+  if (!written || typeof written !== 'object') return [];
+  const keptObject = (kept && typeof kept === 'object' ? kept : {}) as Record<string, unknown>;
+  return Object.entries(written).flatMap(([key, value]) => (key in keptObject ? undeclaredKeys(value, keptObject[key], `${at}.${key}`) : [`${at}.${key}`]));
+}
+
 function payloadJson(payload: unknown): string {
-  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
-    throw new TypeError('a run event payload must be a JSON object');
-  }
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) throw new TypeError('a run event payload must be a JSON object');
   canonicalJson(payload); // throws on NaN, Infinity, lone surrogates and cycles, which could not be hashed later
   const text = JSON.stringify(payload);
   // jsonb refuses \u0000; refuse it here, before a failed statement aborts the caller's transaction.
@@ -232,14 +252,14 @@ function payloadJson(payload: unknown): string {
 }
 
 /**
- * Append one event to a run's log and return it as stored. Inside the caller's transaction when
- * `executor` is a client in one (READ COMMITTED, the default), else in its own.
+ * Append one event of the union to a run's log and return it as stored, parsed. Inside the
+ * caller's transaction when `executor` is a client in one (READ COMMITTED, the default), else in
+ * its own.
  */
-export async function appendRunEvent(executor: StoreExecutor, event: NewRunEvent): Promise<RunEvent> {
+export async function appendRunEvent(executor: StoreExecutor, event: NewRunEvent): Promise<LoggedRunEvent> {
   const runId = assertRunId(event.runId);
   if (typeof event.actor !== 'string' || event.actor === '') throw new TypeError('a run event needs an actor');
-  if (typeof event.type !== 'string' || event.type === '') throw new TypeError('a run event needs a type');
-  const payloadText = payloadJson(event.payload ?? {});
+  const { type, payloadText } = validatedEvent(event);
   const role = event.role ?? null;
 
   return inStoreTransaction(executor, async (client) => {
@@ -260,39 +280,103 @@ export async function appendRunEvent(executor: StoreExecutor, event: NewRunEvent
     if (!state.runExists) throw new Error(`run ${runId} does not exist`);
     const seq = (state.lastSeq ?? 0) + 1;
     const prevHash = state.lastHash ?? genesisHash(runId);
-    const stored: RunEvent = {
-      runId,
-      seq,
-      at: state.at,
-      actor: event.actor,
-      role,
-      type: event.type,
-      payload: state.payload,
-      prevHash,
-      hash: '',
-    };
+    const stored: StoredRunEvent = { runId, seq, at: state.at, actor: event.actor, role, type, payload: state.payload, prevHash, hash: '' };
     stored.hash = hashRunEvent(prevHash, runEventBody(runId, stored));
     await client.query(
       `insert into run_events (run_id, seq, at, actor, role, type, payload, prev_hash, hash)
        values ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)`,
       [runId, seq, stored.at, stored.actor, role, stored.type, payloadText, prevHash, stored.hash],
     );
-    return stored;
+    return parseRunEvent(stored);
   });
 }
 
 const EVENT_COLUMNS = `run_id::text as "runId", seq, at, actor, role, type, payload, prev_hash as "prevHash", hash`;
 
-/** A page of a run's events in seq order: those after `afterSeq` (default 0), at most `limit` (default all). */
-export async function readRunEvents(
-  executor: StoreExecutor,
-  runId: string,
-  options: { afterSeq?: number; limit?: number } = {},
-): Promise<RunEvent[]> {
+export interface EventReadOptions {
+  /** Only events after this seq (default 0: from the first). */
+  afterSeq?: number;
+  /** At most this many (default: all). */
+  limit?: number;
+  /** Only events of these types. */
+  types?: readonly RunEventType[];
+}
+
+/** A run's events exactly as stored, in seq order: what the chain check and signing read. */
+export async function readStoredRunEvents(executor: StoreExecutor, runId: string, options: EventReadOptions = {}): Promise<StoredRunEvent[]> {
   const id = assertRunId(runId);
-  const { rows } = await pgExecutor(executor).query<RunEvent>(
-    `select ${EVENT_COLUMNS} from run_events where run_id = $1 and seq > $2 order by run_id, seq limit $3`,
-    [id, options.afterSeq ?? 0, options.limit ?? null],
+  const { rows } = await pgExecutor(executor).query<StoredRunEvent>(
+    `select ${EVENT_COLUMNS} from run_events
+      where run_id = $1 and seq > $2 and ($4::text[] is null or type = any($4::text[]))
+      order by run_id, seq limit $3`,
+    [id, options.afterSeq ?? 0, options.limit ?? null, options.types ? [...options.types] : null],
   );
   return rows;
+}
+
+/** A run's events in seq order, each parsed into the union (unknown ones into its fallback). */
+export async function readRunEvents(executor: StoreExecutor, runId: string, options: EventReadOptions = {}): Promise<RunEvent[]> {
+  return (await readStoredRunEvents(executor, runId, options)).map(({ prevHash: _prevHash, hash: _hash, ...stored }) => parseRunEvent(stored));
+}
+
+/** Most events one page of the event list carries. */
+export const MAX_EVENTS_PAGE = 1_000;
+
+export interface RunEventsPage {
+  /** Parsed, with their place in the chain (the report's event list shows the hashes). */
+  events: LoggedRunEvent[];
+  /** The last seq on this page (the cursor for the next one); afterSeq when the page is empty. */
+  lastSeq: number;
+  /** Whether events after this page exist (as of this read). */
+  hasMore: boolean;
+}
+
+/** One page of a run's events after a cursor (seq), in seq order. */
+export async function readRunEventsPage(db: StoreDb, input: { runId: string; afterSeq: number; limit: number }): Promise<RunEventsPage> {
+  const id = assertRunId(input.runId);
+  const limit = Math.max(1, Math.min(MAX_EVENTS_PAGE, Math.trunc(input.limit)));
+  const afterSeq = Math.max(0, Math.trunc(input.afterSeq));
+  // One more than asked tells whether another page follows without a count over the whole log.
+  const rows = await db
+    .select(EVENT_SELECTION)
+    .from(runEvents)
+    .where(and(eq(runEvents.runId, id), gt(runEvents.seq, afterSeq)))
+    .orderBy(asc(runEvents.seq))
+    .limit(limit + 1);
+  const events = rows.slice(0, limit).map(parseRunEvent);
+  return { events, lastSeq: events.at(-1)?.seq ?? afterSeq, hasMore: rows.length > limit };
+}
+
+/** Most events of a type the report reads at once (a log can hold tens of thousands of events). */
+export const REPORT_EVENTS_LIMIT = 2_000;
+
+/** The events of the given types, in seq order, at most `limit`: what the report summarises. */
+export async function readRunEventsOfTypes(db: StoreDb, input: { runId: string; types: readonly RunEventType[]; limit?: number }): Promise<RunEvent[]> {
+  const id = assertRunId(input.runId);
+  if (input.types.length === 0) return [];
+  const rows = await db
+    .select(EVENT_SELECTION)
+    .from(runEvents)
+    .where(and(eq(runEvents.runId, id), inArray(runEvents.type, [...input.types])))
+    .orderBy(asc(runEvents.seq))
+    .limit(Math.max(1, Math.min(REPORT_EVENTS_LIMIT, input.limit ?? REPORT_EVENTS_LIMIT)));
+  return rows.map(parseRunEvent);
+}
+
+const EVENT_SELECTION = {
+  runId: runEvents.runId,
+  seq: runEvents.seq,
+  at: runEvents.at,
+  actor: runEvents.actor,
+  role: runEvents.role,
+  type: runEvents.type,
+  payload: runEvents.payload,
+  prevHash: runEvents.prevHash,
+  hash: runEvents.hash,
+};
+
+/** The seq of a run's newest event (0 when it has none). */
+export async function lastSeqOf(executor: StoreExecutor, runId: string): Promise<number> {
+  const { rows } = await pgExecutor(executor).query<{ seq: number | null }>('select max(seq) as seq from run_events where run_id = $1', [assertRunId(runId)]);
+  return rows[0]?.seq ?? 0;
 }

@@ -1,19 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type { RunEvent } from './run-log.server';
+import type { PayloadOf, RunEvent, RunEventType } from './run-events';
+import { sampleEvent } from './run-log-fixtures';
 import { buildRunReport, runReportMarkdown, type ReportHeader, type SignatureVerdict } from './run-report';
 
 let seq = 0;
-const event = (type: string, payload: Record<string, unknown>, at: string, actor = 'system'): RunEvent => ({
-  runId: '00000000-0000-0000-0000-000000000001',
-  seq: ++seq,
-  at,
-  actor,
-  role: null,
-  type,
-  payload,
-  prevHash: '0'.repeat(64),
-  hash: '0'.repeat(64),
-});
+/** An event of the union: the type's example payload with these fields over it. */
+const event = <T extends RunEventType>(type: T, payload: Partial<PayloadOf<T>>, at: string, actor = 'system'): RunEvent => sampleEvent(type, payload, { seq: ++seq, at, actor, role: null });
 
 const check = (checkId: string, actual: unknown, passed = true) => ({
   checkId,
@@ -25,6 +17,7 @@ const check = (checkId: string, actual: unknown, passed = true) => ({
   actual,
   sql: 'select 1',
   error: null,
+  reason: null,
   durationMs: 3,
   ranAt: '',
 });
@@ -83,8 +76,8 @@ describe('buildRunReport', () => {
 
   it('a phase that never completed ran until the last event, and the outcome names the failed statement', () => {
     const failed = buildRunReport([events[5]!, event('state.changed', { from: 'applying', to: 'failed', reason: 'boom' }, '2026-11-25T14:03:07.000000Z')], {
-      failure: { stepId: 'apply-008', statementIndex: 5, line: 64, sqlstate: '55P03', message: 'lock timeout' },
-      steps: [{ stepId: 'apply-008', transactional: true }],
+      failure: { stepId: 'apply-008', statementIndex: 5, line: 64, sqlstate: '55P03', message: 'lock timeout', blockers: [], cancelled: false },
+      steps: [{ stepId: 'apply-008', title: 'Apply', transactional: true, ok: false, statementCount: 12, completedCount: 5, committed: false, durationMs: 5_000 }],
     });
     expect(failed.phases[0]).toMatchObject({ phase: 'apply', incomplete: true, actualMs: 5_000 });
     expect(failed.failedStatement).toEqual({ stepId: 'apply-008', index: 5, line: 64, sqlstate: '55P03', message: 'lock timeout', cancelled: false, transactional: true });

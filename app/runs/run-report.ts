@@ -1,15 +1,16 @@
 /**
  * The post-run report, assembled from a run's log: phase timings, check results, snapshot before
- * and after, step output, verification and issues. Pure functions over events (no database), so
- * the page, the Markdown download and tests read the same thing. Tolerant of payloads it does not
- * know: a field missing from an event shows as missing, never as a crash.
+ * and after, step output, verification and issues. Pure functions over the typed events of the
+ * run-event union (no database), so the page, the Markdown download and tests read the same
+ * thing. An event this version does not know ('unrecognised') is left out of the summary.
  */
-import { describeExpectation } from '../components/check-results-table';
-import { formatUtc } from '../components/format';
-import type { RunEvent } from './run-log.server';
+import type { RunOutcome } from '../../db/schema/run-outcome';
+import { describeExpectation } from '../checks/describe-expectation';
+import { formatUtc } from '../runtime/format';
+import { eventsOf, type PayloadOf, type RunEvent, type RunEventOf, type RunEventType } from './run-events';
 
 /** The event types the report summarises (the event list pages through every type). */
-export const REPORT_EVENT_TYPES = [
+export const REPORT_EVENT_TYPES: readonly RunEventType[] = [
   'run.created',
   'checks.ran',
   'signoff',
@@ -21,7 +22,7 @@ export const REPORT_EVENT_TYPES = [
   'execute.refused',
   'action.refused',
   'cancel.requested',
-] as const;
+];
 
 /** Events in the report page's first HTML; the rest are paged from /runs/:id/events.json. */
 export const INITIAL_EVENTS_PAGE = 100;
@@ -120,59 +121,53 @@ export interface RunReport {
   stateChanges: { seq: number; at: string; from: string; to: string; reason: string | null }[];
 }
 
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-const str = (value: unknown): string | null => (typeof value === 'string' ? value : null);
-const num = (value: unknown): number | null => (typeof value === 'number' && Number.isFinite(value) ? value : null);
+type CheckResultEvent = PayloadOf<'checks.ran'>['results'][number];
 
-function checkStatus(result: Record<string, unknown>): CheckStatus {
-  if (result.skipped === true) return 'skipped';
+function checkStatus(result: CheckResultEvent): CheckStatus {
+  if (result.skipped) return 'skipped';
   if (result.actual === 'cannot see') return 'cannot_see';
-  if (result.passed === true) return 'pass';
-  return isRecord(result.error) ? 'error' : 'fail';
+  if (result.passed) return 'pass';
+  return result.error ? 'error' : 'fail';
 }
 
-function checkRunOf(event: RunEvent): ReportCheckRun | null {
-  const payload = event.payload;
-  const results = Array.isArray(payload.results) ? payload.results.filter(isRecord) : [];
-  const phase = str(payload.phase) ?? (results.length > 0 ? str(results[0]!.phase) ?? 'unknown' : 'unknown');
+function checkRunOf(event: RunEventOf<'checks.ran'>): ReportCheckRun {
+  const { phase, passed, results } = event.payload;
   const checks: ReportCheck[] = results.map((result) => ({
-    checkId: str(result.checkId) ?? '?',
-    title: str(result.title) ?? str(result.checkId) ?? '?',
-    kind: str(result.kind) ?? '',
+    checkId: result.checkId,
+    title: result.title,
+    kind: result.kind,
     status: checkStatus(result),
-    expected: isRecord(result.expected) && typeof result.expected.type === 'string' ? (result.expected as { type: string } & Record<string, unknown>) : null,
+    expected: typeof result.expected?.type === 'string' ? (result.expected as { type: string } & Record<string, unknown>) : null,
     actual: result.actual ?? null,
-    error: isRecord(result.error) ? { sqlstate: str(result.error.sqlstate) ?? undefined, message: str(result.error.message) ?? 'error' } : null,
-    durationMs: num(result.durationMs),
-    ranAt: str(result.ranAt),
-    sql: str(result.sql),
+    error: result.error ? { sqlstate: result.error.sqlstate, message: result.error.message } : null,
+    durationMs: result.durationMs,
+    ranAt: result.ranAt,
+    sql: result.sql,
   }));
-  const passed = typeof payload.passed === 'boolean' ? payload.passed : checks.every((check) => check.status === 'pass' || check.status === 'skipped');
   return { seq: event.seq, at: event.at, actor: event.actor, phase, passed, checks };
 }
 
 /** Where the change began: the first apply (or rehearsal) phase, else the state change into applying. */
 function applyStartSeq(events: readonly RunEvent[]): number | null {
-  const started = events.find((event) => event.type === 'phase.started' && /apply|rehears/.test(String(event.payload.phase ?? '')));
+  const started = eventsOf(events, 'phase.started').find((event) => /apply|rehears/.test(event.payload.phase));
   if (started) return started.seq;
-  const moved = events.find((event) => event.type === 'state.changed' && (event.payload.to === 'applying' || event.payload.to === 'rehearsing'));
+  const moved = eventsOf(events, 'state.changed').find((event) => event.payload.to === 'applying' || event.payload.to === 'rehearsing');
   return moved?.seq ?? null;
 }
 
-function phasesOf(events: readonly RunEvent[], outcome: unknown): ReportPhase[] {
+function phasesOf(events: readonly RunEvent[], outcome: RunOutcome | null): ReportPhase[] {
   const phases: ReportPhase[] = [];
-  for (const event of events) {
-    const name = str(event.payload.phase);
-    if (!name) continue;
+  for (const event of eventsOf(events, 'phase.started', 'phase.completed')) {
+    const name = event.payload.phase;
     if (event.type === 'phase.started') {
-      phases.push({ phase: name, startedAt: event.at, completedAt: null, plannedMs: num(event.payload.plannedMs), actualMs: null, incomplete: true });
-    } else if (event.type === 'phase.completed') {
+      phases.push({ phase: name, startedAt: event.at, completedAt: null, plannedMs: event.payload.plannedMs, actualMs: null, incomplete: true });
+    } else {
       const open = [...phases].reverse().find((phase) => phase.phase === name && phase.incomplete);
       const target = open ?? { phase: name, startedAt: null, completedAt: null, plannedMs: null, actualMs: null, incomplete: true };
       if (!open) phases.push(target);
       target.completedAt = event.at;
-      target.plannedMs = num(event.payload.plannedMs) ?? target.plannedMs;
-      target.actualMs = num(event.payload.actualMs) ?? (target.startedAt ? Date.parse(event.at) - Date.parse(target.startedAt) : null);
+      target.plannedMs = event.payload.plannedMs ?? target.plannedMs;
+      target.actualMs = event.payload.actualMs;
       target.incomplete = false;
     }
   }
@@ -183,61 +178,39 @@ function phasesOf(events: readonly RunEvent[], outcome: unknown): ReportPhase[] 
   }
   if (phases.length > 0) return phases;
   // A run whose log has no phase events yet may still carry its timings in the outcome.
-  const fromOutcome = isRecord(outcome) && Array.isArray(outcome.phases) ? outcome.phases.filter(isRecord) : [];
-  return fromOutcome.map((phase) => ({
-    phase: str(phase.phase) ?? '?',
-    startedAt: null,
-    completedAt: null,
-    plannedMs: num(phase.plannedMs),
-    actualMs: num(phase.actualMs),
-    incomplete: false,
-  }));
+  return (outcome?.phases ?? []).map((phase) => ({ phase: phase.phase, startedAt: null, completedAt: null, plannedMs: phase.plannedMs, actualMs: phase.actualMs, incomplete: false }));
 }
 
-function noticeText(notice: unknown): string {
-  if (typeof notice === 'string') return notice;
-  if (isRecord(notice)) return `${str(notice.severity) ?? 'NOTICE'}: ${str(notice.message) ?? JSON.stringify(notice)}`;
-  return JSON.stringify(notice);
-}
-
-function refusalText(payload: Record<string, unknown>): string {
-  const gates = Array.isArray(payload.openGates) ? payload.openGates : Array.isArray(payload.gates) ? payload.gates : [];
-  const gateText = gates
-    .filter(isRecord)
-    .map((gate) => `${str(gate.label) ?? str(gate.id) ?? 'gate'}${gate.detail ? `: ${String(gate.detail)}` : ''}`)
-    .join('; ');
-  const reason = str(payload.reason) ?? str(payload.message);
-  const action = str(payload.action);
-  return [action ? `${action} refused` : 'Refused', reason, gateText].filter(Boolean).join(' — ');
+function refusalText(event: RunEventOf<'execute.refused' | 'action.refused'>): string {
+  const gates = event.type === 'execute.refused' ? (event.payload.openGates ?? []) : [];
+  const gateText = gates.map((gate) => `${gate.label}${gate.detail ? `: ${gate.detail}` : ''}`).join('; ');
+  const action = event.type === 'action.refused' ? event.payload.action : undefined;
+  return [action ? `${action} refused` : 'Refused', event.payload.reason, gateText].filter(Boolean).join(' — ');
 }
 
 const FAILURE_STATES = new Set(['failed', 'interrupted', 'rollback_failed', 'rehearsal_failed']);
 
-function failureText(outcome: unknown): string | null {
-  if (!isRecord(outcome)) return null;
-  const failure = isRecord(outcome.failure) ? outcome.failure : isRecord(outcome.rollback) && isRecord(outcome.rollback.failure) ? outcome.rollback.failure : null;
+const failureOfOutcome = (outcome: RunOutcome | null) => outcome?.failure ?? outcome?.rollback?.failure ?? null;
+
+function failureText(outcome: RunOutcome | null): string | null {
+  const failure = failureOfOutcome(outcome);
   if (failure) {
-    const where = [str(failure.stepId) ? `step ${String(failure.stepId)}` : null, num(failure.line) ? `line ${String(failure.line)}` : null].filter(Boolean).join(', ');
-    const code = str(failure.sqlstate) ? `SQLSTATE ${String(failure.sqlstate)}: ` : '';
-    return `${where ? `${where}: ` : ''}${code}${str(failure.message) ?? 'failed'}${failure.cancelled === true ? ' (cancelled)' : ''}`;
+    const where = [`step ${failure.stepId}`, failure.line ? `line ${failure.line}` : null].filter(Boolean).join(', ');
+    const code = failure.sqlstate ? `SQLSTATE ${failure.sqlstate}: ` : '';
+    return `${where}: ${code}${failure.message}${failure.cancelled ? ' (cancelled)' : ''}`;
   }
-  return str(outcome.error);
+  return outcome?.error ?? null;
 }
 
 /** Whether the outcome says the step ran in one transaction (so a failure rolled back all of it). */
-function stepTransactional(outcome: unknown, stepId: string | null): boolean | null {
-  if (!isRecord(outcome) || !stepId) return null;
-  const steps = [outcome.steps, isRecord(outcome.rollback) ? outcome.rollback.steps : undefined].flatMap((list) => (Array.isArray(list) ? list.filter(isRecord) : []));
-  const step = steps.find((candidate) => candidate.stepId === stepId);
-  return typeof step?.transactional === 'boolean' ? step.transactional : null;
+function stepTransactional(outcome: RunOutcome | null, stepId: string): boolean | null {
+  const step = [...(outcome?.steps ?? []), ...(outcome?.rollback?.steps ?? [])].find((candidate) => candidate.stepId === stepId);
+  return step?.transactional ?? null;
 }
 
-export function buildRunReport(events: readonly RunEvent[], outcome: unknown): RunReport {
+export function buildRunReport(events: readonly RunEvent[], outcome: RunOutcome | null): RunReport {
   const applyAt = applyStartSeq(events);
-  const checkRuns = events
-    .filter((event) => event.type === 'checks.ran')
-    .map(checkRunOf)
-    .filter((run): run is ReportCheckRun => run !== null);
+  const checkRuns = eventsOf(events, 'checks.ran').map(checkRunOf);
 
   const preRuns = checkRuns.filter((run) => run.phase === 'pre');
   const prechecks = preRuns.at(-1) ?? null;
@@ -268,61 +241,50 @@ export function buildRunReport(events: readonly RunEvent[], outcome: unknown): R
     .map((phase) => checkRuns.filter((run) => run.phase === phase).at(-1))
     .filter((run): run is ReportCheckRun => run !== undefined);
 
-  const statements: ReportStatement[] = events
-    .filter((event) => event.type === 'statement.completed')
-    .map((event) => {
-      const p = event.payload;
-      return {
-        seq: event.seq,
-        stepId: str(p.stepId) ?? '',
-        index: num(p.index) ?? 0,
-        line: num(p.line),
-        command: str(p.command),
-        durationMs: num(p.durationMs) ?? num(p.ms),
-        rowCount: num(p.rowCount) ?? num(p.rows),
-        notices: Array.isArray(p.notices) ? p.notices.map(noticeText) : [],
-        sql: str(p.sql),
-      };
-    });
+  const statements: ReportStatement[] = eventsOf(events, 'statement.completed').map((event) => {
+    const p = event.payload;
+    return {
+      seq: event.seq,
+      stepId: p.stepId,
+      index: p.index,
+      line: p.line,
+      command: p.command,
+      durationMs: p.durationMs,
+      rowCount: p.rowCount,
+      notices: p.notices.map((notice) => `${notice.severity}: ${notice.message}`),
+      sql: null,
+    };
+  });
 
   const issues: ReportIssue[] = [];
   for (const event of events) {
-    const p = event.payload;
-    if (event.type === 'note.added') issues.push({ seq: event.seq, at: event.at, actor: event.actor, kind: 'note', text: str(p.text) ?? str(p.note) ?? JSON.stringify(p) });
-    else if (event.type === 'execute.refused' || event.type === 'action.refused')
-      issues.push({ seq: event.seq, at: event.at, actor: event.actor, kind: 'refused', text: refusalText(p) });
-    else if (event.type === 'cancel.requested')
-      issues.push({ seq: event.seq, at: event.at, actor: event.actor, kind: 'cancel', text: `Cancel requested${str(p.reason) ? `: ${String(p.reason)}` : ''}` });
-    else if (event.type === 'state.changed' && FAILURE_STATES.has(String(p.to))) {
-      issues.push({ seq: event.seq, at: event.at, actor: event.actor, kind: 'state', text: `${String(p.from)} → ${String(p.to)}${str(p.reason) ? `: ${String(p.reason)}` : ''}` });
+    const at = { seq: event.seq, at: event.at, actor: event.actor };
+    if (event.type === 'note.added') issues.push({ ...at, kind: 'note', text: event.payload.text });
+    else if (event.type === 'execute.refused' || event.type === 'action.refused') issues.push({ ...at, kind: 'refused', text: refusalText(event) });
+    else if (event.type === 'cancel.requested') issues.push({ ...at, kind: 'cancel', text: 'Cancel requested' });
+    else if (event.type === 'state.changed' && FAILURE_STATES.has(event.payload.to)) {
+      issues.push({ ...at, kind: 'state', text: `${event.payload.from} → ${event.payload.to}${event.payload.reason ? `: ${event.payload.reason}` : ''}` });
     }
   }
   const failure = failureText(outcome);
   // The outcome's failure, unless a logged state change already said it.
-  const message = isRecord(outcome) && isRecord(outcome.failure) ? str(outcome.failure.message) : null;
+  const message = outcome?.failure?.message ?? null;
   if (failure && !issues.some((issue) => issue.kind === 'state' && message !== null && issue.text.includes(message))) {
     issues.push({ seq: null, at: null, actor: null, kind: 'failure', text: failure });
   }
 
-  const stateChanges = events
-    .filter((event) => event.type === 'state.changed')
-    .map((event) => ({ seq: event.seq, at: event.at, from: String(event.payload.from ?? ''), to: String(event.payload.to ?? ''), reason: str(event.payload.reason) }));
+  const stateChanges = eventsOf(events, 'state.changed').map((event) => ({ seq: event.seq, at: event.at, from: event.payload.from, to: event.payload.to, reason: event.payload.reason }));
 
-  const failureRecord =
-    isRecord(outcome) && isRecord(outcome.failure)
-      ? outcome.failure
-      : isRecord(outcome) && isRecord(outcome.rollback) && isRecord(outcome.rollback.failure)
-      ? outcome.rollback.failure
-      : null;
+  const failureRecord = failureOfOutcome(outcome);
   const failedStatement = failureRecord
     ? {
-        stepId: str(failureRecord.stepId) ?? '',
-        index: num(failureRecord.statementIndex) !== null && num(failureRecord.statementIndex)! >= 0 ? num(failureRecord.statementIndex) : null,
-        line: num(failureRecord.line) || null,
-        sqlstate: str(failureRecord.sqlstate),
-        message: str(failureRecord.message) ?? 'failed',
-        cancelled: failureRecord.cancelled === true,
-        transactional: stepTransactional(outcome, str(failureRecord.stepId)),
+        stepId: failureRecord.stepId,
+        index: failureRecord.statementIndex >= 0 ? failureRecord.statementIndex : null,
+        line: failureRecord.line || null,
+        sqlstate: failureRecord.sqlstate ?? null,
+        message: failureRecord.message,
+        cancelled: failureRecord.cancelled,
+        transactional: stepTransactional(outcome, failureRecord.stepId),
       }
     : null;
 

@@ -1,9 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { failureOf, foldTimeline, type TimelineEvent } from './run-timeline';
+import { parseRunEvent, type PayloadOf, type RunEvent, type RunEventType } from './run-events';
+import { sampleEvent } from './run-log-fixtures';
+import { failureOf, foldTimeline } from './run-timeline';
 
 let seq = 0;
 const at = (second: number) => `2025-11-25T12:00:${String(second).padStart(2, '0')}.000000Z`;
-const event = (type: string, payload: Record<string, unknown> = {}, second = seq): TimelineEvent => ({ seq: ++seq, at: at(second), actor: 'engineer@example.com', role: 'engineer', type, payload });
+/** An event of the union: the type's example payload with these fields over it. */
+const event = <T extends RunEventType>(type: T, payload: Partial<PayloadOf<T>> = {}, second = seq): RunEvent => sampleEvent(type, payload, { seq: ++seq, at: at(second) });
 
 describe('foldTimeline', () => {
   it('folds a drive into phases, steps, statements, progress and its end state', () => {
@@ -48,7 +51,7 @@ describe('foldTimeline', () => {
       event('step.failed', { stepId: 's', failure: { stepId: 's', statementIndex: 2, line: 11, sqlstate: '42P01', message: 'relation does not exist', blockers: [{ pid: 7, lockMode: 'AccessShareLock' }], cancelled: false }, summary: 'Statement 3 failed' }),
       event('phase.completed', { phase: 'apply', ok: false, actualMs: 5 }),
       event('execute.finished', { state: 'failed' }),
-      event('execute.refused', { reason: 'not ready', openGates: [{ id: 'prechecks', label: 'Pre-checks', detail: 'not run' }] }),
+      event('execute.refused', { reason: 'not ready', openGates: [{ id: 'prechecks', label: 'Pre-checks', passed: false, detail: 'not run' }] }),
     ]);
     expect(view.attempts).toHaveLength(2);
     expect(view.attempts[0]!.lockHeld).toBe(true);
@@ -71,9 +74,11 @@ describe('foldTimeline', () => {
     expect(view.attempts[0]!.phases[0]!.status).toBe('stopped');
   });
 
-  it('ignores unknown events and malformed payloads', () => {
+  it('ignores events it does not know and payloads that do not fit (both parse as unrecognised)', () => {
     seq = 0;
-    const view = foldTimeline([event('something.new', { x: 1 }), event('statement.completed', { stepId: 42 }), event('phase.completed', {})], 'ready');
+    const stored = (type: string, payload: unknown) => parseRunEvent({ runId: 'r', seq: ++seq, at: at(0), actor: 'system', role: null, type, payload });
+    const view = foldTimeline([stored('something.new', { x: 1 }), stored('statement.completed', { stepId: 42 }), stored('phase.completed', {})], 'ready');
+    expect(view.lastSeq).toBe(3);
     expect(view.state).toBe('ready');
     expect(view.attempts).toEqual([]);
   });

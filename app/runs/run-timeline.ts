@@ -4,19 +4,12 @@
  * progress and failures. Pure and shared: the loader folds the events so far (a reload shows the
  * same page), the browser folds the same events plus those the stream brings.
  *
- * Payloads are read defensively: an event of an unknown type, or with a field missing, is shown
- * in the raw log and otherwise ignored, never an error.
+ * Events are the run-event union (run-events.ts): an event this version does not know arrives as
+ * 'unrecognised', is shown in the raw log, and is otherwise ignored, never an error.
  */
-
-export interface TimelineEvent {
-  seq: number;
-  /** Database clock, ISO. */
-  at: string;
-  actor: string;
-  role: string | null;
-  type: string;
-  payload: Record<string, unknown>;
-}
+import type { Blocker } from '../../db/schema/run-outcome';
+import { isSettledState, type RunState } from '../../db/run-lifecycle';
+import { driveEdgeOf, type RunEvent } from './run-events';
 
 export interface NoticeView {
   severity: string;
@@ -25,16 +18,7 @@ export interface NoticeView {
   hint?: string;
 }
 
-export interface BlockerView {
-  pid: number;
-  user?: string;
-  application?: string;
-  state?: string;
-  query?: string;
-  waitEvent?: string;
-  lockMode?: string;
-  relation?: string;
-}
+export type BlockerView = Blocker;
 
 export interface StatementView {
   index: number;
@@ -147,42 +131,20 @@ export interface TimelineView {
   lastSeq: number;
 }
 
-/** States after which nothing more happens to a run unless a person starts something new (a rollback). */
-export const FINAL_STATES: readonly string[] = ['applied', 'failed', 'interrupted', 'rolled_back', 'rollback_failed', 'rehearsed', 'rehearsal_failed'];
+/** Whether nothing more happens to a run by itself (a stream can end; a person may start a rollback). */
+export const isFinalState = (state: string): boolean => isSettledState(state as RunState);
 
-const ATTEMPT_STARTS: Record<string, AttemptAction> = { 'execute.started': 'execute', 'rollback.started': 'rollback', 'rehearse.started': 'rehearse' };
-
-const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
-const num = (value: unknown): number | undefined => (typeof value === 'number' && Number.isFinite(value) ? value : undefined);
-const obj = (value: unknown): Record<string, unknown> => (value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {});
-const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
-
-function notices(value: unknown): NoticeView[] {
-  return list(value).map((entry) => {
-    const notice = obj(entry);
-    return {
-      severity: str(notice.severity) ?? 'NOTICE',
-      message: str(notice.message) ?? '',
-      ...(str(notice.detail) ? { detail: str(notice.detail) } : {}),
-      ...(str(notice.hint) ? { hint: str(notice.hint) } : {}),
-    };
-  });
-}
-
-function blockers(value: unknown): BlockerView[] {
-  return list(value).map((entry) => {
-    const blocker = obj(entry);
-    const view: BlockerView = { pid: num(blocker.pid) ?? 0 };
-    for (const key of ['user', 'application', 'state', 'query', 'waitEvent', 'lockMode', 'relation'] as const) {
-      const text = str(blocker[key]);
-      if (text) view[key] = text;
-    }
-    return view;
-  });
-}
+const BACKFILL_NOTES = {
+  'backfill.started': (p: { table: string; key: string; batchSize: number }) => `Backfill of ${p.table} by ${p.key}, ${p.batchSize} rows a batch`,
+  'backfill.paused': (p: { by: string | null; reason?: string }) => `Paused by ${p.by ?? 'someone'}${p.reason ? `: ${p.reason}` : ''} (every batch so far committed; nothing locked)`,
+  'backfill.resumed': (p: { by: string | null }) => `Resumed by ${p.by ?? 'someone'}`,
+  'backfill.resumed_from': (p: { lastKey: string }) => `Resumed after key ${p.lastKey}, where an earlier run stopped`,
+  'backfill.restarted': (p: { reason: string }) => `Started over: ${p.reason}`,
+  'backfill.completed': (p: { rowsDone: number; batches: number }) => `Backfill complete: ${p.rowsDone} rows in ${p.batches} batches`,
+};
 
 /** The initial state is the run's state when the events were read; 'state.changed' events move it on. */
-export function foldTimeline(events: readonly TimelineEvent[], initialState = 'draft'): TimelineView {
+export function foldTimeline(events: readonly RunEvent[], initialState = 'draft'): TimelineView {
   const view: TimelineView = { state: initialState, attempts: [], refusals: [], notes: [], stateChanges: [], lastSeq: 0 };
   let attempt: AttemptView | undefined;
   let phase: PhaseView | undefined;
@@ -201,50 +163,48 @@ export function foldTimeline(events: readonly TimelineEvent[], initialState = 'd
     }
     return phase;
   };
+  const endAttempt = (state: string, at: string, openPhases: 'stopped' | 'failed') => {
+    if (!attempt) return;
+    attempt.finishedState = state;
+    attempt.finishedAt = at;
+    for (const open of attempt.phases) {
+      if (open.status === 'running') open.status = openPhases;
+      if (openPhases === 'stopped') for (const step of open.steps) if (step.status === 'running') step.status = 'stopped';
+    }
+    attempt = undefined;
+    phase = undefined;
+  };
 
   for (const event of events) {
     view.lastSeq = Math.max(view.lastSeq, event.seq);
-    const payload = obj(event.payload);
-    const started = ATTEMPT_STARTS[event.type];
-    if (started) {
-      attempt = { action: started, seq: event.seq, startedAt: event.at, actor: event.actor, phases: [], notes: [] };
+    const drive = driveEdgeOf(event);
+    if (drive?.edge === 'started') {
+      attempt = { action: drive.action, seq: event.seq, startedAt: event.at, actor: event.actor, phases: [], notes: [] };
       phase = undefined;
       view.attempts.push(attempt);
       continue;
     }
     switch (event.type) {
       case 'state.changed': {
-        const to = str(payload.to);
-        if (to) {
-          view.state = to;
-          view.stateChanges.push({ seq: event.seq, at: event.at, actor: event.actor, from: str(payload.from) ?? '', to, reason: str(payload.reason) ?? '' });
-          // A drive that ends without its '.finished' event (the process driving it died): close it here.
-          if (attempt && to === 'interrupted') {
-            attempt.finishedState = to;
-            attempt.finishedAt = event.at;
-            for (const open of attempt.phases) {
-              if (open.status === 'running') open.status = 'stopped';
-              for (const step of open.steps) if (step.status === 'running') step.status = 'stopped';
-            }
-            attempt = undefined;
-            phase = undefined;
-          }
-        }
+        const { from, to, reason } = event.payload;
+        view.state = to;
+        view.stateChanges.push({ seq: event.seq, at: event.at, actor: event.actor, from, to, reason });
+        // A drive that ends without its '.finished' event (the process driving it died): close it here.
+        if (to === 'interrupted') endAttempt(to, event.at, 'stopped');
         break;
       }
       case 'phase.started': {
         if (!attempt) break;
-        phase = { phase: str(payload.phase) ?? 'phase', startedAt: event.at, plannedMs: num(payload.plannedMs) ?? null, status: 'running', steps: [], checks: [] };
+        phase = { phase: event.payload.phase, startedAt: event.at, plannedMs: event.payload.plannedMs, status: 'running', steps: [], checks: [] };
         attempt.phases.push(phase);
         break;
       }
       case 'phase.completed': {
-        const name = str(payload.phase);
-        const target = attempt?.phases.findLast((entry) => entry.phase === name) ?? phase;
+        const target = attempt?.phases.findLast((entry) => entry.phase === event.payload.phase) ?? phase;
         if (!target) break;
-        target.actualMs = num(payload.actualMs);
-        target.plannedMs = num(payload.plannedMs) ?? target.plannedMs;
-        target.ok = payload.ok !== false;
+        target.actualMs = event.payload.actualMs;
+        target.plannedMs = event.payload.plannedMs ?? target.plannedMs;
+        target.ok = event.payload.ok;
         target.status = target.ok ? 'done' : 'failed';
         if (target === phase) phase = undefined;
         break;
@@ -252,44 +212,29 @@ export function foldTimeline(events: readonly TimelineEvent[], initialState = 'd
       case 'step.started': {
         const current = ensurePhase(event.at);
         if (!current) break;
-        current.steps.push({
-          stepId: str(payload.stepId) ?? 'step',
-          title: str(payload.title) ?? str(payload.stepId) ?? 'step',
-          file: str(payload.file),
-          transactional: payload.transactional !== false,
-          statementCount: num(payload.statementCount) ?? null,
-          statements: [],
-          status: 'running',
-          notes: [],
-        });
+        const { stepId, title, file, transactional, statementCount } = event.payload;
+        current.steps.push({ stepId, title, file, transactional, statementCount, statements: [], status: 'running', notes: [] });
         break;
       }
       case 'statement.completed': {
-        const step = stepOf(str(payload.stepId) ?? '');
+        const step = stepOf(event.payload.stepId);
         if (!step) break;
-        step.statements.push({
-          index: num(payload.index) ?? step.statements.length,
-          line: num(payload.line) ?? 0,
-          endLine: num(payload.endLine) ?? num(payload.line) ?? 0,
-          command: str(payload.command) ?? '',
-          durationMs: num(payload.durationMs) ?? 0,
-          rowCount: num(payload.rowCount) ?? null,
-          notices: notices(payload.notices),
-          blockers: blockers(payload.blockers),
-        });
+        const { index, line, endLine, command, durationMs, rowCount, notices } = event.payload;
+        step.statements.push({ index, line, endLine, command, durationMs, rowCount, notices, blockers: event.payload.blockers ?? [] });
         break;
       }
       case 'progress': {
-        const step = stepOf(str(payload.stepId) ?? '');
+        const step = stepOf(event.payload.stepId);
         if (!step) break;
-        step.progress = { done: num(payload.done) ?? 0, total: num(payload.total) ?? null, rate: num(payload.rate) ?? null, etaMs: num(payload.etaMs) ?? null, at: event.at };
+        const { done, total, rate, etaMs } = event.payload;
+        step.progress = { done, total, rate, etaMs, at: event.at };
         break;
       }
       case 'step.retry': {
-        const step = stepOf(str(payload.stepId) ?? '');
-        step?.notes.push({
+        const { stepId, line, attempt: tried, retries, delayMs, blockers } = event.payload;
+        stepOf(stepId)?.notes.push({
           at: event.at,
-          text: `Lock timeout${num(payload.line) ? ` at line ${num(payload.line)}` : ''}: try ${(num(payload.attempt) ?? 0) + 1} of ${(num(payload.retries) ?? 0) + 1} after ${num(payload.delayMs) ?? 0} ms${blockers(payload.blockers).length ? ` (blocked by pid ${blockers(payload.blockers).map((blocker) => blocker.pid).join(', ')})` : ''}`,
+          text: `Lock timeout${line ? ` at line ${line}` : ''}: try ${tried + 1} of ${retries + 1} after ${delayMs} ms${blockers.length ? ` (blocked by pid ${blockers.map((blocker) => blocker.pid).join(', ')})` : ''}`,
         });
         break;
       }
@@ -299,30 +244,22 @@ export function foldTimeline(events: readonly TimelineEvent[], initialState = 'd
       case 'backfill.resumed_from':
       case 'backfill.restarted':
       case 'backfill.completed': {
-        const step = stepOf(str(payload.stepId) ?? '');
+        const step = stepOf(event.payload.stepId);
         if (!step) break;
         if (event.type === 'backfill.paused') step.paused = true;
         if (event.type === 'backfill.resumed' || event.type === 'backfill.completed') step.paused = false;
-        const text: Record<string, string> = {
-          'backfill.started': `Backfill of ${str(payload.table) ?? 'the table'} by ${str(payload.key) ?? 'key'}, ${num(payload.batchSize) ?? '?'} rows a batch`,
-          'backfill.paused': `Paused by ${str(payload.by) ?? 'someone'}${str(payload.reason) ? `: ${str(payload.reason)}` : ''} (every batch so far committed; nothing locked)`,
-          'backfill.resumed': `Resumed by ${str(payload.by) ?? 'someone'}`,
-          'backfill.resumed_from': `Resumed after key ${String(payload.lastKey ?? '?')}, where an earlier run stopped`,
-          'backfill.restarted': `Started over: ${str(payload.reason) ?? 'the earlier progress does not apply'}`,
-          'backfill.completed': `Backfill complete: ${num(payload.rowsDone) ?? '?'} rows in ${num(payload.batches) ?? '?'} batches`,
-        };
-        step.notes.push({ at: event.at, text: text[event.type]! });
+        step.notes.push({ at: event.at, text: (BACKFILL_NOTES[event.type] as (payload: typeof event.payload) => string)(event.payload) });
         break;
       }
       case 'step.completed': {
-        const step = stepOf(str(payload.stepId) ?? '');
+        const step = stepOf(event.payload.stepId);
         if (!step) break;
-        step.status = payload.ok === false ? 'failed' : 'done';
-        step.durationMs = num(payload.durationMs);
+        step.status = event.payload.ok ? 'done' : 'failed';
+        step.durationMs = event.payload.durationMs;
         break;
       }
       case 'step.failed': {
-        const stepId = str(payload.stepId) ?? str(obj(payload.failure).stepId) ?? 'step';
+        const { stepId, failure } = event.payload;
         let step = stepOf(stepId);
         if (!step) {
           // Cancelled before the step started: no step.started event.
@@ -331,45 +268,42 @@ export function foldTimeline(events: readonly TimelineEvent[], initialState = 'd
           step = { stepId, title: stepId, transactional: true, statementCount: null, statements: [], status: 'failed', notes: [] };
           current.steps.push(step);
         }
-        const failure = obj(payload.failure);
         step.status = 'failed';
         step.failure = {
           stepId,
-          statementIndex: num(failure.statementIndex) ?? -1,
-          line: num(failure.line) ?? 0,
-          ...(str(failure.sqlstate) ? { sqlstate: str(failure.sqlstate) } : {}),
-          message: str(failure.message) ?? str(payload.summary) ?? 'the step failed',
-          ...(str(failure.detail) ? { detail: str(failure.detail) } : {}),
-          ...(str(failure.hint) ? { hint: str(failure.hint) } : {}),
-          ...(str(payload.summary) ? { summary: str(payload.summary) } : {}),
-          ...(str(payload.timeout) ? { timeout: str(payload.timeout) } : {}),
-          blockers: blockers(failure.blockers),
-          cancelled: failure.cancelled === true,
-          ...(str(payload.cancelledBy) ? { cancelledBy: str(payload.cancelledBy) } : {}),
-          retryable: payload.retryable === true,
-          ...(str(payload.note) ? { note: str(payload.note) } : {}),
+          statementIndex: failure.statementIndex,
+          line: failure.line,
+          ...(failure.sqlstate ? { sqlstate: failure.sqlstate } : {}),
+          message: failure.message || event.payload.summary || 'the step failed',
+          ...(failure.detail ? { detail: failure.detail } : {}),
+          ...(failure.hint ? { hint: failure.hint } : {}),
+          ...(event.payload.summary ? { summary: event.payload.summary } : {}),
+          ...(event.payload.timeout ? { timeout: event.payload.timeout } : {}),
+          blockers: failure.blockers,
+          cancelled: failure.cancelled,
+          ...(event.payload.cancelledBy ? { cancelledBy: event.payload.cancelledBy } : {}),
+          retryable: event.payload.retryable === true,
+          ...(event.payload.note ? { note: event.payload.note } : {}),
           at: event.at,
         };
         break;
       }
       case 'checks.ran': {
+        const { phase: checkPhase, passed, failed, skipped, results } = event.payload;
         const checks: ChecksView = {
-          phase: str(payload.phase) ?? '',
-          passed: payload.passed !== false,
-          failed: list(payload.failed).map(String),
-          skipped: list(payload.skipped).map(String),
-          results: list(payload.results).map((entry) => {
-            const result = obj(entry);
-            return {
-              checkId: str(result.checkId) ?? '',
-              title: str(result.title) ?? str(result.checkId) ?? '',
-              passed: result.passed === true,
-              skipped: result.skipped === true,
-              actual: result.actual,
-              durationMs: num(result.durationMs) ?? 0,
-              reason: str(result.reason) ?? null,
-            };
-          }),
+          phase: checkPhase,
+          passed,
+          failed,
+          skipped,
+          results: results.map((result) => ({
+            checkId: result.checkId,
+            title: result.title,
+            passed: result.passed,
+            skipped: result.skipped,
+            actual: result.actual,
+            durationMs: result.durationMs,
+            reason: result.reason,
+          })),
           at: event.at,
         };
         // Inside a drive the checks belong to its phase; before one they are the preparation's.
@@ -383,54 +317,49 @@ export function foldTimeline(events: readonly TimelineEvent[], initialState = 'd
       case 'lock.held': {
         if (attempt) {
           attempt.lockHeld = true;
-          attempt.finishedAt = event.at;
-          attempt.finishedState = 'not started';
-          attempt.notes.push('the target\'s advisory lock was held by another session: nothing was changed');
-          attempt = undefined;
-          phase = undefined;
+          attempt.notes.push("the target's advisory lock was held by another session: nothing was changed");
+          endAttempt('not started', event.at, 'failed');
         }
         break;
       }
       case 'run.error': {
-        if (attempt) attempt.error = str(payload.message) ?? 'the engine stopped';
+        if (attempt) attempt.error = event.payload.message;
         break;
       }
       case 'commit.settled': {
-        attempt?.notes.push(`the COMMIT's answer was lost; the target's ledger says it ${payload.landed === true ? 'landed' : 'did not land'}`);
+        attempt?.notes.push(`the COMMIT's answer was lost; the target's ledger says it ${event.payload.landed ? 'landed' : 'did not land'}`);
         break;
       }
       case 'rehearsal.transaction.opened':
       case 'rehearsal.transaction.rolled_back': {
-        const note = str(payload.note);
-        if (note) attempt?.notes.push(note);
+        attempt?.notes.push(event.payload.note);
         break;
       }
       case 'note.added': {
-        view.notes.push({ seq: event.seq, at: event.at, actor: event.actor, role: event.role, text: str(payload.text) ?? '' });
+        view.notes.push({ seq: event.seq, at: event.at, actor: event.actor, role: event.role, text: event.payload.text });
         break;
       }
-      default: {
-        if (event.type.endsWith('.finished')) {
-          if (attempt) {
-            attempt.finishedState = str(payload.state) ?? view.state;
-            attempt.finishedAt = event.at;
-            for (const open of attempt.phases) if (open.status === 'running') open.status = 'failed';
-            attempt = undefined;
-            phase = undefined;
-          }
-        } else if (event.type.endsWith('.refused')) {
-          view.refusals.push({
-            seq: event.seq,
-            type: event.type,
-            at: event.at,
-            actor: event.actor,
-            reason: str(payload.reason) ?? '',
-            openGates: list(payload.openGates).map((entry) => {
-              const gate = obj(entry);
-              return { id: str(gate.id) ?? '', label: str(gate.label) ?? str(gate.id) ?? '', detail: str(gate.detail) ?? '' };
-            }),
-          });
-        }
+      case 'execute.finished':
+      case 'rollback.finished':
+      case 'rehearse.finished': {
+        endAttempt(event.payload.state, event.at, 'failed');
+        break;
+      }
+      case 'execute.refused':
+      case 'rollback.refused':
+      case 'rehearse.refused':
+      case 'cancel.refused':
+      case 'action.refused': {
+        const payload = event.payload;
+        view.refusals.push({
+          seq: event.seq,
+          type: event.type,
+          at: event.at,
+          actor: event.actor,
+          reason: payload.reason,
+          openGates: ('openGates' in payload ? (payload.openGates ?? []) : []).map((gate) => ({ id: gate.id, label: gate.label, detail: gate.detail })),
+        });
+        break;
       }
     }
   }

@@ -14,7 +14,7 @@ import {
   lockRunLog,
   assertRunId,
   pgExecutor,
-  readRunEvents,
+  readStoredRunEvents,
   sha256Hex,
   utcText,
   type StoreExecutor,
@@ -158,7 +158,7 @@ export async function buildRunLogStatement(client: pg.ClientBase, runId: string)
   );
   const row = rows[0];
   if (!row) throw new Error(`run ${id} does not exist`);
-  const events = await readRunEvents(client, id);
+  const events = await readStoredRunEvents(client, id);
 
   const chain = checkChain(id, events);
   // Signing a changed log would launder the change.

@@ -8,7 +8,7 @@ import { createTestDatabase, type TestDatabase } from '../../tests/support/datab
 import { fromRoot } from '../runtime/paths.server';
 import { migrateStore, openStore, type Store } from '../runtime/store.server';
 import { asAttacker, createRun, createRunWithEvents, newSigningKeyPem, PLAN_MANIFEST } from './run-log-fixtures';
-import { appendRunEvent, canonicalJson, genesisHash, hashRunEvent, readRunEvents, runEventBody, sha256Hex } from './run-log.server';
+import { appendRunEvent, canonicalJson, genesisHash, hashRunEvent, readStoredRunEvents, runEventBody, sha256Hex } from './run-log.server';
 import { exportRunLog, keyIdOf, loadSigningKey, preAuthEncoding, publishedSigningKeys, publishedSigningKeysPem, signCheckpoint, signEnvelope, type DsseEnvelope, type RunLogStatement } from './signing.server';
 import { verifyEnvelope } from './verify-run-log.server';
 import { loader as signingKeyLoader } from '../routes/signing-key[.]pem';
@@ -74,8 +74,10 @@ describe('signCheckpoint, exportRunLog and verifyEnvelope', () => {
 
     const first = await signCheckpoint(store.pool, runId, signingKeyPem);
     expect(first.seq).toBe(5);
+    await store.pool.query(`update runs set state = 'ready' where id = $1`, [runId]);
+    await store.pool.query(`update runs set state = 'applying' where id = $1`, [runId]);
     await store.pool.query(`update runs set state = 'applied', finished_at = now(), outcome = '{"result": "applied"}' where id = $1`, [runId]);
-    await appendRunEvent(store.pool, { runId, actor: 'system', type: 'state.changed', payload: { from: 'applying', to: 'applied' } });
+    await appendRunEvent(store.pool, { runId, actor: 'system', type: 'state.changed', payload: { from: 'applying', to: 'applied', reason: 'applied and verified' } });
     const second = await signCheckpoint(store.pool, runId, signingKeyPem);
     expect(second.seq).toBe(6);
 
@@ -86,7 +88,7 @@ describe('signCheckpoint, exportRunLog and verifyEnvelope', () => {
     expect(exported.signatures).toEqual([{ keyid: signingKey.keyid, sig: expect.any(String) }]);
 
     const statement = statementOf(exported);
-    const events = await readRunEvents(store.pool, runId);
+    const events = await readStoredRunEvents(store.pool, runId);
     expect(Buffer.from(exported.payload, 'base64').toString('utf8')).toBe(canonicalJson(statement));
     expect(statement).toMatchObject({
       _type: 'https://in-toto.io/Statement/v1',
@@ -127,7 +129,7 @@ describe('signCheckpoint, exportRunLog and verifyEnvelope', () => {
     const client = await store.pool.connect();
     try {
       await client.query('begin');
-      await appendRunEvent(client, { runId, actor: 'system', type: 'phase.started', payload: { phase: 'verify' } });
+      await appendRunEvent(client, { runId, actor: 'system', type: 'phase.started', payload: { phase: 'verify', plannedMs: null } });
       const checkpoint = await signCheckpoint(client, runId, signingKeyPem);
       expect(checkpoint.seq).toBe(4);
       await client.query('commit');
@@ -268,7 +270,7 @@ describe('the openssl recipe (docs/verify-signed-log.sh)', () => {
   it('verifies a real exported log with the published keys, with no Runsheet code', async () => {
     const runId = await createRunWithEvents(store.pool, 6);
     await signCheckpoint(store.pool, runId, newSigningKeyPem()); // an earlier key, still published
-    await appendRunEvent(store.pool, { runId, actor: 'system', type: 'state.changed', payload: { to: 'applied' } });
+    await appendRunEvent(store.pool, { runId, actor: 'system', type: 'state.changed', payload: { from: 'applying', to: 'applied', reason: 'applied' } });
     await signCheckpoint(store.pool, runId, signingKeyPem);
     const envelope = (await exportRunLog(store.pool, runId))!;
     const head = statementOf(envelope).subject[0].digest.sha256;
@@ -307,7 +309,7 @@ describe('the openssl recipe (docs/verify-signed-log.sh)', () => {
   });
 });
 
-function eventWithout(event: Awaited<ReturnType<typeof readRunEvents>>[number]) {
+function eventWithout(event: Awaited<ReturnType<typeof readStoredRunEvents>>[number]) {
   return {
     seq: event.seq,
     at: event.at,

@@ -15,10 +15,10 @@ import {
   checkChain,
   genesisHash,
   pgExecutor,
-  readRunEvents,
+  readStoredRunEvents,
   utcText,
   type ChainLink,
-  type RunEvent,
+  type StoredRunEvent,
   type StoreExecutor,
 } from './run-log.server';
 import {
@@ -332,7 +332,7 @@ async function checkStoredLog(client: pg.ClientBase, runId: string, keys: readon
       [runId],
     )
   ).rows[0]!;
-  const events = await readRunEvents(client, runId);
+  const events = await readStoredRunEvents(client, runId);
   const checkpoints = (await client.query<CheckpointRow>('select seq, head, keyid, envelope from run_checkpoints where run_id = $1 order by seq', [runId])).rows;
 
   const problems: Problem[] = [];
@@ -378,7 +378,7 @@ async function checkStoredLog(client: pg.ClientBase, runId: string, keys: readon
 const EVENT_FIELDS = ['at', 'actor', 'role', 'type', 'payload', 'prev_hash', 'hash'] as const;
 
 /** The first signed event that the store no longer holds as signed, naming the columns that differ. */
-function firstDifference(signedEvents: readonly StatementEvent[], stored: readonly RunEvent[], throughSeq: number): Problem | undefined {
+function firstDifference(signedEvents: readonly StatementEvent[], stored: readonly StoredRunEvent[], throughSeq: number): Problem | undefined {
   const storedBySeq = new Map(stored.map((event) => [event.seq, event]));
   for (const signedEvent of signedEvents) {
     const row = storedBySeq.get(signedEvent.seq);

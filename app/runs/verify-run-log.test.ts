@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../tests/support/databases';
 import { migrateStore, openStore, type Store } from '../runtime/store.server';
-import { asAttacker, createRunWithEvents, newSigningKeyPem } from './run-log-fixtures';
-import { appendRunEvent, genesisHash, hashRunEvent, readRunEvents, runEventBody } from './run-log.server';
+import { asAttacker, createRunWithEvents, newSigningKeyPem, statementCompleted } from './run-log-fixtures';
+import { appendRunEvent, genesisHash, hashRunEvent, readStoredRunEvents, runEventBody } from './run-log.server';
 import { loadSigningKey, signCheckpoint } from './signing.server';
 import { verifyStoredRunLog } from './verify-run-log.server';
 
@@ -26,15 +26,15 @@ afterAll(async () => {
 async function signedRun(): Promise<string> {
   const runId = await createRunWithEvents(store.pool, 4);
   await signCheckpoint(store.pool, runId, signingKeyPem);
-  for (let index = 0; index < 4; index++) await appendRunEvent(store.pool, { runId, actor: 'system', type: 'statement.completed', payload: { statement: index } });
+  for (let index = 0; index < 4; index++) await appendRunEvent(store.pool, { runId, actor: 'system', ...statementCompleted(index) });
   await signCheckpoint(store.pool, runId, signingKeyPem);
-  for (let index = 0; index < 2; index++) await appendRunEvent(store.pool, { runId, actor: 'engineer@example.com', role: 'engineer', type: 'note.added', payload: { index } });
+  for (let index = 0; index < 2; index++) await appendRunEvent(store.pool, { runId, actor: 'engineer@example.com', role: 'engineer', type: 'note.added', payload: { text: `note ${index}` } });
   return runId;
 }
 
 /** Rewrite the stored chain from `fromSeq` on so every row hashes correctly again (what a careful attacker does). */
 async function redoStoredHashes(runId: string, fromSeq: number): Promise<void> {
-  const events = await readRunEvents(store.pool, runId);
+  const events = await readStoredRunEvents(store.pool, runId);
   let previous = fromSeq === 1 ? genesisHash(runId) : events[fromSeq - 2]!.hash;
   for (const event of events.slice(fromSeq - 1)) {
     const hash = hashRunEvent(previous, runEventBody(runId, event));
@@ -46,12 +46,12 @@ async function redoStoredHashes(runId: string, fromSeq: number): Promise<void> {
 describe('verifyStoredRunLog', () => {
   it('accepts an untouched log, says how far it is signed, and caches the verdict', async () => {
     const runId = await signedRun();
-    const events = await readRunEvents(store.pool, runId);
+    const events = await readStoredRunEvents(store.pool, runId);
     const first = await verifyStoredRunLog(store.pool, runId, trusted);
     expect(first).toEqual({ ok: true, runId, head: events.at(-1)!.hash, eventCount: 10, signedSeq: 8, checkpointCount: 2, cached: false });
     expect(await verifyStoredRunLog(store.pool, runId, trusted)).toMatchObject({ ok: true, cached: true });
     // A new event is a new head: verified afresh.
-    await appendRunEvent(store.pool, { runId, actor: 'system', type: 'note.added' });
+    await appendRunEvent(store.pool, { runId, actor: 'system', type: 'note.added', payload: { text: 'later' } });
     expect(await verifyStoredRunLog(store.pool, runId, trusted)).toMatchObject({ ok: true, eventCount: 11, cached: false });
   });
 
@@ -138,7 +138,7 @@ describe('verifyStoredRunLog', () => {
     const runId = await createRunWithEvents(store.pool, 1);
     // Bulk-load the chain (appending one by one would take the test's whole budget).
     const rows: unknown[][] = [];
-    let previous = (await readRunEvents(store.pool, runId))[0]!.hash;
+    let previous = (await readStoredRunEvents(store.pool, runId))[0]!.hash;
     for (let seq = 2; seq <= 10_000; seq++) {
       const event = { seq, at: '2025-11-25T12:00:00.000000Z', actor: 'system', role: null, type: 'statement.completed', payload: { line: seq, rows: seq * 3 } };
       const hash = hashRunEvent(previous, runEventBody(runId, event));

@@ -18,7 +18,6 @@ export interface Store {
 }
 
 const MIGRATIONS_FOLDER = fromRoot('db', 'migrations');
-/** Any constant: two processes starting at once apply the store migrations one after the other. */
 
 export function openStore(url: string, options: { max?: number } = {}): Store {
   const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10, application_name: 'runsheet' });

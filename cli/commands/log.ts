@@ -39,6 +39,7 @@ const logExport: CliCommand = {
   summary: "Write a run's latest signed log (a DSSE envelope); it never signs (exit 1 when the run has none yet)",
   usage: EXPORT_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
     const { values, positionals } = parse(args, { out: { type: 'string' } }, EXPORT_USAGE);
     if (positionals.length !== 1) throw usageError(`Usage: npx runsheet ${EXPORT_USAGE}`);

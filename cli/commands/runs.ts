@@ -5,21 +5,21 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { recordAudit } from '../../app/audit/audit-log.server';
-import { findAccount } from '../../app/auth/accounts.server';
-import { roleCan, type Permission } from '../../app/auth/permissions';
+import { findAccount } from '../../app/accounts/accounts.server';
+import { roleCan, type Permission } from '../../app/accounts/permissions';
 import { requireValidPlan } from '../../app/checks/plan-checks.server';
 import type { CheckResult } from '../../app/checks/run-checks.server';
 import { type EngineActor, type EngineDeps, type Gate } from '../../app/engine/engine-deps.server';
 import { cancelRun, executeRun, rehearseRun, rollbackRun } from '../../app/engine/engine.server';
 import { pauseBackfill, resumeBackfill } from '../../app/engine/backfill-control.server';
 import { waiveLintFinding } from '../../app/engine/waive-lint.server';
-import type { RunRecord } from '../../app/engine/run-store.server';
-import { createRun, listRuns, openRunFor, readRunDetail, runRunChecks, signOff, tickPrerequisite } from '../../app/engine/runs.server';
-import { type RunEvent } from '../../app/runs/run-log.server';
+import { openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunFor } from '../../app/engine/runs.server';
+import type { RunEvent } from '../../app/runs/run-events';
+import { findRuns, type RunRecord } from '../../app/runs/run-store.server';
+import { mayRollBackFrom } from '../../db/run-lifecycle';
 import type { Runtime } from '../../app/boot/runtime.server';
 import type { CliCommand, CliIo } from '../command';
-import { CliError, EXIT, EXIT_CODE_BY_KIND, unavailableError, usageError } from '../exit-codes';
-import { isRunsheetError } from '../../app/runtime/errors';
+import { CliError, EXIT, unavailableError, usageError } from '../exit-codes';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -59,16 +59,10 @@ async function actorFor(runtime: Runtime, email: string, action: Permission, sub
   return { email: account.email, role: account.role };
 }
 
-/** The open run of the plan as it is now on the target, or a new one. */
-async function openOrCreateRun(deps: EngineDeps, io: CliIo, input: { planId: string; target: string; kind: 'execute' | 'rehearsal'; actor: EngineActor }): Promise<RunRecord> {
-  const plan = await requireValidPlan(deps.plansDir, input.planId);
-  const open = await openRunFor(deps, { planId: plan.id, target: input.target, kind: input.kind, checksum: plan.checksum });
-  if (open) {
-    io.out(`Run ${open.id} (${open.kind}, ${open.state}) of ${open.planId} on ${open.target}, checksum ${open.planChecksum.slice(0, 12)}`);
-    return open;
-  }
-  const run = await createRun(deps, input);
-  io.out(`Opened run ${run.id} (${run.kind}, ${run.state}) of ${run.planId} on ${run.target}, checksum ${run.planChecksum.slice(0, 12)}`);
+/** The plan's working run on the target (the engine's one rule, as on the plan page), opened when there is none. */
+async function workingRun(deps: EngineDeps, io: CliIo, input: { planId: string; target: string; kind: 'execute' | 'rehearsal'; actor: EngineActor; newAttempt?: boolean }): Promise<RunRecord> {
+  const { run, opened } = await openWorkingRun(deps, input);
+  io.out(`${opened ? 'Opened run' : 'Run'} ${run.id} (${run.kind}, ${run.state}) of ${run.planId} on ${run.target}, checksum ${run.planChecksum.slice(0, 12)}`);
   return run;
 }
 
@@ -87,41 +81,38 @@ const seconds = (ms: number | null | undefined) => (ms === null || ms === undefi
 /** Live progress: phases, steps and failures as the engine logs them. */
 function progressPrinter(io: CliIo): (event: RunEvent) => void {
   return (event) => {
-    const payload = event.payload as Record<string, unknown>;
     switch (event.type) {
       case 'phase.started':
-        io.out(`▶ ${payload.phase} (planned ${seconds(payload.plannedMs as number | null)})`);
+        io.out(`▶ ${event.payload.phase} (planned ${seconds(event.payload.plannedMs)})`);
         break;
       case 'phase.completed':
-        io.out(`  ${payload.ok ? '✓' : '✗'} ${payload.phase} in ${seconds(payload.actualMs as number)}`);
+        io.out(`  ${event.payload.ok ? '✓' : '✗'} ${event.payload.phase} in ${seconds(event.payload.actualMs)}`);
         break;
       case 'step.completed':
-        io.out(`  ✓ step ${payload.stepId}: ${payload.completedCount}/${payload.statementCount} statements`);
+        io.out(`  ✓ step ${event.payload.stepId}: ${event.payload.completedCount}/${event.payload.statementCount} statements`);
         break;
       case 'step.failed':
-        io.out(`  ✗ step ${payload.stepId}: ${payload.summary ?? (payload.failure as { message?: string })?.message}`);
+        io.out(`  ✗ step ${event.payload.stepId}: ${event.payload.summary ?? event.payload.failure.message}`);
         break;
       case 'step.retry':
-        io.out(`  ↻ step ${payload.stepId}: lock timeout (attempt ${payload.attempt} of ${Number(payload.retries) + 1}), again in ${seconds(payload.delayMs as number)}`);
+        io.out(`  ↻ step ${event.payload.stepId}: lock timeout (attempt ${event.payload.attempt} of ${event.payload.retries + 1}), again in ${seconds(event.payload.delayMs)}`);
         break;
       case 'progress': {
-        const total = typeof payload.total === 'number' ? ` of ${payload.total}` : '';
-        const rate = typeof payload.rate === 'number' ? `, ${Math.round(payload.rate)} rows/s` : '';
-        const eta = typeof payload.etaMs === 'number' ? `, ${seconds(payload.etaMs)} left` : '';
-        io.out(`  … step ${payload.stepId}: ${payload.done}${total} rows${rate}${eta}`);
+        const { stepId, done, total, rate, etaMs } = event.payload;
+        io.out(`  … step ${stepId}: ${done}${total !== null ? ` of ${total}` : ''} rows${rate !== null ? `, ${Math.round(rate)} rows/s` : ''}${etaMs !== null ? `, ${seconds(etaMs)} left` : ''}`);
         break;
       }
       case 'backfill.paused':
-        io.out(`  ⏸ step ${payload.stepId} paused after key ${payload.lastKey ?? '(none)'}${payload.by ? ` (by ${payload.by})` : ''}`);
+        io.out(`  ⏸ step ${event.payload.stepId} paused after key ${event.payload.lastKey ?? '(none)'}${event.payload.by ? ` (by ${event.payload.by})` : ''}`);
         break;
       case 'backfill.resumed':
-        io.out(`  ▶ step ${payload.stepId} resumed${payload.by ? ` (by ${payload.by})` : ''}`);
+        io.out(`  ▶ step ${event.payload.stepId} resumed${event.payload.by ? ` (by ${event.payload.by})` : ''}`);
         break;
       case 'index.invalid':
-        io.out(`  ✗ index ${payload.index} is INVALID`);
+        io.out(`  ✗ index ${event.payload.index} is INVALID`);
         break;
       case 'state.changed':
-        io.out(`  state: ${payload.from} → ${payload.to} (${payload.reason})`);
+        io.out(`  state: ${event.payload.from} → ${event.payload.to} (${event.payload.reason})`);
         break;
     }
   };
@@ -133,7 +124,7 @@ function printOutcome(io: CliIo, run: RunRecord): void {
   if (outcome.failure) {
     const failure = outcome.failure;
     io.out(`  failed at step ${failure.stepId}, line ${failure.line}${failure.sqlstate ? `, SQLSTATE ${failure.sqlstate}` : ''}: ${failure.message}`);
-    for (const blocker of failure.blockers as { pid: number; application?: string; query?: string }[]) {
+    for (const blocker of failure.blockers) {
       io.out(`  blocked by pid ${blocker.pid}${blocker.application ? ` (${blocker.application})` : ''}${blocker.query ? `: ${blocker.query.slice(0, 120)}` : ''}`);
     }
   }
@@ -160,13 +151,14 @@ const runCommand: CliCommand = {
   summary: 'Execute a plan on a target in its open run (gates first); exit 0 applied and verified, 1 failed or refused, 3 lock held or target unreachable',
   usage: RUN_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
     const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' }, confirm: { type: 'string' } }, RUN_USAGE);
     const deps = needRuntime(runtime);
     const target = required(values, 'target', RUN_USAGE);
     const actor = await actorFor(deps, required(values, 'as', RUN_USAGE), 'execute', `${positionals[0]}@${target}`);
     {
-      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      const run = await workingRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
       const done = await executeRun(deps, { runId: run.id, actor, typedTargetName: values.confirm as string | undefined, onEvent: progressPrinter(io) });
       printOutcome(io, done);
       return done.state === 'applied' && done.outcome?.verified === true ? EXIT.ok : EXIT.failed;
@@ -180,13 +172,14 @@ const rehearseCommand: CliCommand = {
   summary: 'Rehearse a plan on a target in one transaction that is always rolled back; exit 0 rehearsed',
   usage: REHEARSE_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
     const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' } }, REHEARSE_USAGE);
     const deps = needRuntime(runtime);
     const target = required(values, 'target', REHEARSE_USAGE);
     const actor = await actorFor(deps, required(values, 'as', REHEARSE_USAGE), 'rehearse', `${positionals[0]}@${target}`);
     {
-      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'rehearsal', actor });
+      const run = await workingRun(deps, io, { planId: positionals[0]!, target, kind: 'rehearsal', actor });
       const done = await rehearseRun(deps, { runId: run.id, actor, onEvent: progressPrinter(io) });
       printOutcome(io, done);
       return done.state === 'rehearsed' ? EXIT.ok : EXIT.failed;
@@ -200,6 +193,7 @@ const rollbackCommand: CliCommand = {
   summary: "Roll back a run (by id, or a plan's latest applied run on a target); exit 0 rolled back and verified",
   usage: ROLLBACK_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
     const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' } }, ROLLBACK_USAGE);
     const deps = needRuntime(runtime);
@@ -207,11 +201,15 @@ const rollbackCommand: CliCommand = {
     {
       let runId = positionals[0]!;
       if (!UUID.test(runId)) {
+        // The plan page's Roll back acts on the working run: so does this.
         const target = required(values, 'target', ROLLBACK_USAGE);
-        const [latest] = await listRuns(deps, { planId: runId, target, kind: 'execute', states: ['applied', 'failed', 'interrupted'], limit: 1 });
-        if (!latest) throw new CliError(`No applied, failed or interrupted run of ${runId} on ${target} to roll back.`, EXIT.failed);
-        runId = latest.id;
-        io.out(`Rolling back run ${runId} (${latest.state})`);
+        const plan = await requireValidPlan(deps.plansDir, runId);
+        const { working } = await workingRunFor(deps, { planId: plan.id, target, kind: 'execute', checksum: plan.checksum });
+        if (!working || !mayRollBackFrom(working.state)) {
+          throw new CliError(`No applied, failed or interrupted run of ${runId} on ${target} to roll back${working ? ` (its current run ${working.id} is ${working.state})` : ''}.`, EXIT.failed);
+        }
+        runId = working.id;
+        io.out(`Rolling back run ${runId} (${working.state})`);
       }
       const done = await rollbackRun(deps, { runId, actor, onEvent: progressPrinter(io) });
       printOutcome(io, done);
@@ -226,6 +224,7 @@ const cancelCommand: CliCommand = {
   summary: 'Cancel an applying, rolling back or rehearsing run (its transaction rolls back)',
   usage: CANCEL_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
     const { values, positionals } = parse(args, { as: { type: 'string' } }, CANCEL_USAGE);
     const deps = needRuntime(runtime);
@@ -238,25 +237,50 @@ const cancelCommand: CliCommand = {
   },
 };
 
-const TICK_USAGE = 'tick <plan> --target T --item ID [--untick] --as EMAIL';
+const TICK_USAGE = 'tick <plan> --target T --item ID [--untick] [--new-attempt] --as EMAIL';
 const tickCommand: CliCommand = {
   name: 'tick',
-  summary: "Tick (or --untick) a prerequisite in the plan's open run on a target",
+  summary: "Tick (or --untick) a prerequisite in the plan's current run on a target (--new-attempt: in a new run after an interrupted or failed one)",
   usage: TICK_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
-    const { values, positionals } = parse(args, { target: { type: 'string' }, item: { type: 'string' }, untick: { type: 'boolean' }, as: { type: 'string' } }, TICK_USAGE);
+    const { values, positionals } = parse(args, { target: { type: 'string' }, item: { type: 'string' }, untick: { type: 'boolean' }, 'new-attempt': { type: 'boolean' }, as: { type: 'string' } }, TICK_USAGE);
     const deps = needRuntime(runtime);
     const target = required(values, 'target', TICK_USAGE);
     const item = required(values, 'item', TICK_USAGE);
     const actor = await actorFor(deps, required(values, 'as', TICK_USAGE), 'tick', `${positionals[0]}@${target}`);
     {
-      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      const run = await workingRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor, newAttempt: values['new-attempt'] === true });
       const tick = await tickPrerequisite(deps, { runId: run.id, itemId: item, ticked: values.untick !== true, actor });
       io.out(`${tick.ticked ? 'Ticked' : 'Unticked'} ${tick.itemId} as ${tick.by} at ${tick.at}.`);
       await printReadiness(deps, io, run.id);
       return EXIT.ok;
     }
+  },
+};
+
+const CRITERION_USAGE = 'criterion <plan> --target T --number N [--untick] --as EMAIL';
+const criterionCommand: CliCommand = {
+  name: 'criterion',
+  summary: "Tick (or --untick) a success criterion judged by hand (numbered as on the plan page) in the plan's current run on a target",
+  usage: CRITERION_USAGE,
+  needsRuntime: true,
+  touchesRuns: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { target: { type: 'string' }, number: { type: 'string' }, untick: { type: 'boolean' }, as: { type: 'string' } }, CRITERION_USAGE);
+    const deps = needRuntime(runtime);
+    const target = required(values, 'target', CRITERION_USAGE);
+    const numberText = required(values, 'number', CRITERION_USAGE);
+    if (!/^[1-9]\d*$/.test(numberText)) throw usageError(`--number is the criterion's number on the plan page (1, 2, …), not "${numberText}".\nUsage: npx runsheet ${CRITERION_USAGE}`);
+    const actor = await actorFor(deps, required(values, 'as', CRITERION_USAGE), 'tick', `${positionals[0]}@${target}`);
+    const plan = await requireValidPlan(deps.plansDir, positionals[0]!);
+    const { working, previous } = await workingRunFor(deps, { planId: plan.id, target, kind: 'execute', checksum: plan.checksum });
+    const run = working ?? previous;
+    if (!run) throw new CliError(`No run of ${plan.id} on ${target} yet: success criteria are ticked in a run, after it executes.`, EXIT.failed);
+    const event = await tickCriterion(deps, { runId: run.id, index: Number(numberText) - 1, ticked: values.untick !== true, actor });
+    io.out(`${event.type === 'criterion.ticked' ? 'Ticked' : 'Unticked'} success criterion ${numberText} of run ${run.id} as ${event.actor} at ${event.at}.`);
+    return EXIT.ok;
   },
 };
 
@@ -266,13 +290,14 @@ const signOffCommand: CliCommand = {
   summary: "Sign off the plan's open run on a target (four-eyes: the executor must be someone else)",
   usage: SIGN_OFF_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
     const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' } }, SIGN_OFF_USAGE);
     const deps = needRuntime(runtime);
     const target = required(values, 'target', SIGN_OFF_USAGE);
     const actor = await actorFor(deps, required(values, 'as', SIGN_OFF_USAGE), 'sign-off', `${positionals[0]}@${target}`);
     {
-      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      const run = await workingRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
       await signOff(deps, { runId: run.id, actor });
       io.out(`Signed off by ${actor.email}.`);
       await printReadiness(deps, io, run.id);
@@ -287,13 +312,14 @@ const prechecksCommand: CliCommand = {
   summary: "Run the plan's pre-checks inside its open run on a target; exit 1 if any fails",
   usage: PRECHECKS_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
     const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' } }, PRECHECKS_USAGE);
     const deps = needRuntime(runtime);
     const target = required(values, 'target', PRECHECKS_USAGE);
     const actor = await actorFor(deps, required(values, 'as', PRECHECKS_USAGE), 'run-checks', `${positionals[0]}@${target}`);
     {
-      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      const run = await workingRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
       const results = await runRunChecks(deps, { runId: run.id, phase: 'pre', actor });
       printChecks(io, results);
       await printReadiness(deps, io, run.id);
@@ -308,10 +334,11 @@ const runsCommand: CliCommand = {
   summary: 'List runs, newest first (rehearsals marked as such)',
   usage: RUNS_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
     const { values } = parse(args, { plan: { type: 'string' }, target: { type: 'string' }, json: { type: 'boolean' } }, RUNS_USAGE, [0, 0]);
     const deps = needRuntime(runtime);
-    const runs = await listRuns(deps, { planId: values.plan as string | undefined, target: values.target as string | undefined });
+    const runs = await findRuns(deps.store.pool, { planId: values.plan as string | undefined, target: values.target as string | undefined });
     if (values.json) {
       io.out(JSON.stringify(runs.map(({ frozenPlan: _frozen, ...run }) => run), null, 2));
       return EXIT.ok;
@@ -319,7 +346,7 @@ const runsCommand: CliCommand = {
     if (runs.length === 0) io.out('No runs.');
     for (const run of runs) {
       io.out(
-        `${run.id}  ${run.kind === 'rehearsal' ? 'REHEARSAL ' : ''}${run.state.padEnd(16)} ${run.planId} on ${run.target}  ${run.planChecksum.slice(0, 12)}  created ${run.createdAt} by ${run.createdBy}${run.executedBy ? `, run by ${run.executedBy}` : ''}`,
+        `${run.id}  ${run.kind === 'rehearsal' ? 'REHEARSAL ' : ''}${run.state.padEnd(16)} ${run.planId} on ${run.target}  ${run.planChecksum.slice(0, 12)}  created ${run.createdAt.toISOString()} by ${run.createdBy}${run.executedBy ? `, run by ${run.executedBy}` : ''}`,
       );
     }
     return EXIT.ok;
@@ -332,6 +359,7 @@ const waiveCommand: CliCommand = {
   summary: "Waive one lint finding for the plan's open run on a target (engineer; recorded with the reason in the run log, honoured by its lint-clean gate)",
   usage: WAIVE_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
     const { values, positionals } = parse(
       args,
@@ -347,7 +375,7 @@ const waiveCommand: CliCommand = {
     if (!/^\d+$/.test(lineText)) throw usageError(`--line is a line number, not "${lineText}".\nUsage: npx runsheet ${WAIVE_USAGE}`);
     const actor = await actorFor(deps, required(values, 'as', WAIVE_USAGE), 'execute', `${positionals[0]}@${target}`);
     {
-      const run = await openOrCreateRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      const run = await workingRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
       const { waiver, event } = await waiveLintFinding(deps, { runId: run.id, finding: { file, line: Number(lineText), rule }, reason, actor });
       io.out(`${event ? 'Waived' : 'Already waived'} ${waiver.rule} at ${waiver.file}:${waiver.line} for run ${run.id} by ${waiver.by}: ${waiver.reason}`);
       await printReadiness(deps, io, run.id);
@@ -362,6 +390,7 @@ const pauseCommand: CliCommand = {
   summary: "Pause a run's batched backfill before its next batch (every batch so far stays committed)",
   usage: PAUSE_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
     const { values, positionals } = parse(args, { as: { type: 'string' }, reason: { type: 'string' } }, PAUSE_USAGE);
     const deps = needRuntime(runtime);
@@ -380,6 +409,7 @@ const resumeCommand: CliCommand = {
   summary: "Resume a run's paused batched backfill from its last committed batch",
   usage: RESUME_USAGE,
   needsRuntime: true,
+  touchesRuns: true,
   async run(args, { io, runtime }) {
     const { values, positionals } = parse(args, { as: { type: 'string' } }, RESUME_USAGE);
     const deps = needRuntime(runtime);
@@ -400,6 +430,7 @@ export const runCommands: CliCommand[] = [
   pauseCommand,
   resumeCommand,
   tickCommand,
+  criterionCommand,
   signOffCommand,
   prechecksCommand,
   waiveCommand,

@@ -4,9 +4,9 @@
  */
 import os from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createAccount, listAccounts, setAccountDisabled, setAccountRole, type Actor } from '../../app/auth/accounts.server';
-import { generatePassword } from '../../app/auth/password.server';
-import { ROLES, isRole, type Role } from '../../app/auth/permissions';
+import { createAccount, listAccounts, setAccountDisabled, setAccountRole, type Actor } from '../../app/accounts/accounts.server';
+import { generatePassword } from '../../app/accounts/password.server';
+import { ROLES, isRole, type Role } from '../../app/accounts/permissions';
 import type { Runtime } from '../../app/boot/runtime.server';
 import type { CliCommand, CliIo } from '../command';
 import { CliError, EXIT, usageError } from '../exit-codes';

@@ -1,3 +1,5 @@
 export * from './checks';
 export * from './accounts';
 export * from './runs';
+export * from './run-outcome';
+export * from '../run-lifecycle';

@@ -1,27 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
-
-export const RUN_KINDS = ['execute', 'rehearsal'] as const;
-export type RunKind = (typeof RUN_KINDS)[number];
-
-export const RUN_STATES = [
-  'draft',
-  'ready',
-  'applying',
-  'applied',
-  'failed',
-  'interrupted',
-  'rolling_back',
-  'rolled_back',
-  'rollback_failed',
-  'rehearsing',
-  'rehearsed',
-  'rehearsal_failed',
-] as const;
-export type RunState = (typeof RUN_STATES)[number];
-
-/** States in which a run holds its target: at most one such run per target (a partial unique index). */
-export const ACTIVE_RUN_STATES = ['applying', 'rolling_back', 'rehearsing'] as const satisfies readonly RunState[];
+import { ACTIVE_RUN_STATES, PREPARING_STATES, REHEARSAL_STATES, RUN_KINDS, RUN_STATES } from '../run-lifecycle';
+import type { RunOutcome } from './run-outcome';
 
 /** What a run ran, frozen when it was created: re-running uses the plan as it is now, under a new run. */
 export interface FrozenPlan {
@@ -33,9 +13,12 @@ export interface FrozenPlan {
 const inList = (values: readonly string[]) => sql.raw(values.map((value) => `'${value}'`).join(', '));
 
 /**
- * One attempt of one plan on one target (PRODUCT.md "Run"). `kind` and `state` are checked
- * together: a rehearsal never applies, an execution never rehearses. At most one run per target
- * is applying, rolling back or rehearsing, enforced by PostgreSQL (runs_one_active_per_target).
+ * One attempt of one plan on one target (PRODUCT.md "Run"). Its states and their transitions are
+ * db/run-lifecycle.ts; a trigger refuses any state change not in run_state_transitions. `kind` and
+ * `state` are checked together: a rehearsal never applies, an execution never rehearses. PostgreSQL
+ * enforces at most one run per target applying, rolling back or rehearsing
+ * (runs_one_active_per_target) and at most one open (draft or ready) run per plan, target and
+ * kind (runs_one_open_per_plan): two processes never open two drafts of one plan.
  */
 export const runs = pgTable(
   'runs',
@@ -60,18 +43,21 @@ export const runs = pgTable(
     targetBackendPid: integer('target_backend_pid'),
     /** `host:pid` of the Runsheet process driving the run. */
     ownerProcess: text('owner_process'),
-    outcome: jsonb('outcome'),
+    outcome: jsonb('outcome').$type<RunOutcome>(),
   },
   (table) => [
     check('runs_kind_known', sql`${table.kind} in (${inList(RUN_KINDS)})`),
     check('runs_state_known', sql`${table.state} in (${inList(RUN_STATES)})`),
     check(
       'runs_state_fits_kind',
-      sql`(${table.kind} = 'rehearsal' and ${table.state} in ('draft', 'ready', 'rehearsing', 'rehearsed', 'rehearsal_failed', 'interrupted')) or (${table.kind} = 'execute' and ${table.state} not in ('rehearsing', 'rehearsed', 'rehearsal_failed'))`,
+      sql`(${table.kind} = 'rehearsal' and ${table.state} in (${inList(REHEARSAL_STATES)})) or (${table.kind} = 'execute' and ${table.state} not in ('rehearsing', 'rehearsed', 'rehearsal_failed'))`,
     ),
     uniqueIndex('runs_one_active_per_target')
       .on(table.target)
       .where(sql`${table.state} in (${inList(ACTIVE_RUN_STATES)})`),
+    uniqueIndex('runs_one_open_per_plan')
+      .on(table.planId, table.target, table.kind)
+      .where(sql`${table.state} in (${inList(PREPARING_STATES)})`),
     index('runs_target_created_idx').on(table.target, table.createdAt.desc()),
     index('runs_plan_idx').on(table.planId, table.target),
   ],
@@ -151,6 +137,19 @@ export const signingKeys = pgTable(
     firstUsedAt: timestamp('first_used_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
   },
   (table) => [check('signing_keys_keyid_hex', sql`${table.keyid} ~ '^[0-9a-f]{64}$'`)],
+);
+
+/**
+ * The store's copy of RUN_TRANSITIONS (db/run-lifecycle.ts), filled by the migrations; the
+ * trigger runs_state_change_allowed reads it. A new transition is a new row in a new migration.
+ */
+export const runStateTransitions = pgTable(
+  'run_state_transitions',
+  {
+    fromState: text('from_state').notNull(),
+    toState: text('to_state').notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.fromState, table.toState] })],
 );
 
 export type RunRow = typeof runs.$inferSelect;

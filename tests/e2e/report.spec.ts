@@ -34,7 +34,8 @@ test.beforeAll(async () => {
   applied = await createFixtureRun(pool, store.signingKeyPem, { ...people, outcome: 'applied' });
   rehearsed = await createFixtureRun(pool, store.signingKeyPem, { ...people, outcome: 'rehearsed', createdAtMs: Date.now() - 7_200_000 });
   failed = await createFixtureRun(pool, store.signingKeyPem, { ...people, outcome: 'failed', createdAtMs: Date.now() - 10_800_000 });
-  unsigned = await createUnsignedRun(pool, { tpm: people.tpm, target: TARGET });
+  // Its own target: one open run per plan and target, and a retried worker runs this again.
+  unsigned = await createUnsignedRun(pool, { tpm: people.tpm, target: `${TARGET}-unsigned-${Date.now()}` });
   long = await createLongRun(pool, store.signingKeyPem, { count: 10_000, ...people });
 });
 
@@ -124,7 +125,8 @@ test('a 10,000-event run renders its report with a windowed event list, paged fr
   await events.evaluate((element) => {
     element.scrollTop = 5_000 * 32;
   });
-  await expect(page.locator('[data-event-row="5001"]')).toContainText('backfill.progress');
+  await expect(page.locator('[data-event-row="5001"]')).toContainText('systemprogress');
+  await expect(page.locator('[data-event-row="5001"]')).toContainText('"done":4999000');
   expect(await page.locator('[data-event-row]').count()).toBeLessThanOrEqual(300);
   expect(pages.some((url) => /afterSeq=4[89]\d\d/.test(url) || /afterSeq=5000/.test(url))).toBe(true);
 

@@ -4,12 +4,15 @@
  * a realistic log (ticks, checks, sign-off, phases, statements, notes) and signed checkpoints,
  * made with the app's own run-log and signing code. Events are inserted set-based (hashes computed
  * here, one INSERT per batch), which the chain trigger accepts: each row extends the chain by one.
+ * Every event is checked against the run-event union first (as appendRunEvent would), and a run
+ * is inserted in its final state (the lifecycle trigger checks changes of state, not inserts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { loadPlan, type ValidPlan } from '../../app/plans/load-plans.server';
 import { checksOfPhase, type Check } from '../../app/plans/plan-schema';
+import { RunEventBodySchema } from '../../app/runs/run-events';
 import { genesisHash, hashRunEvent, runEventBody } from '../../app/runs/run-log.server';
 import { signCheckpoint } from '../../app/runs/signing.server';
 
@@ -52,6 +55,8 @@ export async function insertEvents(client: pg.ClientBase, runId: string, created
     const values: string[] = [];
     const params: unknown[] = [];
     for (const event of events.slice(start, start + 500)) {
+      const fits = RunEventBodySchema.safeParse({ type: event.type, payload: event.payload });
+      if (!fits.success) throw new Error(`fixture event ${event.type} does not fit the run-event union: ${fits.error.message}`);
       seq += 1;
       const at = atText(createdAtMs + event.offsetMs);
       const hash = hashRunEvent(prevHash, runEventBody(runId, { seq, at, actor: event.actor, role: event.role, type: event.type, payload: event.payload }));
@@ -83,29 +88,34 @@ interface RunFacts {
   outcome?: unknown;
 }
 
-async function insertRun(client: pg.ClientBase, plan: ValidPlan, options: FixtureRunOptions, createdAtMs: number): Promise<string> {
+async function insertRun(client: pg.ClientBase, plan: ValidPlan, options: FixtureRunOptions, createdAtMs: number, facts: RunFacts): Promise<string> {
   const frozen = { manifest: plan.manifest, files: plan.files.map((file) => ({ path: file.path, sha256: file.sha256, content: file.content })) };
+  const date = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms));
   const { rows } = await client.query<{ id: string }>(
-    `insert into runs (plan_id, plan_checksum, target, kind, state, frozen_plan, created_by, created_at)
-     values ($1, $2, $3, $4, 'draft', $5::jsonb, $6, $7) returning id::text as id`,
-    [plan.id, plan.checksum, options.target ?? 'sandbox', options.kind ?? 'execute', JSON.stringify(frozen), options.tpm, new Date(createdAtMs)]
+    `insert into runs (plan_id, plan_checksum, target, kind, state, frozen_plan, created_by, created_at, executed_by, signed_off_by, signed_off_at, started_at, finished_at, outcome)
+     values ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14::jsonb) returning id::text as id`,
+    [
+      plan.id,
+      plan.checksum,
+      options.target ?? 'sandbox',
+      options.kind ?? 'execute',
+      facts.state,
+      JSON.stringify(frozen),
+      options.tpm,
+      new Date(createdAtMs),
+      facts.executedBy ?? null,
+      facts.signedOffBy ?? null,
+      date(facts.signedOffAtMs),
+      date(facts.startedAtMs),
+      date(facts.finishedAtMs),
+      facts.outcome === undefined ? null : JSON.stringify(facts.outcome),
+    ],
   );
   return rows[0]!.id;
 }
 
-async function setRunFacts(client: pg.ClientBase, runId: string, facts: RunFacts): Promise<void> {
-  const date = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms));
-  await client.query(`update runs set state = $2, executed_by = $3, signed_off_by = $4, signed_off_at = $5, started_at = $6, finished_at = $7, outcome = $8::jsonb where id = $1`, [
-    runId,
-    facts.state,
-    facts.executedBy ?? null,
-    facts.signedOffBy ?? null,
-    date(facts.signedOffAtMs),
-    date(facts.startedAtMs),
-    date(facts.finishedAtMs),
-    facts.outcome === undefined ? null : JSON.stringify(facts.outcome),
-  ]);
-}
+/** The 'run.created' payload of plan 008 on a target. */
+const runCreated = (plan: ValidPlan, target: string, kind: string) => ({ planId: plan.id, checksum: plan.checksum, target, kind, files: plan.files.map((file) => ({ path: file.path, sha256: file.sha256 })) });
 
 /** A plausible actual value for a check that passed. */
 function passingActual(check: Check): unknown {
@@ -176,7 +186,7 @@ export async function createFixtureRun(pool: pg.Pool, signingKeyPem: string, opt
     events.push({ offsetMs: t, actor, role, type, payload });
   };
 
-  push(0, rehearsal ? engineer : tpm, rehearsal ? 'engineer' : 'tpm', 'run.created', { planId: plan.id, checksum: plan.checksum, target: options.target ?? 'sandbox', kind });
+  push(0, rehearsal ? engineer : tpm, rehearsal ? 'engineer' : 'tpm', 'run.created', runCreated(plan, options.target ?? 'sandbox', kind));
   if (!rehearsal) {
     for (const item of plan.plan.prerequisites) push(20_000, tpm, 'tpm', 'prerequisite.ticked', { itemId: item.id, text: item.text, required: item.required });
   }
@@ -195,12 +205,13 @@ export async function createFixtureRun(pool: pg.Pool, signingKeyPem: string, opt
     const before = t;
     body();
     t = Math.max(t, before + actualMs);
-    if (completes) events.push({ offsetMs: t, actor: 'system', role: null, type: 'phase.completed', payload: { phase: name, plannedMs, actualMs } });
+    if (completes) events.push({ offsetMs: t, actor: 'system', role: null, type: 'phase.completed', payload: { phase: name, ok: true, plannedMs, actualMs } });
   };
   const snapshotChecks = checksOfPhase(plan.plan, 'snapshot');
   phase('snapshot', 30_000, 1_840, () => {
     push(1_700, 'system', null, 'checks.ran', {
       phase: 'snapshot',
+      planChecksum: plan.checksum,
       passed: true,
       failed: [],
       skipped: [],
@@ -222,7 +233,6 @@ export async function createFixtureRun(pool: pg.Pool, signingKeyPem: string, opt
           stepId: 'apply-008',
           index,
           endLine: statement.line + 2,
-          sql: '',
           startedAt: '',
           ...statement,
         });
@@ -267,17 +277,18 @@ export async function createFixtureRun(pool: pg.Pool, signingKeyPem: string, opt
     });
   }
   phase('verification', 30_000, 2_410, () => {
-    push(2_300, 'system', null, 'checks.ran', { phase: 'verify', passed: true, failed: [], skipped: [], results: checkResults(checksOfPhase(plan.plan, 'verify'), passingActual) });
+    push(2_300, 'system', null, 'checks.ran', { phase: 'verify', planChecksum: plan.checksum, passed: true, failed: [], skipped: [], results: checkResults(checksOfPhase(plan.plan, 'verify'), passingActual) });
   });
   push(200, 'system', null, 'checks.ran', {
     phase: 'snapshot',
+    planChecksum: plan.checksum,
     passed: true,
     failed: [],
     skipped: [],
     results: checkResults(snapshotChecks, () => [{ users: 10_002, users_with_membership: 9_874, memberships: 12_661, users_with_active_org: rehearsal ? 0 : 9_874 }]),
   });
   phase('post_execution', 120_000, 149_600, () => {
-    push(3_000, 'system', null, 'checks.ran', { phase: 'post', passed: true, failed: [], skipped: [], results: checkResults(checksOfPhase(plan.plan, 'post'), passingActual) });
+    push(3_000, 'system', null, 'checks.ran', { phase: 'post', planChecksum: plan.checksum, passed: true, failed: [], skipped: [], results: checkResults(checksOfPhase(plan.plan, 'post'), passingActual) });
   });
   if (!rehearsal) push(30_000, engineer, 'engineer', 'note.added', { text: 'Backup: snapshot rds-prod-2025-11-25-1400 taken before sign-off. #eng-migrations notified.' });
   push(50, 'system', null, 'state.changed', {
@@ -300,10 +311,9 @@ export async function createFixtureRun(pool: pg.Pool, signingKeyPem: string, opt
     let runId: string;
     try {
       await client.query('begin');
-      runId = await insertRun(client, plan, { ...options, kind }, createdAtMs);
+      runId = await insertRun(client, plan, { ...options, kind }, createdAtMs, facts);
       const signedAfter = events.findIndex((event) => event.type === 'state.changed');
       await insertEvents(client, runId, createdAtMs, events.slice(0, signedAfter + 1));
-      await setRunFacts(client, runId, facts);
       await client.query('commit');
     } catch (error) {
       await client.query('rollback');
@@ -334,26 +344,31 @@ export async function createLongRun(pool: pg.Pool, signingKeyPem: string, option
   const plan = await plan008();
   const createdAtMs = Date.now() - 7_200_000;
   const events: FixtureEvent[] = [
-    { offsetMs: 0, actor: options.engineer, role: 'engineer', type: 'run.created', payload: { planId: plan.id, checksum: plan.checksum, target: 'sandbox', kind: 'execute' } },
+    { offsetMs: 0, actor: options.engineer, role: 'engineer', type: 'run.created', payload: runCreated(plan, 'sandbox', 'execute') },
     { offsetMs: 1_000, actor: 'system', role: null, type: 'phase.started', payload: { phase: 'apply', plannedMs: 600_000 } },
   ];
   for (let index = events.length; index < options.count - 1; index++) {
-    events.push({ offsetMs: 1_000 + index * 50, actor: 'system', role: null, type: 'backfill.progress', payload: { batch: index - 1, rows: 1_000, done: (index - 1) * 1_000 } });
+    const done = (index - 1) * 1_000;
+    events.push({
+      offsetMs: 1_000 + index * 50,
+      actor: 'system',
+      role: null,
+      type: 'progress',
+      payload: { stepId: 'backfill', done, total: options.count * 1_000, rate: 20_000, etaMs: (options.count - index) * 50, updated: done, batches: index - 1, lastKey: String(done) },
+    });
   }
   events.push({
     offsetMs: 1_000 + options.count * 50,
     actor: 'system',
     role: null,
     type: 'phase.completed',
-    payload: { phase: 'apply', plannedMs: 600_000, actualMs: options.count * 50 },
+    payload: { phase: 'apply', ok: true, plannedMs: 600_000, actualMs: options.count * 50 },
   });
   const client = await pool.connect();
   let runId: string;
   try {
     await client.query('begin');
-    runId = await insertRun(client, plan, { tpm: options.engineer, engineer: options.engineer }, createdAtMs);
-    await insertEvents(client, runId, createdAtMs, events);
-    await setRunFacts(client, runId, {
+    runId = await insertRun(client, plan, { tpm: options.engineer, engineer: options.engineer }, createdAtMs, {
       state: 'applied',
       executedBy: options.engineer,
       signedOffBy: options.tpm,
@@ -362,6 +377,7 @@ export async function createLongRun(pool: pg.Pool, signingKeyPem: string, option
       finishedAtMs: createdAtMs + 1_000 + options.count * 50,
       outcome: { result: 'applied' },
     });
+    await insertEvents(client, runId, createdAtMs, events);
     await client.query('commit');
   } catch (error) {
     await client.query('rollback');
@@ -380,16 +396,8 @@ export async function createUnsignedRun(pool: pg.Pool, options: { tpm: string; t
   const client = await pool.connect();
   try {
     await client.query('begin');
-    const runId = await insertRun(client, plan, { tpm: options.tpm, engineer: options.tpm, target: options.target }, createdAtMs);
-    await insertEvents(client, runId, createdAtMs, [
-      {
-        offsetMs: 0,
-        actor: options.tpm,
-        role: 'tpm',
-        type: 'run.created',
-        payload: { planId: plan.id, checksum: plan.checksum, target: options.target ?? 'sandbox', kind: 'execute' },
-      },
-    ]);
+    const runId = await insertRun(client, plan, { tpm: options.tpm, engineer: options.tpm, target: options.target }, createdAtMs, { state: 'draft' });
+    await insertEvents(client, runId, createdAtMs, [{ offsetMs: 0, actor: options.tpm, role: 'tpm', type: 'run.created', payload: runCreated(plan, options.target ?? 'sandbox', 'execute') }]);
     await client.query('commit');
     return runId;
   } catch (error) {

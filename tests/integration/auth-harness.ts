@@ -12,8 +12,8 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ServerBuild } from '@remix-run/node';
 import { sourceFingerprint } from '../../bin/build-if-stale.js';
-import { createAccount, findAccount } from '../../app/auth/accounts.server';
-import type { Role } from '../../app/auth/permissions';
+import { createAccount, findAccount } from '../../app/accounts/accounts.server';
+import type { Role } from '../../app/accounts/permissions';
 import { createSession } from '../../app/auth/session.server';
 import { startRuntime, type Runtime } from '../../app/boot/runtime.server';
 

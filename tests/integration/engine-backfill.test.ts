@@ -13,12 +13,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pauseBackfill, resumeBackfill } from '../../app/engine/backfill-control.server';
 import { markInterruptedRuns } from '../../app/engine/crash-recovery.server';
 import { cancelRun, executeRun, rollbackRun } from '../../app/engine/engine.server';
-import { createRun, getRun } from '../../app/engine/runs.server';
+import { openWorkingRun, getRun } from '../../app/engine/runs.server';
 import { runApplicationName } from '../../app/engine/target-session.server';
-import { readRunEvents, type RunEvent } from '../../app/runs/run-log.server';
+import { readRunEvents } from '../../app/runs/run-log.server';
+import { eventsOf as eventsOfType, type RunEvent, type RunEventOf, type RunEventType } from '../../app/runs/run-events';
 import { readBackfillProgress } from '../../app/targets/ledger.server';
 import { ENGINEER, ledgerRows, ROOT, startEngineHarness, TPM, waitFor, type EngineHarness } from './engine-harness';
 import type { WorkerJob } from './engine-worker';
+
+/** The plan's open run on a target, or a new attempt after the last one ended (as the plan page's "new attempt"). */
+const openRun = async (deps: Parameters<typeof openWorkingRun>[0], input: Parameters<typeof openWorkingRun>[1]) => (await openWorkingRun(deps, { newAttempt: true, ...input })).run;
 
 const PLANS = path.join(ROOT, 'tests/fixtures/plans-big-table');
 const PLAN = 'backfill-counter';
@@ -65,15 +69,17 @@ async function rowsDone(target: string): Promise<number> {
   return (await readBackfillProgress(pool(target), PLAN))[0]?.rowsDone ?? 0;
 }
 
-async function eventsOf(runId: string, type?: string): Promise<RunEvent[]> {
+async function eventsOf(runId: string): Promise<RunEvent[]>;
+async function eventsOf<T extends RunEventType>(runId: string, type: T): Promise<RunEventOf<T>[]>;
+async function eventsOf(runId: string, type?: RunEventType): Promise<RunEvent[]> {
   const events = await readRunEvents(harness.store.pool, runId);
-  return type ? events.filter((event) => event.type === type) : events;
+  return type ? eventsOfType(events, type) : events;
 }
 
-const waitForEvent = (runId: string, type: string) => waitFor(`${type} in run ${runId}`, async () => (await eventsOf(runId, type))[0]);
+const waitForEvent = <T extends RunEventType>(runId: string, type: T) => waitFor(`${type} in run ${runId}`, async () => (await eventsOf(runId, type))[0]);
 
 async function readyRun(target: string): Promise<string> {
-  const run = await createRun(harness.deps, { planId: PLAN, target, kind: 'execute', actor: TPM });
+  const run = await openRun(harness.deps, { planId: PLAN, target, kind: 'execute', actor: TPM });
   expect(run.state).toBe('ready');
   return run.id;
 }
@@ -236,7 +242,7 @@ describe('lock timeout retries of a sql step', () => {
       await holder.query('begin');
       await holder.query('lock table public.retry_t in access share mode');
       const holderPid = (await holder.query('select pg_backend_pid() as pid')).rows[0].pid as number;
-      const run = await createRun(harness.deps, { planId: 'lock-retry', target: 'altered', kind: 'execute', actor: TPM });
+      const run = await openRun(harness.deps, { planId: 'lock-retry', target: 'altered', kind: 'execute', actor: TPM });
       const driving = executeRun(harness.deps, { runId: run.id, actor: ENGINEER });
       const retry = await waitForEvent(run.id, 'step.retry');
       expect(retry.payload).toMatchObject({ stepId: 'add-column', kind: 'sql', attempt: 1, retries: 8, sqlstate: '55P03' });

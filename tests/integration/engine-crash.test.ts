@@ -10,12 +10,15 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { markInterruptedRuns } from '../../app/engine/crash-recovery.server';
 import { cancelRun, executeRun, rollbackRun } from '../../app/engine/engine.server';
-import { createRun, getRun } from '../../app/engine/runs.server';
+import { openWorkingRun, getRun } from '../../app/engine/runs.server';
 import { readRunEvents } from '../../app/runs/run-log.server';
 import { loadSigningKey } from '../../app/runs/signing.server';
 import { verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
 import { ENGINE_PLANS, ENGINEER, ledgerRows, ROOT, SECOND_ENGINEER, startEngineHarness, waitFor, type EngineHarness } from './engine-harness';
 import type { WorkerJob } from './engine-worker';
+
+/** The plan's open run on a target, or a new attempt after the last one ended (as the plan page's "new attempt"). */
+const openRun = async (deps: Parameters<typeof openWorkingRun>[0], input: Parameters<typeof openWorkingRun>[1]) => (await openWorkingRun(deps, { newAttempt: true, ...input })).run;
 
 let harness: EngineHarness;
 
@@ -30,7 +33,7 @@ afterAll(async () => {
 const publicKey = () => loadSigningKey(harness.signingKeyPem).publicKeyPem;
 
 async function readySlowRun(target: string): Promise<string> {
-  const run = await createRun(harness.deps, { planId: 'slow-apply', target, kind: 'execute', actor: ENGINEER });
+  const run = await openRun(harness.deps, { planId: 'slow-apply', target, kind: 'execute', actor: ENGINEER });
   expect(run.state).toBe('ready');
   return run.id;
 }

@@ -11,9 +11,9 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import runsheetConfig from '../../runsheet.config';
-import { createAccount } from '../../app/auth/accounts.server';
+import { createAccount } from '../../app/accounts/accounts.server';
 import { executeRun } from '../../app/engine/engine.server';
-import { createRun, getRun, listRuns, signOff } from '../../app/engine/runs.server';
+import { openWorkingRun, getRun, signOff } from '../../app/engine/runs.server';
 import { listAudit } from '../../app/audit/audit-log.server';
 import { readRunEvents } from '../../app/runs/run-log.server';
 import { migrateStore, openStore, type Store } from '../../app/runtime/store.server';
@@ -22,6 +22,10 @@ import { newSigningKeyPem } from '../../app/runs/run-log-fixtures';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import { ENGINE_PLANS, ENGINEER, ledgerRows, ROOT, startEngineHarness, TPM, type EngineHarness } from './engine-harness';
 import { RunsheetError } from '../../app/runtime/errors';
+import { findRuns } from '../../app/runs/run-store.server';
+
+/** The plan's open run on a target, or a new attempt after the last one ended (as the plan page's "new attempt"). */
+const openRun = async (deps: Parameters<typeof openWorkingRun>[0], input: Parameters<typeof openWorkingRun>[1]) => (await openWorkingRun(deps, { newAttempt: true, ...input })).run;
 
 const openGateIds = (error: unknown) => (error as RunsheetError).gates!.map((gate) => gate.id);
 
@@ -42,7 +46,7 @@ describe('gates on the engine', () => {
     await harness?.close();
   });
 
-  const open = (target: string) => createRun(harness.deps, { planId: 'create-table', target, kind: 'execute', actor: TPM });
+  const open = (target: string) => openRun(harness.deps, { planId: 'create-table', target, kind: 'execute', actor: TPM });
 
   it('four-eyes: refuses without a sign-off and with only the executor\'s, allows with another person\'s', async () => {
     const run = await open('staging');
@@ -67,7 +71,7 @@ describe('gates on the engine', () => {
 
   it('staging before production, and the typed target name: refuses, then allows', async () => {
     // The previous test applied and verified this checksum on staging.
-    expect(await listRuns(harness.deps, { target: 'staging', states: ['applied'] })).toHaveLength(1);
+    expect(await findRuns(harness.store.pool, { target: 'staging', states: ['applied'] })).toHaveLength(1);
     {
       const production = await open('production');
       await signOff(harness.deps, { runId: production.id, actor: TPM });
@@ -101,7 +105,7 @@ describe('gates on the engine', () => {
       ],
     });
     try {
-      const run = await createRun(other.deps, { planId: 'create-table', target: 'production', kind: 'execute', actor: TPM });
+      const run = await openRun(other.deps, { planId: 'create-table', target: 'production', kind: 'execute', actor: TPM });
       await signOff(other.deps, { runId: run.id, actor: TPM });
       const refused = await executeRun(other.deps, { runId: run.id, actor: ENGINEER, typedTargetName: 'production' }).catch((error) => error);
       expect(openGateIds(refused)).toEqual(['applied-on:staging']);

@@ -9,10 +9,13 @@ import path from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executeRun, rollbackRun } from '../../app/engine/engine.server';
-import { createRun } from '../../app/engine/runs.server';
-import { readIndexState } from '../../app/engine/step-kinds/create-index-concurrently.server';
+import { openWorkingRun } from '../../app/engine/runs.server';
+import { readIndexState } from '../../app/steps/create-index-concurrently.server';
 import { readRunEvents } from '../../app/runs/run-log.server';
 import { ENGINEER, ledgerRows, ROOT, startEngineHarness, TPM, type EngineHarness } from './engine-harness';
+
+/** The plan's open run on a target, or a new attempt after the last one ended (as the plan page's "new attempt"). */
+const openRun = async (deps: Parameters<typeof openWorkingRun>[0], input: Parameters<typeof openWorkingRun>[1]) => (await openWorkingRun(deps, { newAttempt: true, ...input })).run;
 
 const PLANS = path.join(ROOT, 'tests/fixtures/plans-big-table');
 const INDEX = { schema: 'public', name: 'cic_t_email_key' };
@@ -33,7 +36,7 @@ afterAll(async () => {
 });
 
 async function execute(): Promise<{ runId: string; run: Awaited<ReturnType<typeof executeRun>> }> {
-  const created = await createRun(harness.deps, { planId: 'index-unique', target: 'indexed', kind: 'execute', actor: TPM });
+  const created = await openRun(harness.deps, { planId: 'index-unique', target: 'indexed', kind: 'execute', actor: TPM });
   return { runId: created.id, run: await executeRun(harness.deps, { runId: created.id, actor: ENGINEER }) };
 }
 

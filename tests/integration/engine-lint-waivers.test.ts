@@ -10,9 +10,9 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAccount } from '../../app/auth/accounts.server';
+import { createAccount } from '../../app/accounts/accounts.server';
 import { executeRun } from '../../app/engine/engine.server';
-import { createRun, getRun, readRunDetail } from '../../app/engine/runs.server';
+import { openWorkingRun, getRun, readRunDetail } from '../../app/engine/runs.server';
 import { waiveLintFinding } from '../../app/engine/waive-lint.server';
 import { newSigningKeyPem } from '../../app/runs/run-log-fixtures';
 import { readRunEvents } from '../../app/runs/run-log.server';
@@ -20,6 +20,9 @@ import { migrateStore, openStore, type Store } from '../../app/runtime/store.ser
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import { ENGINEER, ROOT, startEngineHarness, TPM, type EngineHarness } from './engine-harness';
 import { RunsheetError } from '../../app/runtime/errors';
+
+/** The plan's open run on a target, or a new attempt after the last one ended (as the plan page's "new attempt"). */
+const openRun = async (deps: Parameters<typeof openWorkingRun>[0], input: Parameters<typeof openWorkingRun>[1]) => (await openWorkingRun(deps, { newAttempt: true, ...input })).run;
 
 const PLANS = path.join(ROOT, 'tests/fixtures/plans-big-table');
 const PLAN = 'lint-strict';
@@ -42,7 +45,7 @@ describe('waivers on the engine', () => {
   const lintGate = async (runId: string) => (await readRunDetail(harness.deps, runId, { gates: true })).gates!.find((gate) => gate.id === 'lint-clean')!;
 
   it('keeps the gate closed on a finding the strict gate counts, names it, and refuses to execute', async () => {
-    const run = await createRun(harness.deps, { planId: PLAN, target: 'strict', kind: 'execute', actor: TPM });
+    const run = await openRun(harness.deps, { planId: PLAN, target: 'strict', kind: 'execute', actor: TPM });
     expect(run.state).toBe('draft');
     expect(await lintGate(run.id)).toMatchObject({ passed: false, detail: `not waived: ${FILE}:2 require-concurrent-index-creation` });
     const refusal = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER }).catch((error) => error);
@@ -51,7 +54,7 @@ describe('waivers on the engine', () => {
   });
 
   it('refuses a waiver from a TPM, without a real reason, or of a finding the plan does not have; all logged', async () => {
-    const run = await createRun(harness.deps, { planId: PLAN, target: 'strict', kind: 'execute', actor: TPM });
+    const run = await openRun(harness.deps, { planId: PLAN, target: 'strict', kind: 'execute', actor: TPM });
     await expect(waiveLintFinding(harness.deps, { runId: run.id, finding: FINDING, reason: REASON, actor: TPM })).rejects.toMatchObject({ kind: 'permission' });
     await expect(waiveLintFinding(harness.deps, { runId: run.id, finding: FINDING, reason: 'ok', actor: ENGINEER })).rejects.toThrow(/reason of at least 10 characters/);
     const unknown = await waiveLintFinding(harness.deps, { runId: run.id, finding: { ...FINDING, line: 7 }, reason: REASON, actor: ENGINEER }).catch((error) => error);
@@ -66,7 +69,7 @@ describe('waivers on the engine', () => {
   });
 
   it('a waiver by an engineer opens the gate of that run only, and is in its log with who and why', async () => {
-    const run = await createRun(harness.deps, { planId: PLAN, target: 'strict', kind: 'execute', actor: TPM });
+    const run = await openRun(harness.deps, { planId: PLAN, target: 'strict', kind: 'execute', actor: TPM });
     const { waiver, event } = await waiveLintFinding(harness.deps, { runId: run.id, finding: FINDING, reason: `  ${REASON}  `, actor: ENGINEER });
     expect(event!.type).toBe('lint.waived');
     expect(event!.actor).toBe(ENGINEER.email);
@@ -87,11 +90,13 @@ describe('waivers on the engine', () => {
 
     expect((await getRun(harness.deps, run.id)).state).toBe('ready');
     expect(await lintGate(run.id)).toMatchObject({ passed: true, detail: expect.stringContaining(`waived: ${FILE}:2 require-concurrent-index-creation by ${ENGINEER.email} (${REASON})`) });
-    const other = await createRun(harness.deps, { planId: PLAN, target: 'strict', kind: 'execute', actor: TPM });
-    expect((await lintGate(other.id)).passed).toBe(false);
 
     const applied = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER });
     expect(applied).toMatchObject({ state: 'applied', outcome: { verified: true } });
+    // The next attempt (one open run per plan and target: a new one once this one ran) carries no waiver.
+    const other = await openRun(harness.deps, { planId: PLAN, target: 'strict', kind: 'execute', actor: TPM });
+    expect(other.id).not.toBe(run.id);
+    expect((await lintGate(other.id)).passed).toBe(false);
     const started = (await readRunEvents(harness.store.pool, run.id)).find((item) => item.type === 'execute.started')!;
     expect((started.payload.gates as { id: string; passed: boolean }[]).find((gate) => gate.id === 'lint-clean')).toMatchObject({ passed: true });
     await expect(waiveLintFinding(harness.deps, { runId: run.id, finding: FINDING, reason: REASON, actor: ENGINEER })).rejects.toThrow(/is applied; a finding is waived before the run executes/);

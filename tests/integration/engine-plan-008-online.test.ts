@@ -12,13 +12,17 @@ import { pauseBackfill, resumeBackfill } from '../../app/engine/backfill-control
 import { cancelRun, executeRun, rollbackRun } from '../../app/engine/engine.server';
 import { thawPlan } from '../../app/engine/frozen-plan.server';
 import { gateFindings } from '../../app/engine/lint-waivers.server';
-import { createRun, readRunDetail, runRunChecks, tickPrerequisite } from '../../app/engine/runs.server';
+import { openWorkingRun, readRunDetail, runRunChecks, tickPrerequisite } from '../../app/engine/runs.server';
 import { loadPlan, type ValidPlan } from '../../app/plans/load-plans.server';
 import { sha256Hex } from '../../app/plans/plan-checksum.server';
+import { eventsOf as eventsOfType } from '../../app/runs/run-events';
 import { readRunEvents } from '../../app/runs/run-log.server';
 import { readBackfillProgress, readPlanLedgerState } from '../../app/targets/ledger.server';
 import { ENGINEER, ledgerRows, REAL_PLANS, startEngineHarness, TPM, waitFor, type EngineHarness } from './engine-harness';
 import { RunsheetError } from '../../app/runtime/errors';
+
+/** The plan's open run on a target, or a new attempt after the last one ended (as the plan page's "new attempt"). */
+const openRun = async (deps: Parameters<typeof openWorkingRun>[0], input: Parameters<typeof openWorkingRun>[1]) => (await openWorkingRun(deps, { newAttempt: true, ...input })).run;
 
 const CLASSIC = '008-add-active-org-tracking';
 const ONLINE = '008-add-active-org-tracking-online';
@@ -67,7 +71,7 @@ async function activeOrgDigest(target: string): Promise<{ digest: string; withOr
 }
 
 async function readyExecuteRun(planId: string, target: string): Promise<string> {
-  const run = await createRun(harness.deps, { planId, target, kind: 'execute', actor: TPM });
+  const run = await openRun(harness.deps, { planId, target, kind: 'execute', actor: TPM });
   const { plan } = thawPlan(run.frozenPlan);
   for (const item of plan.prerequisites.filter((candidate) => candidate.required)) {
     await tickPrerequisite(harness.deps, { runId: run.id, itemId: item.id, ticked: true, actor: TPM });
@@ -136,12 +140,12 @@ describe('plan 008 online on a sandbox', () => {
     expect(await schemaFingerprint('online')).toEqual(await schemaFingerprint('classic'));
 
     const events = await readRunEvents(harness.store.pool, onlineRunId);
-    const verify = events.find((event) => event.type === 'checks.ran' && event.payload.phase === 'verify')!;
+    const verify = eventsOfType(events, 'checks.ran').find((event) => event.payload.phase === 'verify')!;
     const classicPlan = (await valid(CLASSIC)).plan;
     expect((verify.payload.results as { checkId: string; passed: boolean }[]).map((result) => [result.checkId, result.passed])).toEqual(
       classicPlan.verification.map((check) => [check.id, true]),
     );
-    const post = events.find((event) => event.type === 'checks.ran' && event.payload.phase === 'post')!;
+    const post = eventsOfType(events, 'checks.ran').find((event) => event.payload.phase === 'post')!;
     expect(post.payload).toMatchObject({ passed: true, failed: [] });
     expect(events.filter((event) => event.type === 'progress').at(-1)!.payload).toMatchObject({ stepId: 'backfill-active-org', done: 2_002, total: 2_002, etaMs: 0 });
     expect(events.find((event) => event.type === 'index.valid')!.payload).toMatchObject({ index: 'platform.idx_users_active_org' });
@@ -168,7 +172,7 @@ describe('plan 008 online on a sandbox', () => {
     expect(await readPlanLedgerState(pool('online'), CLASSIC)).toMatchObject({ state: 'applied', runId: onlineRunId });
     expect(await readPlanLedgerState(pool('classic'), ONLINE, { equivalentTo: [CLASSIC] })).toMatchObject({ state: 'applied' });
 
-    const classicThere = await createRun(harness.deps, { planId: CLASSIC, target: 'online', kind: 'execute', actor: TPM });
+    const classicThere = await openRun(harness.deps, { planId: CLASSIC, target: 'online', kind: 'execute', actor: TPM });
     const ledgerGate = (await readRunDetail(harness.deps, classicThere.id, { gates: true })).gates!.find((gate) => gate.id === 'ledger');
     expect(ledgerGate).toMatchObject({ passed: false, detail: expect.stringMatching(new RegExp(`by the equivalent plan ${ONLINE} \\(run ${onlineRunId}`)) });
 
@@ -180,7 +184,7 @@ describe('plan 008 online on a sandbox', () => {
   });
 
   it('cannot be rehearsed (its concurrent index and batches commit on their own), and says so', async () => {
-    const rehearsal = await createRun(harness.deps, { planId: ONLINE, target: 'online', kind: 'rehearsal', actor: ENGINEER });
+    const rehearsal = await openRun(harness.deps, { planId: ONLINE, target: 'online', kind: 'rehearsal', actor: ENGINEER });
     const gate = (await readRunDetail(harness.deps, rehearsal.id, { gates: true })).gates!.find((candidate) => candidate.id === 'transactional-steps');
     expect(gate).toMatchObject({ passed: false, detail: expect.stringContaining('backfill-active-org, create-index-concurrently') });
   });

@@ -10,13 +10,17 @@ import path from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executeRun, rehearseRun, rollbackRun } from '../../app/engine/engine.server';
-import { createRun, readRunDetail, runRunChecks, tickPrerequisite } from '../../app/engine/runs.server';
+import { openWorkingRun, readRunDetail, runRunChecks, tickPrerequisite } from '../../app/engine/runs.server';
 import { thawPlan } from '../../app/engine/frozen-plan.server';
+import { eventsOf as eventsOfType } from '../../app/runs/run-events';
 import { readRunEvents } from '../../app/runs/run-log.server';
 import { loadSigningKey } from '../../app/runs/signing.server';
 import { verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
 import { ENGINEER, ledgerRows, REAL_PLANS, startEngineHarness, TPM, type EngineHarness } from './engine-harness';
 import { RunsheetError } from '../../app/runtime/errors';
+
+/** The plan's open run on a target, or a new attempt after the last one ended (as the plan page's "new attempt"). */
+const openRun = async (deps: Parameters<typeof openWorkingRun>[0], input: Parameters<typeof openWorkingRun>[1]) => (await openWorkingRun(deps, { newAttempt: true, ...input })).run;
 
 const PLAN = '008-add-active-org-tracking';
 let harness: EngineHarness;
@@ -40,7 +44,7 @@ async function schemaFingerprint(pool: pg.Pool): Promise<Record<string, unknown>
 }
 
 async function readyExecuteRun(): Promise<string> {
-  const run = await createRun(harness.deps, { planId: PLAN, target: 'sandbox', kind: 'execute', actor: TPM });
+  const run = await openRun(harness.deps, { planId: PLAN, target: 'sandbox', kind: 'execute', actor: TPM });
   const { plan } = thawPlan(run.frozenPlan);
   for (const item of plan.prerequisites.filter((candidate) => candidate.required)) {
     await tickPrerequisite(harness.deps, { runId: run.id, itemId: item.id, ticked: true, actor: TPM });
@@ -65,7 +69,7 @@ describe('plan 008 through the engine', () => {
   it('rehearses: every phase runs in one transaction and the schema fingerprint is unchanged after', async () => {
     before = await schemaFingerprint(target);
     expect((before.functions as unknown[]).length).toBe(0);
-    const run = await createRun(harness.deps, { planId: PLAN, target: 'sandbox', kind: 'rehearsal', actor: ENGINEER });
+    const run = await openRun(harness.deps, { planId: PLAN, target: 'sandbox', kind: 'rehearsal', actor: ENGINEER });
     const done = await rehearseRun(harness.deps, { runId: run.id, actor: ENGINEER });
     expect(done.outcome?.failure).toBeUndefined();
     expect(done.state).toBe('rehearsed');
@@ -73,7 +77,7 @@ describe('plan 008 through the engine', () => {
     expect(done.outcome!.rehearsal!.dataQuality!.skipped).toEqual(['api-validate', 'api-set-active-org']);
 
     const events = await readRunEvents(harness.store.pool, run.id);
-    const post = events.find((event) => event.type === 'checks.ran' && event.payload.phase === 'post')!;
+    const post = eventsOfType(events, 'checks.ran').find((event) => event.payload.phase === 'post')!;
     const skipped = (post.payload.results as { checkId: string; skipped: boolean; reason: string }[]).filter((result) => result.skipped);
     expect(skipped.map((result) => result.reason)).toEqual(['skipped: a rehearsal does not call the API', 'skipped: a rehearsal does not call the API']);
     expect(String(events.find((event) => event.type === 'rehearsal.transaction.opened')!.payload.note)).toMatch(/holds the migration's locks .* for its whole length/);

@@ -5,7 +5,7 @@
 import { createRequestHandler, type ServerBuild } from '@remix-run/node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAccount, setAccountDisabled } from '../../app/auth/accounts.server';
+import { createAccount, setAccountDisabled } from '../../app/accounts/accounts.server';
 import type { Runtime } from '../../app/boot/runtime.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import { ensureFreshBuild, importBuild, makeSecrets, openRuntime, serverEnv, sessionCookieFor } from './auth-harness';

@@ -12,7 +12,7 @@
 import type { ServerBuild } from '@remix-run/node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANY_INTENT, ROLES, ROUTE_ACCESS, accessAllows, type Access, type Role, type RouteAccess } from '../../app/auth/permissions';
+import { ANY_INTENT, ROLES, ROUTE_ACCESS, accessAllows, type Access, type Role, type RouteAccess } from '../../app/accounts/permissions';
 import type { Runtime } from '../../app/boot/runtime.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import {

@@ -8,6 +8,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildRunReport, runReportMarkdown, type ReportHeader } from '../../app/runs/run-report';
 import { verifyEnvelope } from '../../app/runs/verify-run-log.server';
+import { parseRunEvent } from '../../app/runs/run-events';
+import type { RunOutcome } from '../../db/schema/run-outcome';
 
 const folder = path.resolve(import.meta.dirname, '../fixtures/run-logs-v1');
 const publicKeyPem = fs.readFileSync(path.join(folder, 'signing-key.pem'), 'utf8');
@@ -17,8 +19,8 @@ function renderedReport(name: string) {
   const verification = verifyEnvelope(readFixture(name), [publicKeyPem]);
   if (!verification.ok) throw new Error(`${name} does not verify: ${verification.reason}`);
   const { run, events } = verification;
-  const chainEvents = events.map((event) => ({ runId: run.id, seq: event.seq, at: event.at, actor: event.actor, role: event.role, type: event.type, payload: event.payload, prevHash: event.prev_hash, hash: event.hash }));
-  const report = buildRunReport(chainEvents, run.outcome);
+  const parsed = events.map((event) => parseRunEvent({ runId: run.id, seq: event.seq, at: event.at, actor: event.actor, role: event.role, type: event.type, payload: event.payload }));
+  const report = buildRunReport(parsed, run.outcome as RunOutcome);
   const header: ReportHeader = {
     runId: run.id,
     planId: run.plan_id,

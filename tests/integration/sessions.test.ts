@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createAccount } from '../../app/auth/accounts.server';
+import { createAccount } from '../../app/accounts/accounts.server';
 import { THROTTLE_POLICY } from '../../app/auth/throttle.server';
 import type { Runtime } from '../../app/boot/runtime.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';

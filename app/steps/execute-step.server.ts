@@ -25,6 +25,7 @@
 import { performance } from 'node:perf_hooks';
 import { scanSync } from 'libpg-query';
 import type pg from 'pg';
+import type { Blocker } from '../../db/schema/run-outcome';
 import { findTransactionControl, splitSql, type SqlStatement } from '../sql/split-sql.server';
 
 export interface StepToRun {
@@ -56,22 +57,8 @@ export interface NoticeInfo {
   where?: string;
 }
 
-export interface BlockerInfo {
-  /** 0 for a prepared transaction (it has no session). */
-  pid: number;
-  user?: string;
-  application?: string;
-  state?: string;
-  query?: string;
-  /** ISO */
-  xactStart?: string;
-  /** e.g. "Client:ClientRead" (an idle-in-transaction holder), "Lock:relation" (queued ahead). */
-  waitEvent?: string;
-  /** The blocker's locks on the object the statement waits for, e.g. "AccessShareLock"; "(waiting)" marks one queued ahead. */
-  lockMode?: string;
-  /** The table (or other relation) the statement waits for, when it waits for one. */
-  relation?: string;
-}
+/** A session blocking a statement (the run log's Blocker: one definition, db/schema/run-outcome.ts). */
+export type BlockerInfo = Blocker;
 
 export interface StatementEvent {
   stepId: string;

@@ -31,3 +31,10 @@ export function formatClock(ms: number): string {
   const two = (value: number) => String(value).padStart(2, '0');
   return hours > 0 ? `${hours}:${two(minutes)}:${two(seconds)}` : `${two(minutes)}:${two(seconds)}`;
 }
+
+/** A stored time as the ISO text pages and payloads carry. */
+export function isoOf(value: Date): string;
+export function isoOf(value: Date | null): string | null;
+export function isoOf(value: Date | null): string | null {
+  return value ? value.toISOString() : null;
+}

@@ -1,39 +1,46 @@
 /**
- * The checklist of one plan on one target: what the plan page shows, top to bottom in the seed's
+ * The plan page's model: the checklist of one plan on one target, top to bottom in the seed's
  * order, and what each of its form intents does. The route stays a few lines: it guards, parses
- * the form and calls these functions; everything here goes through the engine (app/engine/),
- * which records every change in the run's log.
+ * the form and calls these functions; every change goes through the engine (app/engine/), which
+ * records it in the run's log.
  *
- * Which run the page works on ("the working run"): the newest execute run of the plan on the
- * target while it still has something to do (being prepared at the plan's current checksum,
- * applying, applied, rolling back, interrupted, or failed part-way). A run that rolled back or
- * failed cleanly is history: the next tick or pre-check opens a new run.
+ * Which run the page works on is the engine's workingRunFor (the lifecycle's one rule, the same
+ * the command line uses): the newest execute run while it still has something to do. A run that
+ * rolled back or failed cleanly is history: the next tick or pre-check opens a new run.
  */
-import { checksOfPhase, CHECK_PHASES, type Check, type CheckPhase, type Plan } from './plan-schema';
-import type { ValidPlan } from './load-plans.server';
-import { readPlanOnTarget, type Aged, type LatestCheckResult } from './plan-on-target.server';
-import { refreshPlanFacts } from './plan-overview.server';
+import { checksOfPhase, CHECK_PHASES, type Check, type CheckPhase, type Plan } from '../plans/plan-schema';
+import type { ValidPlan } from '../plans/load-plans.server';
+import { readPlanOnTarget, type Aged, type LatestCheckResult } from '../plans/plan-on-target.server';
+import { refreshPlanFacts } from '../plans/plan-overview.server';
 import { runPlanChecks } from '../checks/plan-checks.server';
-import { roleCan } from '../auth/permissions';
+import { roleCan } from '../accounts/permissions';
 import type { SignedInUser } from '../auth/require.server';
-import { appendRunEvent, readRunEvents } from '../runs/run-log.server';
-import type { Runtime } from '../boot/runtime.server';
+import { lastSeqOf, readRunEvents } from '../runs/run-log.server';
+import type { EngineDeps } from '../engine/engine-deps.server';
 import { withTimeout } from '../runtime/with-timeout';
+import { isoOf } from '../runtime/format';
 import { explainPlanStateOnTarget, type SchemaFacts } from '../targets/schema-facts.server';
 import type { TargetFacts } from '../targets/target-facts.server';
 import type { Target } from '../targets/targets.server';
 import type { TargetRules } from '../runtime/target-config';
-import type { LintFinding } from './lint-plan.server';
-import { formatUtc } from '../components/format';
+import { blocksLintGate, type LintFinding } from '../plans/lint-plan.server';
+import { lintWaiversFromEvents, waiverFor } from '../engine/lint-waivers.server';
+import { formatUtc } from '../runtime/format';
 import { cancelRun, executeRun, rehearseRun, rollbackRun } from '../engine/engine.server';
-import { addNote, authorize, createRun, listRuns, openRunFor, readRunDetail, runRunChecks, signOff, tickPrerequisite, type RunDetail } from '../engine/runs.server';
+import { addNote, authorize, openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunFor, type RunDetail } from '../engine/runs.server';
 import { evaluateGates } from '../engine/gates.server';
+import { waiveLintFinding } from '../engine/waive-lint.server';
+import { stepKindOf } from '../steps/step-kinds.server';
+import { ACTIVE_RUN_STATES, isActiveState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
 import { type EngineActor, type Gate } from '../engine/engine-deps.server';
-import type { RunRecord } from '../engine/run-store.server';
-import { refusalOf, type IntentOutcome } from '../web/http-answers.server';
+import { findRuns, type RunRecord } from '../runs/run-store.server';
+import { eventsOf } from '../runs/run-events';
+import type { RunState } from '../../db/run-lifecycle';
+import { refusalOf, type IntentOutcome } from './http-answers.server';
 import { isRunsheetError } from '../runtime/errors';
 
-export type ChecklistDeps = Runtime;
+/** What the page reads and acts on: the engine's dependencies, nothing of the web server. */
+export type ChecklistDeps = EngineDeps;
 
 // ---------------------------------------------------------------------------------------------
 // The page
@@ -119,7 +126,8 @@ export interface ChecklistView {
     source?: string;
     created?: string;
     checksum: string;
-    lint: LintFinding[];
+    /** Each finding, whether the target's lint-clean gate counts it, and its waiver in the working run. */
+    lint: (LintFinding & { gateCounts: boolean; waiver: { by: string; reason: string; at: string } | null })[];
     apply: { id: string; title: string; file: string; transactional: boolean; lockTimeoutMs: number; statementTimeoutMs: number; how: string }[];
     rollbackSteps: { id: string; title: string; file: string }[];
     estimated: Plan['estimated_duration'];
@@ -152,7 +160,7 @@ export interface ChecklistView {
   teamMessages: { pre?: TeamMessageView; post?: TeamMessageView };
   issues: { seq: number; at: string; actor: string; role: string | null; text: string }[];
   stepper: StepperItem[];
-  may: Record<'tick' | 'runChecks' | 'signOff' | 'addNote' | 'execute' | 'rehearse' | 'rollback' | 'cancel', boolean>;
+  may: Record<'tick' | 'runChecks' | 'signOff' | 'addNote' | 'waiveLint' | 'execute' | 'rehearse' | 'rollback' | 'cancel', boolean>;
 }
 
 const SECTION_TITLES: Record<CheckPhase, string> = {
@@ -163,9 +171,6 @@ const SECTION_TITLES: Record<CheckPhase, string> = {
   rollback: 'Rollback verification',
 };
 
-const PREPARING = ['draft', 'ready'];
-const ACTIVE = ['applying', 'rolling_back', 'rehearsing'];
-
 /** The plan's targets, and the one asked for (the first, sandbox, by default). */
 export function resolveChecklistTarget(deps: Pick<ChecklistDeps, 'targets'>, targetName: string | null): { target?: Target; targets: Target[] } {
   const targets = deps.targets.list();
@@ -175,23 +180,23 @@ export function resolveChecklistTarget(deps: Pick<ChecklistDeps, 'targets'>, tar
 export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPlan; target: Target; targets: Target[]; user: SignedInUser }): Promise<ChecklistView> {
   const { plan: loaded, target, user } = input;
   const plan = loaded.plan;
-  const runs = await listRuns(deps, { planId: loaded.id, target: target.name, limit: 20 });
-  const { working, previous, staleDraft } = pickRuns(runs, loaded.checksum);
+  const runs = await findRuns(deps.store.pool, { planId: loaded.id, target: target.name, limit: 20 });
+  const { working, previous, stale: staleDraft } = await workingRunFor(deps, { planId: loaded.id, target: target.name, kind: 'execute', checksum: loaded.checksum });
   const rehearsal = runs.find((run) => run.kind === 'rehearsal') ?? null;
   const mayExecute = roleCan(user.role, 'execute');
 
   const [detail, onTarget, otherActive] = await Promise.all([
     working ? readRunDetail(deps, working.id, { gates: true, executor: mayExecute ? user.email : undefined }) : Promise.resolve(undefined),
     readPlanOnTarget(deps, loaded, target),
-    listRuns(deps, { target: target.name, states: ['applying', 'rolling_back', 'rehearsing'], limit: 5 }).then((active) => active.find((run) => run.planId !== loaded.id)),
+    findRuns(deps.store.pool, { target: target.name, states: ACTIVE_RUN_STATES, limit: 5 }).then((active) => active.find((run) => run.planId !== loaded.id)),
   ]);
 
   // Facts read before the newest run finished describe the target as it was: read them again.
   let schemaFacts = onTarget.schemaFacts;
   let targetFacts = onTarget.targetFacts;
   let planState = onTarget.state;
-  const newestFinish = runs.map((run) => run.finishedAt).filter((at): at is string => at !== null).sort().at(-1);
-  if (newestFinish && (!schemaFacts || Date.now() - schemaFacts.ageMs < Date.parse(newestFinish))) {
+  const newestFinish = Math.max(0, ...runs.map((run) => run.finishedAt?.getTime() ?? 0));
+  if (newestFinish > 0 && (!schemaFacts || Date.now() - schemaFacts.ageMs < newestFinish)) {
     try {
       const fresh = await withTimeout(refreshPlanFacts(deps, loaded, target), 5_000);
       schemaFacts = { value: fresh.schema, ageMs: 0 };
@@ -203,6 +208,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   }
 
   const events = detail?.events ?? [];
+  const waivers = lintWaiversFromEvents(events, loaded.checksum);
   const runResults = detail ? latestRunResults(detail) : undefined;
   const sections = Object.fromEntries(
     CHECK_PHASES.map((phase) => [
@@ -234,9 +240,10 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   const gates = detail?.gates ? detail.gates.map((gate) => ({ ...gate, waitsOn: waitsOn(gate, target) })) : null;
   const runSummary = working ? summarize(detail?.run ?? working) : null;
   const logRun = working ?? previous;
-  const logEvents = working ? events : previous ? (await readRunDetail(deps, previous.id)).events : [];
+  const logDetail = working ? detail : previous ? await readRunDetail(deps, previous.id) : undefined;
+  const logEvents = logDetail?.events ?? [];
 
-  const criteria = successCriteria(plan, allResults, loaded.checksum, logEvents);
+  const criteria = successCriteria(plan, allResults, loaded.checksum, logDetail?.criteriaTicks ?? {});
   const ledger = onTarget.ledger;
   const view: ChecklistView = {
     plan: {
@@ -246,7 +253,10 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
       source: plan.source,
       created: plan.created,
       checksum: loaded.checksum,
-      lint: loaded.lint,
+      lint: loaded.lint.map((finding) => {
+        const waiver = waiverFor(finding, waivers);
+        return { ...finding, gateCounts: target.rules.require_lint_clean && blocksLintGate(finding, plan.lint_gate), waiver: waiver ? { by: waiver.by, reason: waiver.reason, at: waiver.at } : null };
+      }),
       apply: plan.apply.map((step) => ({
         id: step.id,
         title: step.title,
@@ -254,14 +264,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
         transactional: step.transactional,
         lockTimeoutMs: step.lock_timeout,
         statementTimeoutMs: step.statement_timeout,
-        how:
-          step.kind === 'batched_backfill'
-            ? `batched backfill of ${step.table.schema}.${step.table.name} by ${step.key}, ${step.batch_size} rows a batch, each batch its own transaction`
-            : step.kind === 'create_index_concurrently'
-              ? `CREATE INDEX CONCURRENTLY ${step.index.schema}.${step.index.name}, outside any transaction`
-              : step.transactional
-                ? 'one transaction'
-                : 'statement by statement',
+        how: stepKindOf(step).describe(step),
       })),
       rollbackSteps: plan.rollback.steps.map((step) => ({ id: step.id, title: step.title, file: step.file })),
       estimated: plan.estimated_duration,
@@ -290,15 +293,14 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
     signoffs: detail?.signoffs ?? [],
     successCriteria: criteria,
     teamMessages: teamMessages(plan, { target, checksum: logRun?.planChecksum ?? loaded.checksum, run: logRun, ledger: ledger && ledger.state === 'applied' ? ledger : undefined }),
-    issues: logEvents
-      .filter((event) => event.type === 'note.added')
-      .map((event) => ({ seq: event.seq, at: event.at, actor: event.actor, role: event.role, text: String(event.payload.text ?? '') })),
+    issues: eventsOf(logEvents, 'note.added').map((event) => ({ seq: event.seq, at: event.at, actor: event.actor, role: event.role, text: event.payload.text })),
     stepper: [],
     may: {
       tick: roleCan(user.role, 'tick'),
       runChecks: roleCan(user.role, 'run-checks'),
       signOff: roleCan(user.role, 'sign-off'),
       addNote: roleCan(user.role, 'add-note'),
+      waiveLint: mayExecute,
       execute: mayExecute,
       rehearse: roleCan(user.role, 'rehearse'),
       rollback: roleCan(user.role, 'rollback'),
@@ -307,19 +309,6 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   };
   view.stepper = stepper(view);
   return view;
-}
-
-function pickRuns(runs: RunRecord[], checksum: string): { working?: RunRecord; previous?: RunRecord; staleDraft?: RunRecord } {
-  const latest = runs.find((run) => run.kind === 'execute');
-  if (!latest) return {};
-  if (PREPARING.includes(latest.state)) {
-    if (latest.planChecksum === checksum) return { working: latest };
-    const previous = runs.find((run) => run.kind === 'execute' && !PREPARING.includes(run.state));
-    return { staleDraft: latest, ...(previous ? { previous } : {}) };
-  }
-  const partlyApplied = latest.state === 'failed' && latest.outcome?.ledger?.written === 'partial';
-  if (['applying', 'applied', 'rolling_back', 'rollback_failed', 'interrupted'].includes(latest.state) || partlyApplied) return { working: latest };
-  return { previous: latest };
 }
 
 function summarize(run: RunRecord): RunSummary {
@@ -331,11 +320,11 @@ function summarize(run: RunRecord): RunSummary {
     state: run.state,
     planChecksum: run.planChecksum,
     createdBy: run.createdBy,
-    createdAt: run.createdAt,
+    createdAt: isoOf(run.createdAt),
     signedOffBy: run.signedOffBy,
-    signedOffAt: run.signedOffAt,
-    startedAt: run.startedAt,
-    finishedAt: run.finishedAt,
+    signedOffAt: isoOf(run.signedOffAt),
+    startedAt: isoOf(run.startedAt),
+    finishedAt: isoOf(run.finishedAt),
     executedBy: run.executedBy,
     verified: outcome?.verified ?? null,
     postExecutionPassed: outcome?.postExecution ? outcome.postExecution.passed : null,
@@ -363,11 +352,11 @@ function latestRunResults(detail: RunDetail): Record<string, LatestCheckResult> 
       skipped: row.skipped,
       expected: row.expected,
       actual: row.actual,
-      sql: row.sql,
+      sql: row.sqlText,
       error: (row.error as LatestCheckResult['error']) ?? null,
       durationMs: row.durationMs,
-      ranAt: row.ranAt,
-      ageMs: Math.max(0, now - Date.parse(row.ranAt)),
+      ranAt: row.ranAt.toISOString(),
+      ageMs: Math.max(0, now - row.ranAt.getTime()),
       ranBy: row.ranBy,
       planChecksum: row.planChecksum,
     };
@@ -410,21 +399,15 @@ function waitsOn(gate: Gate, target: Target): string {
 }
 
 /** Success criteria: from check results where checks back them, from the run log's ticks otherwise. */
-function successCriteria(plan: Plan, results: Record<string, LatestCheckResult>, checksum: string, events: RunDetail['events']): CriterionView[] {
-  const manual = new Map<number, { ticked: boolean; by: string; at: string }>();
-  for (const event of events) {
-    if (event.type !== 'criterion.ticked' && event.type !== 'criterion.unticked') continue;
-    const index = Number(event.payload.index);
-    if (Number.isInteger(index)) manual.set(index, { ticked: event.type === 'criterion.ticked', by: event.actor, at: event.at });
-  }
+function successCriteria(plan: Plan, results: Record<string, LatestCheckResult>, checksum: string, manual: RunDetail['criteriaTicks']): CriterionView[] {
   return plan.success_criteria.map((criterion, index) => {
     const checks = criterion.checks.map((id) => ({ id, status: resultStatus(results[id], checksum) }));
     let status: string;
-    if (checks.length === 0) status = manual.get(index)?.ticked ? 'ticked' : 'not_ticked';
+    if (checks.length === 0) status = manual[index]?.ticked ? 'ticked' : 'not_ticked';
     else if (checks.some((check) => check.status === 'fail' || check.status === 'error')) status = 'fail';
     else if (checks.every((check) => check.status === 'pass')) status = 'pass';
     else status = 'pending';
-    return { index, text: criterion.text, checks, status, manual: checks.length === 0 ? (manual.get(index) ?? null) : null };
+    return { index, text: criterion.text, checks, status, manual: checks.length === 0 ? (manual[index] ?? null) : null };
   });
 }
 
@@ -437,7 +420,7 @@ function teamMessages(
 ): ChecklistView['teamMessages'] {
   const { run, ledger } = facts;
   // The apply's COMMIT time is the ledger's row of this run; the run's end comes after verification.
-  const finishedAt = ledger?.at && run && ledger.runId === run.id ? ledger.at : (run?.finishedAt ?? undefined);
+  const finishedAt = ledger?.at && run && ledger.runId === run.id ? ledger.at : (isoOf(run?.finishedAt ?? null) ?? undefined);
   const values: Record<string, string | undefined> = {
     target: facts.target.label,
     target_name: facts.target.name,
@@ -445,7 +428,7 @@ function teamMessages(
     plan: plan.id,
     run: run?.id,
     executor: run?.executedBy ?? undefined,
-    started_at: run?.startedAt ? formatUtc(run.startedAt) : undefined,
+    started_at: run?.startedAt ? formatUtc(run.startedAt.toISOString()) : undefined,
     finished_at: finishedAt ? formatUtc(finishedAt) : undefined,
   };
   const fill = (message: { notify: string[]; body: string } | undefined): TeamMessageView | undefined => {
@@ -467,7 +450,7 @@ function stepper(view: ChecklistView): StepperItem[] {
   const gate = (id: string) => view.gates?.find((candidate) => candidate.id === id);
   const required = view.prerequisites.filter((item) => item.required);
   const tickedRequired = required.filter((item) => item.tick?.ticked).length;
-  const preparing = run !== null && PREPARING.includes(run.state);
+  const preparing = run !== null && isPreparingState(run.state as RunState);
   const executedStates = ['applying', 'applied', 'rolling_back', 'rolled_back', 'rollback_failed', 'interrupted', 'failed'];
   const executed = run !== null && executedStates.includes(run.state);
 
@@ -542,6 +525,7 @@ export type ChecklistIntent =
   | { intent: 'refresh-facts' }
   | { intent: 'sign-off' }
   | { intent: 'add-note'; text: string }
+  | { intent: 'waive-lint'; file: string; line: number; rule: string; reason: string }
   | { intent: 'execute'; typedTargetName?: string }
   | { intent: 'rehearse' }
   | { intent: 'rollback'; runId: string }
@@ -555,15 +539,9 @@ export async function performChecklistIntent(
   const actor: EngineActor = { email: user.email, role: user.role };
   const scope = { planId: plan.id, target: target.name };
   try {
-    const runs = await listRuns(deps, { ...scope, limit: 20 });
-    const { working, previous } = pickRuns(runs, plan.checksum);
-    const workingOrNew = async (): Promise<RunRecord> =>
-      working ??
-      // Two quick ticks on a plan without a run must not open two runs: look again under a lock.
-      oneAtATime(`${plan.id}@${target.name}`, async () => {
-        const again = pickRuns(await listRuns(deps, { ...scope, limit: 20 }), plan.checksum).working;
-        return again ?? (await createRun(deps, { ...scope, kind: 'execute', actor }));
-      });
+    const { working, previous } = await workingRunFor(deps, { ...scope, kind: 'execute', checksum: plan.checksum });
+    // The engine opens the run (or hands back the one another request just opened).
+    const workingOrNew = async (): Promise<RunRecord> => working ?? (await openWorkingRun(deps, { ...scope, kind: 'execute', actor })).run;
 
     switch (intent.intent) {
       case 'tick': {
@@ -572,19 +550,12 @@ export async function performChecklistIntent(
         return { kind: 'done', message: intent.ticked ? 'Ticked.' : 'Unticked.' };
       }
       case 'tick-criterion': {
-        await authorize(deps, { actor, action: 'tick', runId: (working ?? previous)?.id, subject: `${plan.id}@${target.name}` });
         const run = working ?? previous;
-        if (!run) return { kind: 'refused', status: 409, error: 'No run yet: success criteria are ticked in a run, after it executes.' };
-        const criterion = plan.plan.success_criteria[intent.index];
-        if (!criterion) return { kind: 'refused', status: 400, error: `The plan has no success criterion #${intent.index + 1}.` };
-        if (criterion.checks.length > 0) return { kind: 'refused', status: 400, error: 'This criterion is judged from its checks, not ticked by hand.' };
-        await appendRunEvent(deps.store.pool, {
-          runId: run.id,
-          actor: actor.email,
-          role: actor.role,
-          type: intent.ticked ? 'criterion.ticked' : 'criterion.unticked',
-          payload: { index: intent.index, text: criterion.text },
-        });
+        if (!run) {
+          await authorize(deps, { actor, action: 'tick', subject: `${plan.id}@${target.name}` });
+          return { kind: 'refused', status: 409, error: 'No run yet: success criteria are ticked in a run, after it executes.' };
+        }
+        await tickCriterion(deps, { runId: run.id, index: intent.index, ticked: intent.ticked, actor });
         return { kind: 'done', message: intent.ticked ? 'Criterion ticked.' : 'Criterion unticked.' };
       }
       case 'run-checks': {
@@ -593,7 +564,7 @@ export async function performChecklistIntent(
           const results = await runRunChecks(deps, { runId: run.id, phase: 'pre', actor });
           return { kind: 'done', message: checksMessage(results) };
         }
-        if (working && !ACTIVE.includes(working.state)) {
+        if (working && !isActiveState(working.state)) {
           const results = await runRunChecks(deps, { runId: working.id, phase: intent.phase, actor });
           await refreshPlanFacts(deps, plan, target).catch(() => {});
           return { kind: 'done', message: checksMessage(results) };
@@ -618,8 +589,13 @@ export async function performChecklistIntent(
         await addNote(deps, { runId: run.id, actor, text: intent.text });
         return { kind: 'done', message: 'Note added to the run log.' };
       }
+      case 'waive-lint': {
+        const run = await workingOrNew();
+        const { waiver, event } = await waiveLintFinding(deps, { runId: run.id, finding: { file: intent.file, line: intent.line, rule: intent.rule }, reason: intent.reason, actor });
+        return { kind: 'done', message: `${event ? 'Waived' : 'Already waived'}: ${waiver.rule} at ${waiver.file}:${waiver.line}, for this run only.` };
+      }
       case 'execute': {
-        if (!working || !PREPARING.includes(working.state)) {
+        if (!working || !isPreparingState(working.state)) {
           return { kind: 'refused', status: 409, error: working ? `Run ${working.id} is ${working.state}: a new attempt is a new run.` : 'No run to execute: tick the prerequisites and run the pre-checks first.' };
         }
         // Judged here first so that a refusal comes back at once, with every open gate.
@@ -630,20 +606,20 @@ export async function performChecklistIntent(
         return { kind: 'started', runId: working.id };
       }
       case 'rehearse': {
-        const run = (await openRunFor(deps, { ...scope, kind: 'rehearsal', checksum: plan.checksum })) ?? (await createRun(deps, { ...scope, kind: 'rehearsal', actor }));
+        const { run } = await openWorkingRun(deps, { ...scope, kind: 'rehearsal', actor });
         const open = (await evaluateGates(deps, run, { executor: actor.email })).filter((gate) => !gate.passed);
         if (open.length > 0) return { kind: 'refused', status: 409, error: `Rehearsal refused: ${open.length} gate${open.length === 1 ? ' is' : 's are'} open.`, openGates: open };
         await startInBackground(deps, 'rehearse', run.id, () => rehearseRun(deps, { runId: run.id, actor }));
         return { kind: 'started', runId: run.id };
       }
       case 'rollback': {
-        if (!working || working.id !== intent.runId) return { kind: 'refused', status: 409, error: 'That run is not this plan\'s current run on this target: reload the page.' };
-        if (!['applied', 'failed', 'interrupted'].includes(working.state)) return { kind: 'refused', status: 409, error: `Run ${working.id} is ${working.state}: only an applied, partly applied or interrupted run is rolled back.` };
+        if (!working || working.id !== intent.runId) return { kind: 'refused', status: 409, error: "That run is not this plan's current run on this target: reload the page." };
+        if (!mayRollBackFrom(working.state)) return { kind: 'refused', status: 409, error: `Run ${working.id} is ${working.state}: only an applied, partly applied or interrupted run is rolled back.` };
         await startInBackground(deps, 'rollback', working.id, () => rollbackRun(deps, { runId: working.id, actor }));
         return { kind: 'started', runId: working.id };
       }
       case 'cancel': {
-        const run = runs.find((candidate) => candidate.id === intent.runId);
+        const [run] = (await findRuns(deps.store.pool, { ...scope, limit: 20 })).filter((candidate) => candidate.id === intent.runId);
         if (!run) return { kind: 'refused', status: 404, error: 'No such run of this plan on this target.' };
         const { signalled } = await cancelRun(deps, { runId: run.id, actor });
         return { kind: 'done', message: signalled ? 'Cancel requested: the running statement was signalled.' : 'Cancel requested: the run stops before its next statement.' };
@@ -651,21 +627,6 @@ export async function performChecklistIntent(
     }
   } catch (error) {
     return refusalOf(error);
-  }
-}
-
-const queues = new Map<string, Promise<unknown>>();
-
-/** Runs `work` after every earlier call with the same key (in this process) has settled. */
-async function oneAtATime<T>(key: string, work: () => Promise<T>): Promise<T> {
-  const previous = queues.get(key) ?? Promise.resolve();
-  const next = previous.then(work, work);
-  const settled = next.catch(() => {});
-  queues.set(key, settled);
-  try {
-    return await next;
-  } finally {
-    if (queues.get(key) === settled) queues.delete(key);
   }
 }
 
@@ -682,7 +643,7 @@ function checksMessage(results: { passed: boolean; skipped: boolean }[]): string
  * run log; this process only notes that the promise ended badly.
  */
 async function startInBackground(deps: ChecklistDeps, action: string, runId: string, start: () => Promise<unknown>): Promise<void> {
-  const before = (await readRunEvents(deps.store.pool, runId)).at(-1)?.seq ?? 0;
+  const before = await lastSeqOf(deps.store.pool, runId);
   let settled = false;
   start()
     .catch((error: Error) => console.error(`[runsheet] ${action} of run ${runId} stopped: ${error.name}: ${error.message}`))

@@ -17,9 +17,8 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import type { BatchedBackfillStep } from '../../plans/plan-schema';
-import { ensureBackfillProgress } from '../../targets/ledger.server';
-import { readBackfillPauseState } from '../backfill-control.server';
+import type { BatchedBackfillStep } from '../plans/plan-schema';
+import { ensureBackfillProgress } from '../targets/ledger.server';
 import {
   BlockerSampler,
   describeBlockers,
@@ -29,8 +28,11 @@ import {
   type StatementEvent,
   type StepFailure,
   type StepToRun,
-} from '../execute-step.server';
-import { retryDelayMs, sleepUnlessCancelled, type KindOutcome, type StepKindContext } from './step-context.server';
+} from './execute-step.server';
+import { BATCH_PLACEHOLDERS, translateBatchTemplate, updateTargetOf } from './batch-template.server';
+import { prepareStep, executeStep } from './execute-step.server';
+import { splitOrProblems } from './sql-step.server';
+import { refusedInTransaction, retryDelayMs, sleepUnlessCancelled, type KindOutcome, type StepKind, type StepKindContext, type StepSqlProblem } from './step-kind';
 
 /** 'progress' events at most this often (and after the first and the last batch). */
 const PROGRESS_EVERY_MS = 1_000;
@@ -112,7 +114,7 @@ class BackfillRun {
       if (error instanceof BatchStopped) return this.finish(error.failure);
       return this.finish(this.failureOf(error, 'setup', 'could not prepare the backfill'));
     }
-    await this.context.log('backfill.started', {
+    await this.context.log({ type: 'backfill.started', payload: {
       stepId: this.step.id,
       table: `${this.step.table.schema}.${this.step.table.name}`,
       key: this.step.key,
@@ -125,7 +127,7 @@ class BackfillRun {
       rowsDone: this.cursor.rowsDone,
       total: this.total,
       ...(this.totalEstimated ? { totalEstimated: true } : {}),
-    });
+    } });
     await this.reportProgress(true);
 
     try {
@@ -148,7 +150,7 @@ class BackfillRun {
     }
     if (this.total === null || this.total < this.cursor.rowsDone) this.total = this.cursor.rowsDone;
     await this.reportProgress(true);
-    await this.context.log('backfill.completed', {
+    await this.context.log({ type: 'backfill.completed', payload: {
       stepId: this.step.id,
       rowsDone: this.cursor.rowsDone,
       rowsUpdated: this.cursor.rowsUpdated,
@@ -156,7 +158,7 @@ class BackfillRun {
       lastKey: this.cursor.lastKey,
       durationMs: this.elapsed(),
       pausedMs: this.pausedMs,
-    });
+    } });
     // One 'statement.completed' for the UPDATE, run once per batch: its rows are every row it changed.
     await this.hooks.onStatement?.(this.statementEvent());
     return this.finish(undefined);
@@ -194,7 +196,7 @@ class BackfillRun {
       this.cursor = { lastKey: previous.last_key, rowsDone: Number(previous.rows_done), rowsUpdated: Number(previous.rows_updated), batches: Number(previous.batches) };
       await client.query(`update runsheet.backfill_progress set run_id = $3, completed_at = null where plan_id = $1 and step_id = $2`, [planId, this.step.id, runId]);
       if (previous.last_key !== null) {
-        await this.context.log('backfill.resumed_from', {
+        await this.context.log({ type: 'backfill.resumed_from', payload: {
           stepId: this.step.id,
           lastKey: previous.last_key,
           rowsDone: this.cursor.rowsDone,
@@ -202,12 +204,12 @@ class BackfillRun {
           batches: this.cursor.batches,
           previousRunId: previous.run_id,
           note: 'batches up to and including this key committed earlier (with their progress row): the walk goes on after it',
-        });
+        } });
       }
       return;
     }
     if (restartReason) {
-      await this.context.log('backfill.restarted', { stepId: this.step.id, reason: restartReason, previous: { lastKey: previous!.last_key, rowsDone: Number(previous!.rows_done), runId: previous!.run_id } });
+      await this.context.log({ type: 'backfill.restarted', payload: { stepId: this.step.id, reason: restartReason, previous: { lastKey: previous!.last_key, rowsDone: Number(previous!.rows_done), runId: previous!.run_id } } });
     }
     await client.query(
       `insert into runsheet.backfill_progress (plan_id, step_id, template_sha256, table_name, table_oid, key_column, run_id)
@@ -264,7 +266,7 @@ class BackfillRun {
         if (!(error instanceof BatchStopped) || error.failure.sqlstate !== '55P03' || attempt > this.retries || this.connectionBroken) throw error;
         const delayMs = retryDelayMs(attempt);
         this.attempts++;
-        await this.context.log('step.retry', {
+        await this.context.log({ type: 'step.retry', payload: {
           stepId: this.step.id,
           attempt,
           retries: this.retries,
@@ -275,7 +277,7 @@ class BackfillRun {
           blockers: error.failure.blockers,
           batchAfterKey: this.cursor.lastKey,
           summary: error.failure.summary,
-        });
+        } });
         if (await sleepUnlessCancelled(delayMs, this.context)) this.stopIfCancelled();
       }
     }
@@ -367,10 +369,10 @@ class BackfillRun {
   private async waitWhilePaused(): Promise<void> {
     if (performance.now() - this.lastPausePoll < PAUSE_POLL_MS) return;
     this.lastPausePoll = performance.now();
-    let state = await readBackfillPauseState(this.context.store, this.context.runId).catch(() => ({ paused: false }) as { paused: boolean; by?: string; reason?: string });
+    let state = await this.context.pauseState().catch(() => ({ paused: false }) as { paused: boolean; by?: string; reason?: string });
     if (!state.paused) return;
     const pausedAt = performance.now();
-    await this.context.log('backfill.paused', {
+    await this.context.log({ type: 'backfill.paused', payload: {
       stepId: this.step.id,
       by: state.by ?? null,
       ...(state.reason ? { reason: state.reason } : {}),
@@ -378,18 +380,18 @@ class BackfillRun {
       rowsDone: this.cursor.rowsDone,
       batches: this.cursor.batches,
       note: 'every batch so far has committed; nothing is locked while paused',
-    });
+    } });
     await this.reportProgress(true);
     while (state.paused) {
       if (await sleepUnlessCancelled(PAUSED_POLL_MS, this.context)) {
         this.pausedMs += performance.now() - pausedAt;
         this.stopIfCancelled();
       }
-      state = await readBackfillPauseState(this.context.store, this.context.runId).catch(() => state);
+      state = await this.context.pauseState().catch(() => state);
     }
     const pausedMs = Math.round(performance.now() - pausedAt);
     this.pausedMs += pausedMs;
-    await this.context.log('backfill.resumed', { stepId: this.step.id, by: state.by ?? null, pausedMs, lastKey: this.cursor.lastKey });
+    await this.context.log({ type: 'backfill.resumed', payload: { stepId: this.step.id, by: state.by ?? null, pausedMs, lastKey: this.cursor.lastKey } });
   }
 
   private async reportProgress(force: boolean): Promise<void> {
@@ -400,7 +402,7 @@ class BackfillRun {
     const rate = this.doneHere > 0 ? (this.doneHere * 1000) / activeMs : null;
     const total = this.total === null ? null : Math.max(this.total, this.cursor.rowsDone);
     const etaMs = rate && total !== null ? Math.round(((total - this.cursor.rowsDone) / rate) * 1000) : null;
-    await this.context.log('progress', {
+    await this.context.log({ type: 'progress', payload: {
       stepId: this.step.id,
       done: this.cursor.rowsDone,
       total,
@@ -410,7 +412,7 @@ class BackfillRun {
       batches: this.cursor.batches,
       lastKey: this.cursor.lastKey,
       ...(this.totalEstimated ? { totalEstimated: true } : {}),
-    });
+    } });
   }
 
   private statementEvent(): StatementEvent {
@@ -495,3 +497,55 @@ class BackfillRun {
     return Math.round(performance.now() - this.started);
   }
 }
+
+export const batchedBackfillStepKind: StepKind<BatchedBackfillStep> = {
+  kind: 'batched_backfill',
+  async validate(step, fileSql) {
+    const template = await translateBatchTemplate(fileSql);
+    if (!template.ok) return template.errors.map((error) => ({ line: error.line, message: error.message }));
+    const split = await splitOrProblems(template.sql);
+    if (!split.ok) return split.problems;
+    const statements = split.statements.statements;
+    if (statements.length !== 1 || statements[0]!.kind !== 'UpdateStmt') {
+      return [
+        {
+          line: statements[1]?.startLine ?? statements[0]?.startLine,
+          message: `A batched_backfill step's file is exactly one UPDATE statement, run once per batch (found ${statements.length} statement(s)${statements[0] ? `, the first a ${statements[0].kind}` : ''}).`,
+        },
+      ];
+    }
+    const statement = statements[0]!;
+    const problems: StepSqlProblem[] = [];
+    const missing = BATCH_PLACEHOLDERS.filter((name) => !template.uses.includes(name));
+    if (missing.length > 0) {
+      problems.push({
+        line: statement.startLine,
+        message: `The UPDATE does not use ${missing.map((name) => `:${name}`).join(' and ')}: restrict it to the batch, e.g. WHERE <key> BETWEEN :batch_start AND :batch_end (both inclusive; sent as bind parameters).`,
+      });
+    }
+    const target = updateTargetOf(statement.sql);
+    const table = (step.table ?? {}) as Record<string, unknown>;
+    if (typeof table.schema === 'string' && typeof table.name === 'string' && (target?.schema !== table.schema || target?.table !== table.name)) {
+      problems.push({
+        line: statement.startLine,
+        message: `The UPDATE updates ${target ? `${target.schema ?? '(no schema)'}.${target.table}` : 'an unknown table'}, but the step walks ${table.schema}.${table.name}: update the step's table, schema-qualified.`,
+      });
+    }
+    return problems;
+  },
+  describe: (step) => `batched backfill of ${step.table.schema}.${step.table.name} by ${step.key}, ${step.batch_size} rows a batch, each batch its own transaction`,
+  startFacts: (step) => ({ kind: step.kind, table: `${step.table.schema}.${step.table.name}`, key: step.key, batchSize: step.batch_size, pauseMs: step.pause }),
+  async sqlToRun(_step, fileSql) {
+    // The loader already checked the template: :batch_start and :batch_end become $1 and $2, on the same lines.
+    const template = await translateBatchTemplate(fileSql);
+    return template.ok ? template.sql : fileSql;
+  },
+  partialLedgerFirst: true,
+  async run({ context, step, spec, mode, hooks, options }) {
+    if (mode.kind !== 'own') return refusedInTransaction(step, spec);
+    const prepared = await prepareStep(spec);
+    if (!prepared.ok) return { ...(await executeStep(context.client, spec, mode, hooks, options)), attempts: 1 };
+    const statement = prepared.statements[0]!;
+    return runBatchedBackfill(context, step, spec, { line: statement.startLine, endLine: statement.endLine }, hooks, options);
+  },
+};

@@ -7,9 +7,11 @@
  */
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import type { CreateIndexConcurrentlyStep } from '../../plans/plan-schema';
-import { executeStep, type ExecuteStepHooks, type ExecuteStepOptions, type StepFailure, type StepOutcome, type StepToRun } from '../execute-step.server';
-import type { KindOutcome, StepKindContext } from './step-context.server';
+import type { CreateIndexConcurrentlyStep } from '../plans/plan-schema';
+import { executeStep, type ExecuteStepHooks, type ExecuteStepOptions, type StepFailure, type StepOutcome, type StepToRun } from './execute-step.server';
+import { indexTargetOf } from './batch-template.server';
+import { splitOrProblems } from './sql-step.server';
+import { refusedInTransaction, withLockTimeoutRetries, type KindOutcome, type StepKind, type StepKindContext } from './step-kind';
 
 export interface IndexState {
   exists: boolean;
@@ -72,15 +74,15 @@ export async function createIndexConcurrentlyOnce(
   }
   if (before.notAnIndex) return refuse(`${name} exists and is not an index: IF NOT EXISTS would skip the build and leave no index. Rename one of them.`);
   if (before.exists && before.valid) {
-    await context.log('index.already_valid', { stepId: step.id, index: name, definition: before.definition, note: 'IF NOT EXISTS leaves it as it is; the verification checks its definition' });
+    await context.log({ type: 'index.already_valid', payload: { stepId: step.id, index: name, definition: before.definition, note: 'IF NOT EXISTS leaves it as it is; the verification checks its definition' } });
   }
   if (before.exists && !before.valid) {
-    await context.log('index.invalid_found', {
+    await context.log({ type: 'index.invalid_found', payload: {
       stepId: step.id,
       index: name,
       definition: before.definition,
       note: 'left INVALID by a failed CREATE INDEX CONCURRENTLY (IF NOT EXISTS would skip it and build nothing): dropped with DROP INDEX CONCURRENTLY before building again',
-    });
+    } });
     const drop = await executeStep(
       context.client,
       { ...spec, sql: `DROP INDEX CONCURRENTLY IF EXISTS ${pg.escapeIdentifier(step.index.schema)}.${pg.escapeIdentifier(step.index.name)}` },
@@ -92,7 +94,7 @@ export async function createIndexConcurrentlyOnce(
       const failure = drop.failure!;
       return { ...drop, attempts: 1, leftover: true, failure: { ...failure, summary: `Step ${step.id}: the INVALID index ${name} could not be dropped: ${failure.summary}` } };
     }
-    await context.log('index.dropped', { stepId: step.id, index: name, durationMs: drop.durationMs });
+    await context.log({ type: 'index.dropped', payload: { stepId: step.id, index: name, durationMs: drop.durationMs } });
   }
 
   const outcome: StepOutcome = await executeStep(context.client, spec, { kind: 'own' }, hooks, options);
@@ -106,7 +108,7 @@ export async function createIndexConcurrentlyOnce(
     'pg_index.indisvalid is false: queries do not use the index, but every write still maintains it. The next attempt (a retry, or a new run) drops it and builds it again; a rollback drops it.';
   if (!outcome.ok) {
     if (!after?.exists || after.valid) return { ...outcome, attempts: 1 };
-    await context.log('index.invalid', { stepId: step.id, index: name, sqlstate: outcome.failure?.sqlstate ?? null, definition: after.definition, note: invalidNote });
+    await context.log({ type: 'index.invalid', payload: { stepId: step.id, index: name, sqlstate: outcome.failure?.sqlstate ?? null, definition: after.definition, note: invalidNote } });
     const failure = outcome.failure!;
     return {
       ...outcome,
@@ -122,7 +124,7 @@ export async function createIndexConcurrentlyOnce(
         ? `CREATE INDEX CONCURRENTLY ended without an error but ${name} is INVALID (${invalidNote})`
         : `CREATE INDEX CONCURRENTLY ended without an error but there is no index ${name}: the statement builds another index than the step names`
       : `CREATE INDEX CONCURRENTLY ended, but pg_index could not be read to confirm ${name} is valid`;
-    if (after?.exists) await context.log('index.invalid', { stepId: step.id, index: name, sqlstate: null, definition: after.definition, note: invalidNote });
+    if (after?.exists) await context.log({ type: 'index.invalid', payload: { stepId: step.id, index: name, sqlstate: null, definition: after.definition, note: invalidNote } });
     return {
       ...outcome,
       ok: false,
@@ -133,6 +135,41 @@ export async function createIndexConcurrentlyOnce(
       failure: { statementIndex: 0, line: outcome.statements[0]?.line ?? 0, during: 'statement', message, summary: `Step ${step.id}: ${message}`, blockers: [], cancelled: false },
     };
   }
-  await context.log('index.valid', { stepId: step.id, index: name, table: after.table, definition: after.definition });
+  await context.log({ type: 'index.valid', payload: { stepId: step.id, index: name, table: after.table, definition: after.definition } });
   return { ...outcome, attempts: 1, detail: { index: name, valid: true, definition: after.definition } };
 }
+
+export const createIndexConcurrentlyStepKind: StepKind<CreateIndexConcurrentlyStep> = {
+  kind: 'create_index_concurrently',
+  async validate(step, fileSql) {
+    const split = await splitOrProblems(fileSql);
+    if (!split.ok) return split.problems;
+    const statements = split.statements.statements;
+    if (statements.length !== 1 || statements[0]!.kind !== 'IndexStmt') {
+      return [
+        {
+          line: statements[1]?.startLine ?? statements[0]?.startLine,
+          message: `A create_index_concurrently step's file is exactly one CREATE INDEX CONCURRENTLY statement (found ${statements.length} statement(s)${statements[0] ? `, the first a ${statements[0].kind}` : ''}): put other statements in their own steps.`,
+        },
+      ];
+    }
+    const statement = statements[0]!;
+    const target = indexTargetOf(statement.sql);
+    const index = (step.index ?? {}) as Record<string, unknown>;
+    const problems: string[] = [];
+    if (!target?.concurrent) problems.push('it lacks CONCURRENTLY (a plain CREATE INDEX blocks writes to the table while it builds)');
+    if (!target?.ifNotExists) problems.push('it lacks IF NOT EXISTS (a retry after a valid build must change nothing)');
+    if (!target?.schema) problems.push("its table is not schema-qualified (ON <schema>.<table>): the index lands in the table's schema, and the step looks it up there");
+    if (typeof index.name === 'string' && target?.name !== index.name) problems.push(`it builds "${target?.name ?? '(no name)'}", not the step's index "${index.name}" (name the index in the statement)`);
+    if (typeof index.schema === 'string' && target?.schema && target.schema !== index.schema) problems.push(`its table is in schema "${target.schema}", not the step's "${index.schema}"`);
+    return problems.length > 0 ? [{ line: statement.startLine, message: `The CREATE INDEX on line ${statement.startLine} does not fit a create_index_concurrently step: ${problems.join('; ')}.` }] : [];
+  },
+  describe: (step) => `CREATE INDEX CONCURRENTLY ${step.index.schema}.${step.index.name}, outside any transaction`,
+  startFacts: (step) => ({ kind: step.kind, index: `${step.index.schema}.${step.index.name}` }),
+  sqlToRun: async (_step, fileSql) => fileSql,
+  partialLedgerFirst: true,
+  run: (input) =>
+    input.mode.kind !== 'own'
+      ? Promise.resolve(refusedInTransaction(input.step, input.spec))
+      : withLockTimeoutRetries(input, () => createIndexConcurrentlyOnce(input.context, input.step, input.spec, input.hooks, input.options), () => true),
+};

@@ -117,6 +117,8 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
       'refresh-facts': 'run-checks',
       'sign-off': 'sign-off',
       'add-note': 'add-note',
+      // Waiving a squawk finding opens the lint-clean gate of one run: an engineer's call, as executing is.
+      'waive-lint': 'execute',
       execute: 'execute',
       rehearse: 'rehearse',
       rollback: 'rollback',

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'react';
-import type { TimelineEvent } from './run-timeline';
+import type { RunEvent } from '../runs/run-events';
 
 export interface StreamWatcher {
   email: string;
@@ -18,8 +18,8 @@ export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'ended' | 'lo
  * the last seq the page has). Events are merged by seq, so a revalidation or a replay after a
  * reconnect never duplicates one.
  */
-export function useRunStream(runId: string, initial: { events: TimelineEvent[]; watchers: StreamWatcher[] }) {
-  const [events, setEvents] = useState<TimelineEvent[]>(initial.events);
+export function useRunStream(runId: string, initial: { events: RunEvent[]; watchers: StreamWatcher[] }) {
+  const [events, setEvents] = useState<RunEvent[]>(initial.events);
   const [watchers, setWatchers] = useState<StreamWatcher[]>(initial.watchers);
   const [state, setState] = useState<StreamState>('connecting');
   const lastSeq = useRef(initial.events.at(-1)?.seq ?? 0);
@@ -42,7 +42,7 @@ export function useRunStream(runId: string, initial: { events: TimelineEvent[]; 
       setState(source.readyState === EventSource.CLOSED ? 'lost' : 'reconnecting');
     };
     source.addEventListener('run-event', (message) => {
-      const event = JSON.parse((message as MessageEvent<string>).data) as TimelineEvent;
+      const event = JSON.parse((message as MessageEvent<string>).data) as RunEvent;
       setEvents((current) => mergeEvents(current, [event]));
     });
     source.addEventListener('watchers', (message) => setWatchers(JSON.parse((message as MessageEvent<string>).data) as StreamWatcher[]));
@@ -60,7 +60,7 @@ export function useRunStream(runId: string, initial: { events: TimelineEvent[]; 
   return { events, watchers, state };
 }
 
-function mergeEvents(current: TimelineEvent[], incoming: TimelineEvent[]): TimelineEvent[] {
+function mergeEvents(current: RunEvent[], incoming: RunEvent[]): RunEvent[] {
   const last = current.at(-1)?.seq ?? 0;
   const fresh = incoming.filter((event) => event.seq > last);
   if (fresh.length === 0) return current;

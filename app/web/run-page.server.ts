@@ -4,21 +4,22 @@
  * whoever drives the run (this web process, another one, or the command line), so it needs no
  * in-process hook into the engine.
  */
-import { roleCan } from '../auth/permissions';
+import { roleCan } from '../accounts/permissions';
 import type { SignedInUser } from '../auth/require.server';
+import type { EngineDeps } from '../engine/engine-deps.server';
 import { cancelRun } from '../engine/engine.server';
-import { getRun, listRuns, readRunDetail } from '../engine/runs.server';
 import { thawPlan } from '../engine/frozen-plan.server';
-import { refusalOf, type IntentOutcome } from '../web/http-answers.server';
-import type { Runtime } from '../boot/runtime.server';
+import { getRun, readRunDetail } from '../engine/runs.server';
+import type { RunEvent } from '../runs/run-events';
+import { parseRunId, readRunEvents } from '../runs/run-log.server';
+import { findRuns } from '../runs/run-store.server';
+import { isFinalState } from '../runs/run-timeline';
+import { isoOf } from '../runtime/format';
 import { splitSql } from '../sql/split-sql.server';
-import { assertRunId, readRunEvents } from './run-log.server';
-import { FINAL_STATES, type TimelineEvent } from './run-timeline';
+import { asHttpResponse, refusalOf, type IntentOutcome } from './http-answers.server';
 import { watchersOf, watchRun, type Watcher } from './watchers.server';
-import { isRunsheetError } from '../runtime/errors';
 
-export type RunViewDeps = Runtime;
-
+export type RunViewDeps = EngineDeps;
 
 export interface StatementText {
   index: number;
@@ -47,7 +48,7 @@ export interface RunView {
   plan: { title: string; estimated: Record<string, number | undefined> };
   /** The frozen plan's step files split into statements: the failing statement's SQL comes from here. */
   statements: Record<string, StatementText[]>;
-  events: TimelineEvent[];
+  events: RunEvent[];
   earlierRuns: { id: string; kind: string; state: string; createdAt: string; executedBy: string | null }[];
   watchers: Watcher[];
   may: { cancel: boolean };
@@ -57,18 +58,14 @@ export interface RunView {
 
 /** A run id from the URL, or a 404 that says what a run id looks like. */
 export function runIdOrNotFound(value: string | undefined): string {
-  try {
-    return assertRunId(value ?? '');
-  } catch (error) {
-    if (isRunsheetError(error, 'invalid_input')) throw new Response(`No run "${value}": a run id is a uuid.`, { status: 404 });
-    throw error;
-  }
+  const runId = parseRunId(value ?? '');
+  if (!runId) throw new Response(`No run "${value}": a run id is a uuid.`, { status: 404, headers: { 'Content-Type': 'text/plain; charset=utf-8' } });
+  return runId;
 }
 
 export async function loadRunView(deps: RunViewDeps, input: { runId: string; user: SignedInUser }): Promise<RunView> {
-  const detail = await readRunDetail(deps, input.runId).catch((error: Error) => {
-    if (isRunsheetError(error, 'not_found')) throw new Response(`No run ${input.runId}.`, { status: 404 });
-    throw error;
+  const detail = await readRunDetail(deps, input.runId).catch((error: unknown) => {
+    throw asHttpResponse(error);
   });
   const { run } = detail;
   const thawed = thawPlan(run.frozenPlan);
@@ -77,7 +74,7 @@ export async function loadRunView(deps: RunViewDeps, input: { runId: string; use
     const split = await splitSql(thawed.stepSql(step));
     statements[step.id] = split.ok ? split.statements.map((statement) => ({ index: statement.index, line: statement.startLine, endLine: statement.endLine, sql: statement.sql })) : [];
   }
-  const earlier = await listRuns(deps, { planId: run.planId, target: run.target, limit: 10 });
+  const earlier = await findRuns(deps.store.pool, { planId: run.planId, target: run.target, limit: 10 });
   return {
     run: {
       id: run.id,
@@ -88,27 +85,23 @@ export async function loadRunView(deps: RunViewDeps, input: { runId: string; use
       target: run.target,
       targetLabel: deps.targets.find(run.target)?.label ?? run.target,
       createdBy: run.createdBy,
-      createdAt: run.createdAt,
+      createdAt: isoOf(run.createdAt),
       signedOffBy: run.signedOffBy,
-      startedAt: run.startedAt,
-      finishedAt: run.finishedAt,
+      startedAt: isoOf(run.startedAt),
+      finishedAt: isoOf(run.finishedAt),
       executedBy: run.executedBy,
       verified: run.outcome?.verified ?? null,
     },
     plan: { title: thawed.plan.title, estimated: thawed.plan.estimated_duration },
     statements,
-    events: detail.events.map(toTimelineEvent),
+    events: detail.events,
     earlierRuns: earlier
       .filter((candidate) => candidate.id !== run.id && candidate.createdAt < run.createdAt)
-      .map((candidate) => ({ id: candidate.id, kind: candidate.kind, state: candidate.state, createdAt: candidate.createdAt, executedBy: candidate.executedBy })),
+      .map((candidate) => ({ id: candidate.id, kind: candidate.kind, state: candidate.state, createdAt: isoOf(candidate.createdAt), executedBy: candidate.executedBy })),
     watchers: watchersOf(run.id),
     may: { cancel: roleCan(input.user.role, 'cancel') },
     readAt: new Date().toISOString(),
   };
-}
-
-function toTimelineEvent(event: { seq: number; at: string; actor: string; role: string | null; type: string; payload: Record<string, unknown> }): TimelineEvent {
-  return { seq: event.seq, at: event.at, actor: event.actor, role: event.role, type: event.type, payload: event.payload };
 }
 
 const POLL_MS = 500;
@@ -124,9 +117,8 @@ const RETRY_MS = 2_000;
 export async function streamRunEvents(deps: RunViewDeps, input: { runId: string; afterSeq: number; user: SignedInUser; signal: AbortSignal }): Promise<Response> {
   const { runId, user, signal } = input;
   // A missing run is a 404 before the stream opens, not an empty stream.
-  await getRun(deps, runId).catch((error: Error) => {
-    if (isRunsheetError(error, 'not_found')) throw new Response(`No run ${runId}.`, { status: 404 });
-    throw error;
+  await getRun(deps, runId).catch((error: unknown) => {
+    throw asHttpResponse(error);
   });
 
   const encoder = new TextEncoder();
@@ -171,13 +163,13 @@ export async function streamRunEvents(deps: RunViewDeps, input: { runId: string;
         try {
           const events = await readRunEvents(deps.store.pool, runId, { afterSeq: lastSeq, limit: 500 });
           for (const event of events) {
-            send(`id: ${event.seq}\nevent: run-event\ndata: ${JSON.stringify(toTimelineEvent(event))}\n\n`);
+            send(`id: ${event.seq}\nevent: run-event\ndata: ${JSON.stringify(event)}\n\n`);
             lastSeq = event.seq;
           }
           if (events.length < 500) {
             const run = await getRun(deps, runId);
             const more = await readRunEvents(deps.store.pool, runId, { afterSeq: lastSeq, limit: 1 });
-            if (FINAL_STATES.includes(run.state) && more.length === 0) {
+            if (isFinalState(run.state) && more.length === 0) {
               send(`event: end\ndata: ${JSON.stringify({ state: run.state, lastSeq })}\n\n`);
               return close();
             }

@@ -1,41 +1,34 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../tests/support/databases';
-import { appendRunEvent } from '../runs/run-log.server';
-import { createRun } from '../runs/run-log-fixtures';
+import { appendRunEvent, readRunEventsOfTypes, readRunEventsPage } from './run-log.server';
+import { createRun, statementCompleted } from './run-log-fixtures';
 import { migrateStore, openStore, type Store } from '../runtime/store.server';
-import { listRunFacets, listRuns, readRunEventsOfTypes, readRunEventsPage, readRunForReport, runExists } from './runs.server';
+import { listRunFacets, listRunHistory, readRunForReport, runExists } from './run-store.server';
 
 let database: TestDatabase;
 let store: Store;
 const ids = { a: '', b: '', c: '', d: '' };
 
-/** A run's people, times and state set as the engine would leave them. */
-async function finish(runId: string, facts: { state: string; executedBy?: string; signedOffBy?: string; startedMinutesAgo?: number; tookMinutes?: number }) {
+/** A run in the state the engine would leave it, with its people and times (inserted so: the lifecycle trigger checks changes, not inserts). */
+async function finished(target: string, facts: { kind?: 'execute' | 'rehearsal'; state: string; executedBy?: string; signedOffBy?: string; startedMinutesAgo?: number; tookMinutes?: number }) {
+  const runId = await createRun(store.pool, { target, kind: facts.kind, state: facts.state });
   const started = facts.startedMinutesAgo === undefined ? null : new Date(Date.now() - facts.startedMinutesAgo * 60_000);
-  const finished = started && facts.tookMinutes !== undefined ? new Date(started.getTime() + facts.tookMinutes * 60_000) : null;
-  await store.pool.query('update runs set state = $2, executed_by = $3, signed_off_by = $4, started_at = $5, finished_at = $6 where id = $1', [
-    runId,
-    facts.state,
-    facts.executedBy ?? null,
-    facts.signedOffBy ?? null,
-    started,
-    finished,
-  ]);
+  const ended = started && facts.tookMinutes !== undefined ? new Date(started.getTime() + facts.tookMinutes * 60_000) : null;
+  await store.pool.query('update runs set executed_by = $2, signed_off_by = $3, started_at = $4, finished_at = $5 where id = $1', [runId, facts.executedBy ?? null, facts.signedOffBy ?? null, started, ended]);
+  return runId;
 }
 
 beforeAll(async () => {
   database = await createTestDatabase('run_models');
   store = openStore(database.url);
   await migrateStore(store);
-  ids.a = await createRun(store.pool, { target: 'sandbox' });
-  await finish(ids.a, { state: 'applied', executedBy: 'eve@example.com', signedOffBy: 'tom@example.com', startedMinutesAgo: 60, tookMinutes: 5 });
-  ids.b = await createRun(store.pool, { target: 'staging' });
-  await finish(ids.b, { state: 'failed', executedBy: 'ed@example.com', signedOffBy: 'tom@example.com', startedMinutesAgo: 30, tookMinutes: 1 });
-  ids.c = await createRun(store.pool, { target: 'sandbox', kind: 'rehearsal' });
-  await finish(ids.c, { state: 'rehearsed', executedBy: 'ed@example.com', startedMinutesAgo: 10, tookMinutes: 20 });
+  ids.a = await finished('sandbox', { state: 'applied', executedBy: 'eve@example.com', signedOffBy: 'tom@example.com', startedMinutesAgo: 60, tookMinutes: 5 });
+  ids.b = await finished('staging', { state: 'failed', executedBy: 'ed@example.com', signedOffBy: 'tom@example.com', startedMinutesAgo: 30, tookMinutes: 1 });
+  ids.c = await finished('sandbox', { kind: 'rehearsal', state: 'rehearsed', executedBy: 'ed@example.com', startedMinutesAgo: 10, tookMinutes: 20 });
   ids.d = await createRun(store.pool, { target: 'sandbox' }); // a draft: never started
-  for (let index = 0; index < 25; index++)
-    await appendRunEvent(store.pool, { runId: ids.a, actor: 'system', type: index % 5 === 0 ? 'note.added' : 'statement.completed', payload: { index } });
+  for (let index = 0; index < 25; index++) {
+    await appendRunEvent(store.pool, { runId: ids.a, actor: 'system', ...(index % 5 === 0 ? { type: 'note.added' as const, payload: { text: `note ${index}` } } : statementCompleted(index)) });
+  }
 });
 
 afterAll(async () => {
@@ -43,10 +36,10 @@ afterAll(async () => {
   await database?.drop();
 });
 
-const page = (input: Partial<Parameters<typeof listRuns>[1]> = {}) =>
-  listRuns(store.db, { filters: {}, sort: { key: 'created', direction: 'desc' }, limit: 25, offset: 0, ...input });
+const page = (input: Partial<Parameters<typeof listRunHistory>[1]> = {}) =>
+  listRunHistory(store.db, { filters: {}, sort: { key: 'created', direction: 'desc' }, limit: 25, offset: 0, ...input });
 
-describe('listRuns', () => {
+describe('listRunHistory', () => {
   it('filters by target, kind, state and person (created, executed or signed off by)', async () => {
     expect((await page({ filters: { target: 'staging' } })).rows.map((run) => run.id)).toEqual([ids.b]);
     expect((await page({ filters: { kind: 'rehearsal' } })).rows.map((run) => run.id)).toEqual([ids.c]);

@@ -4,12 +4,13 @@
  * verifyStoredRunLog, so a view does not re-hash an unchanged log) and the first page of events.
  */
 import { parse as parseYaml } from 'yaml';
-import { readRunEventsOfTypes, readRunEventsPage, readRunForReport, REPORT_EVENTS_LIMIT, type RunEventsPage, type RunForReport } from '../models/runs.server';
-import type { Runtime } from '../boot/runtime.server';
-import { buildRunReport, INITIAL_EVENTS_PAGE, REPORT_EVENT_TYPES, type ReportHeader, type RunReport, type SignatureVerdict } from './run-report';
-import { readRunEvents } from './run-log.server';
-import { publishedSigningKeys } from './signing.server';
-import { verifyStoredRunLog } from './verify-run-log.server';
+import { readRunForReport, type RunForReport } from '../runs/run-store.server';
+import { readRunEventsOfTypes, readRunEventsPage, REPORT_EVENTS_LIMIT, type RunEventsPage } from '../runs/run-log.server';
+import type { EngineDeps } from '../engine/engine-deps.server';
+import { buildRunReport, INITIAL_EVENTS_PAGE, REPORT_EVENT_TYPES, type ReportHeader, type RunReport, type SignatureVerdict } from '../runs/run-report';
+import { readStoredRunEvents } from '../runs/run-log.server';
+import { publishedSigningKeys } from '../runs/signing.server';
+import { verifyStoredRunLog } from '../runs/verify-run-log.server';
 
 export interface RunReportData {
   header: ReportHeader;
@@ -57,7 +58,7 @@ function headerOf(run: RunForReport, targetLabel: string): ReportHeader {
 }
 
 /** The store's verdict on the run's log against its signed checkpoints, with the event that broke it. */
-export async function readSignatureVerdict(runtime: Runtime, run: Pick<RunForReport, 'id' | 'signedAt'>): Promise<SignatureVerdict> {
+export async function readSignatureVerdict(runtime: EngineDeps, run: Pick<RunForReport, 'id' | 'signedAt'>): Promise<SignatureVerdict> {
   const keys = await publishedSigningKeys(runtime.store.pool, runtime.signingKeyPem);
   const verdict = await verifyStoredRunLog(
     runtime.store.pool,
@@ -78,7 +79,7 @@ export async function readSignatureVerdict(runtime: Runtime, run: Pick<RunForRep
       cached: verdict.cached,
     };
   }
-  const bad = verdict.firstBadSeq ? (await readRunEvents(runtime.store.pool, run.id, { afterSeq: verdict.firstBadSeq - 1, limit: 1 }))[0] : undefined;
+  const bad = verdict.firstBadSeq ? (await readStoredRunEvents(runtime.store.pool, run.id, { afterSeq: verdict.firstBadSeq - 1, limit: 1 }))[0] : undefined;
   return {
     status: 'broken',
     eventCount: 0,
@@ -94,7 +95,7 @@ export async function readSignatureVerdict(runtime: Runtime, run: Pick<RunForRep
 }
 
 /** The report of one run (its event list opening after `afterSeq`); undefined when there is no such run. */
-export async function readRunReport(runtime: Runtime, input: { runId: string; afterSeq?: number }): Promise<RunReportData | undefined> {
+export async function readRunReport(runtime: EngineDeps, input: { runId: string; afterSeq?: number }): Promise<RunReportData | undefined> {
   const db = runtime.store.db;
   const run = await readRunForReport(db, { runId: input.runId });
   if (!run) return undefined;

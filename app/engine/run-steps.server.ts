@@ -1,0 +1,251 @@
+/**
+ * Runs a list of steps (a plan's apply or rollback) on the run's session, each through its step
+ * kind (app/steps), one event per statement. With `ledger`, the target's ledger says what
+ * happened: the success row commits in the last transactional step's own transaction
+ * (beforeCommit), or follows the last statement of a non-transactional last step; a step that
+ * commits as it goes is preceded by a 'partial' row (should this process die inside it, the
+ * target already says the run changed it); a failure after something committed writes 'partial'
+ * with the completed steps.
+ */
+import type pg from 'pg';
+import type { StepFailure, StepSummary } from '../../db/schema/index';
+import type { Step } from '../plans/plan-schema';
+import { prepareStep } from '../steps/execute-step.server';
+import type { KindOutcome, StepKindContext } from '../steps/step-kind';
+import { stepKindOf } from '../steps/step-kinds.server';
+import { clearBackfillProgress, readLedgerRowsOfRun, writeLedgerRow, writeLedgerRowWithPool, type LedgerRowToWrite } from '../targets/ledger.server';
+import { readBackfillPauseState } from './backfill-control.server';
+import type { DriveSession } from './drive-run.server';
+
+export interface StepsRun {
+  ok: boolean;
+  steps: StepSummary[];
+  failure?: StepFailure;
+  cancelledBy?: string;
+  ledgerWritten: 'applied' | 'rolled_back' | 'partial' | null;
+}
+
+export interface RunStepsOptions {
+  /** 'own': each step owns its transaction; 'caller': inside the session's open transaction (a rehearsal). */
+  mode: 'own' | 'caller';
+  /** Which ledger rows to write (only in 'own' mode). */
+  ledger?: 'apply' | 'rollback';
+}
+
+interface StepProgress {
+  stepId: string;
+  statementsCompleted: number;
+  statementCount: number;
+  complete: boolean;
+  kind?: string;
+  detail?: Record<string, unknown>;
+}
+
+export async function runSteps(session: DriveSession, steps: Step[], options: RunStepsOptions): Promise<StepsRun> {
+  const { run, thawed, client, pool } = session;
+  const summaries: StepSummary[] = [];
+  const progress: StepProgress[] = [];
+  const kindContext: StepKindContext = {
+    runId: run.id,
+    planId: run.planId,
+    planRetries: thawed.plan.retries,
+    client,
+    pool,
+    log: (event) => session.log(event),
+    cancelledBy: () => session.cancelledBy,
+    pauseState: () => readBackfillPauseState(session.deps.store.pool, run.id),
+  };
+  const ownsLedger = options.ledger !== undefined && options.mode === 'own';
+  const successOutcome = options.ledger === 'rollback' ? 'rolled_back' : 'applied';
+  const ledgerRow = (outcome: LedgerRowToWrite['outcome']): LedgerRowToWrite => ({
+    runId: run.id,
+    planId: run.planId,
+    checksum: run.planChecksum,
+    action: options.ledger!,
+    outcome,
+    stepsCompleted: progress,
+    appliedBy: session.actor.email,
+    equivalentPlanIds: thawed.plan.equivalent_to,
+  });
+  // A rollback resets the plan's backfill cursors with its ledger row: a later apply walks from the first key.
+  const writeLedger = async (target: pg.ClientBase, outcome: LedgerRowToWrite['outcome']) => {
+    if (options.ledger === 'rollback' && outcome === 'rolled_back') await clearBackfillProgress(target, run.planId);
+    await writeLedgerRow(target, ledgerRow(outcome));
+  };
+  const failed = (failure: StepFailure, cancelledBy: string | undefined, ledgerWritten: StepsRun['ledgerWritten']): StepsRun => ({
+    ok: false,
+    steps: summaries,
+    failure,
+    ...(cancelledBy ? { cancelledBy } : {}),
+    ledgerWritten,
+  });
+
+  for (const [index, step] of steps.entries()) {
+    const last = index === steps.length - 1;
+    const kind = stepKindOf(step);
+    const spec = {
+      id: step.id,
+      title: step.title,
+      sql: await kind.sqlToRun(step, thawed.stepSql(step)),
+      transactional: step.transactional,
+      lockTimeoutMs: step.lock_timeout,
+      statementTimeoutMs: step.statement_timeout,
+    };
+    const prepared = await prepareStep(spec);
+    const statementCount = prepared.ok ? prepared.statements.length : 0;
+    if (session.cancelledBy && options.mode === 'own') {
+      const failure: StepFailure = { stepId: step.id, statementIndex: -1, line: 0, message: `cancelled by ${session.cancelledBy} before step ${step.id} started`, blockers: [], cancelled: true };
+      await session.log({ type: 'step.failed', payload: { stepId: step.id, failure, cancelledBy: session.cancelledBy } });
+      return failed(failure, session.cancelledBy, null);
+    }
+    const retries = step.retries ?? thawed.plan.retries;
+    await session.log({
+      type: 'step.started',
+      payload: {
+        stepId: step.id,
+        title: step.title,
+        file: step.file,
+        transactional: step.transactional,
+        mode: options.mode,
+        statementCount,
+        lockTimeoutMs: step.lock_timeout,
+        statementTimeoutMs: step.statement_timeout,
+        ...kind.startFacts(step),
+        ...(retries > 0 ? { retries } : {}),
+      },
+    });
+    const writesLedgerInTransaction = ownsLedger && last && step.transactional;
+    if (options.ledger === 'apply' && ownsLedger && kind.partialLedgerFirst) {
+      await writeLedgerRow(client, ledgerRow('partial'));
+      await session.log({ type: 'ledger.checkpoint', payload: { stepId: step.id, outcome: 'partial', stepsCompleted: progress.map((entry) => entry.stepId) } });
+    }
+    const outcome: KindOutcome = await kind.run({
+      context: kindContext,
+      step,
+      spec,
+      mode: { kind: options.mode },
+      hooks: {
+        onStatement: async (event) => {
+          await session.log({
+            type: 'statement.completed',
+            payload: {
+              stepId: event.stepId,
+              index: event.index,
+              line: event.line,
+              endLine: event.endLine,
+              command: event.command,
+              durationMs: event.durationMs,
+              rowCount: event.rowCount,
+              notices: event.notices,
+              startedAt: event.startedAt,
+              ...(event.blockers ? { blockers: event.blockers } : {}),
+            },
+          });
+        },
+        ...(writesLedgerInTransaction
+          ? {
+              beforeCommit: async (transaction: pg.ClientBase) => {
+                progress.push({ stepId: step.id, statementsCompleted: statementCount, statementCount, complete: true });
+                try {
+                  await writeLedger(transaction, successOutcome);
+                } finally {
+                  progress.pop();
+                }
+              },
+            }
+          : {}),
+      },
+      options: { blockerProbe: pool, cancelPool: pool },
+    });
+    let ok = outcome.ok;
+    let committed = outcome.committed;
+    if (!ok && outcome.failure?.outcomeUnknown && writesLedgerInTransaction) {
+      // The COMMIT's answer was lost: the ledger row, written in the same transaction, settles it.
+      const rows = await readLedgerRowsOfRun(pool, run.id).catch(() => []);
+      const landed = rows.some((row) => row.action === options.ledger && row.outcome === successOutcome);
+      await session.log({ type: 'commit.settled', payload: { stepId: step.id, landed, by: 'reading the target ledger for this run' } });
+      if (landed) ok = committed = true;
+    }
+    const completedCount = ok ? statementCount : outcome.completedCount;
+    const kindFacts = step.kind !== 'sql' ? { kind: step.kind } : {};
+    const summary: StepSummary = {
+      stepId: step.id,
+      title: step.title,
+      transactional: step.transactional,
+      ok,
+      statementCount,
+      completedCount,
+      committed,
+      durationMs: outcome.durationMs,
+      ...kindFacts,
+      ...(outcome.attempts > 1 ? { attempts: outcome.attempts } : {}),
+      ...(outcome.detail ? { detail: outcome.detail } : {}),
+    };
+    summaries.push(summary);
+    // A failed step that still changed the target (batches committed, an INVALID index left) counts as progress: the ledger says partial.
+    const nonTransactionalProgress = !step.transactional && options.mode === 'own' && (completedCount > 0 || outcome.leftover === true);
+    if (committed || nonTransactionalProgress) {
+      progress.push({ stepId: step.id, statementsCompleted: completedCount, statementCount, complete: ok, ...kindFacts, ...(outcome.detail ? { detail: outcome.detail } : {}) });
+    }
+
+    if (ok) {
+      let ledgerWritten: StepsRun['ledgerWritten'] = null;
+      if (ownsLedger && last) {
+        if (!step.transactional) await writeLedger(client, successOutcome);
+        ledgerWritten = successOutcome;
+      }
+      await session.log({ type: 'step.completed', payload: summary });
+      if (last) return { ok: true, steps: summaries, ledgerWritten };
+      continue;
+    }
+
+    const raw = outcome.failure!;
+    let cancelledBy = raw.cancelled ? (session.cancelledBy ?? (await session.cancelRequester())) : undefined;
+    if (!cancelledBy && raw.sqlstate === '57014') cancelledBy = await session.cancelRequester();
+    const failure: StepFailure = {
+      stepId: step.id,
+      statementIndex: raw.statementIndex,
+      line: raw.line,
+      ...(raw.sqlstate ? { sqlstate: raw.sqlstate } : {}),
+      message: raw.message,
+      ...(raw.detail ? { detail: raw.detail } : {}),
+      ...(raw.hint ? { hint: raw.hint } : {}),
+      blockers: raw.blockers,
+      cancelled: cancelledBy !== undefined,
+    };
+    await session.log({
+      type: 'step.failed',
+      payload: {
+        stepId: step.id,
+        failure,
+        summary: raw.summary,
+        during: raw.during,
+        ...(raw.timeout ? { timeout: raw.timeout } : {}),
+        ...(raw.outcomeUnknown ? { outcomeUnknown: true } : {}),
+        connectionBroken: outcome.connectionBroken,
+        ...(cancelledBy ? { cancelledBy } : {}),
+        ...(outcome.attempts > 1 ? { attempts: outcome.attempts } : {}),
+        ...(raw.sqlstate === '55P03'
+          ? {
+              retryable: true,
+              note:
+                outcome.attempts > 1
+                  ? `still locked after ${outcome.attempts} attempts: retry under a new run when the blocking sessions are gone`
+                  : 'a lock timeout changes nothing: retry under a new run when the blocking sessions are gone',
+            }
+          : {}),
+      },
+    });
+    let ledgerWritten: StepsRun['ledgerWritten'] = null;
+    if (ownsLedger && progress.length > 0) {
+      const row = ledgerRow('partial');
+      const written = await (outcome.connectionBroken ? writeLedgerRowWithPool(pool, row) : writeLedgerRow(client, row)).then(
+        () => true,
+        (error: Error) => session.log({ type: 'ledger.write_failed', payload: { outcome: 'partial', message: error.message } }).then(() => false),
+      );
+      if (written) ledgerWritten = 'partial';
+    }
+    return failed(failure, cancelledBy, ledgerWritten);
+  }
+  return { ok: true, steps: summaries, ledgerWritten: null };
+}
