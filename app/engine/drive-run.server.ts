@@ -289,7 +289,7 @@ export async function phase<T>(session: DriveSession, name: string, plannedMs: n
   const result = await work();
   const [ok, value] = Array.isArray(result) && result.length === 2 && typeof result[0] === 'boolean' ? (result as readonly [boolean, T]) : [result !== false, result as T];
   const actualMs = Math.round(performance.now() - started);
-  session.phases.push({ phase: name, plannedMs: planned, actualMs });
+  session.phases.push({ phase: name, plannedMs: planned, actualMs, ok });
   await session.log({ type: 'phase.completed', payload: { phase: name, ok, plannedMs: planned, actualMs, ...(planned !== null ? { overrunMs: Math.max(0, actualMs - planned) } : {}) } });
   await signCheckpoint(session.deps.store.pool, session.run.id, session.deps.signingKeyPem);
   return value;

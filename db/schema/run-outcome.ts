@@ -60,6 +60,8 @@ export const PhaseTimingSchema = z.object({
   phase: z.string(),
   plannedMs: z.number().nullable(),
   actualMs: z.number(),
+  /** Whether the phase passed (absent in logs written before phases carried it). */
+  ok: z.boolean().optional(),
 });
 export type PhaseTiming = z.infer<typeof PhaseTimingSchema>;
 
