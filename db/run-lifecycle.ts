@@ -20,6 +20,7 @@ export const RUN_STATES = [
   'applying',
   'applied',
   'failed',
+  'cancelled',
   'interrupted',
   'rolling_back',
   'rolled_back',
@@ -35,9 +36,12 @@ export const PREPARING_STATES = ['draft', 'ready'] as const satisfies readonly R
 /** Holding its target (a dedicated session, the advisory lock, a heartbeat): at most one per target (runs_one_active_per_target). */
 export const ACTIVE_RUN_STATES = ['applying', 'rolling_back', 'rehearsing'] as const satisfies readonly RunState[];
 /** Nothing more happens by itself: a person may still start a rollback (see ROLLBACK_FROM_STATES). */
-export const SETTLED_STATES = ['superseded', 'applied', 'failed', 'interrupted', 'rolled_back', 'rollback_failed', 'rehearsed', 'rehearsal_failed'] as const satisfies readonly RunState[];
-/** States a rollback may start from; the rollback gate then asks the target's ledger whether anything is there to undo. */
-export const ROLLBACK_FROM_STATES = ['applied', 'failed', 'interrupted'] as const satisfies readonly RunState[];
+export const SETTLED_STATES = ['superseded', 'applied', 'failed', 'cancelled', 'interrupted', 'rolled_back', 'rollback_failed', 'rehearsed', 'rehearsal_failed'] as const satisfies readonly RunState[];
+/**
+ * States a rollback may start from; the rollback gate then asks the target's ledger whether
+ * anything is there to undo. A rollback that failed (or was cancelled) may be tried again.
+ */
+export const ROLLBACK_FROM_STATES = ['applied', 'failed', 'cancelled', 'interrupted', 'rollback_failed'] as const satisfies readonly RunState[];
 /** States only a rehearsal takes (and the ones it shares with every run). */
 export const REHEARSAL_STATES = ['draft', 'ready', 'superseded', 'rehearsing', 'rehearsed', 'rehearsal_failed', 'interrupted'] as const satisfies readonly RunState[];
 
@@ -48,14 +52,16 @@ export const RUN_TRANSITIONS: { readonly [From in RunState]: readonly RunState[]
   ready: ['draft', 'superseded', 'applying', 'rehearsing'],
   superseded: [],
   // A drive ends in its outcome, or gives its claim back when the target's lock was held; a dead driver leaves it interrupted.
-  applying: ['applied', 'failed', 'ready', 'interrupted'],
-  rolling_back: ['rolled_back', 'rollback_failed', 'applied', 'failed', 'interrupted'],
+  // A cancelled apply ends 'cancelled'; a cancelled rollback ends 'rollback_failed' (and may be tried again); a cancelled rehearsal fails.
+  applying: ['applied', 'failed', 'cancelled', 'ready', 'interrupted'],
+  rolling_back: ['rolled_back', 'rollback_failed', 'applied', 'failed', 'cancelled', 'interrupted'],
   rehearsing: ['rehearsed', 'rehearsal_failed', 'ready', 'interrupted'],
   applied: ['rolling_back'],
   failed: ['rolling_back'],
+  cancelled: ['rolling_back'],
   interrupted: ['rolling_back'],
   rolled_back: [],
-  rollback_failed: [],
+  rollback_failed: ['rolling_back'],
   rehearsed: [],
   rehearsal_failed: [],
 };
@@ -79,8 +85,8 @@ export interface RunForWorkingRule {
   kind: RunKind;
   state: RunState;
   planChecksum: string;
-  /** Whether part of a failed apply committed (the ledger got a partial row): there is something to roll back. */
-  partlyApplied: boolean;
+  /** Whether any of the apply committed (the run wrote a ledger row, or the ledger held one when it was interrupted): there is something to roll back. */
+  changedTarget: boolean;
 }
 
 export interface WorkingRunChoice<R> {
@@ -95,9 +101,10 @@ export interface WorkingRunChoice<R> {
 /**
  * Which run of a plan on a target "we are working on" (both front ends use this one rule): among
  * its runs of one kind, newest first, the newest while it still has something to do: being
- * prepared at the plan's current checksum, holding the target, or applied, partly applied,
- * interrupted or failed in a rollback (each waits for a person; a rehearsal never does). A run
- * that rolled back, failed cleanly or was superseded is history: the next action opens a new run.
+ * prepared at the plan's current checksum, holding the target, applied, failed in a rollback, or
+ * failed, cancelled or interrupted after part of its apply committed (each waits for a person; a
+ * rehearsal never does). A run that rolled back, or failed, was cancelled or was interrupted with
+ * nothing committed, or was superseded, is history: the next action opens a new run.
  */
 export function pickWorkingRun<R extends RunForWorkingRule>(runsNewestFirst: readonly R[], kind: RunKind, currentChecksum: string): WorkingRunChoice<R> {
   const ofKind = runsNewestFirst.filter((run) => run.kind === kind);
@@ -111,7 +118,10 @@ export function pickWorkingRun<R extends RunForWorkingRule>(runsNewestFirst: rea
   // A rehearsal changes nothing that stays: once it ends, nothing waits on anyone.
   const waitsOnAPerson =
     isActiveState(latest.state) ||
-    (kind === 'execute' && (latest.state === 'applied' || latest.state === 'interrupted' || latest.state === 'rollback_failed' || (latest.state === 'failed' && latest.partlyApplied)));
+    (kind === 'execute' &&
+      (latest.state === 'applied' ||
+        latest.state === 'rollback_failed' ||
+        ((latest.state === 'failed' || latest.state === 'cancelled' || latest.state === 'interrupted') && latest.changedTarget)));
   if (waitsOnAPerson) return { working: latest, ...optional('previous', previousOf(latest)) };
   const previous = latest.state === 'superseded' ? previousOf(latest) : latest;
   return optional('previous', previous);

@@ -9,7 +9,7 @@ import type { Store } from '../runtime/store.server';
 import type { TargetRegistry } from '../targets/target-registry.server';
 import type { Target } from '../targets/targets.server';
 import { RunsheetError } from '../runtime/errors';
-import { recordCheckResults, runChecks, type CheckResult } from './run-checks.server';
+import { checkTargetOf, recordCheckResults, runChecks, type CheckResult } from './run-checks.server';
 
 export type PlanChecksDeps = { store: Pick<Store, 'pool' | 'db'>; plansDir: string; targets: TargetRegistry };
 
@@ -41,7 +41,7 @@ export async function runPlanChecks(
   const results = await runChecks({
     checks: checksOfPhase(plan.plan, request.phase),
     sqlOf: (check) => checkSql(plan, check),
-    target: { name: target.name, pool: deps.targets.pool(target.name), apiUrl: target.apiUrl, apiToken: target.apiToken },
+    target: checkTargetOf(target, { pool: deps.targets.pool(target.name) }, plan.plan),
     phase: request.phase,
   });
   await recordCheckResults(

@@ -15,7 +15,8 @@ import { performance } from 'node:perf_hooks';
 import { and, asc, desc, eq, sql } from 'drizzle-orm';
 import type pg from 'pg';
 import { checkResults, type CheckResultRow } from '../../db/schema/index';
-import type { Check, Expectation, HttpCheck, ProbeCheck, SqlCheck } from '../plans/plan-schema';
+import type { Check, Expectation, HttpCheck, Plan, ProbeCheck, SqlCheck } from '../plans/plan-schema';
+import type { Target } from '../targets/targets.server';
 import type { StoreDb } from '../runtime/store.server';
 import { findTransactionControl, splitSql, type SqlStatement } from '../sql/split-sql.server';
 import { evaluateExpectation, jsonSafe, type CheckOutcome } from './evaluate-expectation';
@@ -30,6 +31,25 @@ export interface CheckTarget {
   client?: pg.ClientBase;
   apiUrl?: string;
   apiToken?: string;
+  /** lock_timeout of a check that sets none (the plan's check_lock_timeout, else the target's); default 5 s. */
+  lockTimeoutMs?: number;
+  /** Told which backend runs a check (the engine shows that session's lock waits live). */
+  onCheckSession?: (session: { checkId: string; pid: number; lockTimeoutMs: number }) => void;
+}
+
+/**
+ * Where a plan's checks run on a target: its pool (or one connection), its API, and the lock
+ * timeout of a check that sets none (the plan's check_lock_timeout, else the target's).
+ */
+export function checkTargetOf(
+  target: Pick<Target, 'name' | 'apiUrl' | 'apiToken' | 'rules'>,
+  connection: { pool: pg.Pool } | { client: pg.ClientBase },
+  plan: Pick<Plan, 'check_lock_timeout'>,
+): CheckTarget {
+  const lockTimeoutMs = plan.check_lock_timeout ?? target.rules.check_lock_timeout ?? DEFAULT_CHECK_LOCK_TIMEOUT_MS;
+  return 'pool' in connection
+    ? { name: target.name, pool: connection.pool, apiUrl: target.apiUrl, apiToken: target.apiToken, lockTimeoutMs }
+    : { name: target.name, client: connection.client, lockTimeoutMs };
 }
 
 export interface RunChecksInput {
@@ -40,6 +60,8 @@ export interface RunChecksInput {
   phase: string;
   /** sql/probe/http checks run at once on a pool (default 4). Ignored on a given client. */
   concurrency?: number;
+  /** Asked before each check starts: a reason (e.g. "cancelled by …") leaves the rest not run. */
+  stopWhen?: () => string | undefined;
 }
 
 export interface CheckError {
@@ -71,6 +93,8 @@ export interface CheckResult {
 }
 
 const DEFAULT_CONCURRENCY = 4;
+/** A check waits this long for a lock unless its plan or target says otherwise. */
+export const DEFAULT_CHECK_LOCK_TIMEOUT_MS = 5_000;
 const HTTP_TIMEOUT_MS = 10_000;
 const SAVEPOINT = 'runsheet_check';
 /** Where only a role with pg_read_all_stats (or superuser) sees other sessions' queries and states. */
@@ -100,6 +124,10 @@ async function runOneCheck(input: RunChecksInput, check: Check): Promise<CheckRe
   const started = performance.now();
   const base = { checkId: check.id, title: check.title, kind: check.kind, phase: input.phase, expected: check.expect };
   let sql = '';
+  const stopped = input.stopWhen?.();
+  if (stopped) {
+    return { ...base, passed: false, skipped: true, actual: null, sql, durationMs: 0, ranAt: new Date().toISOString(), reason: `not run: ${stopped}` };
+  }
   try {
     if (check.kind === 'http') return await runHttpCheck(input, check, started);
     sql = input.sqlOf(check);
@@ -127,6 +155,8 @@ async function runSqlCheck(input: RunChecksInput, check: SqlCheck | ProbeCheck, 
   const run = await runStatements(input.target, sql, {
     readOnly,
     timeoutMs: check.timeout,
+    lockTimeoutMs: lockTimeoutOf(input.target, check),
+    checkId: check.id,
     guardSessionVisibility: readOnly && READS_SESSION_ACTIVITY.test(sql),
   });
   const durationMs = elapsed(started);
@@ -162,7 +192,7 @@ type StatementsRun =
 async function runStatements(
   target: CheckTarget,
   sql: string,
-  options: { readOnly: boolean; timeoutMs: number; guardSessionVisibility: boolean },
+  options: { readOnly: boolean; timeoutMs: number; lockTimeoutMs: number; checkId: string; guardSessionVisibility: boolean },
 ): Promise<StatementsRun> {
   const localNow = () => new Date().toISOString();
   const split = await splitSql(sql);
@@ -189,11 +219,12 @@ async function runStatements(
     let ranAt = localNow();
     try {
       // set_config(…, true) is SET LOCAL with a bind parameter; it ends with the (sub)transaction.
-      const setup = await client.query<{ ran_at: Date }>(
-        `select set_config('statement_timeout', $1, true), clock_timestamp() as ran_at`,
-        [String(Math.max(1, Math.round(options.timeoutMs)))],
+      const setup = await client.query<{ ran_at: Date; pid: number }>(
+        `select set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), clock_timestamp() as ran_at, pg_backend_pid() as pid`,
+        [String(Math.max(1, Math.round(options.timeoutMs))), String(Math.max(1, Math.round(options.lockTimeoutMs)))],
       );
       ranAt = setup.rows[0]?.ran_at.toISOString() ?? ranAt;
+      if (setup.rows[0]) target.onCheckSession?.({ checkId: options.checkId, pid: Number(setup.rows[0].pid), lockTimeoutMs: options.lockTimeoutMs });
       if (options.guardSessionVisibility) {
         const privileges = await client.query<{ role: string; superuser: boolean; read_all_stats: boolean }>(
           `select current_user as role,
@@ -227,7 +258,7 @@ async function runStatements(
           return { kind: 'outcome', outcome, ranAt } as const;
         }
       } catch (error) {
-        const failure = statementError(error, statement, options.timeoutMs);
+        const failure = statementError(error, statement, options.timeoutMs, options.lockTimeoutMs);
         if (last) {
           const outcome: CheckOutcome = { error: { ...(failure.sqlstate ? { sqlstate: failure.sqlstate } : {}), message: failure.message } };
           return { kind: 'outcome', outcome, error: failure, ranAt } as const;
@@ -328,7 +359,7 @@ async function runHttpCheck(input: RunChecksInput, check: HttpCheck, started: nu
   let ranAt = new Date().toISOString();
   let vars: Record<string, unknown> = {};
   if (varsSql) {
-    const run = await runStatements(target, varsSql, { readOnly: true, timeoutMs: check.timeout, guardSessionVisibility: false });
+    const run = await runStatements(target, varsSql, { readOnly: true, timeoutMs: check.timeout, lockTimeoutMs: lockTimeoutOf(target, check), checkId: check.id, guardSessionVisibility: false });
     ranAt = run.ranAt;
     if (run.kind !== 'outcome') return fail(`vars_sql: ${run.reason}`, ranAt, 'error' in run ? { error: run.error } : {});
     if ('error' in run.outcome) {
@@ -447,7 +478,9 @@ function describeFetchError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function statementError(error: unknown, statement: SqlStatement, timeoutMs: number): CheckError {
+const lockTimeoutOf = (target: CheckTarget, check: Check): number => check.lock_timeout ?? target.lockTimeoutMs ?? DEFAULT_CHECK_LOCK_TIMEOUT_MS;
+
+function statementError(error: unknown, statement: SqlStatement, timeoutMs: number, lockTimeoutMs: number): CheckError {
   const failure = errorOf(error);
   const position = Number((error as { position?: string }).position);
   if (Number.isInteger(position) && position > 0) {
@@ -458,6 +491,9 @@ function statementError(error: unknown, statement: SqlStatement, timeoutMs: numb
   }
   if (failure.sqlstate === '57014' && /statement timeout/i.test(failure.message)) {
     failure.message = `the check exceeded its timeout of ${timeoutMs} ms (statement_timeout): ${failure.message}`;
+  }
+  if (failure.sqlstate === '55P03' && /lock timeout/i.test(failure.message)) {
+    failure.message = `the check waited longer than its lock_timeout of ${lockTimeoutMs} ms for a lock: ${failure.message}`;
   }
   return failure;
 }

@@ -8,21 +8,24 @@
  */
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
-import { ACTIVE_RUN_STATES, type RunOutcome, type RunState } from '../../db/schema/index';
-import { runChecks, type CheckResult } from '../checks/run-checks.server';
+import { ACTIVE_RUN_STATES, type Blocker, type RunOutcome, type RunState, type RunStop } from '../../db/schema/index';
+import { checkTargetOf, runChecks, type CheckResult, type CheckTarget } from '../checks/run-checks.server';
 import type { Check } from '../plans/plan-schema';
 import { DRIVE_EVENTS, eventsOf, type DriveAction, type RunEventInput } from '../runs/run-events';
 import { appendRunEvent, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
 import { findRun, findRuns, isUniqueViolation, transitionRun, type RunColumns, type RunRecord } from '../runs/run-store.server';
 import { signCheckpoint } from '../runs/signing.server';
 import { RunsheetError } from '../runtime/errors';
+import { signalSessions } from '../targets/lock-waits.server';
 import type { Target } from '../targets/targets.server';
 import { backendPidOf, cancelRunningStep } from '../steps/execute-step.server';
 import { ownerProcess, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
 import { thawPlan, type ThawedPlan } from './frozen-plan.server';
 import { recordRunChecks, summarizeChecks } from './runs.server';
+import { watchLockWaits, type RunWait } from './lock-wait-watch.server';
 import {
   findTargetLockHolders,
+  openRunPool,
   openTargetClient,
   releaseTargetLock,
   requireWritableTarget,
@@ -31,8 +34,13 @@ import {
   tryTargetLock,
 } from './target-session.server';
 
-/** How often the driving process looks for a cancel requested from another process. */
-const CANCEL_POLL_MS = 1_000;
+/**
+ * How often the driving process looks for a cancel requested from another process (the one that
+ * asked has already signalled the run's sessions; every phase and step boundary looks too).
+ */
+const CANCEL_POLL_MS = 250;
+/** A session still busy this long after a cancel is terminated (pg_terminate_backend). */
+export const CANCEL_ESCALATE_AFTER_MS = 5_000;
 
 type ActiveState = (typeof ACTIVE_RUN_STATES)[number];
 
@@ -43,17 +51,29 @@ export interface DriveSession {
   thawed: ThawedPlan;
   target: Target;
   actor: EngineActor;
+  /** The run's dedicated session: the advisory lock, the steps, a rehearsal's one transaction. */
   client: pg.Client;
+  /** The run's own pool on the target (application `runsheet:run:<id>`): its checks and ledger reads, cancelled with the run. */
+  runPool: pg.Pool;
+  /** The target's shared pool: probes (lock waits, blockers) and signals, never cancelled with the run. */
   pool: pg.Pool;
   backendPid: number;
   /** The seq after which a 'cancel.requested' counts for this drive. */
   claimSeq: number;
   cancelledBy?: string;
-  /** False once nothing is left to cancel (the apply committed). */
-  cancellable: boolean;
+  /** The cancel's signals being sent and logged: the drive waits for them before its '.finished' event. */
+  cancelSignals?: Promise<unknown>;
+  /** The drive's phases have returned: a cancel's escalation has nothing left to stop. */
+  workDone: boolean;
   /** The apply (or rollback) steps committed: what follows cannot undo them. */
   stepsCommitted: boolean;
   phases: RunOutcome['phases'] & {};
+  /** The phase running now (the lock-wait watcher says which phase a wait belongs to). */
+  currentPhase: string | null;
+  /** What each of the run's backends runs now (pid → a step or check, and its lock_timeout): the lock-wait watcher names waits with it. */
+  backends: Map<number, { waitingFor: string; lockTimeoutMs: number | null }>;
+  /** The blockers last seen for a step or check (a failure after the wait ended still names them). */
+  lastBlockers: Map<string, Blocker[]>;
   log(event: RunEventInput): Promise<LoggedRunEvent>;
   /** Who asked (from another process) to cancel this drive, from the run log. */
   cancelRequester(): Promise<string | undefined>;
@@ -76,6 +96,8 @@ export interface DriveOptions {
   releaseSet: Pick<RunColumns, 'startedAt' | 'executedBy'>;
   gates: Gate[];
   onEvent?: (event: LoggedRunEvent) => void;
+  /** Called about once a second with the run's lock waits (the command line shows them live). */
+  onWaits?: (waits: RunWait[]) => void;
   work(session: DriveSession): Promise<Finish>;
   /** What the run ends as when `work` throws (the engine stopped), given what committed. */
   whenEngineStops(session: DriveSession, message: string): Finish;
@@ -118,6 +140,8 @@ export async function driveRun(deps: EngineDeps, options: DriveOptions): Promise
   let locked = false;
   let stopHeartbeat = () => {};
   let stopCancelWatch = () => {};
+  let stopWaitWatch = async () => {};
+  const runPool = openRunPool(target, run.id);
   try {
     const claim = await claimRun(deps, options, target, client, refuse);
     locked = await tryTargetLock(client);
@@ -131,12 +155,16 @@ export async function driveRun(deps: EngineDeps, options: DriveOptions): Promise
       target,
       actor,
       client,
+      runPool,
       pool: deps.targets.pool(target.name),
       backendPid: claim.backendPid,
       claimSeq: claim.seq,
-      cancellable: true,
+      workDone: false,
       stepsCommitted: false,
       phases: [],
+      currentPhase: null,
+      backends: new Map(),
+      lastBlockers: new Map(),
       log: async (event) => {
         const logged = await appendRunEvent(deps.store.pool, { runId: run.id, actor: actor.email, role: actor.role, ...event });
         options.onEvent?.(logged);
@@ -146,9 +174,13 @@ export async function driveRun(deps: EngineDeps, options: DriveOptions): Promise
     };
     drivenHere.set(run.id, session);
     stopCancelWatch = watchForCancel(session);
+    stopWaitWatch = watchLockWaits(session, { onWaits: options.onWaits });
     await signCheckpoint(deps.store.pool, run.id, deps.signingKeyPem);
 
     const finish = await drive(session, options);
+    session.workDone = true;
+    await stopWaitWatch();
+    await session.cancelSignals;
     // Let go of the target before the claim: a run claimed the moment this one ends must never
     // find the target's lock still held by a run that has finished.
     stopCancelWatch();
@@ -159,11 +191,14 @@ export async function driveRun(deps: EngineDeps, options: DriveOptions): Promise
     }
     return await finishDrive(deps, options, finish);
   } finally {
+    if (session) session.workDone = true;
+    await stopWaitWatch().catch(() => {});
     stopCancelWatch();
     stopHeartbeat();
     drivenHere.delete(run.id);
     if (locked) await releaseTargetLock(client).catch(() => {});
     await client.end().catch(() => {});
+    await runPool.end().catch(() => {});
     // A claim never finished (the store failed mid-way) keeps its state: with the heartbeat
     // stopped and the session closed, the recovery pass marks it interrupted.
   }
@@ -258,11 +293,46 @@ async function finishDrive(deps: EngineDeps, options: DriveOptions, finish: Fini
   return ended.changed ? ended.run : (await findRun(deps.store.pool, run.id))!;
 }
 
-/** A cancel from this process: noted at once, and the running statement signalled. */
+/**
+ * A cancel, noted by the process driving the run (asked here, or seen in the run log): every busy
+ * session of the run on the target gets pg_cancel_backend at once (the running step's statement
+ * again until it stops), and pg_terminate_backend if the drive is still at work 5 s later. Nothing
+ * starts after it: every phase and step boundary asks.
+ */
 export function noteCancel(session: DriveSession, by: string): void {
-  if (session.cancelledBy) return;
+  if (session.cancelledBy || session.workDone) return;
   session.cancelledBy = by;
-  if (session.cancellable) cancelRunningStep(session.client, session.pool);
+  cancelRunningStep(session.client, session.pool);
+  const applicationName = runApplicationName(session.run.id);
+  session.cancelSignals = signalSessions(session.pool, applicationName, 'cancel', true)
+    .then((pids) =>
+      session.log({
+        type: 'cancel.signalled',
+        payload: { by, signal: 'cancel', pids, note: `pg_cancel_backend sent to every busy session of the run; pg_terminate_backend follows in ${CANCEL_ESCALATE_AFTER_MS / 1000} s if it has not stopped` },
+      }),
+    )
+    .catch(() => {});
+  const escalate = setTimeout(() => {
+    if (session.workDone) return;
+    void signalSessions(session.pool, applicationName, 'terminate', true)
+      .then((pids) =>
+        session.log({
+          type: 'cancel.signalled',
+          payload: { by, signal: 'terminate', pids, note: `still busy ${CANCEL_ESCALATE_AFTER_MS / 1000} s after the cancel: pg_terminate_backend (the server rolls back their transactions)` },
+        }),
+      )
+      .catch(() => {});
+  }, CANCEL_ESCALATE_AFTER_MS);
+  escalate.unref();
+}
+
+/** Whether this drive is cancelled; asks the run log too, so a cancel from another process is seen at a boundary, not only by the poll. */
+export async function cancelledNow(session: DriveSession): Promise<string | undefined> {
+  if (!session.cancelledBy) {
+    const by = await session.cancelRequester().catch(() => undefined);
+    if (by) noteCancel(session, by);
+  }
+  return session.cancelledBy;
 }
 
 /** Polls the run log for a cancel requested by another process. */
@@ -285,8 +355,9 @@ function watchForCancel(session: DriveSession): () => void {
 export async function phase<T>(session: DriveSession, name: string, plannedMs: number | undefined, work: () => Promise<T | readonly [boolean, T]>): Promise<T> {
   const planned = plannedMs ?? null;
   await session.log({ type: 'phase.started', payload: { phase: name, plannedMs: planned } });
+  session.currentPhase = name;
   const started = performance.now();
-  const result = await work();
+  const result = await work().finally(() => (session.currentPhase = null));
   const [ok, value] = Array.isArray(result) && result.length === 2 && typeof result[0] === 'boolean' ? (result as readonly [boolean, T]) : [result !== false, result as T];
   const actualMs = Math.round(performance.now() - started);
   session.phases.push({ phase: name, plannedMs: planned, actualMs, ok });
@@ -299,12 +370,12 @@ const HTTP_SKIPPED_IN_REHEARSAL = 'skipped: a rehearsal does not call the API';
 
 /** A phase's checks on the target's pool, recorded with the run. */
 export async function checksOnPool(session: DriveSession, checks: Check[], phaseName: string): Promise<CheckResult[]> {
-  const { target } = session;
   const results = await runChecks({
     checks,
     sqlOf: session.thawed.sqlOf,
-    target: { name: target.name, pool: session.pool, apiUrl: target.apiUrl, apiToken: target.apiToken },
+    target: watchedCheckTarget(session, { pool: session.runPool }),
     phase: phaseName,
+    stopWhen: () => (session.cancelledBy ? `cancelled by ${session.cancelledBy}` : undefined),
   });
   await recordRunChecks(session.deps, session.run, session.thawed, { phase: phaseName, results, actor: session.actor });
   return results;
@@ -313,7 +384,13 @@ export async function checksOnPool(session: DriveSession, checks: Check[], phase
 /** Checks inside the rehearsal's transaction (each in a savepoint); http checks are skipped and say why. */
 export async function checksOnClient(session: DriveSession, checks: Check[], phaseName: string): Promise<CheckResult[]> {
   const runnable = checks.filter((check) => check.kind !== 'http');
-  const ran = await runChecks({ checks: runnable, sqlOf: session.thawed.sqlOf, target: { name: session.target.name, client: session.client }, phase: phaseName });
+  const ran = await runChecks({
+    checks: runnable,
+    sqlOf: session.thawed.sqlOf,
+    target: watchedCheckTarget(session, { client: session.client }),
+    phase: phaseName,
+    stopWhen: () => (session.cancelledBy ? `cancelled by ${session.cancelledBy}` : undefined),
+  });
   const byId = new Map(ran.map((result) => [result.checkId, result]));
   const results = checks.map(
     (check): CheckResult =>
@@ -334,6 +411,32 @@ export async function checksOnClient(session: DriveSession, checks: Check[], pha
   );
   await recordRunChecks(session.deps, session.run, session.thawed, { phase: phaseName, results, actor: session.actor });
   return results;
+}
+
+/** The run's checks on the target, each backend named for the lock-wait watcher. */
+function watchedCheckTarget(session: DriveSession, connection: { pool: pg.Pool } | { client: pg.ClientBase }): CheckTarget {
+  return {
+    ...checkTargetOf(session.target, connection, session.thawed.plan),
+    onCheckSession: ({ checkId, pid, lockTimeoutMs }) => session.backends.set(pid, { waitingFor: `check ${checkId}`, lockTimeoutMs }),
+  };
+}
+
+/**
+ * Where a checks phase stopped the run: the first check that failed (an error, with SQLSTATE, or
+ * an unmet expectation), with the sessions that blocked it while it waited.
+ */
+export function checksStop(session: DriveSession, phaseName: string, results: CheckResult[]): RunStop | undefined {
+  const failed = results.find((result) => !result.passed && !result.skipped);
+  if (!failed) return undefined;
+  return {
+    phase: phaseName,
+    checkId: failed.checkId,
+    ...(failed.error?.line !== undefined ? { line: failed.error.line } : {}),
+    ...(failed.error?.sqlstate ? { sqlstate: failed.error.sqlstate } : {}),
+    message: failed.error?.message ?? failed.reason ?? `check ${failed.checkId} failed`,
+    ...(failed.error?.detail ? { detail: failed.error.detail } : {}),
+    blockers: session.lastBlockers.get(`check ${failed.checkId}`) ?? [],
+  };
 }
 
 export { summarizeChecks };

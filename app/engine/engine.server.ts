@@ -4,15 +4,22 @@
  * the command line and the dashboard call these functions. Each command judges its gates, then
  * hands drive-run.server.ts its phases (claim, lock, drive, finish live there).
  */
-import type { RunOutcome } from '../../db/schema/index';
-import { isActiveState, isPreparingState } from '../../db/run-lifecycle';
+import type { RunOutcome, RunStop } from '../../db/schema/index';
+import { isActiveState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
+import type { Check } from '../plans/plan-schema';
+import { phaseLabel } from '../runs/run-timeline';
+import { blockersInWords } from '../runtime/lock-wait-words';
+import { signalSessions } from '../targets/lock-waits.server';
 import { appendRunEvent, assertRunId, type LoggedRunEvent } from '../runs/run-log.server';
 import { transitionRun, type RunRecord } from '../runs/run-store.server';
 import { gateRefusal, RunsheetError } from '../runtime/errors';
 import { readLedgerRowsOfRun } from '../targets/ledger.server';
 import {
+  CANCEL_ESCALATE_AFTER_MS,
+  cancelledNow,
   checksOnClient,
   checksOnPool,
+  checksStop,
   driveRun,
   noteCancel,
   phase,
@@ -24,14 +31,17 @@ import {
   type Finish,
 } from './drive-run.server';
 import type { EngineActor, EngineDeps, Gate } from './engine-deps.server';
-import { evaluateGates, openGates } from './gates.server';
+import { confirmTargetNameGate, evaluateGates, openGates } from './gates.server';
 import { runSteps, type StepsRun } from './run-steps.server';
 import { authorize, getRun } from './runs.server';
+import type { RunWait } from './lock-wait-watch.server';
 import { runApplicationName } from './target-session.server';
 
 export interface RunOptions {
   /** Called with every event the run appends while it drives the target (the command line prints phases). */
   onEvent?(event: LoggedRunEvent): void;
+  /** Called about once a second with the run's lock waits while it drives the target (the command line shows them live). */
+  onWaits?(waits: RunWait[]): void;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -80,6 +90,7 @@ async function claimAndDrive(
     releaseSet: { startedAt: null, executedBy: null },
     gates,
     onEvent: input.onEvent,
+    onWaits: input.onWaits,
     work: rules.work,
     whenEngineStops: rules.whenEngineStops,
   });
@@ -103,82 +114,138 @@ export async function executeRun(deps: EngineDeps, input: { runId: string; actor
     notReady: (runId, state) => `Refused: run ${runId} is ${state}, not ready${state === 'applying' ? ' (it is being applied)' : ''}; a new attempt is a new run.`,
     typedTargetName: input.typedTargetName,
     work: applyPhases,
-    // After the apply committed, the run is applied whatever failed later (unverified).
+    // Whatever committed stays (the ledger says so): the run failed, and a rollback may follow.
     whenEngineStops: (session, message) => ({
-      to: session.stepsCommitted ? 'applied' : 'failed',
-      outcome: { phases: session.phases, error: message, ...(session.stepsCommitted ? { verified: false, ledger: { written: 'applied' as const } } : {}) },
+      to: session.cancelledBy ? 'cancelled' : 'failed',
+      outcome: {
+        phases: session.phases,
+        error: message,
+        ...(session.stepsCommitted ? { verified: false, ledger: { written: 'applied' as const } } : {}),
+        stoppedAt: { phase: session.currentPhase ?? 'engine', message: `the engine stopped: ${message}`, blockers: [], ...(session.cancelledBy ? { cancelledBy: session.cancelledBy } : {}) },
+      },
       reason: `the engine stopped: ${message}`,
     }),
   });
 }
 
+/**
+ * snapshot → apply → verification → post-execution. A failed or cancelled phase stops what
+ * depends on it: nothing is applied after a failed snapshot, no step runs after a failed one, and
+ * a cancel stops the run at the next boundary (its running statements are cancelled at once).
+ * After a failed verification the read-only post-execution checks still run (they inform the
+ * rollback decision), and the run ends failed.
+ */
 async function applyPhases(session: DriveSession): Promise<Finish> {
   const { plan } = session.thawed;
-  const outcome: RunOutcome = { phases: session.phases };
+  const outcome: RunOutcome = { phases: session.phases, ledger: { written: null } };
 
-  await phase(session, 'snapshot', plan.estimated_duration.snapshot, async () => {
+  if (await cancelledNow(session)) return cancelledFinish(session, outcome, { phase: 'snapshot', message: 'before the snapshot began' });
+  const snapshot = await phase(session, 'snapshot', plan.estimated_duration.snapshot, async () => {
     const results = await checksOnPool(session, plan.snapshot, 'snapshot');
-    return summarizeChecks(results).passed;
+    return [summarizeChecks(results).passed, results] as const;
   });
+  if (await cancelledNow(session)) return cancelledFinish(session, outcome, { phase: 'snapshot', message: 'during the snapshot; the apply never began' });
+  const snapshotStop = checksStop(session, 'snapshot', snapshot);
+  if (snapshotStop) {
+    outcome.stoppedAt = snapshotStop;
+    if (snapshotStop.sqlstate === '55P03') outcome.retryable = true;
+    return { to: 'failed', outcome, reason: `the snapshot failed (${describeStop(snapshotStop)}): the apply never began` };
+  }
 
-  if (session.cancelledBy) return cancelledBeforeApply(session, outcome);
   const applied = await phase(session, 'apply', plan.estimated_duration.apply, async () => {
     const steps = await runSteps(session, plan.apply, { mode: 'own', ledger: 'apply' });
     return [steps.ok, steps] as const;
   });
-  session.cancellable = false;
   session.stepsCommitted = applied.ok;
   outcome.steps = applied.steps;
   outcome.ledger = { written: applied.ledgerWritten as 'applied' | 'partial' | null };
   if (!applied.ok) {
     outcome.failure = applied.failure;
+    outcome.stoppedAt = stepStop('apply', applied);
     if (applied.failure?.sqlstate === '55P03') outcome.retryable = true;
-    if (applied.cancelledBy) outcome.cancelledBy = applied.cancelledBy;
+    if (applied.cancelledBy) return cancelledFinish(session, outcome, outcome.stoppedAt);
     return { to: 'failed', outcome, reason: failureReason(applied) };
   }
 
-  const verification = await phase(session, 'verification', plan.estimated_duration.verification, async () => {
-    const summary = summarizeChecks(await checksOnPool(session, plan.verification, 'verify'));
-    return [summary.passed, summary] as const;
-  });
-  outcome.verification = verification;
-  outcome.verified = verification.passed;
+  const checkPhase = async (name: 'verification' | 'post_execution', checks: Check[], checkPhaseName: string) => {
+    if (await cancelledNow(session)) return undefined;
+    return phase(session, name, plan.estimated_duration[name], async () => {
+      const results = await checksOnPool(session, checks, checkPhaseName);
+      const summary = summarizeChecks(results);
+      return [summary.passed, { summary, stop: checksStop(session, name, results) }] as const;
+    });
+  };
+  const verification = await checkPhase('verification', plan.verification, 'verify');
+  if (verification) {
+    outcome.verification = verification.summary;
+    outcome.verified = verification.summary.passed;
+  }
+  // Read-only, and what the rollback decision needs: they run after a failed verification too.
+  const post = verification ? await checkPhase('post_execution', [...plan.post_execution.api_tests, ...plan.post_execution.data_quality], 'post') : undefined;
+  if (post) outcome.postExecution = post.summary;
+  if (await cancelledNow(session)) return cancelledFinish(session, outcome, { phase: session.phases.at(-1)?.phase ?? 'verification', message: 'after the apply committed' });
 
-  outcome.postExecution = await phase(session, 'post_execution', plan.estimated_duration.post_execution, async () => {
-    const checks = [...plan.post_execution.api_tests, ...plan.post_execution.data_quality];
-    const summary = summarizeChecks(await checksOnPool(session, checks, 'post'));
-    return [summary.passed, summary] as const;
-  });
+  const stop = (verification && !verification.summary.passed ? verification.stop : undefined) ?? (post && !post.summary.passed ? post.stop : undefined);
+  if (stop || !verification!.summary.passed || !post!.summary.passed) {
+    outcome.stoppedAt = stop ?? { phase: verification!.summary.passed ? 'post_execution' : 'verification', message: 'checks failed', blockers: [] };
+    const failedChecks = [...verification!.summary.failed, ...post!.summary.failed];
+    return { to: 'failed', outcome, reason: `the apply committed, but ${verification!.summary.passed ? 'post-execution' : 'verification'} failed: ${failedChecks.join(', ')}; roll back, or fix and verify` };
+  }
+  return { to: 'applied', outcome, reason: 'applied and verified' };
+}
+
+/** A cancelled drive: what committed stays in the outcome (ledger, steps); the run ends cancelled. */
+function cancelledFinish(session: DriveSession, outcome: RunOutcome, stop: Pick<RunStop, 'phase' | 'message'> & Partial<RunStop>): Finish {
+  const by = session.cancelledBy!;
+  outcome.cancelledBy = by;
+  const stoppedAt: RunStop = { blockers: [], ...stop, cancelledBy: by, message: stop.message.startsWith('cancelled') ? stop.message : `cancelled by ${by} ${stop.message}` };
+  outcome.stoppedAt = stoppedAt;
+  const committed = outcome.ledger?.written ? ` (the target's ledger says ${outcome.ledger.written}: roll it back)` : '; nothing was committed';
+  return { to: 'cancelled', outcome, reason: `${stoppedAt.message}${committed}` };
+}
+
+/** Where a failed list of steps stopped. */
+function stepStop(phaseName: string, steps: StepsRun): RunStop {
+  const failure = steps.failure;
+  if (!failure) return { phase: phaseName, message: 'a step failed', blockers: [] };
   return {
-    to: 'applied',
-    outcome,
-    reason: verification.passed ? 'applied and verified' : `applied, but verification failed: ${verification.failed.join(', ')}`,
+    phase: phaseName,
+    stepId: failure.stepId,
+    ...(failure.line > 0 ? { line: failure.line } : {}),
+    ...(failure.sqlstate ? { sqlstate: failure.sqlstate } : {}),
+    message: failure.message,
+    ...(failure.detail ? { detail: failure.detail } : {}),
+    ...(failure.hint ? { hint: failure.hint } : {}),
+    blockers: failure.blockers,
+    ...(steps.cancelledBy ? { cancelledBy: steps.cancelledBy } : {}),
   };
 }
 
-function cancelledBeforeApply(session: DriveSession, outcome: RunOutcome): Finish {
-  outcome.cancelledBy = session.cancelledBy;
-  outcome.ledger = { written: null };
-  return { to: 'failed', outcome, reason: `cancelled by ${session.cancelledBy} before the apply started` };
+function describeStop(stop: RunStop): string {
+  const where = stop.checkId ? `check ${stop.checkId}` : stop.stepId ? `step ${stop.stepId}` : stop.phase;
+  const blockers = stop.blockers.length > 0 ? `; blocked by ${blockersInWords(stop.blockers)}` : '';
+  return `${where}${stop.line ? ` line ${stop.line}` : ''}${stop.sqlstate ? ` SQLSTATE ${stop.sqlstate}` : ''}: ${stop.message}${blockers}`;
 }
 
 function failureReason(steps: StepsRun): string {
   const failure = steps.failure;
   if (!failure) return 'a step failed';
   if (steps.cancelledBy) return `cancelled by ${steps.cancelledBy} during step ${failure.stepId}`;
-  return `step ${failure.stepId} failed at line ${failure.line}${failure.sqlstate ? ` with SQLSTATE ${failure.sqlstate}` : ''}: ${failure.message}`;
+  return `step ${failure.stepId} failed at line ${failure.line}${failure.sqlstate ? ` with SQLSTATE ${failure.sqlstate}` : ''}: ${failure.message}${failure.blockers.length > 0 ? ` (blocked by ${blockersInWords(failure.blockers)})` : ''}`;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Rollback
 
 /**
- * Rolls a run back with the plan's rollback steps (frozen with the run): from 'applied', from
- * 'failed' when part of the apply committed, or from 'interrupted' when the target's ledger says
- * the apply landed. Ends 'rolled_back' (steps committed and rollback verification passed) or
- * 'rollback_failed'. The ledger row (action 'rollback') commits with the last step.
+ * Rolls a run back with the plan's rollback steps (frozen with the run): from 'applied'; from
+ * 'failed', 'cancelled' or 'interrupted' when the target's ledger says part of the apply
+ * committed; from 'rollback_failed' to try again. On a target with confirm_target_name the
+ * engineer types its name, as for execute. Ends 'rolled_back' (steps committed and rollback
+ * verification passed) or 'rollback_failed' (a failed step, a failed verification, or a cancel).
+ * The ledger row (action 'rollback') commits with the last step.
  */
-export async function rollbackRun(deps: EngineDeps, input: { runId: string; actor: EngineActor } & RunOptions): Promise<RunRecord> {
+export async function rollbackRun(deps: EngineDeps, input: { runId: string; actor: EngineActor; typedTargetName?: string } & RunOptions): Promise<RunRecord> {
   const runId = assertRunId(input.runId);
   const { actor } = input;
   await authorize(deps, { actor, action: 'rollback', runId });
@@ -187,9 +254,11 @@ export async function rollbackRun(deps: EngineDeps, input: { runId: string; acto
   if (run.kind !== 'execute') throw await refuse(new RunsheetError('state', 'A rehearsal has nothing to roll back: it always rolls back itself.'));
 
   const eligible = await rollbackGate(deps, run);
-  if (!eligible.passed) throw await refuse(gateRefusal([eligible]), [eligible]);
-  const gates = await evaluateGates(deps, run);
-  const targetFree = gates.filter((gate) => gate.id === 'target-free' && !gate.passed);
+  const confirm = confirmTargetNameGate(deps.targets.get(run.target), input.typedTargetName, 'rolling back');
+  const gates = [eligible, ...(confirm ? [confirm] : [])];
+  const open = gates.filter((gate) => !gate.passed);
+  if (open.length > 0) throw await refuse(gateRefusal(open), open);
+  const targetFree = (await evaluateGates(deps, run)).filter((gate) => gate.id === 'target-free' && !gate.passed);
   if (targetFree.length > 0) throw await refuse(gateRefusal(targetFree), targetFree);
 
   return driveRun(deps, {
@@ -200,35 +269,57 @@ export async function rollbackRun(deps: EngineDeps, input: { runId: string; acto
     claimFrom: [run.state],
     claimSet: {},
     releaseSet: {},
-    gates: [eligible, ...targetFree],
+    gates,
     onEvent: input.onEvent,
+    onWaits: input.onWaits,
     work: rollbackPhases,
     whenEngineStops: (session, message) => ({
       to: 'rollback_failed',
-      outcome: { ...(run.outcome ?? {}), rollback: { result: 'rollback_failed', steps: [], phases: session.phases, error: message } },
+      outcome: {
+        ...(run.outcome ?? {}),
+        rollback: {
+          result: 'rollback_failed',
+          steps: [],
+          phases: session.phases,
+          error: message,
+          stoppedAt: { phase: session.currentPhase ?? 'rollback', message: `the engine stopped: ${message}`, blockers: [] },
+        },
+      },
       reason: `the engine stopped: ${message}`,
     }),
   });
 }
 
-/** Whether the run has something to roll back: its state, and for a failed or interrupted run the target's ledger. */
-export async function rollbackGate(deps: EngineDeps, run: RunRecord): Promise<Gate> {
+/**
+ * Whether the run has something to roll back: its state, and for a run that did not end applied
+ * the target's ledger (an apply row of this run, applied or partial, and no completed rollback).
+ * The detail says what is there.
+ */
+export async function rollbackGate(deps: Pick<EngineDeps, 'targets'>, run: RunRecord): Promise<Gate> {
   const gate = (passed: boolean, detail: string): Gate => ({ id: 'rollback-state', label: 'The run has something to roll back', passed, detail });
+  if (!mayRollBackFrom(run.state)) return gate(false, `the run is ${run.state}: only an applied run, or one that committed part of its apply, is rolled back`);
   if (run.state === 'applied') return gate(true, 'the run applied');
-  if (run.state !== 'failed' && run.state !== 'interrupted') return gate(false, `the run is ${run.state}: only an applied, partly applied or interrupted run is rolled back`);
   let rows;
   try {
     rows = await readLedgerRowsOfRun(deps.targets.pool(run.target), run.id);
   } catch (error) {
     return gate(false, `cannot read the ledger of ${run.target}: ${(error as Error).message}`);
   }
-  const applyRow = rows.find((row) => row.action === 'apply');
-  if (run.state === 'failed') {
-    return applyRow?.outcome === 'partial' || run.outcome?.ledger?.written === 'partial'
-      ? gate(true, 'part of the apply committed (the ledger says partial)')
-      : gate(false, 'the run failed and its transaction rolled back: nothing to roll back');
+  if (rows.some((row) => row.action === 'rollback' && row.outcome === 'rolled_back')) return gate(false, "the target's ledger says this run was already rolled back");
+  const applyRow = rows.findLast((row) => row.action === 'apply');
+  if (applyRow) {
+    const completed = Array.isArray(applyRow.stepsCompleted) ? (applyRow.stepsCompleted as { stepId?: string; complete?: boolean }[]) : [];
+    const steps = completed.map((step) => `${step.stepId}${step.complete === false ? ' (part)' : ''}`).join(', ');
+    return gate(true, applyRow.outcome === 'partial' ? `part of the apply committed (the ledger says partial${steps ? `: ${steps}` : ''})` : `the ledger says the apply landed (${applyRow.outcome})`);
   }
-  return applyRow ? gate(true, `the ledger says the apply landed (${applyRow.outcome})`) : gate(false, 'the ledger has no row of this run: the interrupted apply did not commit');
+  if (run.outcome?.ledger?.written) return gate(true, `the run wrote a ${run.outcome.ledger.written} ledger row (not readable on the target now)`);
+  const nothing = {
+    failed: 'the run failed and its transaction rolled back: nothing to roll back',
+    cancelled: 'the run was cancelled before anything committed: nothing to roll back',
+    interrupted: 'the ledger has no row of this run: the interrupted apply did not commit',
+    rollback_failed: "the ledger has no apply row of this run: nothing to roll back",
+  } as const;
+  return gate(false, nothing[run.state as keyof typeof nothing] ?? 'the ledger has no row of this run: nothing to roll back');
 }
 
 async function rollbackPhases(session: DriveSession): Promise<Finish> {
@@ -236,32 +327,45 @@ async function rollbackPhases(session: DriveSession): Promise<Finish> {
   const previous = session.run.outcome ?? {};
   const rollback: NonNullable<RunOutcome['rollback']> = { result: 'rollback_failed', steps: [], phases: session.phases };
   const outcome: RunOutcome = { ...previous, rollback };
+  const cancelled = (stop: Pick<RunStop, 'phase' | 'message'> & Partial<RunStop>): Finish => {
+    const by = session.cancelledBy!;
+    rollback.cancelledBy = by;
+    const stoppedAt: RunStop = { blockers: [], ...stop, cancelledBy: by, message: `cancelled by ${by} ${stop.message}` };
+    rollback.stoppedAt = stoppedAt;
+    return { to: 'rollback_failed', outcome, reason: `${stoppedAt.message}: the rollback may be tried again` };
+  };
 
+  if (await cancelledNow(session)) return cancelled({ phase: 'rollback', message: 'before the rollback began' });
   const steps = await phase(session, 'rollback', plan.estimated_duration.rollback, async () => {
     const result = await runSteps(session, plan.rollback.steps, { mode: 'own', ledger: 'rollback' });
     return [result.ok, result] as const;
   });
-  session.cancellable = false;
   session.stepsCommitted = steps.ok;
   rollback.steps = steps.steps;
   rollback.ledger = { written: steps.ledgerWritten as 'rolled_back' | 'partial' | null };
   if (!steps.ok) {
     rollback.failure = steps.failure;
-    if (steps.cancelledBy) rollback.cancelledBy = steps.cancelledBy;
+    const stop = stepStop('rollback', steps);
+    if (steps.cancelledBy) return cancelled({ ...stop, message: `during step ${stop.stepId ?? ''}`.trim() });
+    rollback.stoppedAt = stop;
     if (steps.failure?.sqlstate === '55P03') rollback.retryable = true;
     return { to: 'rollback_failed', outcome, reason: failureReason(steps) };
   }
+  if (await cancelledNow(session)) return cancelled({ phase: 'rollback_verification', message: 'after the rollback committed, before its verification' });
   const verification = await phase(session, 'rollback_verification', undefined, async () => {
-    const summary = summarizeChecks(await checksOnPool(session, plan.rollback.verification, 'rollback'));
-    return [summary.passed, summary] as const;
+    const results = await checksOnPool(session, plan.rollback.verification, 'rollback');
+    const summary = summarizeChecks(results);
+    return [summary.passed, { summary, stop: checksStop(session, 'rollback_verification', results) }] as const;
   });
-  rollback.verification = verification;
-  rollback.verified = verification.passed;
-  rollback.result = verification.passed ? 'rolled_back' : 'rollback_failed';
+  rollback.verification = verification.summary;
+  rollback.verified = verification.summary.passed;
+  if (await cancelledNow(session)) return cancelled({ phase: 'rollback_verification', message: 'during the rollback verification' });
+  rollback.result = verification.summary.passed ? 'rolled_back' : 'rollback_failed';
+  if (!verification.summary.passed) rollback.stoppedAt = verification.stop ?? { phase: 'rollback_verification', message: 'checks failed', blockers: [] };
   return {
     to: rollback.result,
     outcome,
-    reason: verification.passed ? 'rolled back and verified' : `the rollback committed, but its verification failed: ${verification.failed.join(', ')}`,
+    reason: verification.summary.passed ? 'rolled back and verified' : `the rollback committed, but its verification failed: ${verification.summary.failed.join(', ')}`,
   };
 }
 
@@ -300,9 +404,28 @@ async function rehearsalPhases(session: DriveSession): Promise<Finish> {
         '(e.g. ACCESS EXCLUSIVE on the tables it alters) for its whole length, so other sessions using those tables wait until it ends.',
     },
   });
-  let ok = false;
+  const cancelled = (phaseName: string, stop?: RunStop): Finish => {
+    const by = session.cancelledBy!;
+    outcome.cancelledBy = by;
+    const stoppedAt: RunStop = { phase: phaseName, blockers: [], ...(stop ?? {}), cancelledBy: by, message: `cancelled by ${by}${stop?.stepId ? ` during step ${stop.stepId}` : ` during the ${phaseLabel(phaseName).toLowerCase()}`}` };
+    outcome.stoppedAt = stoppedAt;
+    return { to: 'rehearsal_failed', outcome, reason: stoppedAt.message };
+  };
+  const checksPhase = async (name: string, checks: Check[], checkPhaseName: string) => {
+    const results = await phase(session, name, plan.estimated_duration[name as keyof typeof plan.estimated_duration], async () => {
+      const ran = await checksOnClient(session, checks, checkPhaseName);
+      return [summarizeChecks(ran).passed, ran] as const;
+    });
+    return { summary: summarizeChecks(results), stop: checksStop(session, name, results) };
+  };
   try {
-    await phase(session, 'snapshot', plan.estimated_duration.snapshot, async () => summarizeChecks(await checksOnClient(session, plan.snapshot, 'snapshot')).passed);
+    if (await cancelledNow(session)) return cancelled('snapshot');
+    const snapshot = await checksPhase('snapshot', plan.snapshot, 'snapshot');
+    if (await cancelledNow(session)) return cancelled('snapshot');
+    if (snapshot.stop) {
+      outcome.stoppedAt = snapshot.stop;
+      return { to: 'rehearsal_failed', outcome, reason: `the snapshot failed (${describeStop(snapshot.stop)}): nothing was rehearsed` };
+    }
     const applied = await phase(session, 'apply', plan.estimated_duration.apply, async () => {
       const steps = await runSteps(session, plan.apply, { mode: 'caller' });
       return [steps.ok, steps] as const;
@@ -310,21 +433,18 @@ async function rehearsalPhases(session: DriveSession): Promise<Finish> {
     rehearsal.apply = { ok: applied.ok, steps: applied.steps };
     if (!applied.ok) {
       outcome.failure = applied.failure;
-      if (applied.cancelledBy) outcome.cancelledBy = applied.cancelledBy;
+      if (applied.cancelledBy) return cancelled('apply', stepStop('apply', applied));
+      outcome.stoppedAt = stepStop('apply', applied);
       return { to: 'rehearsal_failed', outcome, reason: failureReason(applied) };
     }
-    rehearsal.verification = await phase(session, 'verification', plan.estimated_duration.verification, async () => {
-      const summary = summarizeChecks(await checksOnClient(session, plan.verification, 'verify'));
-      return [summary.passed, summary] as const;
-    });
-    rehearsal.dataQuality = await phase(session, 'post_execution', plan.estimated_duration.post_execution, async () => {
-      const summary = summarizeChecks(await checksOnClient(session, [...plan.post_execution.api_tests, ...plan.post_execution.data_quality], 'post'));
-      return [summary.passed, summary] as const;
-    });
-    if (session.cancelledBy) {
-      outcome.cancelledBy = session.cancelledBy;
-      return { to: 'rehearsal_failed', outcome, reason: `cancelled by ${session.cancelledBy}` };
-    }
+    // A failed check does not stop a rehearsal: its rollback steps still run inside the transaction (that is what it rehearses).
+    if (await cancelledNow(session)) return cancelled('verification');
+    const verification = await checksPhase('verification', plan.verification, 'verify');
+    rehearsal.verification = verification.summary;
+    if (await cancelledNow(session)) return cancelled('verification');
+    const dataQuality = await checksPhase('post_execution', [...plan.post_execution.api_tests, ...plan.post_execution.data_quality], 'post');
+    rehearsal.dataQuality = dataQuality.summary;
+    if (await cancelledNow(session)) return cancelled('post_execution');
     const rolledBack = await phase(session, 'rollback', plan.estimated_duration.rollback, async () => {
       const steps = await runSteps(session, plan.rollback.steps, { mode: 'caller' });
       return [steps.ok, steps] as const;
@@ -332,15 +452,17 @@ async function rehearsalPhases(session: DriveSession): Promise<Finish> {
     rehearsal.rollback = { ok: rolledBack.ok, steps: rolledBack.steps };
     if (!rolledBack.ok) {
       outcome.failure = rolledBack.failure;
-      if (rolledBack.cancelledBy) outcome.cancelledBy = rolledBack.cancelledBy;
+      if (rolledBack.cancelledBy) return cancelled('rollback', stepStop('rollback', rolledBack));
+      outcome.stoppedAt = stepStop('rollback', rolledBack);
       return { to: 'rehearsal_failed', outcome, reason: `rollback ${failureReason(rolledBack)}` };
     }
-    rehearsal.rollbackVerification = await phase(session, 'rollback_verification', undefined, async () => {
-      const summary = summarizeChecks(await checksOnClient(session, plan.rollback.verification, 'rollback'));
-      return [summary.passed, summary] as const;
-    });
-    ok = rehearsal.verification.passed && rehearsal.dataQuality.passed && rehearsal.rollbackVerification.passed;
-    const failedChecks = [...rehearsal.verification.failed, ...rehearsal.dataQuality.failed, ...rehearsal.rollbackVerification.failed];
+    if (await cancelledNow(session)) return cancelled('rollback_verification');
+    const rollbackVerification = await checksPhase('rollback_verification', plan.rollback.verification, 'rollback');
+    rehearsal.rollbackVerification = rollbackVerification.summary;
+    if (await cancelledNow(session)) return cancelled('rollback_verification');
+    const ok = verification.summary.passed && dataQuality.summary.passed && rollbackVerification.summary.passed;
+    if (!ok) outcome.stoppedAt = verification.stop ?? dataQuality.stop ?? rollbackVerification.stop;
+    const failedChecks = [...verification.summary.failed, ...dataQuality.summary.failed, ...rollbackVerification.summary.failed];
     return { to: ok ? 'rehearsed' : 'rehearsal_failed', outcome, reason: ok ? 'rehearsed: every step ran and every check passed' : `checks failed: ${failedChecks.join(', ')}` };
   } finally {
     // Whatever happened, nothing of the rehearsal stays on the target.
@@ -362,12 +484,15 @@ async function rehearsalPhases(session: DriveSession): Promise<Finish> {
 // Cancel
 
 /**
- * Cancels an applying, rolling back or rehearsing run: 'cancel.requested' in its log (how a
- * process driving it elsewhere learns of it), then pg_cancel_backend of its target session from
- * another connection. The running statement fails (57014), its transaction rolls back, and the
- * run ends failed with outcome.cancelledBy. Returns whether a backend was signalled.
+ * Cancels an applying, rolling back or rehearsing run, from any process: 'cancel.requested' in
+ * its log (the driving process asks at every phase and step boundary, and polls), then at once
+ * pg_cancel_backend of every busy session of the run on the target (its step session and its
+ * checks' pool all carry the run's application name). The driving process escalates to
+ * pg_terminate_backend for any still busy 5 s later. The running statement fails (57014), its
+ * transaction rolls back, and the apply ends 'cancelled' (a rollback 'rollback_failed', a
+ * rehearsal 'rehearsal_failed') with who cancelled. Returns the pids signalled.
  */
-export async function cancelRun(deps: EngineDeps, input: { runId: string; actor: EngineActor }): Promise<{ requested: LoggedRunEvent; signalled: boolean }> {
+export async function cancelRun(deps: EngineDeps, input: { runId: string; actor: EngineActor; reason?: string }): Promise<{ requested: LoggedRunEvent; signalled: number[] }> {
   const runId = assertRunId(input.runId);
   const { actor } = input;
   await authorize(deps, { actor, action: 'cancel', runId });
@@ -381,21 +506,27 @@ export async function cancelRun(deps: EngineDeps, input: { runId: string; actor:
     actor: actor.email,
     role: actor.role,
     type: 'cancel.requested',
-    payload: { state: run.state, targetBackendPid: run.targetBackendPid },
+    payload: { state: run.state, targetBackendPid: run.targetBackendPid, ...(input.reason ? { reason: input.reason } : {}) },
   });
   const local = sessionDrivenHere(runId);
-  if (local) noteCancel(local, actor.email);
-  let signalled = false;
-  if (run.targetBackendPid !== null) {
-    // Only the run's own session: a pid reused by another session is left alone.
-    const { rows } = await deps.targets
-      .pool(run.target)
-      .query<{ cancelled: boolean }>('select pg_cancel_backend(pid) as cancelled from pg_stat_activity where pid = $1 and application_name = $2', [
-        run.targetBackendPid,
-        runApplicationName(runId),
-      ])
-      .catch(() => ({ rows: [] as { cancelled: boolean }[] }));
-    signalled = rows[0]?.cancelled === true;
+  if (local) {
+    noteCancel(local, actor.email);
+    return { requested, signalled: [] };
   }
+  // Driven by another process: signal its sessions from here too, so a blocked statement stops now, not at that process's next poll.
+  const signalled = await signalSessions(deps.targets.pool(run.target), runApplicationName(runId), 'cancel', true).catch(() => [] as number[]);
+  await appendRunEvent(deps.store.pool, {
+    runId,
+    actor: actor.email,
+    role: actor.role,
+    type: 'cancel.signalled',
+    payload: { by: actor.email, signal: 'cancel', pids: signalled, note: 'pg_cancel_backend sent from the process that asked; the process driving the run stops at its next boundary and escalates if needed' },
+  }).catch(() => {});
   return { requested, signalled };
+}
+
+/** What a person is told after asking to cancel (the dashboard and the command line say the same). */
+export function cancelRequestedMessage(result: { signalled: number[] }): string {
+  const signalled = result.signalled.length > 0 ? ` (pg_cancel_backend sent to pid ${result.signalled.join(', ')})` : '';
+  return `Cancel requested${signalled}: the run's running statements are cancelled now and nothing else begins; a session still busy in ${CANCEL_ESCALATE_AFTER_MS / 1000} s is terminated.`;
 }

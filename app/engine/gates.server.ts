@@ -13,6 +13,7 @@ import { findRuns, type RunRecord } from '../runs/run-store.server';
 import { readPlanLedgerState } from '../targets/ledger.server';
 import type { EngineDeps, Gate } from './engine-deps.server';
 import { unknownTargetError } from '../targets/target-registry.server';
+import type { Target } from '../targets/targets.server';
 import { thawPlan } from './frozen-plan.server';
 import { gateFindings, lintWaiversFromEvents } from './lint-waivers.server';
 
@@ -126,16 +127,8 @@ export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: G
     });
   }
   for (const other of target.rules.require_applied_on) gates.push(await appliedOnGate(deps, run, other));
-  if (target.rules.confirm_target_name) {
-    const typed = options.typedTargetName;
-    gates.push({
-      id: 'confirm-target-name',
-      label: `The executor typed the target's name (${target.name})`,
-      passed: typed === target.name,
-      atExecute: true,
-      detail: typed === undefined ? `type "${target.name}" when executing` : typed === target.name ? 'typed' : `typed "${typed}", not "${target.name}"`,
-    });
-  }
+  const confirm = confirmTargetNameGate(target, options.typedTargetName, 'executing');
+  if (confirm) gates.push(confirm);
   if (target.rules.require_lint_clean) {
     // Which findings count is the plan's lint_gate (errors, or strict); each is passed only by a waiver in this run.
     const counted = current && !(current instanceof Error) && current.ok ? gateFindings(plan, current.lint, lintWaiversFromEvents(events, run.planChecksum)) : undefined;
@@ -156,6 +149,18 @@ export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: G
     });
   }
   return gates;
+}
+
+/** On a target with confirm_target_name, the person acting (executing or rolling back) types its name; undefined where not required. */
+export function confirmTargetNameGate(target: Pick<Target, 'name' | 'rules'>, typed: string | undefined, acting: 'executing' | 'rolling back'): Gate | undefined {
+  if (!target.rules.confirm_target_name) return undefined;
+  return {
+    id: 'confirm-target-name',
+    label: `The ${acting === 'executing' ? 'executor' : 'engineer rolling back'} typed the target's name (${target.name})`,
+    passed: typed === target.name,
+    atExecute: true,
+    detail: typed === undefined ? `type "${target.name}" when ${acting}` : typed === target.name ? 'typed' : `typed "${typed}", not "${target.name}"`,
+  };
 }
 
 export const openGates = (gates: readonly Gate[], options: { includeAtExecute?: boolean } = {}): Gate[] =>

@@ -15,7 +15,7 @@ import type { KindOutcome, StepKindContext } from '../steps/step-kind';
 import { stepKindOf } from '../steps/step-kinds.server';
 import { clearBackfillProgress, readLedgerRowsOfRun, writeLedgerRow, writeLedgerRowWithPool, type LedgerRowToWrite } from '../targets/ledger.server';
 import { readBackfillPauseState } from './backfill-control.server';
-import type { DriveSession } from './drive-run.server';
+import { cancelledNow, type DriveSession } from './drive-run.server';
 
 export interface StepsRun {
   ok: boolean;
@@ -72,6 +72,9 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
     if (options.ledger === 'rollback' && outcome === 'rolled_back') await clearBackfillProgress(target, run.planId);
     await writeLedgerRow(target, ledgerRow(outcome));
   };
+  // A ledger row written on the run's session after statements committed records what is already
+  // true: a cancel signal landing on it (57014) must not leave the target's ledger silent.
+  const writeLedgerAfterCommit = (outcome: LedgerRowToWrite['outcome']) => retryIfCancelled(() => writeLedger(client, outcome));
   const failed = (failure: StepFailure, cancelledBy: string | undefined, ledgerWritten: StepsRun['ledgerWritten']): StepsRun => ({
     ok: false,
     steps: summaries,
@@ -93,12 +96,14 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
     };
     const prepared = await prepareStep(spec);
     const statementCount = prepared.ok ? prepared.statements.length : 0;
-    if (session.cancelledBy && options.mode === 'own') {
+    // A cancel recorded before the step begins (here or from another process) stops it from beginning.
+    if (await cancelledNow(session)) {
       const failure: StepFailure = { stepId: step.id, statementIndex: -1, line: 0, message: `cancelled by ${session.cancelledBy} before step ${step.id} started`, blockers: [], cancelled: true };
       await session.log({ type: 'step.failed', payload: { stepId: step.id, failure, cancelledBy: session.cancelledBy } });
       return failed(failure, session.cancelledBy, null);
     }
     const retries = step.retries ?? thawed.plan.retries;
+    session.backends.set(session.backendPid, { waitingFor: `step ${step.id}`, lockTimeoutMs: step.lock_timeout });
     await session.log({
       type: 'step.started',
       payload: {
@@ -116,7 +121,7 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
     });
     const writesLedgerInTransaction = ownsLedger && last && step.transactional;
     if (options.ledger === 'apply' && ownsLedger && kind.partialLedgerFirst) {
-      await writeLedgerRow(client, ledgerRow('partial'));
+      await retryIfCancelled(() => writeLedgerRow(client, ledgerRow('partial')));
       await session.log({ type: 'ledger.checkpoint', payload: { stepId: step.id, outcome: 'partial', stepsCompleted: progress.map((entry) => entry.stepId) } });
     }
     const outcome: KindOutcome = await kind.run({
@@ -191,7 +196,7 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
     if (ok) {
       let ledgerWritten: StepsRun['ledgerWritten'] = null;
       if (ownsLedger && last) {
-        if (!step.transactional) await writeLedger(client, successOutcome);
+        if (!step.transactional) await writeLedgerAfterCommit(successOutcome);
         ledgerWritten = successOutcome;
       }
       await session.log({ type: 'step.completed', payload: summary });
@@ -202,6 +207,8 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
     const raw = outcome.failure!;
     let cancelledBy = raw.cancelled ? (session.cancelledBy ?? (await session.cancelRequester())) : undefined;
     if (!cancelledBy && raw.sqlstate === '57014') cancelledBy = await session.cancelRequester();
+    // A cancel from another process reached the statement before this process's poll saw it: nothing more starts either.
+    if (cancelledBy && !session.cancelledBy) session.cancelledBy = cancelledBy;
     const failure: StepFailure = {
       stepId: step.id,
       statementIndex: raw.statementIndex,
@@ -210,7 +217,8 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
       message: raw.message,
       ...(raw.detail ? { detail: raw.detail } : {}),
       ...(raw.hint ? { hint: raw.hint } : {}),
-      blockers: raw.blockers,
+      // The statement's own sample, else what the lock-wait watcher last saw blocking this step.
+      blockers: raw.blockers.length > 0 ? raw.blockers : (session.lastBlockers.get(`step ${step.id}`) ?? []),
       cancelled: cancelledBy !== undefined,
     };
     await session.log({
@@ -239,7 +247,7 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
     let ledgerWritten: StepsRun['ledgerWritten'] = null;
     if (ownsLedger && progress.length > 0) {
       const row = ledgerRow('partial');
-      const written = await (outcome.connectionBroken ? writeLedgerRowWithPool(pool, row) : writeLedgerRow(client, row)).then(
+      const written = await (outcome.connectionBroken ? writeLedgerRowWithPool(pool, row) : retryIfCancelled(() => writeLedgerRow(client, row))).then(
         () => true,
         (error: Error) => session.log({ type: 'ledger.write_failed', payload: { outcome: 'partial', message: error.message } }).then(() => false),
       );
@@ -248,4 +256,15 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
     return failed(failure, cancelledBy, ledgerWritten);
   }
   return { ok: true, steps: summaries, ledgerWritten: null };
+}
+
+/** Runs `write` again (up to 3 times) when a cancel signal cancelled it (57014). */
+async function retryIfCancelled(write: () => Promise<void>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write();
+    } catch (error) {
+      if ((error as { code?: string }).code !== '57014' || attempt >= 3) throw error;
+    }
+  }
 }

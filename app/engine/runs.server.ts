@@ -9,7 +9,7 @@ import { recordAudit } from '../audit/audit-log.server';
 import { roleCan, type Permission } from '../accounts/permissions';
 import { requireValidPlan } from '../checks/plan-checks.server';
 import { jsonSafe } from '../checks/evaluate-expectation';
-import { readRunCheckResults, recordCheckResults, runChecks, type CheckResult } from '../checks/run-checks.server';
+import { checkTargetOf, readRunCheckResults, recordCheckResults, runChecks, type CheckResult } from '../checks/run-checks.server';
 import { checksOfPhase, type CheckPhase } from '../plans/plan-schema';
 import type { PayloadOf, RunEvent } from '../runs/run-events';
 import { appendRunEvent, assertRunId, inStoreTransaction, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
@@ -59,10 +59,20 @@ const WORKING_RUN_LOOKBACK = 20;
 export async function workingRunFor(deps: Pick<EngineDeps, 'store'>, input: { planId: string; target: string; kind: RunKind; checksum: string }): Promise<WorkingRunChoice<RunRecord>> {
   const runs = await findRuns(deps.store.pool, { planId: input.planId, target: input.target, kind: input.kind, limit: WORKING_RUN_LOOKBACK });
   return pickWorkingRun(
-    runs.map((run) => ({ ...run, partlyApplied: run.outcome?.ledger?.written === 'partial' })),
+    runs.map((run) => ({ ...run, changedTarget: changedTarget(run) })),
     input.kind,
     input.checksum,
   );
+}
+
+/**
+ * Whether any of the run's apply committed on its target: it wrote a ledger row (applied, or
+ * partial when a non-transactional step committed before a failure or cancel), or the target's
+ * ledger held a row of it when it was found interrupted.
+ */
+export function changedTarget(run: Pick<RunRecord, 'outcome'>): boolean {
+  const written = run.outcome?.ledger?.written;
+  return written === 'applied' || written === 'partial' || (run.outcome?.interrupted?.ledgerRows ?? []).length > 0;
 }
 
 /**
@@ -198,7 +208,7 @@ export async function runRunChecks(deps: EngineDeps, input: { runId: string; pha
   const results = await runChecks({
     checks: checksOfPhase(thawed.plan, input.phase),
     sqlOf: thawed.sqlOf,
-    target: { name: target.name, pool, apiUrl: target.apiUrl, apiToken: target.apiToken },
+    target: checkTargetOf(target, { pool }, thawed.plan),
     phase: input.phase,
   });
   await recordRunChecks(deps, run, thawed, { phase: input.phase, results, actor: input.actor });

@@ -34,6 +34,20 @@ export async function openTargetClient(target: Target, runId: string): Promise<p
   return client;
 }
 
+/** How many checks of one run run at once on its target (runChecks' concurrency). */
+const RUN_POOL_SIZE = 4;
+
+/**
+ * The run's own pool on its target: its checks and ledger reads carry the run's application name
+ * too, so a cancel finds every backend the run uses (pg_stat_activity), not only the step session.
+ */
+export function openRunPool(target: Target, runId: string): pg.Pool {
+  const pool = new pg.Pool({ ...targetPoolConfig(target.url, { applicationName: runApplicationName(runId) }), max: RUN_POOL_SIZE });
+  // A backend terminated by a cancel's escalation: the check that used it reports the error.
+  pool.on('error', () => {});
+  return pool;
+}
+
 /** The target's facts; a read-only replica or a transaction-mode pooler is refused before anything is claimed. */
 export async function requireWritableTarget(deps: Pick<EngineDeps, 'targets'>, target: Target): Promise<TargetFacts> {
   let facts: TargetFacts;

@@ -3,24 +3,12 @@
  * Every type of a plan comes from this schema (z.infer); nothing else describes the format.
  */
 import { z } from 'zod';
+import { DurationSchema } from '../runtime/duration';
 
 const Identifier = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]*$/, 'use lower-case letters, digits, "-" and "_" (e.g. "column-absent")');
 
-/** "30s", "5m", "1h", "250ms", or a number of seconds. Normalised to milliseconds. */
-export const DurationSchema = z
-  .union([z.number().nonnegative(), z.string()])
-  .transform((value, ctx) => {
-    if (typeof value === 'number') return Math.round(value * 1000);
-    const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)$/.exec(value.trim());
-    if (!match) {
-      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration: write e.g. "250ms", "30s", "5m" or "1h"` });
-      return z.NEVER;
-    }
-    const factor = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'm' | 'min' | 'h'];
-    return Math.round(Number(match[1]) * factor);
-  });
 
 const ScalarSchema = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
@@ -63,6 +51,8 @@ const CheckBase = {
   description: z.string().optional(),
   /** Read-only statement_timeout for this check. */
   timeout: DurationSchema.default(10_000),
+  /** How long the check waits for a lock before failing (55P03); unset: the plan's check_lock_timeout, else the target's, else 5 s. */
+  lock_timeout: DurationSchema.optional(),
 };
 
 /** Either inline `sql` or a `file` next to plan.yaml, not both. */
@@ -231,6 +221,8 @@ export const PlanSchema = z
     snapshot: z.array(CheckSchema).default([]),
     /** Retries after a lock_timeout (55P03) for every step that does not say otherwise. */
     retries: Retries.default(0),
+    /** lock_timeout of every check that does not set its own; unset: the target's (runsheet.config.ts), else 5 s. */
+    check_lock_timeout: DurationSchema.optional(),
     apply: z.array(StepSchema).min(1, 'a plan applies at least one step'),
     verification: z.array(CheckSchema).default([]),
     post_execution: z

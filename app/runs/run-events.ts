@@ -87,6 +87,8 @@ const DriveStartedPayload = z.object({
 const DriveFinishedPayload = z.object({ state: RunStateSchema, outcome: RunOutcomeSchema });
 
 const StepRef = { stepId: z.string() };
+/** A session of the run waiting for a lock: its backend, what it runs (a step or a check) and in which phase. */
+const WaitRef = { pid: z.number(), waitingFor: z.string(), phase: z.string().nullable() };
 
 // ---------------------------------------------------------------------------------------------
 // The union
@@ -122,7 +124,7 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
   event('execute.refused', z.object(RefusalPayload)),
   event('rehearse.refused', z.object(RefusalPayload)),
   event('rollback.refused', z.object(RefusalPayload)),
-  event('cancel.requested', z.object({ state: RunStateSchema, targetBackendPid: z.number().nullable() })),
+  event('cancel.requested', z.object({ state: RunStateSchema, targetBackendPid: z.number().nullable(), reason: z.string().optional() })),
   event('cancel.refused', z.object({ reason: z.string() })),
   event(
     'run.interrupted',
@@ -146,6 +148,13 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
   event('rehearse.finished', DriveFinishedPayload),
   event('lock.held', z.object({ holders: z.array(LockHolderSchema) })),
   event('run.error', z.object({ message: z.string() })),
+  event(
+    'cancel.signalled',
+    z.object({ by: z.string(), signal: z.enum(['cancel', 'terminate']), pids: z.array(z.number()), note: z.string() }),
+  ),
+  event('wait.started', z.object({ ...WaitRef, waitEvent: z.string(), since: z.string(), relation: z.string().nullable(), query: z.string().nullable(), lockTimeoutMs: z.number().nullable(), blockers: z.array(BlockerSchema) })),
+  event('wait.changed', z.object({ ...WaitRef, blockers: z.array(BlockerSchema) })),
+  event('wait.ended', z.object({ ...WaitRef, waitedMs: z.number() })),
   event('phase.started', z.object({ phase: z.string(), plannedMs: z.number().nullable() })),
   event('phase.completed', z.object({ phase: z.string(), ok: z.boolean(), plannedMs: z.number().nullable(), actualMs: z.number(), overrunMs: z.number().optional() })),
   event(

@@ -3,6 +3,7 @@
  * from TARGET_<NAME>_URL so secrets stay out of the repository.
  */
 import { z } from 'zod';
+import { DurationSchema } from './duration';
 
 export const TargetRulesSchema = z
   .object({
@@ -17,6 +18,8 @@ export const TargetRulesSchema = z
     confirm_target_name: z.boolean().default(false),
     /** A plan with squawk errors is refused unless each finding is waived. */
     require_lint_clean: z.boolean().default(false),
+    /** lock_timeout of every check on this target whose plan and check do not set one ("5s"; default 5 s). */
+    check_lock_timeout: DurationSchema.optional(),
   })
   .strict();
 

@@ -19,9 +19,9 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import type { BatchedBackfillStep } from '../plans/plan-schema';
 import { ensureBackfillProgress } from '../targets/ledger.server';
+import { blockersInWords } from '../runtime/lock-wait-words';
+import { BlockerSampler } from '../targets/lock-waits.server';
 import {
-  BlockerSampler,
-  describeBlockers,
   type BlockerInfo,
   type ExecuteStepHooks,
   type ExecuteStepOptions,
@@ -473,7 +473,7 @@ class BackfillRun {
     const timeout = sqlstate === '55P03' ? 'lock_timeout' : sqlstate === '57014' && !cancelled && /statement timeout/i.test(message) ? 'statement_timeout' : undefined;
     let why = '';
     if (cancelled) why = ` (cancelled by ${cancelledBy})`;
-    else if (timeout === 'lock_timeout') why = ` (lock_timeout ${this.step.lock_timeout} ms per batch${blockers.length ? `; blocked by ${describeBlockers(blockers)}` : ''})`;
+    else if (timeout === 'lock_timeout') why = ` (lock_timeout ${this.step.lock_timeout} ms per batch${blockers.length ? `; blocked by ${blockersInWords(blockers)}` : ''})`;
     else if (timeout === 'statement_timeout') why = ` (statement_timeout ${this.step.statement_timeout} ms per batch: make batch_size smaller)`;
     const kept = `${this.cursor.batches} batch(es) had committed and stay committed; the next run resumes after key ${this.cursor.lastKey ?? '(none)'}`;
     return {

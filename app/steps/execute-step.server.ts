@@ -27,6 +27,8 @@ import { scanSync } from 'libpg-query';
 import type pg from 'pg';
 import type { Blocker } from '../../db/schema/run-outcome';
 import { findTransactionControl, splitSql, type SqlStatement } from '../sql/split-sql.server';
+import { blockersInWords } from '../runtime/lock-wait-words';
+import { BlockerSampler } from '../targets/lock-waits.server';
 
 export interface StepToRun {
   id: string;
@@ -163,11 +165,6 @@ export interface ExecuteStepOptions {
 
 export type PreparedStep = { ok: true; statements: SqlStatement[] } | { ok: false; errors: { line: number; message: string }[] };
 
-/** A statement running longer than this gets its blockers sampled. */
-const BLOCKER_SAMPLE_AFTER_MS = 200;
-const BLOCKER_SAMPLE_EVERY_MS = 100;
-/** How long the end of a statement waits for a blocker sample already in flight. */
-const BLOCKER_SAMPLE_GRACE_MS = 1_000;
 /** The server checks this often whether the client is still there, so a dead runner's DDL stops (PG ≥ 14). */
 const CONNECTION_CHECK_INTERVAL_MS = 2_000;
 const CANCEL_RETRY_EVERY_MS = 250;
@@ -650,7 +647,7 @@ class StepExecution {
     let why = '';
     if (cancelled) why = ' (cancelled by a person)';
     else if (timeout === 'statement_timeout') why = ` (the step's statement_timeout is ${this.step.statementTimeoutMs} ms)`;
-    else if (sqlstate === '55P03') why = ` (the step's lock_timeout is ${this.step.lockTimeoutMs} ms${extra.blockers.length ? `; blocked by ${describeBlockers(extra.blockers)}` : ''})`;
+    else if (sqlstate === '55P03') why = ` (the step's lock_timeout is ${this.step.lockTimeoutMs} ms${extra.blockers.length ? `; blocked by ${blockersInWords(extra.blockers)}` : ''})`;
     else if (sqlstate === '25001' && this.step.transactional) why = ' (this statement cannot run in a transaction: make the step non-transactional, transactional: false)';
     const code = sqlstate ? ` with SQLSTATE ${sqlstate}` : '';
     const note = !lost
@@ -713,117 +710,6 @@ class StepExecution {
       }
     }
   }
-}
-
-/**
- * Samples the sessions that block `pid` (pg_blocking_pids) while a statement runs: after the
- * error the blocker no longer shows there, so the latest sample taken while waiting is kept.
- */
-export class BlockerSampler {
-  private latest: BlockerInfo[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private pending: Promise<void> | undefined;
-  private stopped = false;
-
-  constructor(
-    private readonly pool: pg.Pool,
-    private readonly pid: number,
-  ) {
-    this.timer = setTimeout(this.sample, BLOCKER_SAMPLE_AFTER_MS);
-  }
-
-  private readonly sample = (): void => {
-    this.pending = this.pool
-      .query<BlockerRow>(BLOCKERS_SQL, [this.pid])
-      .then(({ rows }) => {
-        if (rows.length > 0) this.latest = rows.map(blockerInfo);
-      })
-      .catch(() => {})
-      .finally(() => {
-        this.pending = undefined;
-        if (!this.stopped) this.timer = setTimeout(this.sample, BLOCKER_SAMPLE_EVERY_MS);
-      });
-  };
-
-  async stop(): Promise<BlockerInfo[]> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    if (this.pending) await Promise.race([this.pending, sleep(BLOCKER_SAMPLE_GRACE_MS)]);
-    return this.latest;
-  }
-}
-
-interface BlockerRow {
-  pid: number;
-  usename: string | null;
-  application_name: string | null;
-  state: string | null;
-  query: string | null;
-  xact_start: Date | null;
-  wait_event: string | null;
-  lock_mode: string | null;
-  relation: string | null;
-}
-
-/** The blocker's locks on the same object the statement waits for (a soft blocker queued ahead shows "(waiting)"). */
-const BLOCKERS_SQL = `
-with waiting as (
-  select locktype, database, relation, page, tuple, virtualxid, transactionid, classid, objid, objsubid
-    from pg_locks
-   where pid = $1 and not granted
-)
-select b.pid,
-       a.usename,
-       a.application_name,
-       a.state,
-       left(a.query, 2000) as query,
-       a.xact_start,
-       a.wait_event_type || ':' || a.wait_event as wait_event,
-       (select string_agg(distinct l.mode || case when l.granted then '' else ' (waiting)' end, ', ')
-          from pg_locks l
-          join waiting w
-            on l.locktype = w.locktype
-           and l.database is not distinct from w.database
-           and l.relation is not distinct from w.relation
-           and l.page is not distinct from w.page
-           and l.tuple is not distinct from w.tuple
-           and l.virtualxid is not distinct from w.virtualxid
-           and l.transactionid is not distinct from w.transactionid
-           and l.classid is not distinct from w.classid
-           and l.objid is not distinct from w.objid
-           and l.objsubid is not distinct from w.objsubid
-         where l.pid = b.pid) as lock_mode,
-       (select string_agg(distinct w.relation::regclass::text, ', ') from waiting w where w.relation is not null) as relation
-  from (select distinct unnest(pg_blocking_pids($1)) as pid
-         -- pg_blocking_pids briefly takes every lock-manager partition: only ask while the statement waits for a lock.
-         where exists (select 1 from pg_stat_activity where pid = $1 and wait_event_type = 'Lock')) b
-  left join pg_stat_activity a on a.pid = b.pid
- order by b.pid`;
-
-function blockerInfo(row: BlockerRow): BlockerInfo {
-  return {
-    pid: Number(row.pid),
-    ...(row.usename ? { user: row.usename } : {}),
-    ...(row.application_name !== null ? { application: row.application_name } : {}),
-    ...(row.state ? { state: row.state } : {}),
-    ...(row.query ? { query: row.query } : {}),
-    ...(row.xact_start ? { xactStart: row.xact_start.toISOString() } : {}),
-    ...(row.wait_event ? { waitEvent: row.wait_event } : {}),
-    ...(row.lock_mode ? { lockMode: row.lock_mode } : {}),
-    ...(row.relation ? { relation: row.relation } : {}),
-  };
-}
-
-export function describeBlockers(blockers: BlockerInfo[]): string {
-  return blockers
-    .map((blocker) => {
-      if (blocker.pid === 0) return 'a prepared transaction';
-      const who = [blocker.application ? `application "${blocker.application}"` : '', blocker.user ? `user ${blocker.user}` : '', blocker.state ?? '']
-        .filter(Boolean)
-        .join(', ');
-      return `pid ${blocker.pid}${who ? ` (${who})` : ''}${blocker.lockMode ? ` holding ${blocker.lockMode}` : ''}`;
-    })
-    .join('; ');
 }
 
 /** The fields of pg's NoticeMessage that a notice keeps (pg does not export the type). */

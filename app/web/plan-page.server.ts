@@ -26,7 +26,7 @@ import type { TargetRules } from '../runtime/target-config';
 import { blocksLintGate, type LintFinding } from '../plans/lint-plan.server';
 import { lintWaiversFromEvents, waiverFor } from '../engine/lint-waivers.server';
 import { formatUtc } from '../runtime/format';
-import { cancelRun, executeRun, rehearseRun, rollbackRun } from '../engine/engine.server';
+import { cancelRequestedMessage, cancelRun, executeRun, rehearseRun, rollbackRun } from '../engine/engine.server';
 import { addNote, authorize, openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunFor, type RunDetail } from '../engine/runs.server';
 import { evaluateGates } from '../engine/gates.server';
 import { waiveLintFinding } from '../engine/waive-lint.server';
@@ -621,8 +621,7 @@ export async function performChecklistIntent(
       case 'cancel': {
         const [run] = (await findRuns(deps.store.pool, { ...scope, limit: 20 })).filter((candidate) => candidate.id === intent.runId);
         if (!run) return { kind: 'refused', status: 404, error: 'No such run of this plan on this target.' };
-        const { signalled } = await cancelRun(deps, { runId: run.id, actor });
-        return { kind: 'done', message: signalled ? 'Cancel requested: the running statement was signalled.' : 'Cancel requested: the run stops before its next statement.' };
+        return { kind: 'done', message: cancelRequestedMessage(await cancelRun(deps, { runId: run.id, actor })) };
       }
     }
   } catch (error) {

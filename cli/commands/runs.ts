@@ -10,11 +10,14 @@ import { roleCan, type Permission } from '../../app/accounts/permissions';
 import { requireValidPlan } from '../../app/checks/plan-checks.server';
 import type { CheckResult } from '../../app/checks/run-checks.server';
 import { type EngineActor, type EngineDeps, type Gate } from '../../app/engine/engine-deps.server';
-import { cancelRun, executeRun, rehearseRun, rollbackRun } from '../../app/engine/engine.server';
+import { cancelRequestedMessage, cancelRun, executeRun, rehearseRun, rollbackRun } from '../../app/engine/engine.server';
 import { pauseBackfill, resumeBackfill } from '../../app/engine/backfill-control.server';
 import { waiveLintFinding } from '../../app/engine/waive-lint.server';
-import { openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunFor } from '../../app/engine/runs.server';
+import { previewRollback, type RollbackPreview } from '../../app/engine/rollback-preview.server';
+import { getRun, openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunFor } from '../../app/engine/runs.server';
+import type { RunWait } from '../../app/engine/lock-wait-watch.server';
 import type { RunEvent } from '../../app/runs/run-events';
+import { blockersInWords, lockWaitInWords } from '../../app/runtime/lock-wait-words';
 import { findRuns, type RunRecord } from '../../app/runs/run-store.server';
 import { mayRollBackFrom } from '../../db/run-lifecycle';
 import type { Runtime } from '../../app/boot/runtime.server';
@@ -78,10 +81,38 @@ async function printReadiness(deps: EngineDeps, io: CliIo, runId: string): Promi
 
 const seconds = (ms: number | null | undefined) => (ms === null || ms === undefined ? '—' : `${(ms / 1000).toFixed(1)} s`);
 
+/** How often a lock wait still going on is shown again. */
+const WAIT_LINE_EVERY_MS = 2_000;
+
+/** Live output of a drive: its events as they are logged, and every lock wait (refreshed about every 2 s). */
+function drivePrinters(io: CliIo): { onEvent: (event: RunEvent) => void; onWaits: (waits: RunWait[]) => void } {
+  const shown = new Map<number, number>();
+  return {
+    onEvent: progressPrinter(io),
+    onWaits: (waits) => {
+      const now = Date.now();
+      for (const wait of waits) {
+        if (now - (shown.get(wait.pid) ?? 0) < WAIT_LINE_EVERY_MS) continue;
+        shown.set(wait.pid, now);
+        io.out(`  ⏳ ${lockWaitInWords(wait, Date.parse(wait.readAt))}`);
+      }
+    },
+  };
+}
+
 /** Live progress: phases, steps and failures as the engine logs them. */
 function progressPrinter(io: CliIo): (event: RunEvent) => void {
   return (event) => {
     switch (event.type) {
+      case 'wait.changed':
+        io.out(`  ⏳ ${event.payload.waitingFor}: now blocked by ${blockersInWords(event.payload.blockers, Date.parse(event.at))}`);
+        break;
+      case 'wait.ended':
+        io.out(`  ⏳ ${event.payload.waitingFor}: stopped waiting after ${seconds(event.payload.waitedMs)}`);
+        break;
+      case 'cancel.signalled':
+        io.out(`  ■ ${event.payload.signal === 'cancel' ? 'pg_cancel_backend' : 'pg_terminate_backend'} sent to ${event.payload.pids.length > 0 ? `pid ${event.payload.pids.join(', ')}` : 'no busy session'} (cancel by ${event.payload.by})`);
+        break;
       case 'phase.started':
         io.out(`▶ ${event.payload.phase} (planned ${seconds(event.payload.plannedMs)})`);
         break;
@@ -159,7 +190,7 @@ const runCommand: CliCommand = {
     const actor = await actorFor(deps, required(values, 'as', RUN_USAGE), 'execute', `${positionals[0]}@${target}`);
     {
       const run = await workingRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
-      const done = await executeRun(deps, { runId: run.id, actor, typedTargetName: values.confirm as string | undefined, onEvent: progressPrinter(io) });
+      const done = await executeRun(deps, { runId: run.id, actor, typedTargetName: values.confirm as string | undefined, ...drivePrinters(io) });
       printOutcome(io, done);
       return done.state === 'applied' && done.outcome?.verified === true ? EXIT.ok : EXIT.failed;
     }
@@ -180,14 +211,14 @@ const rehearseCommand: CliCommand = {
     const actor = await actorFor(deps, required(values, 'as', REHEARSE_USAGE), 'rehearse', `${positionals[0]}@${target}`);
     {
       const run = await workingRun(deps, io, { planId: positionals[0]!, target, kind: 'rehearsal', actor });
-      const done = await rehearseRun(deps, { runId: run.id, actor, onEvent: progressPrinter(io) });
+      const done = await rehearseRun(deps, { runId: run.id, actor, ...drivePrinters(io) });
       printOutcome(io, done);
       return done.state === 'rehearsed' ? EXIT.ok : EXIT.failed;
     }
   },
 };
 
-const ROLLBACK_USAGE = 'rollback <run-id | plan --target T> --as EMAIL';
+const ROLLBACK_USAGE = 'rollback <run-id | plan --target T> --as EMAIL [--confirm NAME]';
 const rollbackCommand: CliCommand = {
   name: 'rollback',
   summary: "Roll back a run (by id, or a plan's latest applied run on a target); exit 0 rolled back and verified",
@@ -195,7 +226,7 @@ const rollbackCommand: CliCommand = {
   needsRuntime: true,
   touchesRuns: true,
   async run(args, { io, runtime }) {
-    const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' } }, ROLLBACK_USAGE);
+    const { values, positionals } = parse(args, { target: { type: 'string' }, as: { type: 'string' }, confirm: { type: 'string' } }, ROLLBACK_USAGE);
     const deps = needRuntime(runtime);
     const actor = await actorFor(deps, required(values, 'as', ROLLBACK_USAGE), 'rollback', positionals[0]!);
     {
@@ -211,12 +242,24 @@ const rollbackCommand: CliCommand = {
         runId = working.id;
         io.out(`Rolling back run ${runId} (${working.state})`);
       }
-      const done = await rollbackRun(deps, { runId, actor, onEvent: progressPrinter(io) });
+      printRollbackPreview(io, await previewRollback(deps, await getRun(deps, runId)));
+      const done = await rollbackRun(deps, { runId, actor, typedTargetName: values.confirm as string | undefined, ...drivePrinters(io) });
       printOutcome(io, done);
       return done.state === 'rolled_back' ? EXIT.ok : EXIT.failed;
     }
   },
 };
+
+/** What the rollback runs and removes: the same as the dashboard's confirmation dialog. */
+function printRollbackPreview(io: CliIo, preview: RollbackPreview): void {
+  io.out(`The rollback of run ${preview.runId} on ${preview.target} runs:`);
+  for (const step of preview.steps) {
+    io.out(`  ${step.id} (${step.file}${step.transactional ? ', one transaction' : ', statement by statement'})`);
+    for (const statement of step.statements) io.out(`    line ${statement.line}: ${statement.sql.replace(/\s+/g, ' ').trim()}`);
+  }
+  if (preview.removes.length > 0) io.out(`and removes: ${preview.removes.join('; ')}`);
+  if (preview.confirmTargetName) io.out(`Target ${preview.target} asks for its name: --confirm ${preview.target}`);
+}
 
 const CANCEL_USAGE = 'cancel <run-id> --as EMAIL';
 const cancelCommand: CliCommand = {
@@ -230,8 +273,7 @@ const cancelCommand: CliCommand = {
     const deps = needRuntime(runtime);
     const actor = await actorFor(deps, required(values, 'as', CANCEL_USAGE), 'cancel', positionals[0]!);
     {
-      const { signalled } = await cancelRun(deps, { runId: positionals[0]!, actor });
-      io.out(`Cancel requested for run ${positionals[0]}${signalled ? ': its running statement was cancelled' : ': no statement was running; it stops before the next one'}.`);
+      io.out(`Run ${positionals[0]}: ${cancelRequestedMessage(await cancelRun(deps, { runId: positionals[0]!, actor }))}`);
       return EXIT.ok;
     }
   },

@@ -13,6 +13,8 @@ export const RunStateSchema = z.enum(RUN_STATES);
 /** A session that blocked a statement, as pg_blocking_pids() and pg_stat_activity showed it. */
 export const BlockerSchema = z.object({
   pid: z.number(),
+  /** false: the role may not see this session's details (pg_stat_activity shows <insufficient privilege>). */
+  visible: z.boolean().optional(),
   user: z.string().nullish(),
   application: z.string().nullish(),
   state: z.string().nullish(),
@@ -56,6 +58,25 @@ export const StepFailureSchema = z.object({
 });
 export type StepFailure = z.infer<typeof StepFailureSchema>;
 
+/**
+ * Where a drive stopped before its end: the phase, the step or check, the statement's line, and
+ * why (the error with SQLSTATE, DETAIL and HINT, the sessions that blocked it, or who cancelled).
+ * The report's failure summary reads this.
+ */
+export const RunStopSchema = z.object({
+  phase: z.string(),
+  stepId: z.string().optional(),
+  checkId: z.string().optional(),
+  line: z.number().optional(),
+  sqlstate: z.string().optional(),
+  message: z.string(),
+  detail: z.string().optional(),
+  hint: z.string().optional(),
+  blockers: z.array(BlockerSchema),
+  cancelledBy: z.string().optional(),
+});
+export type RunStop = z.infer<typeof RunStopSchema>;
+
 export const PhaseTimingSchema = z.object({
   phase: z.string(),
   plannedMs: z.number().nullable(),
@@ -82,6 +103,8 @@ export const RunOutcomeSchema = z.object({
   phases: z.array(PhaseTimingSchema).optional(),
   steps: z.array(StepSummarySchema).optional(),
   failure: StepFailureSchema.optional(),
+  /** Where the apply (or rehearsal) stopped, when it did not run to its end. */
+  stoppedAt: RunStopSchema.optional(),
   /** A lock timeout (55P03): nothing changed; retry under a new run at a quieter moment. */
   retryable: z.boolean().optional(),
   cancelledBy: z.string().optional(),
@@ -107,6 +130,7 @@ export const RunOutcomeSchema = z.object({
       result: RunStateSchema,
       steps: z.array(StepSummarySchema),
       failure: StepFailureSchema.optional(),
+      stoppedAt: RunStopSchema.optional(),
       cancelledBy: z.string().optional(),
       retryable: z.boolean().optional(),
       verification: ChecksSummarySchema.optional(),

@@ -6,7 +6,6 @@
  * so a batch applied twice or skipped shows. A lock timeout (55P03) is retried with the blockers
  * in the run log ('step.retry'), for a sql step and for a backfill batch.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +17,7 @@ import { runApplicationName } from '../../app/engine/target-session.server';
 import { readRunEvents } from '../../app/runs/run-log.server';
 import { eventsOf as eventsOfType, type RunEvent, type RunEventOf, type RunEventType } from '../../app/runs/run-events';
 import { readBackfillProgress } from '../../app/targets/ledger.server';
-import { ENGINEER, ledgerRows, ROOT, startEngineHarness, TPM, waitFor, type EngineHarness } from './engine-harness';
+import { ENGINEER, ledgerRows, ROOT, startEngineHarness, startEngineWorker as startWorker, TPM, waitFor, type EngineHarness } from './engine-harness';
 import type { WorkerJob } from './engine-worker';
 
 /** The plan's open run on a target, or a new attempt after the last one ended (as the plan page's "new attempt"). */
@@ -167,14 +166,14 @@ describe('a batched backfill', () => {
     await expectEveryRowUpdatedOnce('killed');
   });
 
-  it('cancelled mid-way: the run fails with a partial ledger row naming the last key, and a new run finishes it exactly once', async () => {
+  it('cancelled mid-way: the run ends cancelled with a partial ledger row naming the last key, and a new run finishes it exactly once', async () => {
     await createCounterTable('cancelled');
     const first = await readyRun('cancelled');
     const driving = executeRun(harness.deps, { runId: first, actor: ENGINEER });
     await waitFor('a few batches', async () => (await rowsDone('cancelled')) >= 400);
     await cancelRun(harness.deps, { runId: first, actor: ENGINEER });
-    const failed = await driving;
-    expect(failed).toMatchObject({ state: 'failed', outcome: { cancelledBy: ENGINEER.email, ledger: { written: 'partial' } } });
+    const cancelled = await driving;
+    expect(cancelled).toMatchObject({ state: 'cancelled', outcome: { cancelledBy: ENGINEER.email, ledger: { written: 'partial' } } });
     const progress = (await readBackfillProgress(pool('cancelled'), PLAN))[0]!;
     // Two rows of the run: the checkpoint written before the backfill began (nothing done yet), then the failure's.
     const [checkpoint, ledger] = await ledgerRows(pool('cancelled'));
@@ -201,7 +200,7 @@ describe('a batched backfill', () => {
     const driving = executeRun(harness.deps, { runId: first, actor: ENGINEER });
     await waitFor('a few batches', async () => (await rowsDone('recreated')) >= 400);
     await cancelRun(harness.deps, { runId: first, actor: ENGINEER });
-    expect((await driving).state).toBe('failed');
+    expect((await driving).state).toBe('cancelled');
 
     await pool('recreated').query('drop table public.bf_t; drop function public.bf_t_count_update()');
     await createCounterTable('recreated');
@@ -261,16 +260,3 @@ describe('lock timeout retries of a sql step', () => {
   });
 });
 
-function startWorker(job: WorkerJob): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'tests/integration/engine-worker.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, ENGINE_WORKER: JSON.stringify(job) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk) => (stdout += chunk));
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-  return { child, done };
-}

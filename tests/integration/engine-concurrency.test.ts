@@ -5,14 +5,13 @@
  * Every other attempt is refused with a reason, and the target's ledger holds exactly one row.
  * And two processes opening the working run of one plan at the same instant get one draft.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executeRun } from '../../app/engine/engine.server';
 import { openWorkingRun } from '../../app/engine/runs.server';
-import { ENGINE_PLANS, ENGINEER, ledgerRows, ROOT, startEngineHarness, type EngineHarness } from './engine-harness';
+import { ENGINE_PLANS, ENGINEER, ledgerRows, startEngineHarness, startEngineWorker, type EngineHarness } from './engine-harness';
 import type { WorkerJob } from './engine-worker';
 
 /** The plan's open run on a target, or a new attempt after the last one ended (as the plan page's "new attempt"). */
@@ -143,25 +142,12 @@ interface WorkerOutput {
   opened?: { runId?: string; opened?: boolean; error?: string }[];
 }
 
-function runWorker(job: WorkerJob): Promise<WorkerOutput> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'tests/integration/engine-worker.ts')], {
-      cwd: ROOT,
-      env: { ...process.env, ENGINE_WORKER: JSON.stringify(job) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`worker exited ${code}: ${stderr}`));
-      try {
-        resolve(JSON.parse(stdout.trim().split('\n').at(-1)!) as WorkerOutput);
-      } catch {
-        reject(new Error(`worker printed no result: ${stdout}\n${stderr}`));
-      }
-    });
-  });
+async function runWorker(job: WorkerJob): Promise<WorkerOutput> {
+  const { code, stdout, stderr } = await startEngineWorker(job).done;
+  if (code !== 0) throw new Error(`worker exited ${code}: ${stderr}`);
+  try {
+    return JSON.parse(stdout.trim().split('\n').at(-1)!) as WorkerOutput;
+  } catch {
+    throw new Error(`worker printed no result: ${stdout}\n${stderr}`);
+  }
 }

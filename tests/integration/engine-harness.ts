@@ -2,6 +2,7 @@
  * Test support for the engine tests: a migrated store, target databases (optionally filled with
  * the sandbox), EngineDeps over them, and the actors. Real PostgreSQL throughout.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
 import type { EngineActor, EngineDeps } from '../../app/engine/engine-deps.server';
@@ -12,6 +13,7 @@ import { TargetRulesSchema } from '../../app/runtime/target-config';
 import { createTargetRegistry } from '../../app/targets/target-registry.server';
 import type { Target } from '../../app/targets/targets.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
+import type { WorkerJob } from './engine-worker';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const ENGINE_PLANS = path.join(ROOT, 'tests/fixtures/plans-engine');
@@ -110,4 +112,19 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
+}
+
+/** Another Runsheet process (engine-worker.ts) running `job`: its exit code and output when done. */
+export function startEngineWorker(job: WorkerJob): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'tests/integration/engine-worker.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, ENGINE_WORKER: JSON.stringify(job) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+  return { child, done };
 }

@@ -215,7 +215,7 @@ describe('rollback of a partly applied plan 008 online', () => {
       await holder.query('rollback').catch(() => {});
       await holder.end();
     }
-    expect(failed).toMatchObject({ state: 'failed', outcome: { cancelledBy: ENGINEER.email, ledger: { written: 'partial' } } });
+    expect(failed).toMatchObject({ state: 'cancelled', outcome: { cancelledBy: ENGINEER.email, ledger: { written: 'partial' } } });
     const partial = (await ledgerRows(pool('partial'))).at(-1);
     expect(partial).toMatchObject({ run_id: runId, action: 'apply', outcome: 'partial' });
     expect((partial!.steps_completed as { stepId: string; complete: boolean }[]).map((step) => [step.stepId, step.complete])).toEqual([

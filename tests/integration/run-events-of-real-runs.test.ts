@@ -92,7 +92,7 @@ describe('the events of real runs, read through the run-event union', () => {
     expect(report).toMatchObject({ verdict: 'interrupted' });
 
     const types = await checkEveryEvent(fixtures);
-    for (const type of ['cancel.requested', 'step.failed', 'execute.finished', 'rollback.started', 'run.interrupted']) expect(types, `no ${type}`).toContain(type);
+    for (const type of ['cancel.requested', 'cancel.signalled', 'step.failed', 'execute.finished', 'rollback.started', 'run.interrupted']) expect(types, `no ${type}`).toContain(type);
     // Every type a test here wrote is one the union knows (the check above parsed each), and the union knows more.
     expect(RUN_EVENT_TYPES.length).toBeGreaterThan(types.size);
   });

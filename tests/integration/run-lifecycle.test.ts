@@ -111,7 +111,7 @@ describe('one open run per plan, target and kind', () => {
 });
 
 describe('the working run (pickWorkingRun), the one rule both front ends use', () => {
-  const run = (state: RunState, checksum = 'now', partlyApplied = false) => ({ kind: 'execute' as const, state, planChecksum: checksum, partlyApplied, name: `${state}@${checksum}` });
+  const run = (state: RunState, checksum = 'now', changedTarget = false) => ({ kind: 'execute' as const, state, planChecksum: checksum, changedTarget, name: `${state}@${checksum}` });
 
   it('is the open run at the current checksum; an open run of an older checksum is stale', () => {
     expect(pickWorkingRun([run('ready'), run('rolled_back')], 'execute', 'now')).toMatchObject({ working: { name: 'ready@now' }, previous: { name: 'rolled_back@now' } });
@@ -119,9 +119,14 @@ describe('the working run (pickWorkingRun), the one rule both front ends use', (
   });
 
   it('is a run that still waits on a person; a run that is over is only history', () => {
-    for (const state of ['applying', 'applied', 'interrupted', 'rollback_failed'] as RunState[]) expect(pickWorkingRun([run(state)], 'execute', 'now').working?.state).toBe(state);
-    expect(pickWorkingRun([run('failed', 'now', true)], 'execute', 'now').working?.state).toBe('failed');
-    for (const state of ['failed', 'rolled_back', 'superseded'] as RunState[]) expect(pickWorkingRun([run(state)], 'execute', 'now').working).toBeUndefined();
+    for (const state of ['applying', 'applied', 'rollback_failed'] as RunState[]) expect(pickWorkingRun([run(state)], 'execute', 'now').working?.state).toBe(state);
+    // Failed, cancelled or interrupted: waits on a person only when part of the apply committed (something to roll back).
+    for (const state of ['failed', 'cancelled', 'interrupted'] as RunState[]) {
+      expect(pickWorkingRun([run(state, 'now', true)], 'execute', 'now').working?.state).toBe(state);
+      expect(pickWorkingRun([run(state)], 'execute', 'now')).toMatchObject({ previous: { state } });
+      expect(pickWorkingRun([run(state)], 'execute', 'now').working).toBeUndefined();
+    }
+    for (const state of ['rolled_back', 'superseded'] as RunState[]) expect(pickWorkingRun([run(state)], 'execute', 'now').working).toBeUndefined();
   });
 
   it('for a rehearsal, nothing waits on a person: a finished rehearsal is history', () => {

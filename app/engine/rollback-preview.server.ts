@@ -1,0 +1,57 @@
+/**
+ * What a rollback of a run would do, shown before anyone confirms it (the plan page's dialog and
+ * `runsheet rollback`): the rollback steps' statements from the run's frozen plan, the objects of
+ * the plan's `objects` section it removes, whether the rollback gate accepts the run now, and
+ * whether the target wants its name typed (confirm_target_name).
+ */
+import { splitSql } from '../sql/split-sql.server';
+import type { PlanObjects } from '../plans/plan-schema';
+import type { RunRecord } from '../runs/run-store.server';
+import type { EngineDeps, Gate } from './engine-deps.server';
+import { rollbackGate } from './engine.server';
+import { thawPlan } from './frozen-plan.server';
+import { stepKindOf } from '../steps/step-kinds.server';
+
+export interface RollbackPreview {
+  runId: string;
+  target: string;
+  /** The target's name must be typed to confirm (confirm_target_name). */
+  confirmTargetName: boolean;
+  gate: Gate;
+  steps: { id: string; title: string; file: string; transactional: boolean; statements: { line: number; sql: string }[] }[];
+  /** The plan's objects the rollback removes, in words ("column platform.users.active_org_id"). */
+  removes: string[];
+}
+
+export function objectsInWords(objects: PlanObjects): string[] {
+  return [
+    ...objects.columns.map((column) => `column ${column.schema}.${column.table}.${column.column}`),
+    ...objects.constraints.map((constraint) => `constraint ${constraint.name} on ${constraint.schema}.${constraint.table}`),
+    ...objects.indexes.map((index) => `index ${index.schema}.${index.name}`),
+    ...objects.functions.map((fn) => `function ${fn.schema}.${fn.name}`),
+  ];
+}
+
+export async function previewRollback(deps: Pick<EngineDeps, 'targets'>, run: RunRecord): Promise<RollbackPreview> {
+  const thawed = thawPlan(run.frozenPlan);
+  const steps = [];
+  for (const step of thawed.plan.rollback.steps) {
+    const sql = await stepKindOf(step).sqlToRun(step, thawed.stepSql(step));
+    const split = await splitSql(sql);
+    steps.push({
+      id: step.id,
+      title: step.title,
+      file: step.file,
+      transactional: step.transactional,
+      statements: split.ok ? split.statements.map((statement) => ({ line: statement.startLine, sql: statement.sql })) : [{ line: 0, sql }],
+    });
+  }
+  return {
+    runId: run.id,
+    target: run.target,
+    confirmTargetName: deps.targets.get(run.target).rules.confirm_target_name,
+    gate: await rollbackGate(deps, run),
+    steps,
+    removes: objectsInWords(thawed.plan.objects),
+  };
+}
