@@ -66,6 +66,20 @@ export const RUN_TRANSITIONS: { readonly [From in RunState]: readonly RunState[]
   rehearsal_failed: [],
 };
 
+/** A phase of a drive, as the live view and the report both show it. */
+export type PhaseStatus = 'running' | 'done' | 'failed' | 'stopped';
+
+/**
+ * A phase's outcome from the run's events, one rule for every page: completed and ok is done,
+ * completed and not ok is failed (never "Done"); never completed is running while its drive is
+ * on, failed when the drive finished without completing it, and stopped when the drive was
+ * interrupted (its process died).
+ */
+export function phaseStatusOf(phase: { completed: boolean; ok?: boolean }, drive: 'on' | 'finished' | 'interrupted'): PhaseStatus {
+  if (phase.completed) return phase.ok === false ? 'failed' : 'done';
+  return drive === 'on' ? 'running' : drive === 'finished' ? 'failed' : 'stopped';
+}
+
 const within = <S extends RunState>(states: readonly S[]) => (state: RunState): state is S => (states as readonly RunState[]).includes(state);
 
 export const isPreparingState = within(PREPARING_STATES);

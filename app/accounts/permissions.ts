@@ -113,6 +113,7 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
     actions: {
       tick: 'tick',
       'tick-criterion': 'tick',
+      'new-attempt': 'tick',
       'run-checks': 'run-checks',
       'refresh-facts': 'run-checks',
       'sign-off': 'sign-off',

@@ -6,6 +6,8 @@ export interface TimelinePhase {
   plannedMs: number | null;
   actualMs: number | null;
   incomplete: boolean;
+  /** db/run-lifecycle.ts phaseStatusOf: failed and stopped phases are drawn red, never as done. */
+  status?: 'running' | 'done' | 'failed' | 'stopped';
 }
 
 const PHASE_LABELS: Record<string, string> = {
@@ -54,8 +56,10 @@ function layout(phases: readonly TimelinePhase[]): { rows: Laid[]; spanMs: numbe
   return { rows, spanMs };
 }
 
+const failedRow = (row: Laid) => row.phase.incomplete || row.phase.status === 'failed' || row.phase.status === 'stopped';
+
 function describe(row: Laid): string {
-  const took = row.phase.incomplete ? `ran ${formatDuration(row.actualMs)} and did not complete` : `took ${formatDuration(row.actualMs)}`;
+  const took = row.phase.incomplete ? `ran ${formatDuration(row.actualMs)} and did not complete` : row.phase.status === 'failed' ? `failed after ${formatDuration(row.actualMs)}` : `took ${formatDuration(row.actualMs)}`;
   if (row.plannedMs === null) return `${phaseLabel(row.phase.phase)} ${took}, no estimate.`;
   const delta = row.actualMs - row.plannedMs;
   const verdict = delta > 0 ? `${formatDuration(delta)} over` : `${formatDuration(-delta)} under`;
@@ -89,7 +93,7 @@ export function PhaseTimeline({ phases, id = 'phase-timeline' }: { phases: reado
         ))}
         {rows.map((row, index) => {
           const y = TOP + index * ROW_HEIGHT;
-          const fill = row.phase.incomplete ? '#dc2626' : row.over ? '#d97706' : '#059669';
+          const fill = failedRow(row) ? '#dc2626' : row.over ? '#d97706' : '#059669';
           return (
             <g key={`${row.phase.phase}-${index}`}>
               <text x={0} y={y + 21} fontSize={13} fill="#0f172a">
@@ -111,7 +115,7 @@ export function PhaseTimeline({ phases, id = 'phase-timeline' }: { phases: reado
               <text x={WIDTH} y={y + 21} fontSize={12} fill="#334155" textAnchor="end">
                 {formatDuration(row.actualMs)}
                 {row.plannedMs !== null ? ` / ${formatDuration(row.plannedMs)}` : ''}
-                {row.phase.incomplete ? ' ✕' : row.over ? ' !' : ''}
+                {failedRow(row) ? ' ✕' : row.over ? ' !' : ''}
               </text>
             </g>
           );
@@ -128,7 +132,7 @@ export function PhaseTimeline({ phases, id = 'phase-timeline' }: { phases: reado
           <span aria-hidden="true" className="inline-block h-2.5 w-5 bg-amber-600" /> over estimate (!)
         </span>
         <span className="inline-flex items-center gap-1">
-          <span aria-hidden="true" className="inline-block h-2.5 w-5 bg-red-600" /> did not complete (✕)
+          <span aria-hidden="true" className="inline-block h-2.5 w-5 bg-red-600" /> failed or did not complete (✕)
         </span>
       </figcaption>
     </figure>

@@ -1,8 +1,9 @@
-import type { ReportCheck, ReportCheckRun, ReportIssue, ReportStatement, RunReport, SignatureVerdict, SnapshotRow } from '../runs/run-report';
+import type { FailureSummary, ReportAction, ReportCheck, ReportCheckRun, ReportIssue, ReportStatement, RunReport, SignatureVerdict, SnapshotRow } from '../runs/run-report';
 import { compactJson } from '../runs/run-report';
 import { describeExpectation } from '../checks/describe-expectation';
 import { formatDuration, formatUtc } from '../runtime/format';
 import { StatusBadge } from './status-badge';
+import { BlockersTable } from './blockers-table';
 
 /** Most rows a report section draws; the rest are in the event list and the downloads. */
 export const SECTION_ROW_LIMIT = 200;
@@ -285,6 +286,7 @@ const ISSUE_LABELS: Record<ReportIssue['kind'], string> = {
   cancel: 'Cancel',
   failure: 'Failure',
   state: 'State',
+  wait: 'Lock wait',
 };
 
 export function IssuesList({ issues }: { issues: ReportIssue[] }) {
@@ -297,7 +299,7 @@ export function IssuesList({ issues }: { issues: ReportIssue[] }) {
           <li key={`${issue.seq ?? 'outcome'}-${index}`} className="flex break-inside-avoid flex-wrap gap-x-3 gap-y-0.5 px-3 py-2">
             <span
               className={`w-16 shrink-0 font-semibold ${
-                issue.kind === 'note' ? 'text-ink' : issue.kind === 'cancel' || issue.kind === 'state' ? 'text-amber-900' : 'text-red-800'
+                issue.kind === 'note' ? 'text-ink' : issue.kind === 'cancel' || issue.kind === 'state' || issue.kind === 'wait' ? 'text-amber-900' : 'text-red-800'
               }`}
             >
               {ISSUE_LABELS[issue.kind]}
@@ -313,5 +315,63 @@ export function IssuesList({ issues }: { issues: ReportIssue[] }) {
       </ul>
       {issues.length > shown.length ? <p className="mt-1 text-xs text-ink-muted">{issues.length - shown.length} more in the event list below.</p> : null}
     </>
+  );
+}
+
+const ACTION_LABELS: Record<ReportAction['action'], string> = { execute: 'Apply', rollback: 'Rollback', rehearse: 'Rehearsal', cancel: 'Cancel' };
+
+/** Each action on the run with its own times: a rollback never stretches the apply's. */
+export function ActionsTable({ actions }: { actions: ReportAction[] }) {
+  return (
+    <ScrollTable label="Actions with their own times">
+      <table className="w-full text-left text-xs">
+        <caption className="sr-only">Actions on the run, each with its own start, end and duration</caption>
+        <thead className="bg-slate-50 uppercase tracking-wide text-ink-muted">
+          <tr>
+            <th scope="col" className="px-2 py-1.5">Action</th>
+            <th scope="col" className="px-2 py-1.5">By</th>
+            <th scope="col" className="px-2 py-1.5">Started</th>
+            <th scope="col" className="px-2 py-1.5">Ended</th>
+            <th scope="col" className="px-2 py-1.5 text-right">Duration</th>
+            <th scope="col" className="px-2 py-1.5">Outcome</th>
+          </tr>
+        </thead>
+        <tbody className="divide-y divide-slate-100">
+          {actions.map((action, index) => (
+            <tr key={`${action.action}-${index}`}>
+              <th scope="row" className="px-2 py-1.5 text-left font-medium">
+                {ACTION_LABELS[action.action]}
+              </th>
+              <td className="px-2 py-1.5">{action.actor}</td>
+              <td className="whitespace-nowrap px-2 py-1.5">{formatUtc(action.startedAt)}</td>
+              <td className="whitespace-nowrap px-2 py-1.5">{action.finishedAt ? formatUtc(action.finishedAt) : '—'}</td>
+              <td className="px-2 py-1.5 text-right tabular-nums">{action.durationMs !== null ? formatDuration(action.durationMs) : '—'}</td>
+              <td className="px-2 py-1.5">{action.state ? <StatusBadge status={action.state} /> : <StatusBadge status="running" />}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </ScrollTable>
+  );
+}
+
+/** The report opens with where and why the run stopped: phase, step or check, line, SQLSTATE, message, blockers. */
+export function FailureSummaryPanel({ summary }: { summary: FailureSummary }) {
+  return (
+    <section aria-label="Failure summary" className="mt-4 break-inside-avoid rounded border border-red-300 bg-red-50 p-3 text-sm text-red-950">
+      <h2 className="font-semibold">
+        {summary.cancelledBy ? `Cancelled by ${summary.cancelledBy}` : 'Failed'} in {summary.phase.replace(/_/g, ' ')}: {summary.what}
+        {summary.line ? `, line ${summary.line}` : ''}
+        {summary.sqlstate ? `, SQLSTATE ${summary.sqlstate}` : ''}
+      </h2>
+      <p className="mt-1 break-words font-mono text-xs">{summary.message}</p>
+      {summary.detail ? <p className="mt-1 text-xs">DETAIL: {summary.detail}</p> : null}
+      {summary.hint ? <p className="mt-1 text-xs">HINT: {summary.hint}</p> : null}
+      {summary.blockers.length > 0 ? (
+        <div className="mt-2 text-xs">
+          <BlockersTable blockers={summary.blockers} />
+        </div>
+      ) : null}
+    </section>
   );
 }

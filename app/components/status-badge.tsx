@@ -2,6 +2,8 @@
  * The one status component: every state Runsheet shows (a run's, a plan's on a target, a check's)
  * is drawn here, by colour AND by icon and word, so it reads without colour too.
  */
+import type { RunState } from '../../db/run-lifecycle';
+
 export type StatusTone = 'ok' | 'bad' | 'warn' | 'busy' | 'idle' | 'info';
 
 const STATUS: Record<string, { tone: StatusTone; label: string }> = {
@@ -18,6 +20,7 @@ const STATUS: Record<string, { tone: StatusTone; label: string }> = {
   applied: { tone: 'ok', label: 'Applied' },
   rolled_back: { tone: 'info', label: 'Rolled back' },
   drift: { tone: 'warn', label: 'Drift' },
+  partial: { tone: 'warn', label: 'Partly applied' },
   unknown: { tone: 'warn', label: 'Unknown' },
   invalid: { tone: 'bad', label: 'Invalid' },
   // a run's state
@@ -31,6 +34,7 @@ const STATUS: Record<string, { tone: StatusTone; label: string }> = {
   rehearsing: { tone: 'busy', label: 'Rehearsing' },
   rehearsed: { tone: 'ok', label: 'Rehearsed' },
   rehearsal_failed: { tone: 'bad', label: 'Rehearsal failed' },
+  superseded: { tone: 'idle', label: 'Superseded' },
   // facts
   present: { tone: 'ok', label: 'Present' },
   absent: { tone: 'idle', label: 'Absent' },
@@ -54,7 +58,7 @@ const STATUS: Record<string, { tone: StatusTone; label: string }> = {
   running: { tone: 'busy', label: 'Running' },
   over_estimate: { tone: 'warn', label: 'Over estimate' },
   cancelled: { tone: 'warn', label: 'Cancelled' },
-};
+} satisfies Record<RunState, { tone: StatusTone; label: string }> & Record<string, { tone: StatusTone; label: string }>;
 
 const TONE_CLASSES: Record<StatusTone, string> = {
   ok: 'bg-emerald-50 text-emerald-800 ring-emerald-600/30',

@@ -97,7 +97,8 @@ async function settleRun(deps: RecoveryDeps, run: RunRecord, staleAfterMs: numbe
     to: 'interrupted',
     reason: `the process driving it (${run.ownerProcess ?? 'unknown'}) stopped: heartbeat older than ${Math.round(staleAfterMs / 1000)} s and its target session is gone`,
     actor: 'system',
-    set: { finishedAt: 'now', outcome: { ...(run.outcome ?? {}), result: 'interrupted', interrupted } },
+    // An interrupted rollback keeps the apply's end as the run's finished_at: only the drive that stopped ends now.
+    set: { ...(run.state === 'rolling_back' ? {} : { finishedAt: 'now' as const }), outcome: { ...(run.outcome ?? {}), result: 'interrupted', interrupted } },
     events: [{ type: 'run.interrupted', payload: { ...interrupted, detail } }],
   });
   if (result.changed && deps.signingKeyPem) await signCheckpoint(deps.store.pool, run.id, deps.signingKeyPem).catch(() => {});

@@ -94,6 +94,8 @@ export interface DriveOptions {
   claimFrom: readonly RunState[];
   claimSet: Pick<RunColumns, 'startedAt' | 'executedBy'>;
   releaseSet: Pick<RunColumns, 'startedAt' | 'executedBy'>;
+  /** Whether this drive's end is the run's finished_at (execute, rehearse); a rollback keeps the apply's. */
+  setsFinishedAt: boolean;
   gates: Gate[];
   onEvent?: (event: LoggedRunEvent) => void;
   /** Called about once a second with the run's lock waits (the command line shows them live). */
@@ -285,7 +287,7 @@ async function finishDrive(deps: EngineDeps, options: DriveOptions, finish: Fini
     reason: finish.reason,
     actor: actor.email,
     role: actor.role,
-    set: { finishedAt: 'now', outcome: finish.outcome },
+    set: options.setsFinishedAt ? { finishedAt: 'now', outcome: finish.outcome } : { outcome: finish.outcome },
     events: [{ type: DRIVE_EVENTS[action].finished, payload: { state: finish.to, outcome: finish.outcome } }],
   });
   if (ended.changed) ended.events.forEach((event) => options.onEvent?.(event));

@@ -88,6 +88,7 @@ async function claimAndDrive(
     claimFrom: ['ready'],
     claimSet: { startedAt: 'now', executedBy: actor.email },
     releaseSet: { startedAt: null, executedBy: null },
+    setsFinishedAt: true,
     gates,
     onEvent: input.onEvent,
     onWaits: input.onWaits,
@@ -269,6 +270,7 @@ export async function rollbackRun(deps: EngineDeps, input: { runId: string; acto
     claimFrom: [run.state],
     claimSet: {},
     releaseSet: {},
+    setsFinishedAt: false,
     gates,
     onEvent: input.onEvent,
     onWaits: input.onWaits,
@@ -281,6 +283,8 @@ export async function rollbackRun(deps: EngineDeps, input: { runId: string; acto
           result: 'rollback_failed',
           steps: [],
           phases: session.phases,
+          by: session.actor.email,
+          finishedAt: new Date().toISOString(),
           error: message,
           stoppedAt: { phase: session.currentPhase ?? 'rollback', message: `the engine stopped: ${message}`, blockers: [] },
         },
@@ -322,11 +326,18 @@ export async function rollbackGate(deps: Pick<EngineDeps, 'targets'>, run: RunRe
   return gate(false, nothing[run.state as keyof typeof nothing] ?? 'the ledger has no row of this run: nothing to roll back');
 }
 
+/** The rollback drive: its own start, end and who, kept in outcome.rollback (never over the apply's times). */
 async function rollbackPhases(session: DriveSession): Promise<Finish> {
-  const { plan } = session.thawed;
   const previous = session.run.outcome ?? {};
-  const rollback: NonNullable<RunOutcome['rollback']> = { result: 'rollback_failed', steps: [], phases: session.phases };
+  const rollback: NonNullable<RunOutcome['rollback']> = { result: 'rollback_failed', steps: [], phases: session.phases, startedAt: new Date().toISOString(), by: session.actor.email };
   const outcome: RunOutcome = { ...previous, rollback };
+  const work = await rollbackWork(session, rollback, outcome);
+  rollback.finishedAt = new Date().toISOString();
+  return work;
+}
+
+async function rollbackWork(session: DriveSession, rollback: NonNullable<RunOutcome['rollback']>, outcome: RunOutcome): Promise<Finish> {
+  const { plan } = session.thawed;
   const cancelled = (stop: Pick<RunStop, 'phase' | 'message'> & Partial<RunStop>): Finish => {
     const by = session.cancelledBy!;
     rollback.cancelledBy = by;

@@ -5,10 +5,22 @@
  * of sessions blocking it changes, and when it ends (never every sample); the live view counts
  * the time left to lock_timeout from those events, and the command line gets every sample.
  */
+import type pg from 'pg';
 import type { Blocker } from '../../db/schema/index';
+import type { RunEventInput } from '../runs/run-events';
 import { readLockWaits, type LockWait } from '../targets/lock-waits.server';
-import type { DriveSession } from './drive-run.server';
 import { runApplicationName } from './target-session.server';
+
+/** What the watcher reads of a drive (drive-run.server.ts's DriveSession has all of it). */
+export interface WatchedDrive {
+  run: { id: string };
+  /** The target's shared pool: the watcher's reads are never cancelled with the run. */
+  pool: pg.Pool;
+  currentPhase: string | null;
+  backends: Map<number, { waitingFor: string; lockTimeoutMs: number | null }>;
+  lastBlockers: Map<string, Blocker[]>;
+  log(event: RunEventInput): Promise<unknown>;
+}
 
 const SAMPLE_EVERY_MS = 1_000;
 /** Shorter waits are normal lock traffic: not worth a line in the log. */
@@ -33,7 +45,7 @@ const blockerKeyOf = (blockers: Blocker[]) =>
     .join(',');
 
 /** Starts watching; the returned function stops it and logs the end of every wait still open. */
-export function watchLockWaits(session: DriveSession, options: { onWaits?: (waits: RunWait[]) => void; everyMs?: number } = {}): () => Promise<void> {
+export function watchLockWaits(session: WatchedDrive, options: { onWaits?: (waits: RunWait[]) => void; everyMs?: number } = {}): () => Promise<void> {
   const applicationName = runApplicationName(session.run.id);
   const open = new Map<number, OpenWait>();
   let stopped = false;

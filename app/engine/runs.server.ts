@@ -102,6 +102,7 @@ export async function openWorkingRun(
   if (working && isActiveState(working.state)) throw new RunsheetError('state', `Refused: run ${working.id} is ${working.state}; a new attempt starts once it ends.`);
   if (choice.stale) await supersede(deps, choice.stale, loaded.checksum);
 
+  const follows = working ?? choice.previous;
   const frozen = freezePlan(loaded);
   let runId: string;
   try {
@@ -112,7 +113,15 @@ export async function openWorkingRun(
         actor: actor.email,
         role: actor.role,
         type: 'run.created',
-        payload: { planId: loaded.id, checksum: loaded.checksum, target: target.name, kind: input.kind, files: loaded.files.map((file) => ({ path: file.path, sha256: file.sha256 })) },
+        payload: {
+          planId: loaded.id,
+          checksum: loaded.checksum,
+          target: target.name,
+          kind: input.kind,
+          files: loaded.files.map((file) => ({ path: file.path, sha256: file.sha256 })),
+          // A new attempt names the run it follows (an interrupted or failed one), so each links to the other.
+          ...(follows ? { follows: { runId: follows.id, state: follows.state } } : {}),
+        },
       });
       return id;
     });

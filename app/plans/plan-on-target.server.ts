@@ -7,12 +7,12 @@ import { latestCheckResults } from '../checks/run-checks.server';
 import type { CheckResultRow } from '../../db/schema/index';
 import { getCachedFacts } from '../targets/fact-cache.server';
 import { readPlanLedgerState, type PlanLedgerState } from '../targets/ledger.server';
-import { explainPlanStateOnTarget, type SchemaFacts } from '../targets/schema-facts.server';
+import type { SchemaFacts } from '../targets/schema-facts.server';
 import type { TargetFacts } from '../targets/target-facts.server';
 import type { Target } from '../targets/targets.server';
 import { withTimeout } from '../runtime/with-timeout';
 import type { ValidPlan } from './load-plans.server';
-import type { OverviewDeps } from './plan-overview.server';
+import { judgePlanOnTarget, type OverviewDeps } from './plan-overview.server';
 
 export interface Aged<T> {
   value: T;
@@ -37,7 +37,7 @@ export interface LatestCheckResult {
 }
 
 export interface PlanOnTargetView {
-  state: { state: string; reason: string };
+  state: { state: string; reason: string; rereading: boolean; factsReadAt?: string };
   ledger?: PlanLedgerState;
   ledgerError?: string;
   targetFacts?: Aged<TargetFacts>;
@@ -60,12 +60,10 @@ export async function readPlanOnTarget(deps: OverviewDeps, plan: ValidPlan, targ
   const aged = <T,>(cached: { facts: T; ageMs: number } | undefined) => (cached ? { value: cached.facts, ageMs: cached.ageMs } : undefined);
 
   if ('error' in ledgerRead) {
-    return { state: { state: 'unknown', reason: 'the target could not be read' }, ledgerError: ledgerRead.error, targetFacts: aged(targetFacts), schemaFacts: aged(schemaFacts), results };
+    return { state: { state: 'unknown', reason: 'the target could not be read', rereading: false }, ledgerError: ledgerRead.error, targetFacts: aged(targetFacts), schemaFacts: aged(schemaFacts), results };
   }
-  const state = schemaFacts
-    ? explainPlanStateOnTarget(ledgerRead.ledger, schemaFacts.facts)
-    : { state: ledgerRead.ledger.state, reason: 'from the ledger; schema facts not read yet' };
-  return { state, ledger: ledgerRead.ledger, targetFacts: aged(targetFacts), schemaFacts: aged(schemaFacts), results };
+  const { state, reason, rereading, factsReadAt } = await judgePlanOnTarget(deps, plan, target, ledgerRead.ledger);
+  return { state: { state, reason, rereading, ...(factsReadAt ? { factsReadAt } : {}) }, ledger: ledgerRead.ledger, targetFacts: aged(targetFacts), schemaFacts: aged(schemaFacts), results };
 }
 
 function toLatest(row: CheckResultRow, now: number): LatestCheckResult {

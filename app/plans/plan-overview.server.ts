@@ -6,8 +6,9 @@
 import type { Store } from '../runtime/store.server';
 import type { TargetRegistry } from '../targets/target-registry.server';
 import { withTimeout } from '../runtime/with-timeout';
-import { getCachedFacts, refreshFacts } from '../targets/fact-cache.server';
+import { getCachedFacts, refreshFacts, type CachedFacts } from '../targets/fact-cache.server';
 import { readPlanLedgerState, type PlanLedgerState } from '../targets/ledger.server';
+import { latestRunActivity } from '../runs/run-store.server';
 import { explainPlanStateOnTarget, readSchemaFacts, type SchemaFacts } from '../targets/schema-facts.server';
 import { readTargetFacts, type TargetFacts } from '../targets/target-facts.server';
 import type { Target } from '../targets/targets.server';
@@ -24,6 +25,10 @@ export interface PlanOnTarget {
   ledger?: Pick<PlanLedgerState, 'state' | 'runId' | 'checksum' | 'by' | 'at' | 'ledgerPresent'>;
   /** Age of the schema facts the state was cross-checked with; undefined: not read yet. */
   factsAgeMs?: number;
+  /** When those facts were read (the store's clock): always after the latest run or ledger change when judged. */
+  factsReadAt?: string;
+  /** The facts are older than the latest change: shown as "re-reading" while a background refresh runs. */
+  rereading: boolean;
   error?: string;
 }
 
@@ -58,17 +63,74 @@ export async function planOnTarget(deps: OverviewDeps, plan: ValidPlan, target: 
   try {
     ledger = await withTimeout(readPlanLedgerState(deps.targets.pool(target.name), plan.id, { equivalentTo: plan.plan.equivalent_to }), LEDGER_READ_TIMEOUT_MS);
   } catch (error) {
-    return { ...base, state: 'unknown', reason: 'the target could not be read', error: (error as Error).message };
+    return { ...base, state: 'unknown', reason: 'the target could not be read', error: (error as Error).message, rereading: false };
   }
   const ledgerSummary = { state: ledger.state, runId: ledger.runId, checksum: ledger.checksum, by: ledger.by, at: ledger.at, ledgerPresent: ledger.ledgerPresent };
-  const cached = await getCachedFacts<SchemaFacts>(deps.store.db, { target: target.name, planId: plan.id, kind: 'schema' });
-  if (!cached) {
-    // First sight of this plan on this target: read the facts in the background for the next view.
+  const judged = await judgePlanOnTarget(deps, plan, target, ledger);
+  return { ...base, ...judged, ledger: ledgerSummary };
+}
+
+export interface PlanJudgement {
+  /** not_applied | applied | rolled_back | partial | drift. */
+  state: string;
+  reason: string;
+  rereading: boolean;
+  factsAgeMs?: number;
+  factsReadAt?: string;
+  schemaFacts?: CachedFacts<SchemaFacts>;
+}
+
+/**
+ * A plan's state on a target: the ledger, cross-checked with schema facts only when those were
+ * read after the latest run or ledger change there (older facts describe the target as it was:
+ * they are read again in the background, and the state meanwhile comes from the ledger alone). A
+ * partial apply of Runsheet's own is said as such (what completed, what is left, what to do),
+ * never as drift; a state decided by a plan this one is equivalent_to names that plan.
+ */
+export async function judgePlanOnTarget(deps: OverviewDeps, plan: ValidPlan, target: Target, ledger: PlanLedgerState): Promise<PlanJudgement> {
+  const planIds = [plan.id, ...plan.plan.equivalent_to];
+  const [cached, runActivity] = await Promise.all([
+    getCachedFacts<SchemaFacts>(deps.store.db, { target: target.name, planId: plan.id, kind: 'schema' }),
+    latestRunActivity(deps.store.db, { target: target.name, planIds }),
+  ]);
+  const latestChange = Math.max(runActivity?.getTime() ?? 0, ledger.history[0] ? Date.parse(ledger.history[0].at) : 0);
+  // When the reading began: facts computed across a change may have read the target before it.
+  const readAt = cached ? cached.computedAt.getTime() - cached.durationMs : undefined;
+  const via = ledger.planId && ledger.planId !== plan.id ? ` (recorded by plan ${ledger.planId}, which this plan is equivalent to)` : '';
+  const partial = ledger.partial ? partialApplyInWords(ledger.partial) : undefined;
+
+  if (!cached || readAt! < latestChange) {
     void refreshPlanFacts(deps, plan, target).catch(() => {});
-    return { ...base, state: ledger.state, reason: 'from the ledger; schema facts not read yet', ledger: ledgerSummary };
+    const why = cached ? 'the schema facts are older than the latest change on the target and are being read again' : 'schema facts not read yet; reading them now';
+    return {
+      state: partial ? 'partial' : ledger.state,
+      reason: `${partial ?? `from the ledger${via}`}; ${why}`,
+      rereading: true,
+      ...(cached ? { factsAgeMs: cached.ageMs } : {}),
+    };
   }
-  const { state, reason } = explainPlanStateOnTarget(ledger, cached.facts);
-  return { ...base, state, reason, ledger: ledgerSummary, factsAgeMs: cached.ageMs };
+  const judged = partial ? { state: 'partial', reason: partial } : explainPlanStateOnTarget(ledger, cached.facts);
+  return {
+    state: judged.state,
+    reason: `${judged.reason}${via}`,
+    rereading: false,
+    factsAgeMs: cached.ageMs,
+    factsReadAt: new Date(readAt!).toISOString(),
+    schemaFacts: cached,
+  };
+}
+
+/** Runsheet's own partial apply, from its ledger row: which steps completed, what is left, what to do. */
+function partialApplyInWords(row: NonNullable<PlanLedgerState['partial']>): string {
+  const steps = Array.isArray(row.stepsCompleted) ? (row.stepsCompleted as { stepId?: string; complete?: boolean; kind?: string }[]) : [];
+  const done = steps.filter((step) => step.complete !== false).map((step) => step.stepId);
+  const stopped = steps.filter((step) => step.complete === false).map((step) => `${step.stepId}${step.kind === 'batched_backfill' ? ' (a backfill: a new attempt resumes after its last committed key)' : ''}`);
+  const what = row.action === 'rollback' ? 'rollback' : 'apply';
+  return (
+    `a partial ${what} by Runsheet: run ${row.runId.slice(0, 8)} (${row.by}, ${row.at}) ` +
+    `${done.length > 0 ? `completed ${done.join(', ')}` : 'completed no step'}${stopped.length > 0 ? `, stopped in ${stopped.join(', ')}` : ''}; ` +
+    (what === 'apply' ? 'roll it back, or start a new attempt that goes on from there' : 'try the rollback again')
+  );
 }
 
 /** Re-reads the plan's schema facts (with the backfill count) and the target's facts, and stores them. */

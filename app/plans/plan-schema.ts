@@ -267,7 +267,8 @@ export const PlanSchema = z
     lint_gate: z.enum(['errors', 'strict']).default('errors'),
     objects: PlanObjectsSchema.default({ columns: [], indexes: [], functions: [], constraints: [] }),
     notes: z.array(z.object({ title: z.string().min(1), body: z.string().min(1) }).strict()).default([]),
-    team_messages: z.object({ pre: TeamMessage.optional(), post: TeamMessage.optional() }).strict().default({}),
+    /** Messages to the team: before executing, after a verified apply, after a rollback. Offered only for what happened. */
+    team_messages: z.object({ pre: TeamMessage.optional(), post: TeamMessage.optional(), rollback: TeamMessage.optional() }).strict().default({}),
   })
   .strict();
 

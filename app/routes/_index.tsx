@@ -5,6 +5,7 @@ import { AppHeader } from '../components/app-header';
 import { StatusBadge } from '../components/status-badge';
 import { listPlanOverviews } from '../plans/plan-overview.server';
 import { formatAge } from '../runtime/format';
+import { useRevalidateWhile } from '../web/use-revalidate-while';
 
 export const meta: MetaFunction = () => [{ title: 'Plans · Runsheet' }];
 
@@ -17,6 +18,7 @@ export async function loader({ request, context }: LoaderFunctionArgs) {
 
 export default function PlansIndex() {
   const { user, plans, targets } = useLoaderData<typeof loader>();
+  useRevalidateWhile(plans.some((plan) => plan.ok && plan.targets.some((cell) => cell.rereading)), 2_000);
   return (
     <>
       <AppHeader user={user} />
@@ -63,7 +65,7 @@ export default function PlansIndex() {
                         </Link>
                         <div className="mt-1 max-w-56 text-xs text-ink-muted">
                           {cell.error ?? cell.reason}
-                          {cell.factsAgeMs !== undefined ? ` · facts ${formatAge(cell.factsAgeMs)} old` : ''}
+                          {cell.rereading ? ' · re-reading the facts…' : cell.factsAgeMs !== undefined ? ` · facts ${formatAge(cell.factsAgeMs)} old` : ''}
                         </div>
                       </td>
                     ))}

@@ -1,10 +1,13 @@
 import { data, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from '@remix-run/node';
-import { Form, Link, useActionData, useLoaderData, useNavigation, useRevalidator } from '@remix-run/react';
-import { useEffect, type ReactNode } from 'react';
+import { Form, Link, useActionData, useLoaderData, useNavigation } from '@remix-run/react';
+import type { ReactNode } from 'react';
 import { z } from 'zod';
 import { requireIntentPermission } from '../auth/intent-access.server';
 import { requirePermission } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
+import { useRevalidateWhile } from '../web/use-revalidate-while';
+import { DANGER_BUTTON, SECONDARY_BUTTON } from '../components/button-classes';
+import { RollbackDialog } from '../components/rollback-dialog';
 import { CheckResultsTable } from '../components/check-results-table';
 import { SchemaFactsPanel, TargetFactsPanel } from '../components/facts-panels';
 import { formatDuration, formatUtc } from '../runtime/format';
@@ -68,7 +71,17 @@ const IntentSchema = z.discriminatedUnion('intent', [
       .transform((value) => value || undefined),
   }),
   z.object({ intent: z.literal('rehearse') }),
-  z.object({ intent: z.literal('rollback'), runId: RunId }),
+  z.object({
+    intent: z.literal('rollback'),
+    runId: RunId,
+    typedTargetName: z
+      .string()
+      .trim()
+      .max(200)
+      .optional()
+      .transform((value) => value || undefined),
+  }),
+  z.object({ intent: z.literal('new-attempt') }),
   z.object({ intent: z.literal('cancel'), runId: RunId }),
 ]);
 
@@ -143,7 +156,7 @@ function Checklist({ view }: { view: ChecklistView }) {
   const { run, may } = view;
   const preparing = run !== null && PREPARING.includes(run.state);
   const active = run !== null && ACTIVE.includes(run.state);
-  useRevalidateWhile(active || view.otherActive !== null, 3_000);
+  useRevalidateWhile(active || view.otherActive !== null || view.planState.rereading, 3_000);
   const canPrepare = run === null || preparing;
 
   return (
@@ -402,6 +415,10 @@ function Checklist({ view }: { view: ChecklistView }) {
         <div className="grid gap-3 lg:grid-cols-2">
           {view.teamMessages.pre ? <TeamMessage title="Pre-execution message" {...view.teamMessages.pre} /> : null}
           {view.teamMessages.post ? <TeamMessage title="Post-execution message" {...view.teamMessages.post} /> : null}
+          {view.teamMessages.rollback ? <TeamMessage title="Rollback message" {...view.teamMessages.rollback} /> : null}
+          {!view.teamMessages.post && !view.teamMessages.rollback ? (
+            <p className="text-xs text-ink-muted">The post-execution message is offered once a run has applied and verified; a rollback message once it is rolled back.</p>
+          ) : null}
         </div>
       </Section>
 
@@ -423,23 +440,8 @@ function Checklist({ view }: { view: ChecklistView }) {
   );
 }
 
-/** While a run is applying, rolling back or rehearsing, the checklist reads itself again every few seconds. */
-function useRevalidateWhile(condition: boolean, everyMs: number) {
-  const revalidator = useRevalidator();
-  const { revalidate } = revalidator;
-  const idle = revalidator.state === 'idle';
-  useEffect(() => {
-    if (!condition || !idle) return;
-    const timer = setTimeout(() => revalidate(), everyMs);
-    return () => clearTimeout(timer);
-  }, [condition, idle, revalidate, everyMs]);
-}
-
 const PRIMARY_BUTTON =
   'inline-flex items-center justify-center rounded bg-slate-800 px-3 py-1.5 text-xs font-semibold text-white hover:bg-slate-700 disabled:cursor-not-allowed disabled:bg-slate-300 disabled:text-slate-600';
-const SECONDARY_BUTTON = 'rounded border border-slate-300 bg-white px-2 py-1 text-xs hover:bg-slate-100 disabled:cursor-not-allowed disabled:opacity-60';
-const DANGER_BUTTON =
-  'inline-flex items-center justify-center rounded bg-red-700 px-3 py-1.5 text-xs font-semibold text-white hover:bg-red-600 disabled:cursor-not-allowed disabled:bg-slate-300 disabled:text-slate-600';
 
 function Section({ id, title, subtitle, actions, children }: { id: string; title: string; subtitle?: string; actions?: ReactNode; children: ReactNode }) {
   return (
@@ -567,7 +569,11 @@ function StateBanner({ view }: { view: ChecklistView }) {
                 : planState.reason}
           </span>
         </div>
-        {ledger?.partial ? <p className="mt-1 text-amber-900">The newest ledger row is a partial apply or rollback.</p> : null}
+        {planState.rereading ? (
+          <p role="status" className="mt-1 text-ink-muted">
+            Re-reading the schema facts: they are older than the latest change on this target, so nothing is judged from them until they are read again.
+          </p>
+        ) : null}
         {planState.ledgerError ? <p className="mt-1 text-red-800">The ledger could not be read: {planState.ledgerError}</p> : null}
       </div>
       <div>
@@ -579,6 +585,18 @@ function StateBanner({ view }: { view: ChecklistView }) {
             <p className="text-ink-muted">No run open: the first tick or pre-check run opens one.</p>
           )}
           {!run && view.previousRun ? <RunLink run={view.previousRun} prefix="Last run:" /> : null}
+          {view.newAttempt ? (
+            <div aria-label="New attempt" className="rounded border border-amber-300 bg-amber-50 p-2 text-amber-950">
+              <p>{view.newAttempt.why}</p>
+              {view.may.tick ? (
+                <Form method="post" replace preventScrollReset className="mt-1">
+                  <button name="intent" value="new-attempt" className={SECONDARY_BUTTON}>
+                    Start a new attempt
+                  </button>
+                </Form>
+              ) : null}
+            </div>
+          ) : null}
           {view.staleDraft ? (
             <p className="text-amber-900">Run {view.staleDraft.id.slice(0, 8)} was opened under an older checksum of the plan: the next tick opens a new run.</p>
           ) : null}
@@ -763,9 +781,7 @@ function GoNoGo({ view, actionData, busy }: { view: ChecklistView; actionData?: 
 }
 
 function RollbackSection({ view, busy }: { view: ChecklistView; busy: (intent: string) => boolean }) {
-  const { run, may } = view;
-  const rollbackable = run !== null && ['applied', 'failed', 'interrupted'].includes(run.state);
-  const disabled = !may.rollback || !rollbackable || busy('rollback');
+  const { run, may, rollback } = view;
   return (
     <Section
       id="rollback"
@@ -781,21 +797,20 @@ function RollbackSection({ view, busy }: { view: ChecklistView; busy: (intent: s
           </li>
         ))}
       </ul>
-      <Form method="post" className="mt-2 flex flex-wrap items-center gap-2">
-        {run ? <input type="hidden" name="runId" value={run.id} /> : null}
-        <button name="intent" value="rollback" className={DANGER_BUTTON} disabled={disabled} aria-describedby="rollback-why">
-          {busy('rollback') ? 'Starting…' : 'Roll back'}
-        </button>
-        <span id="rollback-why" className="text-[11px] text-ink-muted">
-          {!may.rollback
-            ? 'Only an engineer may roll back.'
-            : rollbackable
-              ? `Rolls back run ${run!.id.slice(0, 8)} (${run!.state.replace(/_/g, ' ')}).`
-              : run
-                ? `Nothing to roll back: run ${run.id.slice(0, 8)} is ${run.state.replace(/_/g, ' ')}.`
-                : 'Nothing to roll back: no run has applied.'}
-        </span>
-      </Form>
+      <div className="mt-2 flex flex-wrap items-center gap-2">
+        {rollback ? (
+          <RollbackDialog preview={rollback} allowed={may.rollback && rollback.gate.passed} busy={busy('rollback')} disabledReason={may.rollback ? undefined : 'Only an engineer may roll back.'} />
+        ) : (
+          <>
+            <button type="button" className={DANGER_BUTTON} disabled aria-describedby="rollback-why">
+              Roll back…
+            </button>
+            <span id="rollback-why" className="text-[11px] text-ink-muted">
+              {!may.rollback ? 'Only an engineer may roll back.' : run ? `Nothing to roll back: run ${run.id.slice(0, 8)} is ${run.state.replace(/_/g, ' ')}.` : 'Nothing to roll back: no run has applied.'}
+            </span>
+          </>
+        )}
+      </div>
       <h3 className="mt-3 text-sm font-semibold">Rollback verification</h3>
       <CheckResultsTable checks={view.sections.rollback.checks} results={view.sections.rollback.results} checksum={view.plan.checksum} />
     </Section>

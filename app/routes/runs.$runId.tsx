@@ -5,7 +5,9 @@ import { z } from 'zod';
 import { requireIntentPermission } from '../auth/intent-access.server';
 import { requirePermission } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
+import { BlockersTable } from '../components/blockers-table';
 import { CopyButton } from '../components/copy-button';
+import { LockWaitPanel, PastWaits, StoppedAtPanel } from '../components/lock-wait-panel';
 import { formatClock, formatDuration, formatUtc } from '../runtime/format';
 import { RehearsalChip, StatusBadge } from '../components/status-badge';
 import { cancelFromRunView, loadRunView, runIdOrNotFound, type RunView, type StatementText } from '../web/run-page.server';
@@ -287,7 +289,10 @@ function Attempt({ attempt, statements, estimated, now, latest }: { attempt: Att
       ))}
       {attempt.error ? <p className="mt-1 text-xs text-red-800">The engine stopped: {attempt.error}</p> : null}
 
+      <LockWaitPanel waits={attempt.waits} now={now} />
       {failure ? <FailurePanel failure={failure.failure} step={failure.step} statements={statements[failure.step.stepId] ?? []} /> : null}
+      {!failure && attempt.stoppedAt ? <StoppedAtPanel stop={attempt.stoppedAt} now={now} /> : null}
+      <PastWaits waits={attempt.waits} />
 
       <ol className="mt-2 space-y-2">
         {attempt.phases.map((phase, index) => (
@@ -314,7 +319,7 @@ function PhaseRow({ phase, plannedMs, statements, now }: { phase: PhaseView; pla
         {over ? <StatusBadge status="over_estimate" /> : null}
       </div>
       <div className="mt-1 h-1.5 rounded bg-slate-100" aria-hidden="true">
-        <div className={`h-1.5 rounded ${over ? 'bg-amber-500' : phase.status === 'failed' || phase.status === 'stopped' ? 'bg-red-500' : phase.status === 'running' ? 'bg-blue-500' : 'bg-emerald-500'}`} style={{ width: `${Math.min(100, ((actual ?? 0) / scale) * 100)}%` }} />
+        <div className={`h-1.5 rounded ${phase.status === 'failed' || phase.status === 'stopped' ? 'bg-red-500' : over ? 'bg-amber-500' : phase.status === 'running' ? 'bg-blue-500' : 'bg-emerald-500'}`} style={{ width: `${Math.min(100, ((actual ?? 0) / scale) * 100)}%` }} />
       </div>
       {phase.steps.map((step) => (
         <StepBlock key={step.stepId} step={step} statements={statements[step.stepId] ?? []} />
@@ -465,38 +470,7 @@ function FailurePanel({ failure, step, statements }: { failure: FailureView; ste
         </dl>
         {failure.summary ? <p>{failure.summary}</p> : null}
         {failure.note ? <p className="text-amber-900">{failure.note}</p> : null}
-        {failure.blockers.length > 0 ? (
-          <div className="overflow-x-auto">
-            <table className="w-full text-left">
-              <caption className="text-left font-semibold">Blocked by</caption>
-              <thead className="text-[10px] uppercase tracking-wide">
-                <tr>
-                  <th scope="col" className="pr-2">pid</th>
-                  <th scope="col" className="pr-2">User / application</th>
-                  <th scope="col" className="pr-2">State</th>
-                  <th scope="col" className="pr-2">Lock</th>
-                  <th scope="col">Query</th>
-                </tr>
-              </thead>
-              <tbody className="font-mono">
-                {failure.blockers.map((blocker) => (
-                  <tr key={blocker.pid} className="align-top">
-                    <td className="pr-2">{blocker.pid || 'prepared xact'}</td>
-                    <td className="pr-2">
-                      {blocker.user ?? '?'} / {blocker.application || '—'}
-                    </td>
-                    <td className="pr-2">{blocker.state ?? blocker.waitEvent ?? ''}</td>
-                    <td className="pr-2">
-                      {blocker.lockMode ?? ''}
-                      {blocker.relation ? ` on ${blocker.relation}` : ''}
-                    </td>
-                    <td className="break-all">{blocker.query ?? ''}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        ) : null}
+        {failure.blockers.length > 0 ? <BlockersTable blockers={failure.blockers} /> : null}
         {statement ? (
           <div>
             <div className="flex items-center gap-2">
@@ -540,7 +514,7 @@ function FinalState({
   reportUrl: string;
   rehearsal: boolean;
 }) {
-  const failed = ['failed', 'rollback_failed', 'rehearsal_failed', 'interrupted'].includes(state);
+  const failed = ['failed', 'cancelled', 'rollback_failed', 'rehearsal_failed', 'interrupted'].includes(state);
   return (
     <section aria-label="Final state" className={`mt-4 rounded border p-3 text-sm ${failed ? 'border-red-300 bg-red-50' : 'border-emerald-300 bg-emerald-50'} ${rehearsal ? 'border-dashed' : ''}`}>
       <p className="flex flex-wrap items-center gap-2 font-semibold">
@@ -551,14 +525,18 @@ function FinalState({
       {reason ? <p className="mt-1 text-xs font-medium">{reason}</p> : null}
       <p className="mt-1 text-xs">
         {state === 'interrupted'
-          ? 'The process driving the run stopped. What the target\'s ledger says decides what follows: if the apply landed, roll back from the checklist; otherwise open a new run.'
+          ? 'The process driving the run stopped. What the target\'s ledger says decides what follows: if the apply landed, roll back from the checklist; otherwise start a new attempt there.'
+          : state === 'cancelled'
+          ? `Cancelled${attempt?.cancelRequested ? ` by ${attempt.cancelRequested.by}` : ''}: the running statements were cancelled and their transaction rolled back. The checklist says whether anything had committed (then roll back) or offers a new attempt.`
+          : state === 'rollback_failed'
+          ? 'The rollback did not finish: see where it stopped above. It may be tried again from the checklist once the cause is gone.'
           : state === 'applied'
           ? 'Next: check verification and post-execution results on the checklist, tick the success criteria, send the post message — or roll back.'
           : state === 'rolled_back'
             ? 'The rollback committed and its verification ran.'
             : rehearsal
               ? 'The rehearsal rolled everything back: the target is as it was.'
-              : 'See the failure above. A new attempt is a new run, opened from the checklist.'}{' '}
+              : `The run stopped${attempt?.stoppedAt ? ` in ${phaseLabel(attempt.stoppedAt.phase)}` : ''}: see where and why above. The checklist offers a rollback when part of it committed, or a new attempt.`}{' '}
         <Link to={checklistUrl} className="font-medium text-blue-700 underline">
           Open the checklist
         </Link>{' '}

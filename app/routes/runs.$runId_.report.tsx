@@ -7,7 +7,7 @@ import { CopyButton } from '../components/copy-button';
 import { EventLogWindow } from '../components/event-log-window';
 import { formatDuration, formatUtc } from '../runtime/format';
 import { PhaseTimeline, phaseLabel } from '../components/phase-timeline';
-import { CheckRunHeading, IssuesList, ReportChecksTable, ReportSection, ScrollTable, SignatureBadge, SnapshotTable, StatementsTable } from '../components/run-report-sections';
+import { ActionsTable, CheckRunHeading, FailureSummaryPanel, IssuesList, ReportChecksTable, ReportSection, ScrollTable, SignatureBadge, SnapshotTable, StatementsTable } from '../components/run-report-sections';
 import { RehearsalChip, StatusBadge } from '../components/status-badge';
 import { CHECK_PHASE_TITLES, INITIAL_EVENTS_PAGE } from '../runs/run-report';
 import { readRunReport } from '../web/report-page.server';
@@ -66,6 +66,8 @@ export default function RunReportPage() {
             A rehearsal ran the plan inside a transaction that was rolled back: nothing it did was kept on {header.targetLabel}.
           </p>
         ) : null}
+
+        {report.failureSummary ? <FailureSummaryPanel summary={report.failureSummary} /> : null}
 
         <section aria-label="Run facts" className="mt-4 rounded border border-slate-200 bg-white p-4 break-inside-avoid">
           <dl className="grid grid-cols-2 gap-x-6 gap-y-3 text-sm lg:grid-cols-4">
@@ -137,6 +139,12 @@ export default function RunReportPage() {
           </span>
         </div>
 
+        {report.actions.length > 0 ? (
+          <ReportSection id="actions" title="Actions" aside="Each with its own start, end and duration">
+            <ActionsTable actions={report.actions} />
+          </ReportSection>
+        ) : null}
+
         <ReportSection id="timeline" title="Timeline" aside="Each phase, planned against actual">
           <PhaseTimeline phases={report.phases} />
           {report.phases.length > 0 ? (
@@ -167,16 +175,23 @@ export default function RunReportPage() {
                     {report.phases.map((phase, index) => (
                       <tr key={`${phase.phase}-${index}`}>
                         <th scope="row" className="px-2 py-1.5 text-left font-medium">
+                          {phase.action === 'rollback' ? 'Rollback · ' : ''}
                           {phaseLabel(phase.phase)}
                         </th>
                         <td className="whitespace-nowrap px-2 py-1.5">{formatUtc(phase.startedAt)}</td>
                         <td className="px-2 py-1.5 text-right tabular-nums">{phase.plannedMs !== null ? formatDuration(phase.plannedMs) : '—'}</td>
                         <td className="px-2 py-1.5 text-right tabular-nums">{phase.actualMs !== null ? formatDuration(phase.actualMs) : '—'}</td>
                         <td className="px-2 py-1.5">
-                          {phase.incomplete ? (
+                          {phase.status === 'failed' ? (
+                            <StatusBadge status="fail" label="Failed" />
+                          ) : phase.status === 'stopped' ? (
                             <StatusBadge status="failed" label="Did not complete" />
+                          ) : phase.status === 'running' ? (
+                            <StatusBadge status="running" />
                           ) : phase.plannedMs !== null && phase.actualMs !== null && phase.actualMs > phase.plannedMs ? (
-                            <StatusBadge status="over_estimate" />
+                            <>
+                              <StatusBadge status="done" /> <StatusBadge status="over_estimate" />
+                            </>
                           ) : (
                             <StatusBadge status="done" />
                           )}

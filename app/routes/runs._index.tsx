@@ -157,6 +157,12 @@ const columns = helper.columns([
     cell: (info) => (info.getValue() === 'rehearsal' ? <RehearsalChip /> : <span className="text-xs text-ink-muted">Execute</span>),
   }),
   helper.accessor('state', { id: 'state', header: 'State', cell: (info) => <StatusBadge status={info.getValue()} /> }),
+  helper.accessor('reason', {
+    id: 'reason',
+    header: 'Reason',
+    enableSorting: false,
+    cell: (info) => <span className="line-clamp-2 max-w-xs text-xs text-ink-muted" title={info.getValue() ?? undefined}>{info.getValue() ?? '—'}</span>,
+  }),
   helper.accessor('executedBy', { id: 'executedBy', header: 'Executed by', enableSorting: false, cell: (info) => <Person email={info.getValue()} /> }),
   helper.accessor('signedOffBy', { id: 'signedOffBy', header: 'Signed off by', enableSorting: false, cell: (info) => <Person email={info.getValue()} /> }),
   helper.accessor('startedAt', { id: 'started', header: 'Started', sortDescFirst: true, cell: (info) => <Timestamp iso={info.getValue()} /> }),
@@ -425,6 +431,8 @@ function RunCard({ run }: { run: HistoryRow }) {
         <dd>{formatUtc(run.startedAt)}</dd>
         <dt className="text-ink-muted">Duration</dt>
         <dd>{run.durationMs !== null ? formatDuration(run.durationMs) : run.startedAt ? 'running' : '—'}</dd>
+        <dt className="text-ink-muted">Reason</dt>
+        <dd>{run.reason ?? '—'}</dd>
         <dt className="text-ink-muted">Executed by</dt>
         <dd className="truncate">{run.executedBy ?? '—'}</dd>
         <dt className="text-ink-muted">Signed off by</dt>

@@ -99,7 +99,15 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
   // Preparing a run
   event(
     'run.created',
-    z.object({ planId: z.string(), checksum: z.string(), target: z.string(), kind: z.enum(RUN_KINDS), files: z.array(z.object({ path: z.string(), sha256: z.string() })) }),
+    z.object({
+      planId: z.string(),
+      checksum: z.string(),
+      target: z.string(),
+      kind: z.enum(RUN_KINDS),
+      files: z.array(z.object({ path: z.string(), sha256: z.string() })),
+      /** The run this one is a new attempt after. */
+      follows: z.object({ runId: z.string(), state: RunStateSchema }).optional(),
+    }),
   ),
   event('prerequisite.ticked', z.object({ itemId: z.string(), text: z.string(), required: z.boolean() })),
   event('prerequisite.unticked', z.object({ itemId: z.string(), text: z.string(), required: z.boolean() })),

@@ -4,10 +4,12 @@
  * run-event union (no database), so the page, the Markdown download and tests read the same
  * thing. An event this version does not know ('unrecognised') is left out of the summary.
  */
-import type { RunOutcome } from '../../db/schema/run-outcome';
+import type { Blocker, RunOutcome } from '../../db/schema/run-outcome';
+import { phaseStatusOf, type PhaseStatus } from '../../db/run-lifecycle';
 import { describeExpectation } from '../checks/describe-expectation';
 import { formatUtc } from '../runtime/format';
-import { eventsOf, type PayloadOf, type RunEvent, type RunEventOf, type RunEventType } from './run-events';
+import { blockersInWords } from '../runtime/lock-wait-words';
+import { driveEdgeOf, eventsOf, type DriveAction, type PayloadOf, type RunEvent, type RunEventOf, type RunEventType } from './run-events';
 
 /** The event types the report summarises (the event list pages through every type). */
 export const REPORT_EVENT_TYPES: readonly RunEventType[] = [
@@ -20,8 +22,20 @@ export const REPORT_EVENT_TYPES: readonly RunEventType[] = [
   'statement.completed',
   'state.changed',
   'execute.refused',
+  'rollback.refused',
+  'rehearse.refused',
   'action.refused',
   'cancel.requested',
+  'cancel.signalled',
+  'execute.started',
+  'execute.finished',
+  'rollback.started',
+  'rollback.finished',
+  'rehearse.started',
+  'rehearse.finished',
+  'run.interrupted',
+  'wait.started',
+  'wait.ended',
 ];
 
 /** Events in the report page's first HTML; the rest are paged from /runs/:id/events.json. */
@@ -61,6 +75,10 @@ export interface ReportCheckRun {
 
 export interface ReportPhase {
   phase: string;
+  /** The drive it belongs to (an apply's phases and a later rollback's are kept apart). */
+  action: DriveAction | null;
+  /** db/run-lifecycle.ts phaseStatusOf: a failed phase is never "done". */
+  status: PhaseStatus;
   /** Database clock of phase.started / phase.completed, when logged. */
   startedAt: string | null;
   completedAt: string | null;
@@ -86,8 +104,34 @@ export interface ReportIssue {
   seq: number | null;
   at: string | null;
   actor: string | null;
-  kind: 'note' | 'refused' | 'cancel' | 'failure' | 'state';
+  kind: 'note' | 'refused' | 'cancel' | 'failure' | 'state' | 'wait';
   text: string;
+}
+
+/** One action on the run (apply, rollback, rehearse, cancel) with its own start, end and duration. */
+export interface ReportAction {
+  action: DriveAction | 'cancel';
+  actor: string;
+  startedAt: string;
+  finishedAt: string | null;
+  durationMs: number | null;
+  /** The state it ended in (a cancel: the state the drive it stopped ended in). */
+  state: string | null;
+}
+
+/** Where the run stopped and why, for the top of the report and the Markdown. */
+export interface FailureSummary {
+  action: DriveAction | null;
+  phase: string;
+  /** "check snapshot-counts", "step apply-008". */
+  what: string;
+  line: number | null;
+  sqlstate: string | null;
+  message: string;
+  detail: string | null;
+  hint: string | null;
+  blockers: Blocker[];
+  cancelledBy: string | null;
 }
 
 export interface SnapshotRow {
@@ -100,6 +144,10 @@ export interface SnapshotRow {
 
 export interface RunReport {
   phases: ReportPhase[];
+  /** Each action with its own times: a rollback never stretches the apply's duration. */
+  actions: ReportAction[];
+  /** Where and why the run (or its latest rollback) stopped; null when nothing failed. */
+  failureSummary: FailureSummary | null;
   /** Latest pre-check run first shown; `earlierPrecheckRuns` counts the ones before it. */
   prechecks: ReportCheckRun | null;
   earlierPrecheckRuns: { seq: number; at: string; passed: boolean; failed: number }[];
@@ -156,29 +204,131 @@ function applyStartSeq(events: readonly RunEvent[]): number | null {
 }
 
 function phasesOf(events: readonly RunEvent[], outcome: RunOutcome | null): ReportPhase[] {
-  const phases: ReportPhase[] = [];
-  for (const event of eventsOf(events, 'phase.started', 'phase.completed')) {
-    const name = event.payload.phase;
+  type Folded = ReportPhase & { completed: boolean; ok?: boolean; seq: number };
+  const phases: Folded[] = [];
+  let action: DriveAction | null = null;
+  // How each drive ended, by the seq of its start: a phase left open is failed (finished) or stopped (interrupted).
+  const driveEnds = new Map<number, 'finished' | 'interrupted'>();
+  let driveSeq = 0;
+  for (const event of events) {
+    const edge = driveEdgeOf(event);
+    if (edge?.edge === 'started') {
+      action = edge.action;
+      driveSeq = event.seq;
+    } else if (edge?.edge === 'finished') driveEnds.set(driveSeq, 'finished');
+    else if (event.type === 'run.interrupted') driveEnds.set(driveSeq, 'interrupted');
     if (event.type === 'phase.started') {
-      phases.push({ phase: name, startedAt: event.at, completedAt: null, plannedMs: event.payload.plannedMs, actualMs: null, incomplete: true });
-    } else {
+      phases.push({ phase: event.payload.phase, action, status: 'running', startedAt: event.at, completedAt: null, plannedMs: event.payload.plannedMs, actualMs: null, incomplete: true, completed: false, seq: driveSeq });
+    } else if (event.type === 'phase.completed') {
+      const name = event.payload.phase;
       const open = [...phases].reverse().find((phase) => phase.phase === name && phase.incomplete);
-      const target = open ?? { phase: name, startedAt: null, completedAt: null, plannedMs: null, actualMs: null, incomplete: true };
+      const target: Folded = open ?? { phase: name, action, status: 'running', startedAt: null, completedAt: null, plannedMs: null, actualMs: null, incomplete: true, completed: false, seq: driveSeq };
       if (!open) phases.push(target);
       target.completedAt = event.at;
       target.plannedMs = event.payload.plannedMs ?? target.plannedMs;
       target.actualMs = event.payload.actualMs;
       target.incomplete = false;
+      target.completed = true;
+      target.ok = event.payload.ok;
     }
   }
   // A phase that never completed ran until the last thing the log says happened after it began.
   const lastAt = events.at(-1)?.at;
   for (const phase of phases) {
     if (phase.incomplete && phase.startedAt && lastAt) phase.actualMs = Math.max(0, Date.parse(lastAt) - Date.parse(phase.startedAt));
+    phase.status = phaseStatusOf(phase, driveEnds.get(phase.seq) ?? 'on');
   }
-  if (phases.length > 0) return phases;
+  if (phases.length > 0) return phases.map(({ phase, action: of, status, startedAt, completedAt, plannedMs, actualMs, incomplete }) => ({ phase, action: of, status, startedAt, completedAt, plannedMs, actualMs, incomplete }));
   // A run whose log has no phase events yet may still carry its timings in the outcome.
-  return (outcome?.phases ?? []).map((phase) => ({ phase: phase.phase, startedAt: null, completedAt: null, plannedMs: phase.plannedMs, actualMs: phase.actualMs, incomplete: false }));
+  return (outcome?.phases ?? []).map((phase) => ({
+    phase: phase.phase,
+    action: null,
+    status: phaseStatusOf({ completed: true, ok: phase.ok }, 'finished'),
+    startedAt: null,
+    completedAt: null,
+    plannedMs: phase.plannedMs,
+    actualMs: phase.actualMs,
+    incomplete: false,
+  }));
+}
+
+/** Every drive and every cancel, each with its own start and end (from the log's clock). */
+function actionsOf(events: readonly RunEvent[]): ReportAction[] {
+  const actions: ReportAction[] = [];
+  let open: ReportAction | undefined;
+  let cancel: ReportAction | undefined;
+  const close = (at: string, state: string) => {
+    for (const action of [open, cancel]) {
+      if (!action || action.finishedAt) continue;
+      action.finishedAt = at;
+      action.durationMs = Math.max(0, Date.parse(at) - Date.parse(action.startedAt));
+      action.state = state;
+    }
+    open = undefined;
+    cancel = undefined;
+  };
+  for (const event of events) {
+    const edge = driveEdgeOf(event);
+    if (edge?.edge === 'started') {
+      open = { action: edge.action, actor: event.actor, startedAt: event.at, finishedAt: null, durationMs: null, state: null };
+      actions.push(open);
+    } else if (edge?.edge === 'finished' && event.type.endsWith('.finished')) {
+      close(event.at, (event.payload as { state: string }).state);
+    } else if (event.type === 'run.interrupted') {
+      close(event.at, 'interrupted');
+    } else if (event.type === 'cancel.requested' && open && !cancel) {
+      cancel = { action: 'cancel', actor: event.actor, startedAt: event.at, finishedAt: null, durationMs: null, state: null };
+      actions.push(cancel);
+    }
+  }
+  return actions;
+}
+
+/** The failure summary: the latest drive's stoppedAt, else (logs written before it) the failed step. */
+function failureSummaryOf(outcome: RunOutcome | null, actions: ReportAction[]): FailureSummary | null {
+  if (!outcome) return null;
+  const latest = actions.filter((action) => action.action !== 'cancel').at(-1);
+  const rollbackLatest = latest?.action === 'rollback';
+  const stop = rollbackLatest ? outcome.rollback?.stoppedAt : outcome.stoppedAt;
+  const failure = rollbackLatest ? outcome.rollback?.failure : outcome.failure;
+  const action = (latest?.action as DriveAction | undefined) ?? null;
+  if (stop) {
+    return {
+      action,
+      phase: stop.phase,
+      what: stop.checkId ? `check ${stop.checkId}` : stop.stepId ? `step ${stop.stepId}` : stop.phase,
+      line: stop.line ?? null,
+      sqlstate: stop.sqlstate ?? null,
+      message: stop.message,
+      detail: stop.detail ?? null,
+      hint: stop.hint ?? null,
+      blockers: stop.blockers,
+      cancelledBy: stop.cancelledBy ?? null,
+    };
+  }
+  if (failure) {
+    return {
+      action,
+      phase: rollbackLatest ? 'rollback' : 'apply',
+      what: `step ${failure.stepId}`,
+      line: failure.line || null,
+      sqlstate: failure.sqlstate ?? null,
+      message: failure.message,
+      detail: failure.detail ?? null,
+      hint: failure.hint ?? null,
+      blockers: failure.blockers,
+      cancelledBy: failure.cancelled ? (outcome.cancelledBy ?? outcome.rollback?.cancelledBy ?? null) : null,
+    };
+  }
+  return null;
+}
+
+/** The failure summary in one line (the Markdown's first words after the header). */
+export function failureSummaryText(summary: FailureSummary): string {
+  const where = [summary.what, summary.line ? `line ${summary.line}` : null].filter(Boolean).join(', ');
+  const code = summary.sqlstate ? `SQLSTATE ${summary.sqlstate}: ` : '';
+  const blockers = summary.blockers.length > 0 ? `; blocked by ${blockersInWords(summary.blockers)}` : '';
+  return `${summary.cancelledBy ? 'Cancelled' : 'Failed'} in ${summary.phase} (${where}): ${code}${summary.message}${blockers}`;
 }
 
 function refusalText(event: RunEventOf<'execute.refused' | 'action.refused'>): string {
@@ -188,7 +338,7 @@ function refusalText(event: RunEventOf<'execute.refused' | 'action.refused'>): s
   return [action ? `${action} refused` : 'Refused', event.payload.reason, gateText].filter(Boolean).join(' — ');
 }
 
-const FAILURE_STATES = new Set(['failed', 'interrupted', 'rollback_failed', 'rehearsal_failed']);
+const FAILURE_STATES = new Set(['failed', 'cancelled', 'interrupted', 'rollback_failed', 'rehearsal_failed']);
 
 const failureOfOutcome = (outcome: RunOutcome | null) => outcome?.failure ?? outcome?.rollback?.failure ?? null;
 
@@ -261,7 +411,11 @@ export function buildRunReport(events: readonly RunEvent[], outcome: RunOutcome 
     const at = { seq: event.seq, at: event.at, actor: event.actor };
     if (event.type === 'note.added') issues.push({ ...at, kind: 'note', text: event.payload.text });
     else if (event.type === 'execute.refused' || event.type === 'action.refused') issues.push({ ...at, kind: 'refused', text: refusalText(event) });
-    else if (event.type === 'cancel.requested') issues.push({ ...at, kind: 'cancel', text: 'Cancel requested' });
+    else if (event.type === 'rollback.refused' || event.type === 'rehearse.refused') issues.push({ ...at, kind: 'refused', text: `${event.type.replace('.', ' ')}: ${event.payload.reason}` });
+    else if (event.type === 'cancel.requested') issues.push({ ...at, kind: 'cancel', text: `Cancel requested${event.payload.reason ? `: ${event.payload.reason}` : ''}` });
+    else if (event.type === 'wait.started') {
+      issues.push({ ...at, kind: 'wait', text: `${event.payload.waitingFor} waited for a lock${event.payload.relation ? ` on ${event.payload.relation}` : ''} held by ${blockersInWords(event.payload.blockers) || 'a session not identified'}` });
+    }
     else if (event.type === 'state.changed' && FAILURE_STATES.has(event.payload.to)) {
       issues.push({ ...at, kind: 'state', text: `${event.payload.from} → ${event.payload.to}${event.payload.reason ? `: ${event.payload.reason}` : ''}` });
     }
@@ -288,8 +442,11 @@ export function buildRunReport(events: readonly RunEvent[], outcome: RunOutcome 
       }
     : null;
 
+  const actions = actionsOf(events);
   return {
     phases: phasesOf(events, outcome),
+    actions,
+    failureSummary: failureSummaryOf(outcome, actions),
     failedStatement,
     prechecks,
     earlierPrecheckRuns,
@@ -347,6 +504,7 @@ const STATUS_LINE: Record<string, string> = {
   rehearsed: '✅ Rehearsed (rolled back, nothing kept)',
   rolled_back: '↩️ Rolled back',
   failed: '❌ Failed',
+  cancelled: '⏹️ Cancelled',
   rehearsal_failed: '❌ Rehearsal failed',
   rollback_failed: '❌ Rollback failed',
   interrupted: '⚠️ Interrupted',
@@ -356,6 +514,9 @@ const STATUS_LINE: Record<string, string> = {
   ready: '⏳ Awaiting Execution (ready)',
   draft: '⏳ Awaiting Execution (draft)',
 };
+
+const PHASE_STATUS_WORDS: Record<PhaseStatus, string> = { done: 'done', failed: 'FAILED', stopped: 'did not complete (interrupted)', running: 'running' };
+const ACTION_WORDS: Record<ReportAction['action'], string> = { execute: 'Apply', rollback: 'Rollback', rehearse: 'Rehearsal', cancel: 'Cancel' };
 
 function formatMs(ms: number | null): string {
   if (ms === null) return '—';
@@ -381,9 +542,7 @@ export function runReportMarkdown(header: ReportHeader, report: RunReport, signa
   const output: string[] = [];
   for (const phase of report.phases) {
     output.push(
-      `[phase] ${phase.phase}: ${formatMs(phase.actualMs)}${phase.plannedMs !== null ? ` (planned ${formatMs(phase.plannedMs)})` : ''}${
-        phase.incomplete ? ' — did not complete' : ''
-      }`
+      `[phase] ${phase.action && phase.action !== 'execute' ? `${phase.action}: ` : ''}${phase.phase}: ${formatMs(phase.actualMs)}${phase.plannedMs !== null ? ` (planned ${formatMs(phase.plannedMs)})` : ''} — ${PHASE_STATUS_WORDS[phase.status]}`
     );
   }
   for (const statement of report.statements) {
@@ -435,9 +594,27 @@ export function runReportMarkdown(header: ReportHeader, report: RunReport, signa
       ? `not signed yet (${signature.eventCount} events, chain intact)`
       : `BROKEN${signature.firstBadSeq !== null ? ` at event ${signature.firstBadSeq}` : ''}: ${signature.reason ?? 'the stored log does not match what was signed'}`;
 
+  const summary = report.failureSummary;
+  const failureLines = summary
+    ? [
+        `> **${summary.cancelledBy ? `Cancelled by ${summary.cancelledBy}` : 'Failed'}** in ${summary.phase}: ${summary.what}${summary.line ? `, line ${summary.line}` : ''}${summary.sqlstate ? `, SQLSTATE ${summary.sqlstate}` : ''}  `,
+        `> ${summary.message}  `,
+        ...(summary.detail ? [`> DETAIL: ${summary.detail}  `] : []),
+        ...(summary.hint ? [`> HINT: ${summary.hint}  `] : []),
+        ...(summary.blockers.length > 0 ? [`> Blocked by ${blockersInWords(summary.blockers)}`] : []),
+        '',
+      ]
+    : [];
+  const actionLines = report.actions.map(
+    (action) =>
+      `- ${ACTION_WORDS[action.action]} by ${action.actor}: ${formatUtc(action.startedAt)} - ${action.finishedAt ? formatUtc(action.finishedAt) : 'not finished'}${
+        action.durationMs !== null ? ` (${formatMs(action.durationMs)})` : ''
+      }${action.state ? ` → ${action.state}` : ''}`,
+  );
   return [
     `## Execution Log${rehearsal ? ' (rehearsal)' : ''}`,
     '',
+    ...failureLines,
     `**Plan**: ${header.planTitle ? `${header.planTitle} (${header.planId})` : header.planId}  `,
     `**Checksum**: \`${header.planChecksum}\`  `,
     `**Target**: ${header.targetLabel} (\`${header.target}\`)  `,
@@ -447,6 +624,7 @@ export function runReportMarkdown(header: ReportHeader, report: RunReport, signa
     `**Execution Time**: ${formatUtc(header.startedAt)} - ${formatUtc(header.finishedAt)}  `,
     `**Duration**: ${formatMs(header.durationMs)}`,
     '',
+    ...(actionLines.length > 0 ? ['### Actions', ...actionLines, ''] : []),
     '### Execution Output',
     fenced(output),
     '',

@@ -235,8 +235,10 @@ export interface ListRunsInput {
 }
 
 export type RunListRow = Pick<RunRecord, keyof typeof RUN_SUMMARY_COLUMNS> & {
-  /** finished − started, in ms; null until the run has both. */
+  /** finished − started, in ms; null until the run has both (the apply's own: a rollback never stretches it). */
   durationMs: number | null;
+  /** Why the run is in its state (its latest state change's reason). */
+  reason: string | null;
 };
 
 export interface RunListPage {
@@ -249,6 +251,9 @@ export interface RunListPage {
 export const MAX_PAGE_SIZE = 200;
 
 const durationMs = sql<number | null>`(extract(epoch from (${runs.finishedAt} - ${runs.startedAt})) * 1000)::float8`;
+/** Why the run is in its state: the reason of its latest state change (the run log says it once). */
+const stateReason = sql<string | null>`(select ${runEvents.payload} ->> 'reason' from ${runEvents}
+  where ${runEvents.runId} = ${runs.id} and ${runEvents.type} = 'state.changed' order by ${runEvents.seq} desc limit 1)`;
 
 const SORT_COLUMNS: Record<RunSortKey, SQL> = {
   started: sql`${runs.startedAt}`,
@@ -275,7 +280,7 @@ export async function listRunHistory(db: StoreDb, input: ListRunsInput): Promise
   const offset = Math.max(0, Math.trunc(input.offset));
   const [rows, totals] = await Promise.all([
     db
-      .select({ ...RUN_SUMMARY_COLUMNS, durationMs })
+      .select({ ...RUN_SUMMARY_COLUMNS, durationMs, reason: stateReason })
       .from(runs)
       .where(where)
       .orderBy(primary, desc(runs.createdAt), asc(runs.id))
@@ -360,4 +365,16 @@ export function isRunKind(value: unknown): value is RunKind {
 
 export function isRunState(value: unknown): value is RunState {
   return typeof value === 'string' && (RUN_STATES as readonly string[]).includes(value);
+}
+
+/**
+ * When a run of these plans last started or ended on a target (the store's clock): facts read
+ * before it describe the target as it was, and are read again before anything is judged from them.
+ */
+export async function latestRunActivity(db: StoreDb, input: { target: string; planIds: string[] }): Promise<Date | null> {
+  const [row] = await db
+    .select({ at: sql<Date | null>`max(greatest(${runs.startedAt}, ${runs.finishedAt}))` })
+    .from(runs)
+    .where(and(eq(runs.target, input.target), inArray(runs.planId, input.planIds)));
+  return row?.at ? new Date(row.at) : null;
 }

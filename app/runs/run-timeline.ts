@@ -7,8 +7,8 @@
  * Events are the run-event union (run-events.ts): an event this version does not know arrives as
  * 'unrecognised', is shown in the raw log, and is otherwise ignored, never an error.
  */
-import type { Blocker } from '../../db/schema/run-outcome';
-import { isSettledState, type RunState } from '../../db/run-lifecycle';
+import type { Blocker, RunStop } from '../../db/schema/run-outcome';
+import { isSettledState, phaseStatusOf, type PhaseStatus, type RunState } from '../../db/run-lifecycle';
 import { driveEdgeOf, type RunEvent } from './run-events';
 
 export interface NoticeView {
@@ -89,10 +89,26 @@ export interface PhaseView {
   plannedMs: number | null;
   actualMs?: number;
   ok?: boolean;
-  /** 'stopped': the run was interrupted while the phase ran. */
-  status: 'running' | 'done' | 'failed' | 'stopped';
+  /** db/run-lifecycle.ts phaseStatusOf: 'stopped' when the run was interrupted while the phase ran. */
+  status: PhaseStatus;
   steps: StepView[];
   checks: ChecksView[];
+}
+
+/** A session of the run that waited (or waits) for a lock, and who blocked it. */
+export interface WaitView {
+  pid: number;
+  waitingFor: string;
+  phase: string | null;
+  waitEvent: string;
+  since: string;
+  relation: string | null;
+  query: string | null;
+  lockTimeoutMs: number | null;
+  blockers: BlockerView[];
+  /** When the run stopped waiting (undefined while it waits). */
+  endedAt?: string;
+  waitedMs?: number;
 }
 
 export type AttemptAction = 'execute' | 'rollback' | 'rehearse';
@@ -110,6 +126,10 @@ export interface AttemptView {
   lockHeld?: boolean;
   error?: string;
   cancelRequested?: { by: string; at: string };
+  /** Every lock wait longer than a second, open ones last seen. */
+  waits: WaitView[];
+  /** Where the drive stopped before its end (from its outcome): the failure summary. */
+  stoppedAt?: RunStop;
   notes: string[];
 }
 
@@ -163,13 +183,14 @@ export function foldTimeline(events: readonly RunEvent[], initialState = 'draft'
     }
     return phase;
   };
-  const endAttempt = (state: string, at: string, openPhases: 'stopped' | 'failed') => {
+  const endAttempt = (state: string, at: string, how: 'finished' | 'interrupted') => {
     if (!attempt) return;
     attempt.finishedState = state;
     attempt.finishedAt = at;
+    for (const wait of attempt.waits) if (!wait.endedAt) wait.endedAt = at;
     for (const open of attempt.phases) {
-      if (open.status === 'running') open.status = openPhases;
-      if (openPhases === 'stopped') for (const step of open.steps) if (step.status === 'running') step.status = 'stopped';
+      if (open.status === 'running') open.status = phaseStatusOf({ completed: false }, how);
+      if (how === 'interrupted') for (const step of open.steps) if (step.status === 'running') step.status = 'stopped';
     }
     attempt = undefined;
     phase = undefined;
@@ -179,7 +200,7 @@ export function foldTimeline(events: readonly RunEvent[], initialState = 'draft'
     view.lastSeq = Math.max(view.lastSeq, event.seq);
     const drive = driveEdgeOf(event);
     if (drive?.edge === 'started') {
-      attempt = { action: drive.action, seq: event.seq, startedAt: event.at, actor: event.actor, phases: [], notes: [] };
+      attempt = { action: drive.action, seq: event.seq, startedAt: event.at, actor: event.actor, phases: [], waits: [], notes: [] };
       phase = undefined;
       view.attempts.push(attempt);
       continue;
@@ -190,7 +211,7 @@ export function foldTimeline(events: readonly RunEvent[], initialState = 'draft'
         view.state = to;
         view.stateChanges.push({ seq: event.seq, at: event.at, actor: event.actor, from, to, reason });
         // A drive that ends without its '.finished' event (the process driving it died): close it here.
-        if (to === 'interrupted') endAttempt(to, event.at, 'stopped');
+        if (to === 'interrupted') endAttempt(to, event.at, 'interrupted');
         break;
       }
       case 'phase.started': {
@@ -205,7 +226,7 @@ export function foldTimeline(events: readonly RunEvent[], initialState = 'draft'
         target.actualMs = event.payload.actualMs;
         target.plannedMs = event.payload.plannedMs ?? target.plannedMs;
         target.ok = event.payload.ok;
-        target.status = target.ok ? 'done' : 'failed';
+        target.status = phaseStatusOf({ completed: true, ok: event.payload.ok }, 'on');
         if (target === phase) phase = undefined;
         break;
       }
@@ -314,11 +335,35 @@ export function foldTimeline(events: readonly RunEvent[], initialState = 'draft'
         if (attempt && !attempt.finishedState) attempt.cancelRequested = { by: event.actor, at: event.at };
         break;
       }
+      case 'wait.started': {
+        if (!attempt) break;
+        const { pid, waitingFor, phase: waitPhase, waitEvent, since, relation, query, lockTimeoutMs, blockers } = event.payload;
+        attempt.waits.push({ pid, waitingFor, phase: waitPhase, waitEvent, since, relation, query, lockTimeoutMs, blockers });
+        break;
+      }
+      case 'wait.changed': {
+        const open = attempt?.waits.findLast((wait) => wait.pid === event.payload.pid && !wait.endedAt);
+        if (open) open.blockers = event.payload.blockers;
+        break;
+      }
+      case 'wait.ended': {
+        const open = attempt?.waits.findLast((wait) => wait.pid === event.payload.pid && !wait.endedAt);
+        if (open) {
+          open.endedAt = event.at;
+          open.waitedMs = event.payload.waitedMs;
+        }
+        break;
+      }
+      case 'cancel.signalled': {
+        const { signal, pids, by } = event.payload;
+        attempt?.notes.push(`${signal === 'cancel' ? 'pg_cancel_backend' : 'pg_terminate_backend'} sent to ${pids.length > 0 ? `pid ${pids.join(', ')}` : 'no busy session'} for ${by}'s cancel`);
+        break;
+      }
       case 'lock.held': {
         if (attempt) {
           attempt.lockHeld = true;
           attempt.notes.push("the target's advisory lock was held by another session: nothing was changed");
-          endAttempt('not started', event.at, 'failed');
+          endAttempt('not started', event.at, 'finished');
         }
         break;
       }
@@ -342,7 +387,10 @@ export function foldTimeline(events: readonly RunEvent[], initialState = 'draft'
       case 'execute.finished':
       case 'rollback.finished':
       case 'rehearse.finished': {
-        endAttempt(event.payload.state, event.at, 'failed');
+        const outcome = event.payload.outcome;
+        const stoppedAt = event.type === 'rollback.finished' ? outcome.rollback?.stoppedAt : outcome.stoppedAt;
+        if (attempt && stoppedAt) attempt.stoppedAt = stoppedAt;
+        endAttempt(event.payload.state, event.at, 'finished');
         break;
       }
       case 'execute.refused':

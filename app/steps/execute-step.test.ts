@@ -481,7 +481,7 @@ describe('locks, timeouts and cancel', () => {
     const blocker = outcome.failure!.blockers.find((candidate) => candidate.pid === holderPid);
     expect(blocker).toMatchObject({ pid: holderPid, application: 'lock-holder', state: 'idle in transaction', lockMode: 'AccessShareLock', relation: 'lt' });
     expect(outcome.failure!.blockers.map((candidate) => candidate.pid)).not.toContain(writerPid);
-    expect(outcome.failure!.summary).toMatch(new RegExp(`blocked by pid ${holderPid} \\(application "lock-holder"`));
+    expect(outcome.failure!.summary).toMatch(new RegExp(`blocked by pid ${holderPid} \\(application lock-holder`));
 
     // The writer finishes once the migration gave up, while the holder still holds its lock.
     await Promise.race([writerInsert, new Promise((_, reject) => setTimeout(() => reject(new Error('the writer is still waiting')), 3_000))]);

@@ -62,8 +62,9 @@ export interface LedgerEntry {
 
 export interface PlanLedgerState {
   state: PlanLedgerStateName;
-  /** The run, checksum, person and time of the row that decided `state`. */
+  /** The run, plan, checksum, person and time of the row that decided `state` (the plan may be one this is equivalent_to). */
   runId?: string;
+  planId?: string;
   checksum?: string;
   by?: string;
   at?: string;
@@ -123,6 +124,7 @@ export async function readPlanLedgerState(pool: pg.Pool | pg.ClientBase, planId:
   return {
     state,
     runId: decisive.runId,
+    planId: decisive.planId,
     checksum: decisive.checksum,
     by: decisive.by,
     at: decisive.at,

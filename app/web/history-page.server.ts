@@ -33,6 +33,7 @@ export async function loadRunHistory(runtime: EngineDeps, input: ListRunsInput) 
       startedAt: isoOf(run.startedAt),
       finishedAt: isoOf(run.finishedAt),
       durationMs: run.durationMs,
+      reason: run.reason,
     })),
   };
 }

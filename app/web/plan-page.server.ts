@@ -15,11 +15,10 @@ import { refreshPlanFacts } from '../plans/plan-overview.server';
 import { runPlanChecks } from '../checks/plan-checks.server';
 import { roleCan } from '../accounts/permissions';
 import type { SignedInUser } from '../auth/require.server';
-import { lastSeqOf, readRunEvents } from '../runs/run-log.server';
+import type { LoggedRunEvent } from '../runs/run-log.server';
 import type { EngineDeps } from '../engine/engine-deps.server';
-import { withTimeout } from '../runtime/with-timeout';
 import { isoOf } from '../runtime/format';
-import { explainPlanStateOnTarget, type SchemaFacts } from '../targets/schema-facts.server';
+import type { SchemaFacts } from '../targets/schema-facts.server';
 import type { TargetFacts } from '../targets/target-facts.server';
 import type { Target } from '../targets/targets.server';
 import type { TargetRules } from '../runtime/target-config';
@@ -29,12 +28,13 @@ import { formatUtc } from '../runtime/format';
 import { cancelRequestedMessage, cancelRun, executeRun, rehearseRun, rollbackRun } from '../engine/engine.server';
 import { addNote, authorize, openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunFor, type RunDetail } from '../engine/runs.server';
 import { evaluateGates } from '../engine/gates.server';
+import { previewRollback, type RollbackPreview } from '../engine/rollback-preview.server';
 import { waiveLintFinding } from '../engine/waive-lint.server';
 import { stepKindOf } from '../steps/step-kinds.server';
 import { ACTIVE_RUN_STATES, isActiveState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
 import { type EngineActor, type Gate } from '../engine/engine-deps.server';
 import { findRuns, type RunRecord } from '../runs/run-store.server';
-import { eventsOf } from '../runs/run-events';
+import { DRIVE_EVENTS, eventsOf, type DriveAction } from '../runs/run-events';
 import type { RunState } from '../../db/run-lifecycle';
 import { refusalOf, type IntentOutcome } from './http-answers.server';
 import { isRunsheetError } from '../runtime/errors';
@@ -139,6 +139,8 @@ export interface ChecklistView {
   planState: {
     state: string;
     reason: string;
+    /** The schema facts are older than the latest change: being read again (the page revalidates). */
+    rereading: boolean;
     ledgerError?: string;
     ledger?: { runId?: string; checksum?: string; by?: string; at?: string; partial: boolean };
   };
@@ -146,6 +148,10 @@ export interface ChecklistView {
   schemaFacts?: Aged<SchemaFacts>;
   run: RunSummary | null;
   previousRun: RunSummary | null;
+  /** What rolling back the working run would do, and whether the rollback gate accepts it now (null: no run a rollback may start from). */
+  rollback: RollbackPreview | null;
+  /** The way on after a run that ended without something to roll back (interrupted, failed or cancelled cleanly), or one left part-way. */
+  newAttempt: { after: RunSummary; why: string } | null;
   /** A draft opened under an older checksum: the next tick opens a new run. */
   staleDraft: RunSummary | null;
   rehearsal: RunSummary | null;
@@ -157,7 +163,8 @@ export interface ChecklistView {
   gates: GateView[] | null;
   signoffs: { by: string; role: string | null; at: string }[];
   successCriteria: CriterionView[];
-  teamMessages: { pre?: TeamMessageView; post?: TeamMessageView };
+  /** Each message the plan words, filled from the run's facts; post and rollback only once that happened. */
+  teamMessages: { pre?: TeamMessageView; post?: TeamMessageView; rollback?: TeamMessageView };
   issues: { seq: number; at: string; actor: string; role: string | null; text: string }[];
   stepper: StepperItem[];
   may: Record<'tick' | 'runChecks' | 'signOff' | 'addNote' | 'waiveLint' | 'execute' | 'rehearse' | 'rollback' | 'cancel', boolean>;
@@ -185,27 +192,15 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   const rehearsal = runs.find((run) => run.kind === 'rehearsal') ?? null;
   const mayExecute = roleCan(user.role, 'execute');
 
-  const [detail, onTarget, otherActive] = await Promise.all([
+  const [detail, onTarget, otherActive, rollback] = await Promise.all([
     working ? readRunDetail(deps, working.id, { gates: true, executor: mayExecute ? user.email : undefined }) : Promise.resolve(undefined),
     readPlanOnTarget(deps, loaded, target),
     findRuns(deps.store.pool, { target: target.name, states: ACTIVE_RUN_STATES, limit: 5 }).then((active) => active.find((run) => run.planId !== loaded.id)),
+    working && mayRollBackFrom(working.state) ? previewRollback(deps, working) : Promise.resolve(null),
   ]);
 
-  // Facts read before the newest run finished describe the target as it was: read them again.
-  let schemaFacts = onTarget.schemaFacts;
-  let targetFacts = onTarget.targetFacts;
-  let planState = onTarget.state;
-  const newestFinish = Math.max(0, ...runs.map((run) => run.finishedAt?.getTime() ?? 0));
-  if (newestFinish > 0 && (!schemaFacts || Date.now() - schemaFacts.ageMs < newestFinish)) {
-    try {
-      const fresh = await withTimeout(refreshPlanFacts(deps, loaded, target), 5_000);
-      schemaFacts = { value: fresh.schema, ageMs: 0 };
-      targetFacts = { value: fresh.target, ageMs: 0 };
-      if (onTarget.ledger) planState = explainPlanStateOnTarget(onTarget.ledger, fresh.schema);
-    } catch {
-      // Keep the older facts; their age says how old they are.
-    }
-  }
+  // Facts read before the latest change are never judged: readPlanOnTarget reads them again in the background.
+  const { schemaFacts, targetFacts, state: planState } = onTarget;
 
   const events = detail?.events ?? [];
   const waivers = lintWaiversFromEvents(events, loaded.checksum);
@@ -276,6 +271,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
     planState: {
       state: planState.state,
       reason: planState.reason,
+      rereading: planState.rereading,
       ...(onTarget.ledgerError ? { ledgerError: onTarget.ledgerError } : {}),
       ...(ledger ? { ledger: { runId: ledger.runId, checksum: ledger.checksum, by: ledger.by, at: ledger.at, partial: ledger.partial !== undefined } } : {}),
     },
@@ -283,6 +279,8 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
     schemaFacts,
     run: runSummary,
     previousRun: previous ? summarize(previous) : null,
+    rollback,
+    newAttempt: newAttemptOffer(working, previous),
     staleDraft: staleDraft ? summarize(staleDraft) : null,
     rehearsal: rehearsal ? summarize(rehearsal) : null,
     otherActive: otherActive ? { id: otherActive.id, planId: otherActive.planId, state: otherActive.state, kind: otherActive.kind } : null,
@@ -292,7 +290,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
     gates,
     signoffs: detail?.signoffs ?? [],
     successCriteria: criteria,
-    teamMessages: teamMessages(plan, { target, checksum: logRun?.planChecksum ?? loaded.checksum, run: logRun, ledger: ledger && ledger.state === 'applied' ? ledger : undefined }),
+    teamMessages: teamMessages(plan, { target, checksum: logRun?.planChecksum ?? loaded.checksum, run: logRun }),
     issues: eventsOf(logEvents, 'note.added').map((event) => ({ seq: event.seq, at: event.at, actor: event.actor, role: event.role, text: event.payload.text })),
     stepper: [],
     may: {
@@ -309,6 +307,29 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   };
   view.stepper = stepper(view);
   return view;
+}
+
+/**
+ * When the page offers a new attempt: after a run that ended with nothing to undo (it is history:
+ * the next tick opens a new run anyway, this says so and links it), or beside a run left
+ * part-way (failed, cancelled or interrupted after something committed: roll back, or go on).
+ */
+function newAttemptOffer(working: RunRecord | undefined, previous: RunRecord | undefined): ChecklistView['newAttempt'] {
+  if (!working && previous && (previous.state === 'interrupted' || previous.state === 'failed' || previous.state === 'cancelled')) {
+    const why = {
+      interrupted: 'the process driving it stopped before anything committed',
+      failed: 'it failed and its transaction rolled back',
+      cancelled: 'it was cancelled before anything committed',
+    }[previous.state];
+    return { after: summarize(previous), why: `Run ${previous.id.slice(0, 8)} is ${previous.state}: ${why}. A new attempt is a new run: its preparation starts fresh.` };
+  }
+  if (working && (working.state === 'failed' || working.state === 'cancelled' || working.state === 'interrupted')) {
+    return {
+      after: summarize(working),
+      why: `Run ${working.id.slice(0, 8)} is ${working.state} with part of its apply committed: roll it back, or start a new attempt that goes on from there (a batched backfill resumes after its last committed key).`,
+    };
+  }
+  return null;
 }
 
 function summarize(run: RunRecord): RunSummary {
@@ -413,25 +434,22 @@ function successCriteria(plan: Plan, results: Record<string, LatestCheckResult>,
 
 const PLACEHOLDER = /\{\{\s*([a-z_]+)\s*\}\}/g;
 
-/** The plan's team messages with {{target}}, {{checksum}}, {{executor}}, {{finished_at}} filled from the run's facts. */
-function teamMessages(
-  plan: Plan,
-  facts: { target: Target; checksum: string; run?: RunRecord; ledger?: { runId?: string; at?: string } },
-): ChecklistView['teamMessages'] {
-  const { run, ledger } = facts;
-  // The apply's COMMIT time is the ledger's row of this run; the run's end comes after verification.
-  const finishedAt = ledger?.at && run && ledger.runId === run.id ? ledger.at : (isoOf(run?.finishedAt ?? null) ?? undefined);
-  const values: Record<string, string | undefined> = {
+/**
+ * The plan's team messages with {{target}}, {{checksum}}, {{executor}}, {{finished_at}} filled
+ * from the run's facts. The post message is offered only for a verified apply, with the apply's own
+ * end; the rollback message only for a rolled-back run, with who rolled back and when.
+ */
+function teamMessages(plan: Plan, facts: { target: Target; checksum: string; run?: RunRecord }): ChecklistView['teamMessages'] {
+  const { run } = facts;
+  const common: Record<string, string | undefined> = {
     target: facts.target.label,
     target_name: facts.target.name,
     checksum: facts.checksum,
     plan: plan.id,
     run: run?.id,
-    executor: run?.executedBy ?? undefined,
     started_at: run?.startedAt ? formatUtc(run.startedAt.toISOString()) : undefined,
-    finished_at: finishedAt ? formatUtc(finishedAt) : undefined,
   };
-  const fill = (message: { notify: string[]; body: string } | undefined): TeamMessageView | undefined => {
+  const fill = (message: { notify: string[]; body: string } | undefined, values: Record<string, string | undefined>): TeamMessageView | undefined => {
     if (!message) return undefined;
     const unfilled = new Set<string>();
     const text = message.body.replace(PLACEHOLDER, (whole, name: string) => {
@@ -442,7 +460,16 @@ function teamMessages(
     });
     return { notify: message.notify, text: text.trimEnd(), unfilled: [...unfilled] };
   };
-  return { pre: fill(plan.team_messages.pre), post: fill(plan.team_messages.post) };
+  const rollback = run?.outcome?.rollback;
+  const applied = run?.state === 'applied' && run.outcome?.verified !== false;
+  const rolledBack = run?.state === 'rolled_back';
+  return {
+    pre: fill(plan.team_messages.pre, { ...common, executor: run?.executedBy ?? undefined }),
+    ...(applied ? { post: fill(plan.team_messages.post, { ...common, executor: run.executedBy ?? undefined, finished_at: run.finishedAt ? formatUtc(run.finishedAt.toISOString()) : undefined }) } : {}),
+    ...(rolledBack
+      ? { rollback: fill(plan.team_messages.rollback, { ...common, executor: rollback?.by ?? undefined, finished_at: rollback?.finishedAt ? formatUtc(rollback.finishedAt) : undefined }) }
+      : {}),
+  };
 }
 
 function stepper(view: ChecklistView): StepperItem[] {
@@ -528,7 +555,8 @@ export type ChecklistIntent =
   | { intent: 'waive-lint'; file: string; line: number; rule: string; reason: string }
   | { intent: 'execute'; typedTargetName?: string }
   | { intent: 'rehearse' }
-  | { intent: 'rollback'; runId: string }
+  | { intent: 'rollback'; runId: string; typedTargetName?: string }
+  | { intent: 'new-attempt' }
   | { intent: 'cancel'; runId: string };
 
 export async function performChecklistIntent(
@@ -602,21 +630,23 @@ export async function performChecklistIntent(
         const gates = await evaluateGates(deps, working, { executor: actor.email, typedTargetName: intent.typedTargetName });
         const open = gates.filter((gate) => !gate.passed);
         if (open.length > 0) return { kind: 'refused', status: 409, error: `Execute refused: ${open.length} gate${open.length === 1 ? ' is' : 's are'} open.`, openGates: open };
-        await startInBackground(deps, 'execute', working.id, () => executeRun(deps, { runId: working.id, actor, typedTargetName: intent.typedTargetName }));
-        return { kind: 'started', runId: working.id };
+        return await startInBackground('execute', working.id, (onEvent) => executeRun(deps, { runId: working.id, actor, typedTargetName: intent.typedTargetName, onEvent }));
       }
       case 'rehearse': {
         const { run } = await openWorkingRun(deps, { ...scope, kind: 'rehearsal', actor });
         const open = (await evaluateGates(deps, run, { executor: actor.email })).filter((gate) => !gate.passed);
         if (open.length > 0) return { kind: 'refused', status: 409, error: `Rehearsal refused: ${open.length} gate${open.length === 1 ? ' is' : 's are'} open.`, openGates: open };
-        await startInBackground(deps, 'rehearse', run.id, () => rehearseRun(deps, { runId: run.id, actor }));
-        return { kind: 'started', runId: run.id };
+        return await startInBackground('rehearse', run.id, (onEvent) => rehearseRun(deps, { runId: run.id, actor, onEvent }));
       }
       case 'rollback': {
         if (!working || working.id !== intent.runId) return { kind: 'refused', status: 409, error: "That run is not this plan's current run on this target: reload the page." };
-        if (!mayRollBackFrom(working.state)) return { kind: 'refused', status: 409, error: `Run ${working.id} is ${working.state}: only an applied, partly applied or interrupted run is rolled back.` };
-        await startInBackground(deps, 'rollback', working.id, () => rollbackRun(deps, { runId: working.id, actor }));
-        return { kind: 'started', runId: working.id };
+        if (!mayRollBackFrom(working.state)) return { kind: 'refused', status: 409, error: `Run ${working.id} is ${working.state}: only an applied run, or one that committed part of its apply, is rolled back.` };
+        return await startInBackground('rollback', working.id, (onEvent) => rollbackRun(deps, { runId: working.id, actor, typedTargetName: intent.typedTargetName, onEvent }));
+      }
+      case 'new-attempt': {
+        const { run, opened } = await openWorkingRun(deps, { ...scope, kind: 'execute', actor, newAttempt: true });
+        const after = working ?? previous;
+        return { kind: 'done', message: opened ? `Run ${run.id.slice(0, 8)} opened: a new attempt${after ? ` after run ${after.id.slice(0, 8)} (${after.state})` : ''}.` : `Run ${run.id.slice(0, 8)} is already being prepared: work on it.` };
       }
       case 'cancel': {
         const [run] = (await findRuns(deps.store.pool, { ...scope, limit: 20 })).filter((candidate) => candidate.id === intent.runId);
@@ -635,23 +665,34 @@ function checksMessage(results: { passed: boolean; skipped: boolean }[]): string
 }
 
 /**
- * Execute, rollback and rehearse take minutes: the request starts them and answers once the run
- * has logged its first step (claimed, or refused), at most a few seconds later, so the live view
- * it redirects to never opens on the state before (an applied run about to roll back would look
- * final, and its stream would end at once). The engine records every refusal and failure in the
- * run log; this process only notes that the promise ended badly.
+ * Execute, rollback and rehearse take minutes: the request starts them and answers once the drive
+ * has begun (its own '.started' event: the page goes to the live view, which then never opens on
+ * the state before) or was refused (lost to another request, a gate, the target busy): the refusal
+ * is answered on the page the person is on, never hidden behind a redirect. The engine records
+ * every refusal and failure in the run log.
  */
-async function startInBackground(deps: ChecklistDeps, action: string, runId: string, start: () => Promise<unknown>): Promise<void> {
-  const before = await lastSeqOf(deps.store.pool, runId);
-  let settled = false;
-  start()
-    .catch((error: Error) => console.error(`[runsheet] ${action} of run ${runId} stopped: ${error.name}: ${error.message}`))
-    .finally(() => (settled = true));
-  const deadline = Date.now() + START_WAIT_MS;
-  while (!settled && Date.now() < deadline) {
-    if ((await readRunEvents(deps.store.pool, runId, { afterSeq: before, limit: 1 })).length > 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+function startInBackground(action: DriveAction, runId: string, start: (onEvent: (event: LoggedRunEvent) => void) => Promise<unknown>): Promise<IntentOutcome> {
+  return new Promise((resolve) => {
+    let answered = false;
+    const answer = (outcome: IntentOutcome) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      resolve(outcome);
+    };
+    // A drive that logs nothing for this long is still starting: the live view shows what follows.
+    const timer = setTimeout(() => answer({ kind: 'started', runId }), START_WAIT_MS);
+    start((event) => {
+      if (event.type === DRIVE_EVENTS[action].started) answer({ kind: 'started', runId });
+    }).then(
+      () => answer({ kind: 'started', runId }),
+      (error: unknown) => {
+        if (isRunsheetError(error)) return answer(refusalOf(error));
+        console.error(`[runsheet] ${action} of run ${runId} stopped: ${(error as Error).name}: ${(error as Error).message}`);
+        answer({ kind: 'refused', status: 500, error: `The engine stopped: ${(error as Error).message}` });
+      },
+    );
+  });
 }
 
 const START_WAIT_MS = 10_000;

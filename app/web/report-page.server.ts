@@ -35,8 +35,15 @@ function planTitleOf(run: RunForReport): string | null {
   }
 }
 
-function headerOf(run: RunForReport, targetLabel: string): ReportHeader {
-  const durationMs = run.startedAt && run.finishedAt ? run.finishedAt.getTime() - run.startedAt.getTime() : null;
+/**
+ * The header's times are the apply's (or the rehearsal's) own, from its drive events when the log
+ * has them: a later rollback has its own line in the report's actions and never stretches them.
+ */
+function headerOf(run: RunForReport, targetLabel: string, report: RunReport): ReportHeader {
+  const drive = report.actions.find((action) => action.action === 'execute' || action.action === 'rehearse');
+  const startedAt = drive?.startedAt ?? run.startedAt?.toISOString() ?? null;
+  const finishedAt = drive ? drive.finishedAt : (run.finishedAt?.toISOString() ?? null);
+  const durationMs = startedAt && finishedAt ? Date.parse(finishedAt) - Date.parse(startedAt) : null;
   return {
     runId: run.id,
     planId: run.planId,
@@ -51,8 +58,8 @@ function headerOf(run: RunForReport, targetLabel: string): ReportHeader {
     signedOffBy: run.signedOffBy,
     signedOffAt: run.signedOffAt?.toISOString() ?? null,
     executedBy: run.executedBy,
-    startedAt: run.startedAt?.toISOString() ?? null,
-    finishedAt: run.finishedAt?.toISOString() ?? null,
+    startedAt,
+    finishedAt,
     durationMs,
   };
 }
@@ -104,9 +111,10 @@ export async function readRunReport(runtime: EngineDeps, input: { runId: string;
     readSignatureVerdict(runtime, run),
     readRunEventsPage(db, { runId: run.id, afterSeq: Math.min(input.afterSeq ?? 0, Math.max(0, run.lastSeq - 1)), limit: INITIAL_EVENTS_PAGE }),
   ]);
+  const report = buildRunReport(events, run.outcome);
   return {
-    header: headerOf(run, runtime.targets.find(run.target)?.label ?? run.target),
-    report: buildRunReport(events, run.outcome),
+    header: headerOf(run, runtime.targets.find(run.target)?.label ?? run.target, report),
+    report,
     summaryTruncated: events.length >= REPORT_EVENTS_LIMIT,
     signature: { ...signature, eventCount: signature.eventCount || run.eventCount },
     lastSeq: run.lastSeq,

@@ -138,6 +138,10 @@ export const RunOutcomeSchema = z.object({
       ledger: z.object({ written: z.enum(['rolled_back', 'partial']).nullable() }).optional(),
       phases: z.array(PhaseTimingSchema),
       error: z.string().optional(),
+      /** The rollback's own times and who ran it (the run's started_at/finished_at stay the apply's). */
+      startedAt: z.string().optional(),
+      finishedAt: z.string().optional(),
+      by: z.string().optional(),
     })
     .optional(),
   interrupted: z

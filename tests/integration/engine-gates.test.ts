@@ -236,7 +236,13 @@ describe('gates from the command line (plan 008)', () => {
     env.TARGET_STAGING_URL = fresh.url;
     try {
       // A new production run (after the rollback of the applied one) whose staging has not applied it.
-      expect((await runsheet('rollback', PLAN, '--target', 'production', '--as', 'engineer@example.com')).code).toBe(0);
+      // Reproduction 9: the rollback shows what it runs and removes, and asks for the target's name as execute does.
+      const unconfirmed = await runsheet('rollback', PLAN, '--target', 'production', '--as', 'engineer@example.com');
+      expect(unconfirmed.code).toBe(1);
+      expect(unconfirmed.stdout).toMatch(/The rollback of run .* on production runs:/);
+      expect(unconfirmed.stdout).toContain('and removes: column platform.users.active_org_id');
+      expect(unconfirmed.stderr).toMatch(/typed the target's name \(production\)/);
+      expect((await runsheet('rollback', PLAN, '--target', 'production', '--as', 'engineer@example.com', '--confirm', 'production')).code).toBe(0);
       await prepare('production');
       expect((await runsheet('sign-off', PLAN, '--target', 'production', '--as', 'tpm@example.com')).code).toBe(0);
       const refused = await runsheet('run', PLAN, '--target', 'production', '--as', 'engineer@example.com', '--confirm', 'production');
