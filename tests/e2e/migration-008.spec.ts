@@ -53,7 +53,7 @@ async function currentRunId(page: Page): Promise<string> {
 
 async function expectNoEnabledExecuteOrRollback(page: Page) {
   await expect(page.getByRole('button', { name: 'Execute', exact: true })).toBeDisabled();
-  await expect(page.getByRole('button', { name: 'Roll back', exact: true })).toBeDisabled();
+  await expect(page.getByRole('button', { name: 'Roll back…', exact: true })).toBeDisabled();
 }
 
 test('the TPM ticks the prerequisites, runs the pre-checks and signs off', async ({ page }) => {
@@ -132,9 +132,14 @@ test('the engineer sees go, executes, watches it applied, reads the backfill and
   await expect(page.getByRole('region', { name: 'State' }).locator('[data-status="applied"]').first()).toBeVisible();
   await expect(page.getByRole('region', { name: 'Team communication' }).getByText(/deployed successfully to Sandbox by engineer@runsheet\.local/)).toBeVisible();
 
-  const rollback = page.getByRole('button', { name: 'Roll back', exact: true });
+  const rollback = page.getByRole('button', { name: 'Roll back…', exact: true });
   await expect(rollback).toBeEnabled();
   await rollback.click();
+  // Never one click: the dialog lists what the rollback runs and removes.
+  const dialog = page.getByRole('dialog', { name: /Roll back run [0-9a-f]{8} on sandbox\?/ });
+  await expect(dialog.getByRole('region', { name: 'Objects the rollback removes' })).toContainText('column platform.users.active_org_id');
+  await expect(dialog.getByRole('region', { name: 'Rollback statements' })).toContainText('DROP');
+  await dialog.getByRole('button', { name: 'Roll back now' }).click();
   await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
   await expect(page.getByRole('status', { name: 'Run state' })).toHaveText(/Rolled back/, { timeout: 120_000 });
   await expect(page.getByRole('listitem', { name: 'Phase Rollback verification' }).getByText('Done')).toBeVisible();
