@@ -3,7 +3,7 @@
  * - Runsheet: `runChecks` over the target's pool, phase after phase, as the product runs them
  *   (independent checks in parallel on the pool, each in its own rolled-back transaction);
  * - psql: the same statements in ONE session (`psql -X -q -f file`), each check wrapped as Runsheet
- *   wraps it (BEGIN [READ ONLY], the statement_timeout set_config, the visibility probe where
+ *   wraps it (BEGIN [READ ONLY], the statement_timeout and lock_timeout set_config, the visibility probe where
  *   Runsheet adds one, the check's statements, ROLLBACK), so both send the same SQL.
  * A state names the phases that can run on it: before the apply (pre-checks + snapshot) and after
  * it (verification + data quality). http checks are not part of the suite (they call an API).
@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
-import { runChecks, type CheckResult } from '../app/checks/run-checks.server';
+import { DEFAULT_CHECK_LOCK_TIMEOUT_MS, runChecks, type CheckResult } from '../app/checks/run-checks.server';
 import { checkSql, type ValidPlan } from '../app/plans/load-plans.server';
 import type { CheckPhase, Plan, ProbeCheck, SqlCheck } from '../app/plans/plan-schema';
 import { splitSql } from '../app/sql/split-sql.server';
@@ -58,7 +58,7 @@ export async function timeSuiteWithRunsheet(
   const all: { phase: CheckPhase; results: CheckResult[] }[] = [];
   for (const { phase, checks } of suiteOf(plan, state)) {
     const started = performance.now();
-    const results = await runChecks({ checks, sqlOf: (check) => checkSql(plan, check), target: { name: 'sandbox', pool }, phase });
+    const results = await runChecks({ checks, sqlOf: (check) => checkSql(plan, check), target: { name: 'sandbox', pool, lockTimeoutMs: plan.plan.check_lock_timeout }, phase });
     const wallMs = performance.now() - started;
     all.push({ phase, results });
     phases.push({
@@ -97,7 +97,9 @@ export async function psqlScript(plan: ValidPlan, state: SuiteState): Promise<st
       const readOnly = check.kind === 'sql';
       lines.push(`\\echo ${MARKER} ${check.id}`);
       lines.push(readOnly ? 'begin transaction read only;' : 'begin;');
-      lines.push(`select set_config('statement_timeout', '${Math.max(1, Math.round(check.timeout))}', true), clock_timestamp() as ran_at;`);
+      lines.push(
+        `select set_config('statement_timeout', '${Math.max(1, Math.round(check.timeout))}', true), set_config('lock_timeout', '${Math.max(1, Math.round(check.lock_timeout ?? plan.plan.check_lock_timeout ?? DEFAULT_CHECK_LOCK_TIMEOUT_MS))}', true), clock_timestamp() as ran_at, pg_backend_pid() as pid;`,
+      );
       if (readOnly && READS_SESSION_ACTIVITY.test(sql)) lines.push(`${VISIBILITY_PROBE};`);
       for (const statement of split.statements) lines.push(`${statement.sql};`);
       lines.push('rollback;');

@@ -23,6 +23,7 @@ import { generateSandbox } from '../app/sandbox/generate-sandbox.server';
 import { createTargetRegistry } from '../app/targets/target-registry.server';
 import runsheetConfig from '../runsheet.config';
 import { applyUnderLoad, type ApplyMeasurement } from './apply-under-load';
+import { measureCancel, type CancelMeasurement } from './cancel-timing';
 import { ensureFreshBuild } from './build';
 import {
   psqlConnectionOf,
@@ -193,6 +194,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     const suites: { state: SuiteState; runsheet: RunsheetSuiteTiming; psql: PsqlSuiteTiming }[] = [];
     const applies: { plan008: ApplyMeasurement[]; online: ApplyMeasurement[] } = { plan008: [], online: [] };
     const vacuumMs: number[] = [];
+    const cancels: CancelMeasurement[] = [];
     // The report run's 'checks.ran' events carry real results: the last run's.
     let lastCheckResults: { phase: string; results: CheckResult[] }[] = [];
     const tagBase = Date.now().toString(36);
@@ -209,6 +211,9 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
       generation.push(await regenerate(runtime, options, log));
       const { results: beforeResults, ...before } = await measureSuite('before', run, plan, pool, psqlConnection, psqlFiles.before, log);
       suites.push(before);
+
+      // A cancel of an apply blocked by another session's lock: nothing commits, the sandbox stays as it was.
+      cancels.push(await measureCancel(deps, { planId: PLAN_ID, actor: ENGINEER, targetUrl: sandboxUrl, log }));
 
       log(`  applying ${PLAN_ID} under writer load`);
       const measured = await applyUnderLoad(deps, { planId: PLAN_ID, actor: ENGINEER, targetPool: pool, targetUrl: sandboxUrl, writer: writerOptions(options), tag: `${tagBase}r${run}p`, log });
@@ -244,6 +249,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
       applies,
       onlineStatus,
       vacuumMs,
+      cancels,
       reportRun,
       http,
       startup,
@@ -419,6 +425,7 @@ function assemble(input: {
   applies: { plan008: ApplyMeasurement[]; online: ApplyMeasurement[] };
   onlineStatus: string;
   vacuumMs: number[];
+  cancels: CancelMeasurement[];
   reportRun: { runId: string; events: number; writeMs: number };
   http: HttpRun[];
   startup: StartupSample[];
@@ -513,7 +520,7 @@ function assemble(input: {
       planId: PLAN_ID,
       wrapping:
         'Both sides send the same statements: each check in its own transaction (BEGIN READ ONLY for sql checks, BEGIN for probes), ' +
-        "set_config('statement_timeout', <check timeout>, true), the visibility probe before pg_stat_activity checks, the check's statements, ROLLBACK. " +
+        "set_config of statement_timeout and lock_timeout, the visibility probe before pg_stat_activity checks, the check's statements, ROLLBACK. " +
         'Runsheet: runChecks over the target pool (4 connections, 4 checks at a time), phase after phase; psql: psql -X -q -f <file> in one session, ' +
         'its wall time from spawn to exit (connection included). After the apply the tables are vacuumed first; one untimed pass of each side precedes the timed ones.',
       checks: { before: suites.find((suite) => suite.state === 'before')?.runsheet.checkCount ?? 0, after: suites.find((suite) => suite.state === 'after')?.runsheet.checkCount ?? 0 },
@@ -534,6 +541,13 @@ function assemble(input: {
       },
       plan008: applySummary(applies.plan008)!,
       online: applySummary(applies.online) ?? { status: input.onlineStatus },
+    },
+    cancel: {
+      planId: PLAN_ID,
+      how: "another session holds SHARE on platform.users; when the apply's step is logged waiting for it, cancelRun is called; the figure ends when executeRun returns",
+      requestToEndMs: round(median(input.cancels.map((entry) => entry.requestToEndMs))),
+      states: input.cancels.map((entry) => entry.state),
+      runs: input.cancels,
     },
     http: {
       connections: options.connections,

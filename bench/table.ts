@@ -3,6 +3,7 @@
  * Markdown table it prints. Nothing here measures; everything shown comes from the results.
  */
 import type { ApplyMeasurement } from './apply-under-load';
+import type { CancelMeasurement } from './cancel-timing';
 import type { PsqlSuiteTiming, RunsheetSuiteTiming, SuiteState } from './check-suite';
 import type { BenchOptions, HttpRun } from './run-bench';
 import type { LoadResult } from './http-load';
@@ -76,6 +77,7 @@ export interface BenchResults {
     plan008: ApplySummary;
     online: ApplySummary | { status: string };
   };
+  cancel: { planId: string; how: string; requestToEndMs: number; states: string[]; runs: CancelMeasurement[] };
   http: {
     connections: number;
     durationS: number;
@@ -95,6 +97,7 @@ export interface BenchResults {
 }
 
 const WRITER_WAIT_GOAL_MS = 250;
+const CANCEL_GOAL_MS = 2_000;
 const PAGE_P99_GOAL_MS = 250;
 const GOAL_USERS = 1_000_000;
 
@@ -112,6 +115,12 @@ export function evaluateGoals(results: Omit<BenchResults, 'goals' | 'table'>): G
   });
 
   const online = results.apply.online;
+  goals.push({
+    id: 'cancel',
+    goal: `A cancel of a blocked apply, request to rolled back < ${CANCEL_GOAL_MS / 1000} s`,
+    met: results.cancel.runs.length > 0 && results.cancel.states.every((state) => state === 'cancelled') ? results.cancel.requestToEndMs < CANCEL_GOAL_MS : null,
+    detail: `${fmtMs(results.cancel.requestToEndMs)} (median of ${results.cancel.runs.length}); states: ${results.cancel.states.join(', ')}`,
+  });
   const scale = results.options.users >= GOAL_USERS ? '' : ` (on ${results.options.users.toLocaleString('en-US')} users; the goal is stated for ${GOAL_USERS.toLocaleString('en-US')})`;
   goals.push(
     isApplySummary(online)
@@ -185,6 +194,13 @@ export function renderTable(results: Omit<BenchResults, 'table'>): string {
       ? applyRow('Apply 008 online', apply.online, `no write > ${WRITER_WAIT_GOAL_MS} ms during the apply`, verdict('online-writer-wait'))
       : ['Apply 008 online', apply.online.status, '', `no write > ${WRITER_WAIT_GOAL_MS} ms during the apply`, 'n/a'],
   );
+  rows.push([
+    'Cancel of a blocked apply',
+    fmtMs(results.cancel.requestToEndMs),
+    `request to rolled back and cancelled (${results.cancel.states.join(', ')}); the step had waited ${results.cancel.runs.map((run) => fmtMs(run.waitedBeforeCancelMs)).join(', ')} for another session's lock`,
+    `< ${CANCEL_GOAL_MS / 1000} s`,
+    verdict('cancel'),
+  ]);
   const bare = measuredRoute(http.bare);
   rows.push(routeRow('Bare guarded route (ceiling)', http.bare, undefined, '', ''));
   rows.push(routeRow('Plan page', http.plan, bare, `≥ ½ bare; p99 < ${PAGE_P99_GOAL_MS} ms`, both('plan-throughput', 'plan-p99'), http.diagnostics.plan));

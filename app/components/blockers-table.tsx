@@ -1,5 +1,5 @@
 import type { Blocker } from '../../db/schema/run-outcome';
-import { formatAge } from '../runtime/format';
+import { formatAge, formatUtc } from '../runtime/format';
 
 /** The sessions that blocked (or block) a statement: one table for the live wait, a failure and the report. */
 export function BlockersTable({ blockers, now, caption = 'Blocked by' }: { blockers: readonly Blocker[]; now?: number; caption?: string }) {
@@ -13,7 +13,7 @@ export function BlockersTable({ blockers, now, caption = 'Blocked by' }: { block
             <th scope="col" className="pr-2">Application</th>
             <th scope="col" className="pr-2">User</th>
             <th scope="col" className="pr-2">State</th>
-            <th scope="col" className="pr-2">In its transaction for</th>
+            <th scope="col" className="pr-2">{now !== undefined ? 'In its transaction for' : 'In a transaction'}</th>
             <th scope="col" className="pr-2">Lock</th>
             <th scope="col">Query</th>
           </tr>
@@ -33,7 +33,9 @@ export function BlockersTable({ blockers, now, caption = 'Blocked by' }: { block
                 <td className="pr-2">{blocker.application || '—'}</td>
                 <td className="pr-2">{blocker.user ?? '—'}</td>
                 <td className="pr-2">{blocker.state ?? blocker.waitEvent ?? '—'}</td>
-                <td className="pr-2">{blocker.xactStart && now !== undefined ? formatAge(Math.max(0, now - Date.parse(blocker.xactStart))) : '—'}</td>
+                <td className="pr-2">
+                  {!blocker.xactStart ? '—' : now !== undefined ? formatAge(Math.max(0, now - Date.parse(blocker.xactStart))) : `since ${formatUtc(blocker.xactStart)}`}
+                </td>
                 <td className="pr-2">
                   {blocker.lockMode ?? ''}
                   {blocker.relation ? ` on ${blocker.relation}` : ''}

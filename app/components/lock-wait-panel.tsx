@@ -20,7 +20,7 @@ export function LockWaitPanel({ waits, now }: { waits: readonly WaitView[]; now:
         const left = wait.lockTimeoutMs !== null ? wait.lockTimeoutMs - waited : null;
         return (
           <div key={`${wait.pid}-${wait.since}`}>
-            <p className="font-semibold">⏳ {lockWaitInWords(wait, now)}</p>
+            <p className="font-semibold">{capitalized(lockWaitInWords(wait, now))}</p>
             <p className="mt-0.5 text-amber-900">
               {wait.phase ? `${phaseLabel(wait.phase)} · ` : ''}session pid {wait.pid} · wait event {wait.waitEvent}
               {left !== null ? ` · ${left > 0 ? `lock_timeout (${formatDuration(wait.lockTimeoutMs!)}) fires in ${formatAge(left)}` : 'lock_timeout due now'}` : ''}
@@ -35,6 +35,8 @@ export function LockWaitPanel({ waits, now }: { waits: readonly WaitView[]; now:
   );
 }
 
+const capitalized = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);
+
 /** Lock waits that ended, one line each (how long, blocked by whom). */
 export function PastWaits({ waits }: { waits: readonly WaitView[] }) {
   const ended = waits.filter((wait) => wait.endedAt);
@@ -43,7 +45,7 @@ export function PastWaits({ waits }: { waits: readonly WaitView[] }) {
     <ul className="mt-1 space-y-0.5 text-xs text-ink-muted" aria-label="Lock waits that ended">
       {ended.map((wait) => (
         <li key={`${wait.pid}-${wait.since}`}>
-          ⏳ {wait.waitingFor} waited {formatDuration(wait.waitedMs ?? Date.parse(wait.endedAt!) - Date.parse(wait.since))} for a lock
+          {capitalized(wait.waitingFor)} waited {formatDuration(wait.waitedMs ?? Date.parse(wait.endedAt!) - Date.parse(wait.since))} for a lock
           {wait.relation ? ` on ${wait.relation}` : ''}
           {wait.blockers.length > 0 ? ` held by pid ${wait.blockers.map((blocker) => blocker.pid).join(', ')}` : ''}
         </li>

@@ -79,8 +79,12 @@ describe('npm run bench (quick, 20,000 users)', () => {
     expect(results.http.reportRun.events).toBe(10_000);
     expect(isNumber(results.startup.emptyMs) && isNumber(results.startup.warmMs)).toBe(true);
     expect(results.memory.peakRssBytes).toBeGreaterThan(0);
+    // The cancel of a blocked apply ran to the end (its timing is a goal, never asserted here).
+    expect(results.cancel.states).toEqual(['cancelled']);
+    expect(isNumber(results.cancel.requestToEndMs)).toBe(true);
     expect(results.goals.map((goal: { id: string }) => goal.id)).toEqual([
       'check-suite-ratio',
+      'cancel',
       'online-writer-wait',
       'plan-throughput',
       'plan-p99',

@@ -1,8 +1,8 @@
 /**
  * The screenshots in docs/screenshots/, taken at 1280×800 from a real walk through plan 008 on
  * the sandbox: the plans list; the checklist before apply (prerequisites ticked, pre-checks run,
- * signed off); a failure (a session holding a lock on platform.users makes ALTER TABLE hit its
- * lock_timeout); a live run (the same lock, released after a few seconds so the apply goes on);
+ * signed off); a run waiting for a lock another session holds on platform.users, then its failure
+ * when ALTER TABLE hits its lock_timeout, and that failed run's report; a live run (the same lock, released after a few seconds so the apply goes on);
  * the checklist after apply; the post-run report; the history.
  *
  * Everything is done through the UI by role and label, as a TPM (ticks, pre-checks, sign-off) and
@@ -117,16 +117,22 @@ test('screenshots of the plans list, checklist, failure, live run, checklist aft
   await shoot(tpm, 'checklist-before-apply');
 
   // A failure: ALTER TABLE waits for the lock another session holds, and gives up at lock_timeout.
+  // While it waits, the live view says for what and who holds it.
   const blocker = await holdUsersLock();
   let failedRun: string;
   try {
     failedRun = await execute(engineer);
+    await expect(engineer.getByRole('alert', { name: 'Lock waits' })).toContainText('waiting for a lock held by pid', { timeout: 30_000 });
+    await shoot(engineer, 'lock-wait');
     await expect(runState(engineer)).toContainText('Failed', { timeout: 60_000 });
   } finally {
     await blocker.release();
   }
   await engineer.waitForLoadState('networkidle').catch(() => {});
   await shoot(engineer, 'failure');
+  await engineer.goto(`/runs/${failedRun}/report`);
+  await expect(engineer.getByRole('region', { name: 'Failure summary' })).toBeVisible();
+  await shoot(engineer, 'failed-report');
 
   // A live run: the same lock, released after 3.5 s (before the 5 s lock_timeout), so the apply
   // waits in view for a moment and then goes on.
