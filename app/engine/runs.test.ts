@@ -103,13 +103,13 @@ describe('execute, rollback', () => {
     const run = await openRun(harness.deps, { planId: 'partial-apply', target: 'sandbox', kind: 'execute', actor: ENGINEER });
     const failed = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER });
     expect(failed.state).toBe('failed');
-    expect(failed.outcome).toMatchObject({ ledger: { written: 'partial' }, failure: { stepId: 'index-then-fail', sqlstate: '22012', line: 2 } });
+    expect(failed.outcome).toMatchObject({ ledger: { written: 'partial' }, failure: { stepId: 'insert-then-fail', sqlstate: '22012', line: 2 } });
     const target = harness.targets.get('sandbox')!.pool;
     const partial = (await ledgerRows(target)).find((row) => row.run_id === run.id)!;
     expect(partial).toMatchObject({ outcome: 'partial' });
     expect(partial.steps_completed).toEqual([
       { stepId: 'create-table', statementsCompleted: 1, statementCount: 1, complete: true },
-      { stepId: 'index-then-fail', statementsCompleted: 1, statementCount: 2, complete: false },
+      { stepId: 'insert-then-fail', statementsCompleted: 1, statementCount: 2, complete: false },
     ]);
     expect((await rollbackRun(harness.deps, { runId: run.id, actor: ENGINEER })).state).toBe('rolled_back');
   });
@@ -119,7 +119,7 @@ describe('execute, rollback', () => {
     expect(run.state).toBe('draft');
     const refusal = await rehearseRun(harness.deps, { runId: run.id, actor: ENGINEER }).catch((error) => error);
     expect(refusal).toMatchObject({ kind: 'gate' });
-    expect(refusal.message).toMatch(/index-then-fail are not transactional/);
+    expect(refusal.message).toMatch(/insert-then-fail are not transactional/);
   });
 
   it('rehearses in one transaction and leaves nothing behind', async () => {

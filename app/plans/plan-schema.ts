@@ -109,7 +109,10 @@ const StepBase = {
 
 /**
  * A SQL file (the default kind, so `kind` may be left out). A transactional step runs in one
- * transaction Runsheet owns; otherwise statement by statement.
+ * transaction Runsheet owns; otherwise statement by statement, each committed on its own. Either
+ * way the file holds no transaction control; a transactional one holds nothing PostgreSQL refuses
+ * inside a transaction block; CREATE INDEX CONCURRENTLY belongs to the create_index_concurrently
+ * kind (app/steps/step-sql-rules.server.ts, checked when the plan loads and again before it runs).
  */
 export const SqlStepSchema = z
   .object({

@@ -5,7 +5,7 @@
  * SQL; the parser would reject the whole file, so the scanner finds them first and they are
  * reported with their line. Bad input is returned as errors, never thrown.
  */
-import { loadModule, parseSync, scanSync, type ScanToken } from 'libpg-query';
+import { loadModule, parsePlPgSQLSync, parseSync, scanSync, type ScanToken } from 'libpg-query';
 
 export interface SqlStatement {
   /** 0-based position in the file. */
@@ -22,6 +22,16 @@ export interface SqlStatement {
   kind: string;
   /** For a TransactionStmt: libpg-query's kind, e.g. "TRANS_STMT_COMMIT". */
   transactionKind?: string;
+  /**
+   * The statement is one PostgreSQL refuses inside a transaction block (SQLSTATE 25001), named as
+   * SQL spells it: "CREATE INDEX CONCURRENTLY", "DROP INDEX CONCURRENTLY", "VACUUM", …
+   */
+  outsideTransactionOnly?: string;
+  /**
+   * For a PL/pgSQL DO block: its COMMIT and ROLLBACK statements with their file lines. PostgreSQL
+   * runs them only when the DO is not inside a transaction block (else SQLSTATE 2D000).
+   */
+  blockTransactionControl?: { command: 'COMMIT' | 'ROLLBACK'; line: number }[];
 }
 
 export interface SqlSplitError {
@@ -115,6 +125,8 @@ export async function splitSql(source: string): Promise<SqlSplitResult> {
     const node = stmt.stmt ?? {};
     const kind = Object.keys(node)[0] ?? 'Unknown';
     const transactionKind = kind === 'TransactionStmt' ? (node[kind] as { kind?: string } | undefined)?.kind : undefined;
+    const outsideTransactionOnly = outsideTransactionOnlyCommand(kind, node[kind]);
+    const blockTransactionControl = kind === 'DoStmt' ? doBlockTransactionControl(source.slice(start, end), node[kind], text) : [];
     statements.push({
       index: statements.length,
       sql: source.slice(start, end),
@@ -123,6 +135,8 @@ export async function splitSql(source: string): Promise<SqlSplitResult> {
       startOffset: start,
       kind,
       ...(transactionKind ? { transactionKind } : {}),
+      ...(outsideTransactionOnly ? { outsideTransactionOnly } : {}),
+      ...(blockTransactionControl.length > 0 ? { blockTransactionControl } : {}),
     });
   }
   return { ok: true, statements };
@@ -154,6 +168,80 @@ export function findTransactionControl(statements: SqlStatement[]): TransactionC
       const command = spelled === 'END' || spelled === 'ABORT' ? spelled : TRANSACTION_COMMANDS[statement.transactionKind ?? ''];
       return { statement, command: command ?? 'transaction control', line: statement.startLine };
     });
+}
+
+type ParseNode = Record<string, unknown> | undefined;
+
+const isOn = (option: unknown): boolean => {
+  // `REINDEX (CONCURRENTLY)` has no argument; `(CONCURRENTLY false)` turns it off.
+  const arg = (option as { DefElem?: { arg?: Record<string, { boolval?: boolean; sval?: string; ival?: number }> } }).DefElem?.arg;
+  if (!arg) return true;
+  const value = Object.values(arg)[0] ?? {};
+  return value.boolval === true || value.ival === 1 || ['true', 'on', '1'].includes(String(value.sval).toLowerCase());
+};
+
+/**
+ * What PostgreSQL refuses to run inside a transaction block (SQLSTATE 25001), read from the parse
+ * tree: the CONCURRENTLY forms of index and partition DDL, and VACUUM. A transactional step would
+ * send it inside its BEGIN … COMMIT and fail there, after earlier steps committed. (REFRESH
+ * MATERIALIZED VIEW CONCURRENTLY is not here: PostgreSQL runs it inside a transaction.)
+ */
+function outsideTransactionOnlyCommand(kind: string, node: unknown): string | undefined {
+  const tree = node as ParseNode;
+  if (!tree) return undefined;
+  switch (kind) {
+    case 'IndexStmt':
+      return tree.concurrent === true ? `CREATE ${tree.unique === true ? 'UNIQUE ' : ''}INDEX CONCURRENTLY` : undefined;
+    case 'DropStmt':
+      return tree.concurrent === true ? 'DROP INDEX CONCURRENTLY' : undefined;
+    case 'ReindexStmt':
+      return ((tree.params as unknown[] | undefined) ?? []).some((option) => (option as { DefElem?: { defname?: string } }).DefElem?.defname === 'concurrently' && isOn(option))
+        ? 'REINDEX CONCURRENTLY'
+        : undefined;
+    case 'AlterTableStmt':
+      return ((tree.cmds as unknown[] | undefined) ?? []).some((cmd) => {
+        const command = (cmd as { AlterTableCmd?: { subtype?: string; def?: { PartitionCmd?: { concurrent?: boolean } } } }).AlterTableCmd;
+        return command?.subtype === 'AT_DetachPartition' && command.def?.PartitionCmd?.concurrent === true;
+      })
+        ? 'ALTER TABLE … DETACH PARTITION … CONCURRENTLY'
+        : undefined;
+    case 'VacuumStmt':
+      // ANALYZE alone parses as a VacuumStmt too, and runs inside a transaction.
+      return tree.is_vacuumcmd === true ? 'VACUUM' : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * COMMIT and ROLLBACK inside a DO block, from PL/pgSQL's own parser. Its line numbers count from
+ * the line where the block's body (the dollar-quoted string) starts. A body PL/pgSQL cannot parse
+ * is left to the server, which reports it with its line when the statement runs.
+ */
+function doBlockTransactionControl(statementSql: string, node: unknown, text: SourceText): { command: 'COMMIT' | 'ROLLBACK'; line: number }[] {
+  const bodyOption = ((node as { args?: unknown[] } | undefined)?.args ?? [])
+    .map((option) => (option as { DefElem?: { defname?: string; location?: number } }).DefElem)
+    .find((option) => option?.defname === 'as');
+  if (bodyOption?.location === undefined) return [];
+  let tree: unknown;
+  try {
+    tree = parsePlPgSQLSync(statementSql);
+  } catch {
+    return [];
+  }
+  const bodyLine = text.lineOfIndex(text.indexOfByte(bodyOption.location));
+  const found: { command: 'COMMIT' | 'ROLLBACK'; line: number }[] = [];
+  const visit = (value: unknown): void => {
+    if (Array.isArray(value)) return value.forEach(visit);
+    if (value === null || typeof value !== 'object') return;
+    for (const [key, child] of Object.entries(value)) {
+      const command = key === 'PLpgSQL_stmt_commit' ? 'COMMIT' : key === 'PLpgSQL_stmt_rollback' ? 'ROLLBACK' : undefined;
+      if (command) found.push({ command, line: bodyLine + ((child as { lineno?: number }).lineno ?? 1) - 1 });
+      visit(child);
+    }
+  };
+  visit(tree);
+  return found.sort((a, b) => a.line - b.line);
 }
 
 interface MetaCommand {

@@ -1,5 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findTransactionControl, splitSql, type SqlStatement } from './split-sql.server';
+import { createTestDatabase, type TestDatabase } from '../../tests/support/databases';
 
 async function statementsOf(source: string): Promise<SqlStatement[]> {
   const result = await splitSql(source);
@@ -141,5 +143,80 @@ describe('findTransactionControl', () => {
   it('does not take a COMMIT inside a string or function body for transaction control', async () => {
     const statements = await statementsOf("SELECT 'COMMIT;';\nDO $$ BEGIN RAISE NOTICE 'commit'; END $$;\n");
     expect(findTransactionControl(statements)).toEqual([]);
+  });
+});
+
+describe('outsideTransactionOnly: what PostgreSQL refuses inside a transaction block', () => {
+  let db: TestDatabase;
+  let client: pg.Client;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('split_sql');
+    client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    await client.query(`create table t (a int, b int);
+      create index t_a on t (a);
+      create table p (a int) partition by list (a);
+      create table p1 partition of p for values in (1);
+      create materialized view mv as select 1 as a;
+      create unique index mv_a on mv (a);`);
+  });
+
+  afterAll(async () => {
+    await client.end();
+    await db.drop();
+  });
+
+  /** Sent inside BEGIN … ROLLBACK: the SQLSTATE it failed with, or null when it ran. */
+  async function inTransactionBlock(sql: string): Promise<string | null> {
+    await client.query('begin');
+    try {
+      await client.query(sql);
+      return null;
+    } catch (error) {
+      return (error as { code?: string }).code ?? 'unknown';
+    } finally {
+      await client.query('rollback');
+    }
+  }
+
+  // The rule is read from the parse tree; the real server is the judge of whether it is right.
+  const cases: [string, string | undefined][] = [
+    ['CREATE INDEX CONCURRENTLY t_b ON t (b)', 'CREATE INDEX CONCURRENTLY'],
+    ['create unique index concurrently if not exists t_ab on public.t (a, b)', 'CREATE UNIQUE INDEX CONCURRENTLY'],
+    ['DROP INDEX CONCURRENTLY IF EXISTS t_a', 'DROP INDEX CONCURRENTLY'],
+    ['REINDEX INDEX CONCURRENTLY t_a', 'REINDEX CONCURRENTLY'],
+    ['REINDEX (CONCURRENTLY) TABLE t', 'REINDEX CONCURRENTLY'],
+    ['REINDEX (CONCURRENTLY true, VERBOSE) TABLE t', 'REINDEX CONCURRENTLY'],
+    ['ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY', 'ALTER TABLE … DETACH PARTITION … CONCURRENTLY'],
+    ['VACUUM t', 'VACUUM'],
+    ['VACUUM (ANALYZE) t', 'VACUUM'],
+    ['CREATE INDEX t_b ON t (b)', undefined],
+    ['DROP INDEX IF EXISTS t_a', undefined],
+    ['REINDEX (CONCURRENTLY false) TABLE t', undefined],
+    ['REINDEX TABLE t', undefined],
+    ['ALTER TABLE p DETACH PARTITION p1', undefined],
+    ['ANALYZE t', undefined],
+    ['REFRESH MATERIALIZED VIEW CONCURRENTLY mv', undefined],
+  ];
+
+  it.each(cases)('%s', async (sql, expected) => {
+    const [statement] = await statementsOf(`${sql};`);
+    expect(statement!.outsideTransactionOnly).toBe(expected);
+    expect(await inTransactionBlock(sql)).toBe(expected ? '25001' : null);
+  });
+
+  it('finds COMMIT and ROLLBACK inside a DO block with their file lines (PostgreSQL refuses them there in a transaction block: 2D000)', async () => {
+    const block = ['DO LANGUAGE plpgsql $body$', 'BEGIN', '  PERFORM 1;', '  IF true THEN', '    COMMIT;', '  ELSE', '    ROLLBACK;', '  END IF;', 'END', '$body$'].join('\n');
+    const [first, statement] = await statementsOf(`SELECT 1;\n${block};\n`);
+    expect(first!.blockTransactionControl).toBeUndefined();
+    expect(statement!.blockTransactionControl).toEqual([
+      { command: 'COMMIT', line: 6 },
+      { command: 'ROLLBACK', line: 8 },
+    ]);
+    expect(await inTransactionBlock(block)).toBe('2D000');
+    // A COMMIT only in a string is not one.
+    const [quiet] = await statementsOf("DO $$ BEGIN RAISE NOTICE 'commit;'; EXECUTE 'select 1'; END $$;");
+    expect(quiet!.blockTransactionControl).toBeUndefined();
   });
 });

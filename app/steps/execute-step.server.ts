@@ -3,8 +3,9 @@
  * "How a migration file runs" says:
  *
  * - The file is split with PostgreSQL's own scanner and parser before anything is sent: a psql
- *   meta-command, a syntax error, or (in any step) transaction control such as BEGIN or COMMIT is
- *   reported with its line and nothing reaches the target.
+ *   meta-command, a syntax error, or what step-sql-rules.server.ts refuses (transaction control
+ *   such as BEGIN or COMMIT in any step; CONCURRENTLY in a transactional one) is reported with its
+ *   line and nothing reaches the target. The plan loader applies the same rules.
  * - A transactional step in `own` mode runs in one transaction owned here: BEGIN, SET LOCAL
  *   lock_timeout and statement_timeout, the statements, `hooks.beforeCommit` (the ledger row),
  *   COMMIT; on any error, ROLLBACK. In `caller` mode (a rehearsal) the step runs inside the
@@ -26,9 +27,10 @@ import { performance } from 'node:perf_hooks';
 import { scanSync } from 'libpg-query';
 import type pg from 'pg';
 import type { Blocker } from '../../db/schema/run-outcome';
-import { findTransactionControl, splitSql, type SqlStatement } from '../sql/split-sql.server';
+import { splitSql, type SqlStatement } from '../sql/split-sql.server';
 import { blockersInWords } from '../runtime/lock-wait-words';
 import { BlockerSampler } from '../targets/lock-waits.server';
+import { stepTransactionProblems } from './step-sql-rules.server';
 
 export interface StepToRun {
   id: string;
@@ -177,14 +179,8 @@ export async function prepareStep(step: StepToRun): Promise<PreparedStep> {
   if (split.statements.length === 0) {
     return { ok: false, errors: [{ line: 0, message: `step ${step.id} has no SQL statement: an empty or comment-only file is almost certainly the wrong file` }] };
   }
-  const control = findTransactionControl(split.statements);
-  if (control.length > 0) {
-    const why = step.transactional
-      ? 'this step is transactional, so Runsheet owns its transaction (BEGIN … COMMIT, with the ledger row inside it); remove it, or split the file into steps'
-      : 'this step is non-transactional, so each statement commits on its own and Runsheet records which completed; a transaction opened in the file would hide that. ' +
-        'Make the step transactional (transactional: true) or split it into steps (a DO block may still COMMIT between batches)';
-    return { ok: false, errors: control.map(({ command, line }) => ({ line, message: `${command} on line ${line}: ${why}` })) };
-  }
+  const problems = stepTransactionProblems(split.statements, step);
+  if (problems.length > 0) return { ok: false, errors: problems };
   return { ok: true, statements: split.statements };
 }
 
@@ -648,7 +644,7 @@ class StepExecution {
     if (cancelled) why = ' (cancelled by a person)';
     else if (timeout === 'statement_timeout') why = ` (the step's statement_timeout is ${this.step.statementTimeoutMs} ms)`;
     else if (sqlstate === '55P03') why = ` (the step's lock_timeout is ${this.step.lockTimeoutMs} ms${extra.blockers.length ? `; blocked by ${blockersInWords(extra.blockers)}` : ''})`;
-    else if (sqlstate === '25001' && this.step.transactional) why = ' (this statement cannot run in a transaction: make the step non-transactional, transactional: false)';
+    else if (sqlstate === '25001' && this.step.transactional) why = ' (it cannot run inside a transaction block: put it in a step of its own with transactional: false)';
     const code = sqlstate ? ` with SQLSTATE ${sqlstate}` : '';
     const note = !lost
       ? this.rollbackNote()

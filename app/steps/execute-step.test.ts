@@ -143,7 +143,7 @@ describe('splitting and sending', () => {
     const client = await connect();
     const outcome = await executeStep(client, step(sql), { kind: 'own' });
     expect(outcome.failure).toMatchObject({ during: 'prepare', line: 3 });
-    expect(outcome.failure!.message).toMatch(/^COMMIT on line 3: this step is transactional/);
+    expect(outcome.failure!.message).toMatch(/^COMMIT on line 3: Runsheet runs this step in one transaction of its own/);
     expect(await tableExists('commit_marker')).toBe(false);
 
     const inCaller = await executeStep(client, step('begin;\nselect 1;'), { kind: 'caller' });
@@ -154,7 +154,7 @@ describe('splitting and sending', () => {
     const client = await connect();
     const outcome = await executeStep(client, step('create table begin_marker (id int);\n\nbegin;\nselect 1;', { transactional: false }), { kind: 'own' });
     expect(outcome.failure).toMatchObject({ during: 'prepare', line: 3 });
-    expect(outcome.failure!.message).toMatch(/non-transactional/);
+    expect(outcome.failure!.message).toMatch(/^BEGIN on line 3: this step runs statement by statement \(transactional: false\)/);
     expect(await tableExists('begin_marker')).toBe(false);
   });
 

@@ -5,7 +5,8 @@
  * non-transactional one timed out on its first statement.
  */
 import type { SqlStep } from '../plans/plan-schema';
-import { findTransactionControl, splitSql } from '../sql/split-sql.server';
+import { splitSql } from '../sql/split-sql.server';
+import { createIndexConcurrentlyOutsideItsKind, stepTransactionProblems } from './step-sql-rules.server';
 import { executeStep } from './execute-step.server';
 import { withLockTimeoutRetries, type StepKind, type StepSqlProblem } from './step-kind';
 
@@ -25,15 +26,8 @@ export const sqlStepKind: StepKind<SqlStep> = {
     if (!split.ok) return split.problems;
     const problems: StepSqlProblem[] = [];
     if (split.statements.statements.length === 0) problems.push({ message: `${String(step.file)} has no SQL statement: write the step's SQL, or remove the step.` });
-    if (step.transactional === false) return problems;
-    for (const control of findTransactionControl(split.statements.statements)) {
-      problems.push({
-        line: control.line,
-        message:
-          `${control.command} on line ${control.line}: this step is transactional, so Runsheet owns its transaction (and records the ledger row in it). ` +
-          `Remove the statement, or set transactional: false on the step to run it statement by statement.`,
-      });
-    }
+    const shape = { transactional: step.transactional !== false };
+    problems.push(...stepTransactionProblems(split.statements.statements, shape), ...createIndexConcurrentlyOutsideItsKind(split.statements.statements, shape));
     return problems;
   },
   describe: (step) => (step.transactional ? 'one transaction' : 'statement by statement'),
