@@ -12,7 +12,14 @@ import type { Runtime, StartRuntimeOptions } from '../app/boot/runtime.server';
 import { crossOriginGuard } from '../app/auth/origin.server';
 
 type RunsheetBuild = ServerBuild & {
-  entry: { module: { startRuntime(options: StartRuntimeOptions): Promise<Runtime>; startRecoveryPass(runtime: Runtime, report: (line: string) => void): () => void } };
+  entry: {
+    module: {
+      startRuntime(options: StartRuntimeOptions): Promise<Runtime>;
+      startRecoveryPass(runtime: Runtime, report: (line: string) => void): () => void;
+      writeServerRecord(dataDir: string, url: string): void;
+      removeServerRecord(dataDir: string): void;
+    };
+  };
 };
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -47,7 +54,7 @@ export async function startServer(): Promise<void> {
   }
 
   const entry = (await loadBuild()).entry.module;
-  const runtime = await entry.startRuntime({ log });
+  const runtime = await entry.startRuntime({ log, servesSandboxApi: true });
   // Runs whose driving process died are marked interrupted now and every few seconds after (never by a page read).
   const stopRecovery = entry.startRecoveryPass(runtime, log);
   for (const demo of runtime.demoAccounts ?? []) log(`Demo account ${demo.role.padEnd(8)} ${demo.email.padEnd(24)} password: ${demo.password}`);
@@ -69,6 +76,8 @@ export async function startServer(): Promise<void> {
 
   const port = runtime.env.PORT;
   const server = app.listen(port, () => {
+    // The command line finds the sandbox's API stand-in here (embedded mode); a clean stop removes the record.
+    if (runtime.env.embedded) entry.writeServerRecord(runtime.env.dataDir, `http://127.0.0.1:${port}`);
     log(`Runsheet is serving http://localhost:${port} (${development ? 'development' : 'production build'}, ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s)`);
   });
   server.on('error', async (error: NodeJS.ErrnoException) => {
@@ -87,6 +96,7 @@ export async function startServer(): Promise<void> {
     server.close();
     server.closeAllConnections();
     stopRecovery();
+    if (runtime.env.embedded) entry.removeServerRecord(runtime.env.dataDir);
     await runtime.stop();
     process.exit(0);
   };

@@ -16,6 +16,7 @@ import { generateSandbox } from '../sandbox/generate-sandbox.server';
 import { ensureDemoAccounts, type DemoAccount } from '../accounts/demo-accounts.server';
 import { createTargetRegistry, type TargetAddress, type TargetRegistry } from '../targets/target-registry.server';
 import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
+import { SANDBOX_API_PATH, sandboxApiFromServerRecord } from './server-record.server';
 
 export interface Runtime {
   env: RunsheetEnv;
@@ -37,6 +38,11 @@ export interface StartRuntimeOptions {
   /** Users in a newly created sandbox (npm run sandbox:reset regenerates it at any size). */
   sandboxUsers?: number;
   source?: NodeJS.ProcessEnv;
+  /**
+   * This process is the web server, which serves the sandbox's API stand-in itself (on PORT).
+   * Any other process finds the stand-in through the server's record (server-record.server.ts).
+   */
+  servesSandboxApi?: boolean;
 }
 
 const STORE_DATABASE = 'runsheet';
@@ -60,7 +66,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
     // The sandbox target is the embedded server's own database unless the environment names one;
     // its stand-in of the platform API is served by the web app itself.
     ownSandbox = !source.TARGET_SANDBOX_URL;
-    defaults.set('sandbox', { url: databaseUrl(embedded.adminUrl, SANDBOX_DATABASE), apiUrl: `http://localhost:${env.PORT}/sandbox-api` });
+    defaults.set('sandbox', { url: databaseUrl(embedded.adminUrl, SANDBOX_DATABASE) });
     const secrets = embeddedSecrets(env.dataDir);
     sessionSecret = env.SESSION_SECRET ?? secrets.sessionSecret;
     signingKeyPem = env.SIGNING_KEY ?? secrets.signingKeyPem;
@@ -92,7 +98,15 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
   const sandbox = defaults.get('sandbox');
   if (embedded && ownSandbox && sandbox) {
     await seedSandboxIfEmpty(sandbox.url, env.dataDir, options.sandboxUsers ?? 10_000, log);
-    sandbox.apiToken = readSandboxApiToken(env.dataDir);
+    // The stand-in serves the embedded sandbox only: a sandbox the environment names gets no address or token from here.
+    if (source.TARGET_SANDBOX_API_URL) sandbox.apiUrl = source.TARGET_SANDBOX_API_URL;
+    else if (options.servesSandboxApi) sandbox.apiUrl = `http://localhost:${env.PORT}${SANDBOX_API_PATH}`;
+    else {
+      const address = await sandboxApiFromServerRecord(env.dataDir, signingKeyPem);
+      if (address.ok) sandbox.apiUrl = address.apiUrl;
+      else sandbox.apiProblem = address.problem;
+    }
+    sandbox.apiToken = source.TARGET_SANDBOX_API_TOKEN || readSandboxApiToken(env.dataDir);
   }
   const targets = createTargetRegistry({ addresses: targetUrlsFromEnv(source), defaults, config: runsheetConfig });
 

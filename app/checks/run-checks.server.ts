@@ -31,6 +31,8 @@ export interface CheckTarget {
   client?: pg.ClientBase;
   apiUrl?: string;
   apiToken?: string;
+  /** Why the API has no address although it should have one: an http check then fails with this (never skipped, never guessed). */
+  apiProblem?: string;
   /** lock_timeout of a check that sets none (the plan's check_lock_timeout, else the target's); default 5 s. */
   lockTimeoutMs?: number;
   /** Told which backend runs a check (the engine shows that session's lock waits live). */
@@ -42,13 +44,13 @@ export interface CheckTarget {
  * timeout of a check that sets none (the plan's check_lock_timeout, else the target's).
  */
 export function checkTargetOf(
-  target: Pick<Target, 'name' | 'apiUrl' | 'apiToken' | 'rules'>,
+  target: Pick<Target, 'name' | 'apiUrl' | 'apiToken' | 'apiProblem' | 'rules'>,
   connection: { pool: pg.Pool } | { client: pg.ClientBase },
   plan: Pick<Plan, 'check_lock_timeout'>,
 ): CheckTarget {
   const lockTimeoutMs = plan.check_lock_timeout ?? target.rules.check_lock_timeout ?? DEFAULT_CHECK_LOCK_TIMEOUT_MS;
   return 'pool' in connection
-    ? { name: target.name, pool: connection.pool, apiUrl: target.apiUrl, apiToken: target.apiToken, lockTimeoutMs }
+    ? { name: target.name, pool: connection.pool, apiUrl: target.apiUrl, apiToken: target.apiToken, apiProblem: target.apiProblem, lockTimeoutMs }
     : { name: target.name, client: connection.client, lockTimeoutMs };
 }
 
@@ -342,6 +344,7 @@ async function runHttpCheck(input: RunChecksInput, check: HttpCheck, started: nu
     ...extra,
   });
 
+  if (!target.apiUrl && target.apiProblem) return fail(target.apiProblem, new Date().toISOString());
   if (!target.apiUrl || !target.apiToken) {
     const upper = target.name.toUpperCase();
     return {

@@ -13,6 +13,8 @@ export interface TargetAddress {
   url: string;
   apiUrl?: string;
   apiToken?: string;
+  /** Why the target's API has no address although its http checks need one (they then fail with this, never guess). */
+  apiProblem?: string;
 }
 
 export interface TargetRegistry {
@@ -50,12 +52,13 @@ export function createTargetRegistry(input: TargetRegistryInput): TargetRegistry
   for (const [name, address] of input.defaults ?? []) merged.set(name, address);
   for (const [name, address] of input.addresses) {
     const fallback = merged.get(name);
-    merged.set(name, { url: address.url, apiUrl: address.apiUrl ?? fallback?.apiUrl, apiToken: address.apiToken ?? fallback?.apiToken });
+    const apiUrl = address.apiUrl ?? fallback?.apiUrl;
+    merged.set(name, { url: address.url, apiUrl, apiToken: address.apiToken ?? fallback?.apiToken, ...(apiUrl === undefined && fallback?.apiProblem ? { apiProblem: fallback.apiProblem } : {}) });
   }
   const targets = [...merged.entries()]
     .map(([name, address]): Target => {
       const rules = input.rules?.get(name) ?? input.config.targets[name] ?? DEFAULT_TARGET_RULES;
-      return { name, label: rules.label ?? name, url: address.url, displayUrl: maskPassword(address.url), rules, apiUrl: address.apiUrl, apiToken: address.apiToken };
+      return { name, label: rules.label ?? name, url: address.url, displayUrl: maskPassword(address.url), rules, apiUrl: address.apiUrl, apiToken: address.apiToken, ...(address.apiProblem ? { apiProblem: address.apiProblem } : {}) };
     })
     .sort((a, b) => travelOrder(a) - travelOrder(b) || a.name.localeCompare(b.name));
   const byName = new Map(targets.map((target) => [target.name, target]));

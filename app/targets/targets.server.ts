@@ -14,6 +14,8 @@ export interface Target {
   rules: TargetRules;
   apiUrl?: string;
   apiToken?: string;
+  /** Why the API has no address although it should have one (embedded sandbox, no running server): its http checks fail with this. */
+  apiProblem?: string;
 }
 
 export function maskPassword(url: string): string {

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { runPlanChecks } from '../../app/checks/plan-checks.server';
+import { requireValidPlan, runPlanChecks } from '../../app/checks/plan-checks.server';
+import { requireTargetApiForPlan } from '../target-api';
 import type { CheckResult } from '../../app/checks/run-checks.server';
 import { CHECK_PHASES, type CheckPhase } from '../../app/plans/plan-schema';
 import type { CliCommand } from '../command';
@@ -17,6 +18,8 @@ export const checkCommand: CliCommand = {
     const { values, positionals } = parseCheckArgs(args);
     const phase = values.phase as CheckPhase;
     {
+      const plan = await requireValidPlan(runtime!.plansDir, positionals[0]!);
+      requireTargetApiForPlan(runtime!, { targetName: values.target!, planId: plan.id, plan: plan.plan }, [phase]);
       const outcome = await runPlanChecks(runtime!, {
         planId: positionals[0]!,
         targetName: values.target!,

@@ -160,14 +160,24 @@ export function serverEnv(databaseUrl: string, secrets: TestSecrets, port: numbe
 export interface StartedServer {
   origin: string;
   port: number;
+  /** The server process (bin/start.js). */
+  pid: number;
   output(): string;
+  /** SIGTERM, and waits until it exits. */
   stop(): Promise<void>;
+  /** Sends a signal and waits until it exits (SIGKILL: a crash, nothing cleaned up). */
+  kill(signal: NodeJS.Signals): Promise<void>;
+}
+
+/** The environment of an embedded-mode Runsheet (its own PostgreSQL under `dataDir`): no DATABASE_URL, no targets. */
+export function embeddedServerEnv(dataDir: string, port: number, extra: Record<string, string> = {}): Record<string, string> {
+  return { NODE_ENV: 'production', PORT: String(port), RUNSHEET_DATA_DIR: dataDir, ...extra };
 }
 
 /** `npm start`'s own entry (bin/start.js → server/index.ts → build/), on a free port. */
 export async function startServer(env: Record<string, string>): Promise<StartedServer> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
-  for (const key of Object.keys(childEnv)) if (key.startsWith('TARGET_') && !(key in env)) delete childEnv[key];
+  for (const key of Object.keys(childEnv)) if ((key.startsWith('TARGET_') || key === 'DATABASE_URL') && !(key in env)) delete childEnv[key];
   const child: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'bin', 'start.js')], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let text = '';
   const ready = new Promise<void>((resolve, reject) => {
@@ -188,16 +198,19 @@ export async function startServer(env: Record<string, string>): Promise<StartedS
   });
   await ready;
   const port = Number(env.PORT);
+  const kill = (signal: NodeJS.Signals) =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill(signal);
+    });
   return {
     origin: `http://localhost:${port}`,
     port,
+    pid: child.pid!,
     output: () => text,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
+    stop: () => kill('SIGTERM'),
+    kill,
   };
 }
 
