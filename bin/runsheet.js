@@ -2,6 +2,14 @@
 // The command line's JavaScript entry: Node 20 does not run TypeScript, so tsx loads the CLI.
 import { register } from 'tsx/esm/api';
 
+// A reader that goes away (`runsheet runs | head -2`) ends the output, not the command: the rest
+// of what it prints is dropped and it exits with its own code, without an EPIPE stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error) => {
+    if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+  });
+}
+
 register();
 const { main } = await import('../cli/main.ts');
 const code = await main(process.argv.slice(2));

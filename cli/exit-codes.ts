@@ -1,6 +1,8 @@
 /** The command line's exit codes (PRODUCT.md): other tools rely on them. */
 import type { ErrorKind } from '../app/runtime/errors';
 import { RunsheetError } from '../app/runtime/errors';
+import type { RunOutcome } from '../db/schema/run-outcome';
+import type { RunState } from '../db/run-lifecycle';
 
 export const EXIT = {
   ok: 0,
@@ -29,6 +31,28 @@ export const EXIT_CODE_BY_KIND: Record<ErrorKind, ExitCode> = {
   target_refused: EXIT.unavailable,
   configuration: EXIT.unavailable,
 };
+
+/** What a command that drives a run asked for, and the state that means it happened. */
+export const RUN_ACTION_SUCCESS = { apply: 'applied', rehearse: 'rehearsed', rollback: 'rolled_back' } as const satisfies Record<string, RunState>;
+export type RunAction = keyof typeof RUN_ACTION_SUCCESS;
+
+/** The phases the action itself ran: a rollback's are its own, not the apply's before it. */
+export function phasesOfAction(outcome: RunOutcome | null | undefined, action: RunAction): NonNullable<RunOutcome['phases']> {
+  return (action === 'rollback' ? outcome?.rollback?.phases : outcome?.phases) ?? [];
+}
+
+/**
+ * The exit code of a command that drove a run (README: 1 when something ran and failed): 0 only
+ * when the run reached its action's state and no phase of the action failed. Any other ending
+ * (failed, cancelled, rollback_failed, rehearsal_failed, interrupted…) and any failed phase (a
+ * snapshot, verification or post-execution check) is 1; an apply must also be verified.
+ */
+export function exitCodeOfRun(run: { state: RunState; outcome: RunOutcome | null }, action: RunAction): ExitCode {
+  if (run.state !== RUN_ACTION_SUCCESS[action]) return EXIT.failed;
+  if (phasesOfAction(run.outcome, action).some((phase) => phase.ok === false)) return EXIT.failed;
+  if (action === 'apply' && run.outcome?.verified !== true) return EXIT.failed;
+  return EXIT.ok;
+}
 
 export class CliError extends Error {
   constructor(

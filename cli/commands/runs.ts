@@ -22,7 +22,9 @@ import { findRuns, type RunRecord } from '../../app/runs/run-store.server';
 import { mayRollBackFrom } from '../../db/run-lifecycle';
 import type { Runtime } from '../../app/boot/runtime.server';
 import type { CliCommand, CliIo } from '../command';
-import { CliError, EXIT, unavailableError, usageError } from '../exit-codes';
+import { CliError, EXIT, exitCodeOfRun, phasesOfAction, unavailableError, usageError, type RunAction } from '../exit-codes';
+import { requireTargetApi } from '../target-api';
+import type { Blocker, RunStop } from '../../db/schema/run-outcome';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -139,8 +141,14 @@ function progressPrinter(io: CliIo): (event: RunEvent) => void {
       case 'backfill.resumed':
         io.out(`  ▶ step ${event.payload.stepId} resumed${event.payload.by ? ` (by ${event.payload.by})` : ''}`);
         break;
+      case 'index.invalid_found':
+        io.out(`  ! step ${event.payload.stepId}: index ${event.payload.index} was left INVALID by an earlier build; dropping it before building again`);
+        break;
+      case 'index.dropped':
+        io.out(`  ✓ step ${event.payload.stepId}: dropped the INVALID index ${event.payload.index} (DROP INDEX CONCURRENTLY, ${seconds(event.payload.durationMs)})`);
+        break;
       case 'index.invalid':
-        io.out(`  ✗ index ${event.payload.index} is INVALID`);
+        io.out(`  ✗ index ${event.payload.index} is INVALID${event.payload.sqlstate ? ` (SQLSTATE ${event.payload.sqlstate})` : ''}: ${event.payload.note}`);
         break;
       case 'state.changed':
         io.out(`  state: ${event.payload.from} → ${event.payload.to} (${event.payload.reason})`);
@@ -149,16 +157,41 @@ function progressPrinter(io: CliIo): (event: RunEvent) => void {
   };
 }
 
-function printOutcome(io: CliIo, run: RunRecord): void {
+function describeBlocker(blocker: Blocker): string {
+  const who = [blocker.application ? `application ${blocker.application}` : undefined, blocker.user ? `user ${blocker.user}` : undefined, blocker.state ?? undefined, blocker.xactStart ? `in a transaction since ${blocker.xactStart}` : undefined]
+    .filter(Boolean)
+    .join(', ');
+  const lock = blocker.lockMode ? ` holding ${blocker.lockMode}${blocker.relation ? ` on ${blocker.relation}` : ''}` : '';
+  return `blocked by pid ${blocker.pid}${who ? ` (${who})` : ''}${lock}${blocker.query ? `: ${blocker.query.replace(/\s+/g, ' ').slice(0, 200)}` : ''}`;
+}
+
+/** Where a run stopped (a statement of a step, or a check), as psql would show it: the message, DETAIL, HINT, and the sessions that blocked it. */
+function printFailure(io: CliIo, stop: Pick<RunStop, 'stepId' | 'checkId' | 'line' | 'sqlstate' | 'message' | 'detail' | 'hint' | 'blockers'> & { phase?: string }, what: string): void {
+  const where = stop.stepId ? `step ${stop.stepId}${stop.line ? `, line ${stop.line}` : ''}` : stop.checkId ? `check ${stop.checkId}` : `phase ${stop.phase ?? '?'}`;
+  io.out(`  ${what} at ${where}${stop.sqlstate ? `, SQLSTATE ${stop.sqlstate}` : ''}: ${stop.message}`);
+  if (stop.detail) io.out(`  DETAIL: ${stop.detail}`);
+  if (stop.hint) io.out(`  HINT: ${stop.hint}`);
+  for (const blocker of stop.blockers) io.out(`  ${describeBlocker(blocker)}`);
+}
+
+function printOutcome(io: CliIo, run: RunRecord, action: RunAction): void {
   const outcome = run.outcome ?? {};
   io.out(`Run ${run.id} ended ${run.state}.`);
-  if (outcome.failure) {
-    const failure = outcome.failure;
-    io.out(`  failed at step ${failure.stepId}, line ${failure.line}${failure.sqlstate ? `, SQLSTATE ${failure.sqlstate}` : ''}: ${failure.message}`);
-    for (const blocker of failure.blockers) {
-      io.out(`  blocked by pid ${blocker.pid}${blocker.application ? ` (${blocker.application})` : ''}${blocker.query ? `: ${blocker.query.slice(0, 120)}` : ''}`);
-    }
+  const failedPhases = phasesOfAction(outcome, action).filter((phase) => phase.ok === false).map((phase) => phase.phase);
+  if (failedPhases.length > 0) io.out(`  failed phase(s): ${failedPhases.join(', ')}`);
+  if (outcome.error) io.out(`  the engine stopped: ${outcome.error}`);
+  if (action === 'rollback') {
+    const rollback = outcome.rollback;
+    const stop = rollback?.stoppedAt ?? rollback?.failure;
+    if (stop) printFailure(io, stop, 'the rollback failed');
+    if (rollback?.error) io.out(`  the engine stopped: ${rollback.error}`);
+    if (rollback?.cancelledBy) io.out(`  cancelled by ${rollback.cancelledBy}`);
+    if (rollback?.retryable) io.out('  retryable: nothing changed; roll back again when the blocking sessions are gone');
+    if (rollback?.verification) io.out(`  rollback verification: ${rollback.verified ? 'passed' : `FAILED (${rollback.verification.failed.join(', ')})`}`);
+    return;
   }
+  const stop = outcome.stoppedAt ?? outcome.failure;
+  if (stop) printFailure(io, stop, 'failed');
   if (outcome.cancelledBy) io.out(`  cancelled by ${outcome.cancelledBy}`);
   if (outcome.retryable) io.out('  retryable: nothing changed; retry under a new run when the blocking sessions are gone');
   if (outcome.verification) io.out(`  verification: ${outcome.verified ? 'passed' : `FAILED (${outcome.verification.failed.join(', ')})`}`);
@@ -166,7 +199,6 @@ function printOutcome(io: CliIo, run: RunRecord): void {
     const post = outcome.postExecution;
     io.out(`  post-execution: ${post.passed ? 'passed' : `FAILED (${post.failed.join(', ')})`}${post.skipped.length ? `, skipped ${post.skipped.join(', ')}` : ''}`);
   }
-  if (outcome.rollback?.verification) io.out(`  rollback verification: ${outcome.rollback.verified ? 'passed' : `FAILED (${outcome.rollback.verification.failed.join(', ')})`}`);
 }
 
 function printChecks(io: CliIo, results: CheckResult[]): void {
@@ -190,9 +222,10 @@ const runCommand: CliCommand = {
     const actor = await actorFor(deps, required(values, 'as', RUN_USAGE), 'execute', `${positionals[0]}@${target}`);
     {
       const run = await workingRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      requireTargetApi(deps, run, ['snapshot', 'verify', 'post']);
       const done = await executeRun(deps, { runId: run.id, actor, typedTargetName: values.confirm as string | undefined, ...drivePrinters(io) });
-      printOutcome(io, done);
-      return done.state === 'applied' && done.outcome?.verified === true ? EXIT.ok : EXIT.failed;
+      printOutcome(io, done, 'apply');
+      return exitCodeOfRun(done, 'apply');
     }
   },
 };
@@ -212,8 +245,8 @@ const rehearseCommand: CliCommand = {
     {
       const run = await workingRun(deps, io, { planId: positionals[0]!, target, kind: 'rehearsal', actor });
       const done = await rehearseRun(deps, { runId: run.id, actor, ...drivePrinters(io) });
-      printOutcome(io, done);
-      return done.state === 'rehearsed' ? EXIT.ok : EXIT.failed;
+      printOutcome(io, done, 'rehearse');
+      return exitCodeOfRun(done, 'rehearse');
     }
   },
 };
@@ -242,10 +275,12 @@ const rollbackCommand: CliCommand = {
         runId = working.id;
         io.out(`Rolling back run ${runId} (${working.state})`);
       }
-      printRollbackPreview(io, await previewRollback(deps, await getRun(deps, runId)));
+      const toRollBack = await getRun(deps, runId);
+      requireTargetApi(deps, toRollBack, ['rollback']);
+      printRollbackPreview(io, await previewRollback(deps, toRollBack));
       const done = await rollbackRun(deps, { runId, actor, typedTargetName: values.confirm as string | undefined, ...drivePrinters(io) });
-      printOutcome(io, done);
-      return done.state === 'rolled_back' ? EXIT.ok : EXIT.failed;
+      printOutcome(io, done, 'rollback');
+      return exitCodeOfRun(done, 'rollback');
     }
   },
 };
@@ -362,6 +397,7 @@ const prechecksCommand: CliCommand = {
     const actor = await actorFor(deps, required(values, 'as', PRECHECKS_USAGE), 'run-checks', `${positionals[0]}@${target}`);
     {
       const run = await workingRun(deps, io, { planId: positionals[0]!, target, kind: 'execute', actor });
+      requireTargetApi(deps, run, ['pre']);
       const results = await runRunChecks(deps, { runId: run.id, phase: 'pre', actor });
       printChecks(io, results);
       await printReadiness(deps, io, run.id);
