@@ -9,11 +9,13 @@ export async function loader() {
   return redirect('/');
 }
 
-const LogoutFormSchema = z.object({ intent: z.literal('logout') });
+// A POST with no form at all (curl -X POST, a script) means signing out too: only a form that names another intent is refused.
+const LogoutFormSchema = z.object({ intent: z.literal('logout').default('logout') });
 
 export async function action({ request, context }: ActionFunctionArgs) {
   const user = await requireStateChange(request, context, 'signed-in');
-  const parsed = LogoutFormSchema.safeParse(Object.fromEntries(await request.formData()));
+  const form = await request.formData().catch(() => new FormData());
+  const parsed = LogoutFormSchema.safeParse(Object.fromEntries(form));
   if (!parsed.success) return data({ error: 'Unknown intent.' }, { status: 400 });
   const setCookie = await destroySession(context.runtime, request);
   await recordAudit(context.runtime.store.db, {
@@ -24,5 +26,6 @@ export async function action({ request, context }: ActionFunctionArgs) {
     outcome: 'ok',
     ip: context.clientAddress,
   });
-  return redirect('/login', { headers: { 'Set-Cookie': setCookie } });
+  // 303: the browser follows with a GET, whatever the form's method.
+  return redirect('/login', { status: 303, headers: { 'Set-Cookie': setCookie } });
 }

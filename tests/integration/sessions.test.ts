@@ -122,7 +122,27 @@ describe('sign-in and sessions over HTTP', () => {
     const cookie = cookiePair((await login('admin@sessions.test', PASSWORD)).setCookie!);
     expect(await signedIn(cookie)).toBe(true);
     const out = await post('/logout', cookie, { intent: 'logout' });
-    expect(out.status).toBe(302);
+    expect(out.status).toBe(303);
+    expect(out.location).toBe('/login');
+    expect(out.setCookie).toMatch(/runsheet_session=;.*(Max-Age=0|Expires=Thu, 01 Jan 1970)/i);
+    expect(await signedIn(cookie)).toBe(false);
+  });
+
+  it('POST /logout with no body at all signs out too (it answered 500), and is still refused from another origin (repro 13)', async () => {
+    const cookie = cookiePair((await login('admin@sessions.test', PASSWORD)).setCookie!);
+    const bare = (origin: string) =>
+      fetch(`${server.origin}/logout`, { method: 'POST', headers: { Cookie: cookie, Origin: origin }, redirect: 'manual' }).then(async (response) => ({
+        status: response.status,
+        location: response.headers.get('location'),
+        setCookie: response.headers.get('set-cookie'),
+        body: await response.text(),
+      }));
+    const foreign = await bare('https://evil.example');
+    expect(foreign.status).toBe(403);
+    expect(await signedIn(cookie)).toBe(true);
+
+    const out = await bare(server.origin);
+    expect(out.status).toBe(303);
     expect(out.location).toBe('/login');
     expect(out.setCookie).toMatch(/runsheet_session=;.*(Max-Age=0|Expires=Thu, 01 Jan 1970)/i);
     expect(await signedIn(cookie)).toBe(false);
