@@ -54,7 +54,7 @@ export async function startServer(): Promise<void> {
   }
 
   const entry = (await loadBuild()).entry.module;
-  const runtime = await entry.startRuntime({ log, servesSandboxApi: true });
+  const runtime = await entry.startRuntime({ log, webServer: true });
   // Runs whose driving process died are marked interrupted now and every few seconds after (never by a page read).
   const stopRecovery = entry.startRecoveryPass(runtime, log);
   for (const demo of runtime.demoAccounts ?? []) log(`Demo account ${demo.role.padEnd(8)} ${demo.email.padEnd(24)} password: ${demo.password}`);

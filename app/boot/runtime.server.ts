@@ -39,10 +39,12 @@ export interface StartRuntimeOptions {
   sandboxUsers?: number;
   source?: NodeJS.ProcessEnv;
   /**
-   * This process is the web server, which serves the sandbox's API stand-in itself (on PORT).
-   * Any other process finds the stand-in through the server's record (server-record.server.ts).
+   * This process is the web server: it serves the sandbox's API stand-in itself (on PORT), and in
+   * embedded mode owns its PostgreSQL (taking over one left by a dead server). Any other process
+   * connects to the running PostgreSQL and finds the stand-in through the server's record
+   * (server-record.server.ts).
    */
-  servesSandboxApi?: boolean;
+  webServer?: boolean;
 }
 
 const STORE_DATABASE = 'runsheet';
@@ -60,7 +62,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
   const defaults = new Map<string, TargetAddress>();
 
   if (env.embedded) {
-    embedded = await ensureEmbeddedPostgres(env.dataDir, log);
+    embedded = await ensureEmbeddedPostgres(env.dataDir, log, { role: options.webServer ? 'server' : 'shared' });
     await ensureDatabases(embedded.adminUrl, [STORE_DATABASE, SANDBOX_DATABASE]);
     storeUrl = databaseUrl(embedded.adminUrl, STORE_DATABASE);
     // The sandbox target is the embedded server's own database unless the environment names one;
@@ -100,7 +102,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
     await seedSandboxIfEmpty(sandbox.url, env.dataDir, options.sandboxUsers ?? 10_000, log);
     // The stand-in serves the embedded sandbox only: a sandbox the environment names gets no address or token from here.
     if (source.TARGET_SANDBOX_API_URL) sandbox.apiUrl = source.TARGET_SANDBOX_API_URL;
-    else if (options.servesSandboxApi) sandbox.apiUrl = `http://localhost:${env.PORT}${SANDBOX_API_PATH}`;
+    else if (options.webServer) sandbox.apiUrl = `http://localhost:${env.PORT}${SANDBOX_API_PATH}`;
     else {
       const address = await sandboxApiFromServerRecord(env.dataDir, signingKeyPem);
       if (address.ok) sandbox.apiUrl = address.apiUrl;

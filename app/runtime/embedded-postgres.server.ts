@@ -1,7 +1,14 @@
 /**
  * The embedded PostgreSQL that `npm start`, the command line and the tests use when no
- * DATABASE_URL is set. Whichever process starts first owns the server and records how to reach
- * it in `<dataDir>/postgres.json`; later processes connect to it. The owner stops it on exit.
+ * DATABASE_URL is set. Its owner records how to reach it, and its own pid, in
+ * `<dataDir>/postgres.json`, and stops it on exit.
+ *
+ * - The web server owns its PostgreSQL (role 'server'): a cluster whose recorded owner is dead (a
+ *   server killed with SIGKILL leaves postgres running) is stopped and started again under the
+ *   new server, which records itself; a cluster whose owner is alive is refused with who owns it,
+ *   since the second server would lose it when the owner stops it.
+ * - Anything else (the command line, the tests; role 'shared') connects to a running cluster
+ *   whoever owns it, and starts (and owns) one only when none runs.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -26,7 +33,16 @@ interface ServerRecord {
   port: number;
   password: string;
   ownerPid: number;
+  /** What the owner is, for the message a second server gets (absent in records of older versions). */
+  ownerRole?: EmbeddedPostgresRole;
   startedAt: string;
+}
+
+export type EmbeddedPostgresRole = 'server' | 'shared';
+
+export interface EmbeddedPostgresOptions {
+  /** 'server': this process must own the cluster (the web server); 'shared' (default): connect to whoever runs it. */
+  role?: EmbeddedPostgresRole;
 }
 
 const DEFAULT_PORT = 54329;
@@ -38,13 +54,15 @@ export function databaseUrl(adminUrl: string, database: string): string {
 }
 
 /** Start the embedded server under `dataDir`, or connect to the one another process started. */
-export async function ensureEmbeddedPostgres(dataDir: string, log: (line: string) => void = () => {}): Promise<EmbeddedPostgresHandle> {
+export async function ensureEmbeddedPostgres(dataDir: string, log: (line: string) => void = () => {}, options: EmbeddedPostgresOptions = {}): Promise<EmbeddedPostgresHandle> {
+  const role = options.role ?? 'shared';
   fs.mkdirSync(dataDir, { recursive: true });
   const recordPath = path.join(dataDir, 'postgres.json');
   const releaseLock = await acquireStartupLock(path.join(dataDir, 'postgres.lock'));
   try {
     const existing = readRecord(recordPath);
-    if (existing && (await canConnect(existing))) {
+    const answers = existing ? await canConnect(existing) : false;
+    if (role === 'shared' && existing && answers) {
       return {
         adminUrl: adminUrlOf(existing),
         port: existing.port,
@@ -52,9 +70,46 @@ export async function ensureEmbeddedPostgres(dataDir: string, log: (line: string
         stop: async () => {},
       };
     }
-    return await startServer(dataDir, recordPath, existing, log);
+    if (role === 'server') {
+      if (existing && existing.ownerPid !== process.pid && isOwnerAlive(existing)) {
+        const owner = existing.ownerRole === 'server' ? 'a Runsheet server' : existing.ownerRole === 'shared' ? 'a Runsheet command or test run' : 'a Runsheet process';
+        throw new RunsheetError(
+          'configuration',
+          `The embedded PostgreSQL under ${dataDir} belongs to process ${existing.ownerPid} (${owner}, since ${existing.startedAt}), which is still running: ` +
+            `a second server would lose its database when that process stops it. Stop process ${existing.ownerPid} first, or start this server with another RUNSHEET_DATA_DIR.`,
+        );
+      }
+      await stopOrphanedPostgres(path.join(dataDir, 'postgres'), existing, log);
+    }
+    return await startServer(dataDir, recordPath, existing, role, log);
   } finally {
     releaseLock();
+  }
+}
+
+/**
+ * A postgres left running by an owner that died (its postmaster.pid names a live process) is
+ * shut down (SIGINT: fast shutdown, open transactions roll back) so that this process can start
+ * it again as its own child, with its output and its stop in this process's hands.
+ */
+async function stopOrphanedPostgres(clusterDir: string, previous: ServerRecord | undefined, log: (line: string) => void): Promise<void> {
+  const pidFile = path.join(clusterDir, 'postmaster.pid');
+  let postmaster: number;
+  try {
+    postmaster = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(postmaster) || postmaster <= 0 || !isRunning(postmaster)) return;
+  const owner = previous ? `process ${previous.ownerPid}` : 'a process that left no record';
+  log(`The embedded PostgreSQL (pid ${postmaster}) was left running by ${owner}, which is gone: stopping it to start it again under this server.`);
+  process.kill(postmaster, 'SIGINT');
+  const deadline = Date.now() + 30_000;
+  while (isRunning(postmaster) && fs.existsSync(pidFile)) {
+    if (Date.now() > deadline) {
+      throw new RunsheetError('configuration', `The embedded PostgreSQL (pid ${postmaster}) left by ${owner} did not stop within 30 s of SIGINT. Stop it (kill -INT ${postmaster}) and start again.`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
@@ -62,6 +117,7 @@ async function startServer(
   dataDir: string,
   recordPath: string,
   previous: ServerRecord | undefined,
+  role: EmbeddedPostgresRole,
   log: (line: string) => void,
 ): Promise<EmbeddedPostgresHandle> {
   const clusterDir = path.join(dataDir, 'postgres');
@@ -107,7 +163,7 @@ async function startServer(
       );
     }
   }
-  const record: ServerRecord = { port, password, ownerPid: process.pid, startedAt: new Date().toISOString() };
+  const record: ServerRecord = { port, password, ownerPid: process.pid, ownerRole: role, startedAt: new Date().toISOString() };
   fs.writeFileSync(recordPath, JSON.stringify(record, null, 2), { mode: 0o600 });
   let stopped = false;
   return {
@@ -235,6 +291,44 @@ function isAlive(pid: number): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The recorded owner still runs: its pid is alive and that process started before it wrote the
+ * record (a pid the system has since given to another process started later).
+ */
+function isOwnerAlive(record: ServerRecord): boolean {
+  if (!isRunning(record.ownerPid)) return false;
+  const started = processStartedAt(record.ownerPid);
+  return started === undefined || started <= Date.parse(record.startedAt) + 1_000;
+}
+
+/** When a process started (ms since the epoch), from /proc; undefined where there is no /proc. */
+function processStartedAt(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime, in clock ticks since boot) counts from after the parenthesised command name.
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const bootSeconds = Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))?.[1]);
+    if (!Number.isFinite(ticks) || !Number.isFinite(bootSeconds)) return undefined;
+    return bootSeconds * 1000 + (ticks / CLOCK_TICKS_PER_SECOND) * 1000;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Linux's USER_HZ: 100 on every architecture Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** Alive and not a zombie: a postgres whose parent died is reaped by whoever adopted it, maybe late. */
+function isRunning(pid: number): boolean {
+  if (!isAlive(pid)) return false;
+  try {
+    return !/^\d+ \(.*\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    // No /proc (macOS): alive is the best answer there is.
+    return true;
   }
 }
 
