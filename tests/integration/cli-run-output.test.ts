@@ -114,10 +114,10 @@ afterAll(async () => {
 });
 
 describe('npx runsheet run: exit code and what it prints', () => {
-  it('exits 1 when post-execution failed, though the apply committed and verified (repro 7)', async () => {
+  it('exits 1 when post-execution failed after the apply committed and verified (repro 7)', async () => {
     const result = await runsheet('run', 'post-fails', '--target', 'sandbox', '--as', ENGINEER);
     expect(result.code, result.stdout).toBe(1);
-    expect(result.stdout).toContain('ended applied');
+    expect(result.stdout).toMatch(/✓ step create: 2\/2 statements/);
     expect(result.stdout).toContain('verification: passed');
     expect(result.stdout).toContain('post-execution: FAILED (no-rows-expected)');
     expect(result.stdout).toContain('failed phase(s): post_execution');
