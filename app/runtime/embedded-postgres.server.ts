@@ -3,12 +3,13 @@
  * DATABASE_URL is set. Its owner records how to reach it, and its own pid, in
  * `<dataDir>/postgres.json`, and stops it on exit.
  *
- * - The web server owns its PostgreSQL (role 'server'): a cluster whose recorded owner is dead (a
- *   server killed with SIGKILL leaves postgres running) is stopped and started again under the
- *   new server, which records itself; a cluster whose owner is alive is refused with who owns it,
- *   since the second server would lose it when the owner stops it.
- * - Anything else (the command line, the tests; role 'shared') connects to a running cluster
- *   whoever owns it, and starts (and owns) one only when none runs.
+ * - The web server (role 'server') owns the PostgreSQL it starts. A cluster whose recorded owner
+ *   is dead (a server killed with SIGKILL leaves postgres running) is stopped and started again
+ *   under the new server, which records itself. A cluster owned by another live server is refused
+ *   with who owns it. A cluster a live command started first (the command line, the bench, a test
+ *   run) is connected to: whichever starts first owns it.
+ * - Anything else (role 'shared') connects to a running cluster whoever owns it, and starts (and
+ *   owns) one only when none runs.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -62,7 +63,16 @@ export async function ensureEmbeddedPostgres(dataDir: string, log: (line: string
   try {
     const existing = readRecord(recordPath);
     const answers = existing ? await canConnect(existing) : false;
-    if (role === 'shared' && existing && answers) {
+    const ownerAlive = existing !== undefined && existing.ownerPid !== process.pid && isOwnerAlive(existing);
+    if (role === 'server' && ownerAlive && existing.ownerRole === 'server') {
+      throw new RunsheetError(
+        'configuration',
+        `The embedded PostgreSQL under ${dataDir} belongs to another Runsheet server, process ${existing.ownerPid} (since ${existing.startedAt}), which is still running. ` +
+          `Stop that server first, or start this one with another RUNSHEET_DATA_DIR.`,
+      );
+    }
+    // A live command (or bench, or test run) that started it first keeps it: the server connects, as PRODUCT.md says.
+    if (existing && answers && (role === 'shared' || ownerAlive)) {
       return {
         adminUrl: adminUrlOf(existing),
         port: existing.port,
@@ -70,17 +80,7 @@ export async function ensureEmbeddedPostgres(dataDir: string, log: (line: string
         stop: async () => {},
       };
     }
-    if (role === 'server') {
-      if (existing && existing.ownerPid !== process.pid && isOwnerAlive(existing)) {
-        const owner = existing.ownerRole === 'server' ? 'a Runsheet server' : existing.ownerRole === 'shared' ? 'a Runsheet command or test run' : 'a Runsheet process';
-        throw new RunsheetError(
-          'configuration',
-          `The embedded PostgreSQL under ${dataDir} belongs to process ${existing.ownerPid} (${owner}, since ${existing.startedAt}), which is still running: ` +
-            `a second server would lose its database when that process stops it. Stop process ${existing.ownerPid} first, or start this server with another RUNSHEET_DATA_DIR.`,
-        );
-      }
-      await stopOrphanedPostgres(path.join(dataDir, 'postgres'), existing, log);
-    }
+    if (role === 'server' && !ownerAlive) await stopOrphanedPostgres(path.join(dataDir, 'postgres'), existing, log);
     return await startServer(dataDir, recordPath, existing, role, log);
   } finally {
     releaseLock();

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { embeddedServerEnv, freePort, startServer, type StartedServer } from './auth-harness';
+import { embeddedServerEnv, freePort, ROOT, startServer, type StartedServer } from './auth-harness';
 
 let dataDir: string;
 const servers: StartedServer[] = [];
@@ -85,7 +85,7 @@ describe('the embedded PostgreSQL belongs to the server that runs it', () => {
       () => undefined,
       (error: Error) => error.message,
     );
-    expect(refused).toMatch(new RegExp(`belongs to process ${second.pid} .*still running`));
+    expect(refused).toMatch(new RegExp(`belongs to another Runsheet server, process ${second.pid} .*which is still running`));
     expect(record().ownerPid).toBe(second.pid);
     expect(running(postmasterPid())).toBe(true);
   });
@@ -96,6 +96,43 @@ describe('the embedded PostgreSQL belongs to the server that runs it', () => {
     expect(running(postmaster)).toBe(false);
     expect(fs.existsSync(postmasterPidFile())).toBe(false);
     expect(fs.existsSync(path.join(dataDir, 'postgres.json'))).toBe(false);
+  });
+
+  it('a server started while a command owns the cluster connects to it and leaves it to that command (whichever starts first owns it)', async () => {
+    const command = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        "const { ensureEmbeddedPostgres } = await import('./app/runtime/embedded-postgres.server.ts');" +
+          'const handle = await ensureEmbeddedPostgres(process.argv[1]);' +
+          "process.on('SIGTERM', async () => { await handle.stop(); process.exit(0); });" +
+          "console.log('owner ready');",
+        dataDir,
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        command.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('owner ready') && resolve());
+        command.once('exit', (code) => reject(new Error(`the owning command exited (${code})`)));
+      });
+      expect(record().ownerPid).toBe(command.pid);
+      const postmaster = postmasterPid();
+      const guest = await start();
+      expect(record().ownerPid).toBe(command.pid);
+      await guest.stop();
+      expect(running(postmaster)).toBe(true);
+      await new Promise((resolve) => {
+        command.once('exit', resolve);
+        command.kill('SIGTERM');
+      });
+      expect(running(postmaster)).toBe(false);
+    } finally {
+      if (command.exitCode === null && command.signalCode === null) command.kill('SIGKILL');
+    }
   });
 
   it('a recorded owner pid that now belongs to a process started later is no owner: the server starts', async () => {
