@@ -111,6 +111,7 @@ afterAll(async () => {
   await target?.end();
   await Promise.all([storeDb?.drop(), targetDb?.drop()]);
   fs.rmSync(plansDir, { recursive: true, force: true });
+  if (env?.RUNSHEET_DATA_DIR) fs.rmSync(env.RUNSHEET_DATA_DIR, { recursive: true, force: true });
 });
 
 describe('npx runsheet run: exit code and what it prints', () => {
