@@ -189,19 +189,19 @@ async function loadPlanFolder(plansDir: string, id: string, options: LoadPlanOpt
 
   const lineCounter = new LineCounter();
   const doc = parseDocument(planText, { lineCounter, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    return fail(
-      doc.errors.map((error) => {
-        const { line, col } = lineCounter.linePos(error.pos[0]);
-        return {
-          file: planLabel,
-          path: '',
-          line,
-          column: col,
-          message: `YAML syntax error at line ${line}, column ${col}: ${error.message} (${error.code}). Fix the YAML there; nothing else in the plan was checked.`,
-        };
-      }),
-    );
+  const [firstYamlError] = doc.errors;
+  if (firstYamlError) {
+    // Only the first: the parser's later errors are mostly the same mistake seen again from further on.
+    const { line, col } = lineCounter.linePos(firstYamlError.pos[0]);
+    return fail([
+      {
+        file: planLabel,
+        path: '',
+        line,
+        column: col,
+        message: `YAML syntax error at line ${line}, column ${col}: ${firstYamlError.message} (${firstYamlError.code}). Fix the YAML there; nothing else in the plan was checked.`,
+      },
+    ]);
   }
   let raw: unknown;
   try {
