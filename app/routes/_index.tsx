@@ -2,6 +2,7 @@ import type { LoaderFunctionArgs, MetaFunction } from '@remix-run/node';
 import { Link, useLoaderData } from '@remix-run/react';
 import { requirePermission } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
+import { PlanErrorList } from '../components/plan-error-list';
 import { StatusBadge } from '../components/status-badge';
 import { listPlanOverviews } from '../plans/plan-overview.server';
 import { formatAge } from '../runtime/format';
@@ -77,14 +78,7 @@ export default function PlansIndex() {
                         <span className="font-mono font-medium">{plan.id}</span>
                         <StatusBadge status="invalid" label="Invalid plan" />
                       </div>
-                      <ul className="mt-1 list-disc pl-5 text-xs text-red-900">
-                        {plan.errors.map((error, index) => (
-                          <li key={index}>
-                            <span className="font-mono">{error.file}</span>
-                            {error.path ? <span className="font-mono"> {error.path}</span> : null}: {error.message}
-                          </li>
-                        ))}
-                      </ul>
+                      <PlanErrorList errors={plan.errors} className="mt-1 text-xs" />
                     </td>
                   </tr>
                 ),
