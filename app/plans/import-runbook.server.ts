@@ -125,6 +125,8 @@ interface Context {
   /** The nearest heading's text without "Step N:", for titles. */
   heading: string;
   headingLine: number;
+  /** The heading numbers a step of the runbook ("Step 3: Verify the index"): it names what is under it. */
+  stepHeading: boolean;
   /** A label just before the node (a list item's lead paragraph, a shell comment). */
   label?: string;
 }
@@ -224,7 +226,11 @@ class RunbookImporter {
       subtitleNext = false;
       const section = stack.length === 0 ? 'overview' : effectiveSection(stack.map((entry) => entry.marker));
       const nearest = stack[stack.length - 1];
-      const context: Context = { heading: nearest ? withoutStepNumber(nearest.text) : this.title(), headingLine: nearest?.line ?? 1 };
+      const context: Context = {
+        heading: nearest ? withoutStepNumber(nearest.text) : this.title(),
+        headingLine: nearest?.line ?? 1,
+        stepHeading: nearest !== undefined && withoutStepNumber(nearest.text) !== nearest.text,
+      };
       if (section === 'other') {
         if (nearest && !reportedSections.has(nearest.line)) {
           reportedSections.add(nearest.line);
@@ -403,7 +409,7 @@ class RunbookImporter {
       const before = script.comments.filter((comment) => comment.line > previousLine && comment.line < command.line && !isExpectation(comment.text));
       const after = script.comments.filter((comment) => comment.line > command.line && comment.line < nextLine);
       const expected = expectationFromComments(after.map((comment) => ({ text: comment.text, line: firstLine + comment.line - 1 })));
-      const label = queries > 1 ? cleanLabel(before.at(-1)?.text) : undefined;
+      const label = queries > 1 ? (cleanLabel(before.at(-1)?.text) ?? `${context.heading} (${position + 1})`) : undefined;
       const itemContext: Context = { ...context, label };
       for (const piece of psql.commands) {
         const pieceLine = firstLine + piece.line - 1;
@@ -462,10 +468,10 @@ class RunbookImporter {
       const trailing = comments.filter((comment) => comment.line > statement.endLine && comment.line < nextStart);
       const fromComments = expectationFromComments(trailing.map((comment) => ({ text: comment.text, line: firstLine + comment.line - 1 })));
       const expected = fromComments.kind !== 'none' ? fromComments : (options.expected ?? fromComments);
+      // A "Step N:" heading names its one query; otherwise the comment just above the query does.
+      const comment = cleanLabel(leading.at(-1)?.text);
       const title =
-        reads.length > 1 || context.label
-          ? (cleanLabel(leading.at(-1)?.text) ?? context.label ?? `${context.heading} (${position + 1})`)
-          : context.heading;
+        reads.length > 1 || context.label ? (comment ?? context.label ?? `${context.heading} (${position + 1})`) : context.stepHeading ? context.heading : (comment ?? context.heading);
       this.addCheck(bySection, firstLine + statement.startLine - 1, title, sqlText(text, statement), statement, expected);
     }
   }
@@ -515,8 +521,10 @@ class RunbookImporter {
     let body = statements;
     const first = body[0]!;
     const last = body[body.length - 1]!;
+    let bodyStart = 0;
     if (body.length >= 2 && first.transactionControl && last.transactionControl && /^(begin|start)/i.test(first.sql) && /^(commit|end)/i.test(last.sql)) {
       body = body.slice(1, -1);
+      bodyStart = statementEnd(text, first);
       this.guess(firstLine + first.startLine - 1, `${first.sql.toUpperCase()} … ${last.sql.toUpperCase()} around the ${section === 'apply' ? 'migration' : 'rollback'}`, 'Left out: Runsheet owns the transaction of a step (and writes its ledger row in it).');
     }
     const groups: AnalysedStatement[][] = [];
@@ -527,15 +535,17 @@ class RunbookImporter {
     }
     const steps = section === 'apply' ? this.applySteps : this.rollbackSteps;
     const comments = await findSqlComments(text);
-    for (const group of groups) {
+    for (const [groupIndex, group] of groups.entries()) {
       const lead = group[0]!;
+      const groupStart = groupIndex === 0 ? bodyStart : statementEnd(text, groups[groupIndex - 1]!.at(-1)!);
       const line = firstLine + lead.startLine - 1;
       const stepComment = groups.length > 1 ? cleanLabel(comments.filter((comment) => comment.line < lead.startLine && comment.line >= lead.startLine - 2).at(-1)?.text) : undefined;
       const title = groups.length === 1 ? (context.label ?? context.heading) : (stepComment ?? stepTitle(group, context));
       const id = this.uniqueId(title, 'step');
       const prefix = section === 'apply' ? String(this.applySteps.length + 1).padStart(2, '0') : `rollback_${this.rollbackSteps.length + 1}`;
       const file = uniqueFileName(this.stepFiles, `${prefix}_${slugWords(title, 32, '_') || 'step'}.sql`);
-      this.stepFiles.set(file, `${group.map((statement) => statementSource(text, statement)).join('\n\n')}\n`);
+      // The runbook's text of these statements, with the comments between them.
+      this.stepFiles.set(file, `${dedent(text.slice(groupStart, statementEnd(text, group.at(-1)!)))}\n`);
       const transactionControl = group.filter((statement) => statement.transactionControl);
       const step: Record<string, unknown> = { id, title, file };
       const index = lead.concurrentIndex;
@@ -1066,6 +1076,12 @@ function parseJsonWithPlaceholders(text: string, found: Set<string>): unknown {
 /** A statement's SQL as a check runs it: its own lines, indentation removed, without the `;`. */
 function sqlText(source: string, statement: AnalysedStatement): string {
   return dedent(statementSource(source, statement)).replace(/;\s*$/, '').trim();
+}
+
+/** Where a statement ends in the source, after its `;`. */
+function statementEnd(source: string, statement: AnalysedStatement): number {
+  const end = statement.startOffset + statement.sql.length;
+  return end + (source.slice(end).match(/^\s*;/)?.[0].length ?? 0);
 }
 
 /** The statement's lines as the runbook wrote them (with its `;`). */
