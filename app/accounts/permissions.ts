@@ -132,7 +132,9 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
     },
   },
   // Upload a Markdown runbook, see it as a plan with its import report, then save or download it.
-  'routes/import': { loader: 'import-plan', actions: { preview: 'import-plan', save: 'import-plan', download: 'import-plan' } },
+  'routes/import': { loader: 'import-plan', actions: { preview: 'import-plan', save: 'import-plan' } },
+  // The imported folder as a zip, where the plans folder cannot be written.
+  'routes/import[.]zip': { actions: { download: 'import-plan' } },
   'routes/runs.$runId': { loader: 'view', actions: { cancel: 'cancel' } },
   'routes/runs.$runId.events': { loader: 'view' },
   // History and the post-run report (with its downloads and event pages): reading only.

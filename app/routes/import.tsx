@@ -11,7 +11,6 @@ import { plansDirWritable } from '../plans/plan-folder.server';
 import { isRunsheetError } from '../runtime/errors';
 import { refusalOf } from '../web/http-answers.server';
 import {
-  downloadRunbookImport,
   MAX_RUNBOOK_BYTES,
   previewRunbookImport,
   readRunbookUpload,
@@ -55,14 +54,9 @@ export async function action({ request, context }: ActionFunctionArgs) {
     if (markdown === undefined || !id) return data<ActionResult>({ ok: false, error: 'The form lost its runbook: upload it again.' }, { status: 400 });
     if (Buffer.byteLength(markdown, 'utf8') > MAX_RUNBOOK_BYTES) return data<ActionResult>({ ok: false, error: 'Runsheet imports runbooks of at most 1 MiB.' }, { status: 413 });
     const input = { markdown, id, sourceName: safeSourceName(stringField(form, 'sourceName') ?? 'runbook.md'), user, ip: context.clientAddress };
-    if (intent === 'save') {
-      const saved = await saveRunbookImport(runtime, input);
-      throw redirect(`/plans/${saved.id}`);
-    }
-    const zip = await downloadRunbookImport(runtime, input);
-    return new Response(Buffer.from(zip.bytes), {
-      headers: { 'Content-Type': 'application/zip', 'Content-Disposition': `attachment; filename="${zip.fileName}"`, 'Cache-Control': 'no-store' },
-    });
+    // The only other intent the guard lets through (ROUTE_ACCESS): save.
+    const saved = await saveRunbookImport(runtime, input);
+    throw redirect(`/plans/${saved.id}`);
   } catch (error) {
     if (!isRunsheetError(error)) throw error;
     const refusal = refusalOf(error);
@@ -147,7 +141,8 @@ function Preview({ preview, writable, busy }: { preview: ImportPreview; writable
               Save to the plans folder
             </button>
           </Form>
-          <Form method="post" encType="multipart/form-data" reloadDocument>
+          {/* A resource route: the browser receives the zip itself. */}
+          <Form method="post" action="/import.zip" encType="multipart/form-data" reloadDocument>
             {hidden}
             <button name="intent" value="download" className="rounded border border-slate-300 bg-white px-3 py-1.5 hover:bg-slate-100">
               Download {preview.id}.zip
