@@ -25,6 +25,9 @@ export interface ImportItem {
 
 export const IMPORT_REPORT_FILE = 'IMPORT.md';
 
+/** The largest runbook the importer reads: a runbook is prose and SQL, not a data dump. */
+export const MAX_RUNBOOK_BYTES = 1024 * 1024;
+
 const HEADINGS: Record<ImportItemKind, string> = {
   decide: 'To decide before the review is cleared',
   guess: 'Guessed: confirm or change',

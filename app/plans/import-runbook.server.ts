@@ -26,12 +26,11 @@ import { Document, isMap, isScalar, isSeq, type YAMLMap } from 'yaml';
 import { RunsheetError } from '../runtime/errors';
 import { findSqlComments } from '../sql/split-sql.server';
 import { analyseSql, type AnalysedStatement } from './import-sql.server';
-import { IMPORT_REPORT_FILE, renderImportReport, type ImportItem } from './import-report';
+import { IMPORT_REPORT_FILE, MAX_RUNBOOK_BYTES, renderImportReport, type ImportItem } from './import-report';
 import { PlanSchema, TEAM_MESSAGE_PLACEHOLDERS, type Expectation, type PlanObjects } from './plan-schema';
 import { psqlInvocation, tokenizeShell } from './shell-words';
 
-/** The largest runbook the importer reads: a runbook is prose and SQL, not a data dump. */
-export const MAX_RUNBOOK_BYTES = 1024 * 1024;
+export { MAX_RUNBOOK_BYTES };
 
 /** Where plan.yaml's editor schema line points from plans/<id>/ in this repository. */
 export const DEFAULT_SCHEMA_REF = '../../docs/plan.schema.json';

@@ -8,17 +8,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { recordAudit } from '../../app/audit/audit-log.server';
-import { countItems, IMPORT_REPORT_FILE } from '../../app/plans/import-report';
-import { importRunbook, MAX_RUNBOOK_BYTES } from '../../app/plans/import-runbook.server';
+import { countItems, IMPORT_REPORT_FILE, MAX_RUNBOOK_BYTES } from '../../app/plans/import-report';
 import { formatPlanError } from '../../app/plans/plan-error';
-import { validatePlanFiles, writeNewPlanFolder } from '../../app/plans/plan-folder.server';
-import { scaffoldPlan } from '../../app/plans/scaffold-plan.server';
 import { readEnv } from '../../app/runtime/env.server';
 import { fromRoot } from '../../app/runtime/paths.server';
 import type { CliCommand } from '../command';
 import { EXIT, usageError } from '../exit-codes';
 
 const IMPORT_USAGE = 'import <runbook.md> [--id NNN-name] [--plans-dir <dir>]';
+
+/** The Markdown parser and the zip writer load only for these commands: every other command starts as fast as before. */
+const importer = () => import('../../app/plans/import-runbook.server');
+const planFolder = () => import('../../app/plans/plan-folder.server');
 const NEW_USAGE = 'new <id> [--plans-dir <dir>]';
 
 /** The editor schema's path relative to a plan folder of `plansDir` (docs/plan.schema.json of this checkout). */
@@ -54,6 +55,8 @@ export const importCommand: CliCommand = {
     const plansDir = plansDirOf(parsed.values['plans-dir'] ?? runtime?.plansDir);
     const markdown = fs.readFileSync(file, 'utf8');
     const sourceName = path.basename(file);
+    const { importRunbook } = await importer();
+    const { validatePlanFiles, writeNewPlanFolder } = await planFolder();
     const imported = await importRunbook({ markdown, id: parsed.values.id, sourceName, schemaRef: (id) => schemaRefFor(plansDir, id) });
     const actor = `cli:${os.userInfo().username}`;
     const counts = countItems(imported.items);
@@ -105,6 +108,8 @@ export const newCommand: CliCommand = {
     if (parsed.positionals.length !== 1) throw usageError(`Name the new plan's id.\nUsage: npx runsheet ${NEW_USAGE}`);
     const id = parsed.positionals[0]!;
     const plansDir = plansDirOf(parsed.values['plans-dir']);
+    const { writeNewPlanFolder } = await planFolder();
+    const { scaffoldPlan } = await import('../../app/plans/scaffold-plan.server');
     const target = await writeNewPlanFolder(plansDir, id, scaffoldPlan(id, { schemaRef: schemaRefFor(plansDir, id) }));
     io.out(`Created ${target}: plan.yaml (an example of every section), 01_apply.sql and rollback.sql (placeholders that refuse to run).`);
     io.out('Write the plan, validate it with `npx runsheet plans`, then remove the review line from plan.yaml.');
