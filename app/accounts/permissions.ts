@@ -20,6 +20,8 @@ export const PERMISSIONS = [
   'execute',
   'cancel',
   'rollback',
+  'import-plan',
+  'reset-sandbox',
   'manage-accounts',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
@@ -34,7 +36,8 @@ const TPM: readonly Permission[] = ['view', 'tick', 'run-checks', 'sign-off', 'a
 export const ROLE_PERMISSIONS: Readonly<Record<Role, readonly Permission[]>> = {
   viewer: ['view'],
   tpm: TPM,
-  engineer: [...TPM, 'rehearse', 'execute', 'cancel', 'rollback'],
+  // Importing a runbook writes a plan folder, and resetting a sandbox rewrites a target: an engineer's work.
+  engineer: [...TPM, 'rehearse', 'execute', 'cancel', 'rollback', 'import-plan', 'reset-sandbox'],
   admin: ['manage-accounts'],
 };
 
@@ -124,8 +127,14 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
       rehearse: 'rehearse',
       rollback: 'rollback',
       cancel: 'cancel',
+      // Regenerates the sandbox target and runs the plan's sandbox.sql (only on a target marked sandbox: true).
+      'reset-sandbox': 'reset-sandbox',
     },
   },
+  // Upload a Markdown runbook, see it as a plan with its import report, then save or download it.
+  'routes/import': { loader: 'import-plan', actions: { preview: 'import-plan', save: 'import-plan' } },
+  // The imported folder as a zip, where the plans folder cannot be written.
+  'routes/import[.]zip': { actions: { download: 'import-plan' } },
   'routes/runs.$runId': { loader: 'view', actions: { cancel: 'cancel' } },
   'routes/runs.$runId.events': { loader: 'view' },
   // History and the post-run report (with its downloads and event pages): reading only.

@@ -13,6 +13,7 @@ import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from
 import { migrateStore, openStore, type Store } from '../runtime/store.server';
 import { RunsheetError } from '../runtime/errors';
 import { generateSandbox } from '../sandbox/generate-sandbox.server';
+import { readSandboxApiToken, writeSandboxApiTokens } from '../sandbox/sandbox-api-tokens.server';
 import { ensureDemoAccounts, type DemoAccount } from '../accounts/demo-accounts.server';
 import { createTargetRegistry, type TargetAddress, type TargetRegistry } from '../targets/target-registry.server';
 import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
@@ -160,22 +161,6 @@ async function seedSandboxIfEmpty(url: string, dataDir: string, users: number, l
     log(`Sandbox ready: ${result.users} users, ${result.organizations} organizations, ${result.memberships} memberships in ${(result.durationMs / 1000).toFixed(1)} s.`);
   } finally {
     await client.end();
-  }
-}
-
-const SANDBOX_API_FILE = 'sandbox-api.json';
-
-/** The stand-in API's bearer tokens, kept where the sandbox target's http checks find them. */
-export function writeSandboxApiTokens(dataDir: string, tokens: { email: string; token: string }[]): void {
-  fs.writeFileSync(path.join(dataDir, SANDBOX_API_FILE), JSON.stringify({ tokens }, null, 2), { mode: 0o600 });
-}
-
-function readSandboxApiToken(dataDir: string): string | undefined {
-  try {
-    const { tokens } = JSON.parse(fs.readFileSync(path.join(dataDir, SANDBOX_API_FILE), 'utf8')) as { tokens: { token: string }[] };
-    return tokens[0]?.token;
-  } catch {
-    return undefined;
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import { recordAudit } from '../audit/audit-log.server';
 import { checkSql, loadPlan, type ValidPlan } from '../plans/load-plans.server';
+import { formatPlanError } from '../plans/plan-error';
 import { checksOfPhase, type CheckPhase } from '../plans/plan-schema';
 import type { Store } from '../runtime/store.server';
 import type { TargetRegistry } from '../targets/target-registry.server';
@@ -18,7 +19,7 @@ export async function requireValidPlan(plansDir: string, planId: string): Promis
   const loaded = await loadPlan(plansDir, planId);
   if (!loaded) throw new RunsheetError('not_found', `No plan "${planId}" under ${plansDir}. \`npx runsheet plans\` lists them.`);
   if (!loaded.ok) {
-    const lines = loaded.errors.map((error) => `  ${error.file}${error.path ? ` ${error.path}` : ''}: ${error.message}`);
+    const lines = loaded.errors.map((error) => `  ${formatPlanError(error)}`);
     throw new RunsheetError('invalid_plan', `Plan "${planId}" is not valid:\n${lines.join('\n')}`);
   }
   return loaded;

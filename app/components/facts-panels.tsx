@@ -50,9 +50,9 @@ export function TargetFactsPanel({ label, displayUrl, facts }: { label: string; 
 }
 
 /**
- * The live state of the objects the plan creates, in the order of the seed's verification steps:
- * the column with its type and nullability (Step 3), the backfill (Step 4), the helper functions
- * (Step 5) and the index with its validity and partial predicate (Step 6), then the foreign key.
+ * The live state of the objects the plan names (its `objects`): columns with their type and
+ * nullability, the backfill, functions, indexes with their validity and partial predicate, and
+ * constraints. The headings are the kinds of object, never one plan's steps.
  */
 export function SchemaFactsPanel({ facts, children, title = 'Schema facts' }: { facts?: Aged<SchemaFacts>; children?: ReactNode; title?: string }) {
   const value = facts?.value;
@@ -62,7 +62,7 @@ export function SchemaFactsPanel({ facts, children, title = 'Schema facts' }: { 
       {value ? (
         <div className="space-y-3 text-xs">
           {value.columns.length > 0 ? (
-            <FactGroup title="Step 3 · Column">
+            <FactGroup title="Columns">
               {value.columns.map((column) => (
                 <li key={`${column.schema}.${column.table}.${column.column}`} className="flex flex-wrap items-center gap-1.5">
                   <span className="font-mono">
@@ -80,14 +80,14 @@ export function SchemaFactsPanel({ facts, children, title = 'Schema facts' }: { 
             </FactGroup>
           ) : null}
           {backfill ? (
-            <FactGroup title="Step 4 · Backfill">
+            <FactGroup title="Backfill">
               <li>
                 <BackfillGauge percentage={backfill.percentage} withValue={backfill.withValue} total={backfill.total} label={`${backfill.schema}.${backfill.table}.${backfill.column}`} />
               </li>
             </FactGroup>
           ) : null}
           {value.functions.length > 0 ? (
-            <FactGroup title="Step 5 · Helper functions">
+            <FactGroup title="Functions">
               {value.functions.map((fn) => (
                 <li key={`${fn.schema}.${fn.name}`} className="flex flex-wrap items-center gap-1.5">
                   <span className="font-mono">
@@ -100,7 +100,7 @@ export function SchemaFactsPanel({ facts, children, title = 'Schema facts' }: { 
             </FactGroup>
           ) : null}
           {value.indexes.length > 0 ? (
-            <FactGroup title="Step 6 · Index">
+            <FactGroup title="Indexes">
               {value.indexes.map((index) => (
                 <li key={`${index.schema}.${index.name}`} className="flex flex-wrap items-center gap-1.5">
                   <span className="font-mono">
@@ -146,7 +146,7 @@ function FactGroup({ title, children }: { title: string; children: ReactNode }) 
   );
 }
 
-/** The backfill as the seed's Step 4 computes it: the share of rows whose column is set, with the counts. */
+/** A backfill: the share of rows whose column is set (count(column) / count(*)), with the counts. */
 export function BackfillGauge({ percentage, withValue, total, label }: { percentage: number | null; withValue: number | null; total: number | null; label: string }) {
   const value = percentage ?? 0;
   return (

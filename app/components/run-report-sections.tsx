@@ -227,7 +227,9 @@ export function StatementsTable({ statements, failed }: { statements: ReportStat
           <tbody className="divide-y divide-slate-100">
             {shown.map((statement) => (
               <tr key={statement.seq} className="break-inside-avoid align-top">
-                <td className="px-2 py-1.5 font-mono">{statement.stepId || '—'}</td>
+                <td className="px-2 py-1.5">
+                  <StepName label={statement.stepLabel} id={statement.stepId} />
+                </td>
                 <td className="px-2 py-1.5 tabular-nums">{statement.index + 1}</td>
                 <td className="px-2 py-1.5 tabular-nums">{statement.line ?? '—'}</td>
                 <td className="px-2 py-1.5">
@@ -256,7 +258,9 @@ export function StatementsTable({ statements, failed }: { statements: ReportStat
             ))}
             {failed ? (
               <tr className="break-inside-avoid bg-red-50 align-top text-red-900">
-                <td className="px-2 py-1.5 font-mono">{failed.stepId || '—'}</td>
+                <td className="px-2 py-1.5">
+                  <StepName label={failed.stepLabel} id={failed.stepId} />
+                </td>
                 <td className="px-2 py-1.5 tabular-nums">{failed.index !== null ? failed.index + 1 : '—'}</td>
                 <td className="px-2 py-1.5 tabular-nums">{failed.line ?? '—'}</td>
                 <td className="px-2 py-1.5" colSpan={4}>
@@ -276,6 +280,17 @@ export function StatementsTable({ statements, failed }: { statements: ReportStat
       {statements.length > shown.length ? (
         <p className="mt-1 text-xs text-ink-muted">{statements.length - shown.length} more statements are in the event list below and in the Markdown report.</p>
       ) : null}
+    </>
+  );
+}
+
+/** A step as the plan names it (its position and title), with its id. */
+function StepName({ label, id }: { label: string | null; id: string }) {
+  if (!label) return <span className="font-mono">{id || '—'}</span>;
+  return (
+    <>
+      <span>{label}</span>
+      <span className="block font-mono text-[11px] text-ink-muted">{id}</span>
     </>
   );
 }

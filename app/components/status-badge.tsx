@@ -23,6 +23,8 @@ const STATUS: Record<string, { tone: StatusTone; label: string }> = {
   partial: { tone: 'warn', label: 'Partly applied' },
   unknown: { tone: 'warn', label: 'Unknown' },
   invalid: { tone: 'bad', label: 'Invalid' },
+  // a plan's own review (review: pending in plan.yaml), not a run's state
+  under_review: { tone: 'warn', label: 'Plan under review' },
   // a run's state
   draft: { tone: 'idle', label: 'Draft' },
   ready: { tone: 'info', label: 'Ready' },

@@ -3,7 +3,7 @@
  * log, the run's check results, the plan on disk, the target's ledger, the other runs), never
  * from a flag someone set. A refusal names every open gate.
  */
-import { ACTIVE_RUN_STATES } from '../../db/run-lifecycle';
+import { ACTIVE_RUN_STATES, type RunKind } from '../../db/run-lifecycle';
 import { latestRunPhaseResults } from '../checks/run-checks.server';
 import { loadPlan } from '../plans/load-plans.server';
 import type { Plan } from '../plans/plan-schema';
@@ -86,20 +86,8 @@ export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: G
   gates.push({ id: 'checksum', label: 'Plan unchanged since the run was opened', ...checksumDetail() });
 
   gates.push(await targetFreeGate(deps, run));
-
-  if (run.kind === 'rehearsal') {
-    const nonTransactional = [...plan.apply, ...plan.rollback.steps].filter((step) => !step.transactional).map((step) => step.id);
-    gates.push({
-      id: 'transactional-steps',
-      label: 'Every step is transactional (a rehearsal rolls everything back)',
-      passed: nonTransactional.length === 0,
-      detail:
-        nonTransactional.length === 0
-          ? 'every apply and rollback step runs in the rehearsal\'s transaction'
-          : `step(s) ${nonTransactional.join(', ')} are not transactional: their statements would commit, so they cannot be rehearsed and rolled back`,
-    });
-    return gates;
-  }
+  gates.push(...planGates(plan, run.kind));
+  if (run.kind === 'rehearsal') return gates;
 
   gates.push(prerequisitesGate(plan, events));
   gates.push(prechecksGate(plan, precheckRows));
@@ -160,6 +148,41 @@ export function confirmTargetNameGate(target: Pick<Target, 'name' | 'rules'>, ty
     passed: typed === target.name,
     atExecute: true,
     detail: typed === undefined ? `type "${target.name}" when ${acting}` : typed === target.name ? 'typed' : `typed "${typed}", not "${target.name}"`,
+  };
+}
+
+/**
+ * The gates judged from the plan alone, so they are judged before a run is opened as well as on
+ * it: a rehearsal the plan cannot take is refused without leaving a run behind.
+ */
+export function planGates(plan: Plan, kind: RunKind): Gate[] {
+  const gates = [reviewGate(plan)];
+  if (kind === 'rehearsal') gates.push(transactionalStepsGate(plan));
+  return gates;
+}
+
+function reviewGate(plan: Plan): Gate {
+  const pending = plan.review === 'pending';
+  return {
+    id: 'review',
+    label: 'The plan is not under review',
+    passed: !pending,
+    detail: pending
+      ? 'plan.yaml says review: pending (an imported or new plan): an engineer resolves its IMPORT.md, then removes the key'
+      : 'no review pending',
+  };
+}
+
+function transactionalStepsGate(plan: Plan): Gate {
+  const nonTransactional = [...plan.apply, ...plan.rollback.steps].filter((step) => !step.transactional).map((step) => step.id);
+  return {
+    id: 'transactional-steps',
+    label: 'Every step is transactional (a rehearsal rolls everything back)',
+    passed: nonTransactional.length === 0,
+    detail:
+      nonTransactional.length === 0
+        ? "every apply and rollback step runs in the rehearsal's transaction"
+        : `the plan cannot be rehearsed: step(s) ${nonTransactional.join(', ')} are not transactional, so their statements would commit and could not be rolled back`,
   };
 }
 

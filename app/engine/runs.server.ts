@@ -10,16 +10,16 @@ import { roleCan, type Permission } from '../accounts/permissions';
 import { requireValidPlan } from '../checks/plan-checks.server';
 import { jsonSafe } from '../checks/evaluate-expectation';
 import { checkTargetOf, readRunCheckResults, recordCheckResults, runChecks, type CheckResult } from '../checks/run-checks.server';
-import { checksOfPhase, type CheckPhase } from '../plans/plan-schema';
+import { checksOfPhase, type CheckPhase, type Plan } from '../plans/plan-schema';
 import type { PayloadOf, RunEvent } from '../runs/run-events';
 import { appendRunEvent, assertRunId, inStoreTransaction, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
 import { findRun, findRuns, insertDraftRun, isUniqueViolation, transitionRun, type RunRecord } from '../runs/run-store.server';
-import { RunsheetError } from '../runtime/errors';
+import { gateRefusal, RunsheetError } from '../runtime/errors';
 import type { CheckResultRow } from '../../db/schema/index';
 import { isActiveState, isPreparingState, pickWorkingRun, PREPARING_STATES, type RunKind, type RunState, type WorkingRunChoice } from '../../db/run-lifecycle';
 import type { EngineActor, EngineDeps, Gate } from './engine-deps.server';
 import { freezePlan, thawPlan, type ThawedPlan } from './frozen-plan.server';
-import { evaluateGates, openGates, signoffsFromEvents, ticksFromEvents, criteriaTicksFromEvents, type PrerequisiteTick } from './gates.server';
+import { evaluateGates, openGates, planGates, signoffsFromEvents, ticksFromEvents, criteriaTicksFromEvents, type PrerequisiteTick } from './gates.server';
 
 /**
  * Refuses an actor whose role does not allow `action` (defence in depth: the web app and the
@@ -95,6 +95,7 @@ export async function openWorkingRun(
   await authorize(deps, { actor, action: input.kind === 'rehearsal' ? 'rehearse' : 'tick', subject: `${input.planId}@${input.target}` });
   const target = deps.targets.get(input.target);
   const loaded = await requireValidPlan(deps.plansDir, input.planId);
+  if (input.kind === 'rehearsal') await refuseUnrehearsablePlan(deps, loaded.plan, actor, `${loaded.id}@${target.name}`);
   const scope = { planId: loaded.id, target: target.name, kind: input.kind, checksum: loaded.checksum };
   const choice = await workingRunFor(deps, scope);
   const { working } = choice;
@@ -134,6 +135,24 @@ export async function openWorkingRun(
   }
   await refreshReadiness(deps, runId);
   return { run: await getRun(deps, runId), opened: true };
+}
+
+/**
+ * A rehearsal the plan itself cannot take (under review, or a step that commits on its own) is
+ * refused before any run is opened: nothing is left behind but the refusal in the audit log.
+ */
+async function refuseUnrehearsablePlan(deps: EngineDeps, plan: Plan, actor: EngineActor, subject: string): Promise<void> {
+  const open = openGates(planGates(plan, 'rehearsal'));
+  if (open.length === 0) return;
+  await recordAudit(deps.store.db, {
+    actor: actor.email,
+    actorRole: actor.role,
+    action: 'rehearse',
+    subject,
+    outcome: 'refused',
+    reason: open.map((gate) => `${gate.label}: ${gate.detail}`).join('; '),
+  });
+  throw gateRefusal(open);
 }
 
 /** Retires a draft or ready run whose plan changed on disk since it was opened. */

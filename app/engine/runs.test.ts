@@ -114,12 +114,11 @@ describe('execute, rollback', () => {
     expect((await rollbackRun(harness.deps, { runId: run.id, actor: ENGINEER })).state).toBe('rolled_back');
   });
 
-  it('refuses to rehearse a plan with a non-transactional step, naming it', async () => {
-    const run = await openRun(harness.deps, { planId: 'partial-apply', target: 'sandbox', kind: 'rehearsal', actor: ENGINEER });
-    expect(run.state).toBe('draft');
-    const refusal = await rehearseRun(harness.deps, { runId: run.id, actor: ENGINEER }).catch((error) => error);
+  it('refuses to rehearse a plan with a non-transactional step, naming it, before any run is opened', async () => {
+    const refusal = await openRun(harness.deps, { planId: 'partial-apply', target: 'sandbox', kind: 'rehearsal', actor: ENGINEER }).catch((error) => error);
     expect(refusal).toMatchObject({ kind: 'gate' });
     expect(refusal.message).toMatch(/insert-then-fail are not transactional/);
+    expect(await findRuns(harness.store.pool, { planId: 'partial-apply', target: 'sandbox', kind: 'rehearsal' })).toEqual([]);
   });
 
   it('rehearses in one transaction and leaves nothing behind', async () => {

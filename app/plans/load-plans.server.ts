@@ -14,26 +14,19 @@ import { planChecksum, planManifest, sha256Hex } from './plan-checksum.server';
 import { lintPlan, type LintFinding, type LintOptions } from './lint-plan.server';
 import { findTransactionControl, splitSql } from '../sql/split-sql.server';
 import { stepKindNamed } from '../steps/step-kinds.server';
+import type { PlanError } from './plan-error';
+
+export type { PlanError } from './plan-error';
 
 export const PLAN_FILE = 'plan.yaml';
+/** A plan's optional sandbox fixture: SQL run on a sandbox target after it is regenerated. */
+export const SANDBOX_FIXTURE_FILE = 'sandbox.sql';
 
 export interface PlanFile {
   /** Relative to the plan folder, "/"-separated: "plan.yaml", "008_add_active_org_tracking.sql". */
   path: string;
   content: string;
   sha256: string;
-}
-
-export interface PlanError {
-  /** Relative to the plans folder's parent, e.g. "plans/bad/plan.yaml" or "plans/bad/apply.sql". */
-  file: string;
-  /** Where in plan.yaml, e.g. "prechecks[2].expect.type"; "" for the whole file. */
-  path: string;
-  /** What is wrong and what to do about it. */
-  message: string;
-  /** 1-based line in `file`, when known. */
-  line?: number;
-  column?: number;
 }
 
 export interface ValidPlan {
@@ -51,6 +44,8 @@ export interface ValidPlan {
   checksum: string;
   manifest: string;
   lint: LintFinding[];
+  /** sandbox.sql beside plan.yaml, when the plan has one (not part of `files` or the checksum). */
+  sandboxFixture?: PlanFile;
 }
 
 export interface InvalidPlan {
@@ -89,6 +84,14 @@ export async function loadPlans(plansDir: string, options: LoadPlanOptions = {})
   }
   folders.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return Promise.all(folders.map((folder) => loadPlanFolderCached(plansDir, folder, options)));
+}
+
+/**
+ * A plan folder read now, never from the cache: for folders that only exist for a moment (an
+ * import's preview is validated in a temporary folder before it is saved).
+ */
+export async function loadPlanUncached(plansDir: string, id: string, options: LoadPlanOptions = {}): Promise<LoadedPlan> {
+  return loadPlanFolder(plansDir, id, options);
 }
 
 /** One plan by id; undefined when no such folder exists (ids from URLs are checked here). */
@@ -189,19 +192,19 @@ async function loadPlanFolder(plansDir: string, id: string, options: LoadPlanOpt
 
   const lineCounter = new LineCounter();
   const doc = parseDocument(planText, { lineCounter, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    return fail(
-      doc.errors.map((error) => {
-        const { line, col } = lineCounter.linePos(error.pos[0]);
-        return {
-          file: planLabel,
-          path: '',
-          line,
-          column: col,
-          message: `YAML syntax error at line ${line}, column ${col}: ${error.message} (${error.code}). Fix the YAML there; nothing else in the plan was checked.`,
-        };
-      }),
-    );
+  const [firstYamlError] = doc.errors;
+  if (firstYamlError) {
+    // Only the first: the parser's later errors are mostly the same mistake seen again from further on.
+    const { line, col } = lineCounter.linePos(firstYamlError.pos[0]);
+    return fail([
+      {
+        file: planLabel,
+        path: '',
+        line,
+        column: col,
+        message: `YAML syntax error at line ${line}, column ${col}: ${firstYamlError.message} (${firstYamlError.code}). Fix the YAML there; nothing else in the plan was checked.`,
+      },
+    ]);
   }
   let raw: unknown;
   try {
@@ -231,6 +234,7 @@ async function loadPlanFolder(plansDir: string, id: string, options: LoadPlanOpt
   );
   const context: CrossCheckContext = { id, dir, label, planLabel, raw: asRecord(raw), files, errors, yamlLine, inlineSqlFirstLine, included };
   await crossCheck(context);
+  const sandboxFixture = await readSandboxFixture(context);
 
   if (!parsed.success || errors.length > 0) return fail(inReadingOrder(errors));
 
@@ -239,7 +243,37 @@ async function loadPlanFolder(plansDir: string, id: string, options: LoadPlanOpt
   const manifest = planManifest(allFiles);
   const plan = included ? withIncludedChecks(parsed.data, included.plan) : parsed.data;
   const lint = options.lint === false ? [] : await lintPlan(plan, allFiles, label, options.lintOptions);
-  return { ok: true, id, dir, plan, files: allFiles, checksum: planChecksum(manifest), manifest, lint };
+  return { ok: true, id, dir, plan, files: allFiles, checksum: planChecksum(manifest), manifest, lint, ...(sandboxFixture ? { sandboxFixture } : {}) };
+}
+
+/**
+ * The plan's sandbox fixture, `sandbox.sql` beside plan.yaml (docs/decisions/019a): checked like a
+ * step's file (it splits as psql would, and leaves the transaction it runs in alone). It sets up
+ * a sandbox target's starting state and never runs anywhere else, so it is not part of the plan's
+ * manifest or checksum.
+ */
+async function readSandboxFixture(context: CrossCheckContext): Promise<PlanFile | undefined> {
+  const file = context.label(SANDBOX_FIXTURE_FILE);
+  const refuse = (message: string, line?: number) => {
+    context.errors.push({ file, path: '', message, ...(line !== undefined ? { line } : {}) });
+    return undefined;
+  };
+  const fullPath = path.join(context.dir, SANDBOX_FIXTURE_FILE);
+  const stat = await fs.lstat(fullPath).catch(() => undefined);
+  if (!stat) return undefined;
+  if (!stat.isFile()) return refuse(`${file} is not a regular file: the sandbox fixture is a .sql file inside the plan folder.`);
+  const bytes = await fs.readFile(fullPath);
+  const content = decodeUtf8(bytes);
+  if (content === undefined) return refuse(`${file} is not valid UTF-8: save it as UTF-8.`);
+  const split = await splitSql(content);
+  if (!split.ok) {
+    for (const error of split.errors) refuse(`Line ${error.line} of the sandbox fixture: ${withFullStop(error.message)}`, error.line);
+    return undefined;
+  }
+  for (const control of findTransactionControl(split.statements)) {
+    refuse(`${control.command} on line ${control.line}: the sandbox fixture runs in one transaction Runsheet owns (all of it or none). Remove it.`, control.line);
+  }
+  return { path: SANDBOX_FIXTURE_FILE, content, sha256: sha256Hex(bytes) };
 }
 
 /**

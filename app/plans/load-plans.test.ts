@@ -57,6 +57,7 @@ describe('loadPlans on the fixtures', () => {
       ['several-errors', false],
       ['unknown-check-kind', false],
       ['wrong-expectation-type', false],
+      ['yaml-cascade', false],
     ]);
   });
 
@@ -79,6 +80,13 @@ describe('loadPlans on the fixtures', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatchObject({ file: 'plans/bad-yaml/plan.yaml', path: '', line: 6 });
     expect(errors[0]!.message).toMatch(/YAML syntax error at line 6, column \d+/);
+  });
+
+  it('reports only the first YAML syntax error, with its line and column (not the cascade after it)', () => {
+    const { errors } = invalid(byId('yaml-cascade'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ file: 'plans/yaml-cascade/plan.yaml', path: '', line: 7, column: 1 });
+    expect(errors[0]!.message).toMatch(/^YAML syntax error at line 7, column 1:/);
   });
 
   it('names an unknown check kind and the kinds to use', () => {

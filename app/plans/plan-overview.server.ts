@@ -33,7 +33,7 @@ export interface PlanOnTarget {
 }
 
 export type PlanOverview =
-  | { ok: true; id: string; title: string; checksum: string; lintCount: number; lintErrors: number; targets: PlanOnTarget[] }
+  | { ok: true; id: string; title: string; checksum: string; lintCount: number; lintErrors: number; underReview: boolean; targets: PlanOnTarget[] }
   | { ok: false; id: string; errors: PlanError[] };
 
 const LEDGER_READ_TIMEOUT_MS = 3_000;
@@ -50,6 +50,7 @@ export async function listPlanOverviews(deps: OverviewDeps): Promise<PlanOvervie
         checksum: loaded.checksum,
         lintCount: loaded.lint.length,
         lintErrors: loaded.lint.filter((finding) => finding.level === 'error').length,
+        underReview: loaded.plan.review === 'pending',
         targets: await Promise.all(targets.map((target) => planOnTarget(deps, loaded, target))),
       };
     }),

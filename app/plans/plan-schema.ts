@@ -1,74 +1,91 @@
 /**
  * The plan format: the single definition of what `plans/<id>/plan.yaml` may say.
  * Every type of a plan comes from this schema (z.infer); nothing else describes the format.
+ * The `.meta()` descriptions and examples are its reference: `npm run docs` renders them to
+ * docs/plan-format.md and docs/plan.schema.json (the editor's schema), and a test fails when
+ * those are stale.
  */
 import { z } from 'zod';
 import { DurationSchema } from '../runtime/duration';
 
 const Identifier = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9_-]*$/, 'use lower-case letters, digits, "-" and "_" (e.g. "column-absent")');
+  .regex(/^[a-z0-9][a-z0-9_-]*$/, 'use lower-case letters, digits, "-" and "_" (e.g. "column-absent")')
+  .meta({ description: 'Lower-case letters, digits, "-" and "_", starting with a letter or digit.', examples: ['column-absent'] });
 
+/** Durations as the format documents them (the parser is app/runtime/duration.ts, shared with runsheet.config.ts). */
+const Duration = DurationSchema.meta({ id: 'Duration', description: 'A duration: "250ms", "30s", "5m", "1h", or a number of seconds.', examples: ['30s', '5m'] });
 
 const ScalarSchema = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
 /** What a check expects. Evaluated by the server, never by the reader. */
-export const ExpectationSchema = z.discriminatedUnion('type', [
-  /** The query returns no rows. */
-  z.object({ type: z.literal('no_rows') }).strict(),
-  /** The query returns at least one row (e.g. "object exists"). */
-  z.object({ type: z.literal('exists') }).strict(),
-  /** The query returns exactly these rows, in this order (values compared as text). */
-  z.object({ type: z.literal('rows'), rows: z.array(z.record(z.string(), ScalarSchema)).min(1) }).strict(),
-  /** The first row's `column` (default: the first column) compared with `value`. */
-  z
-    .object({
-      type: z.literal('value'),
-      column: z.string().optional(),
-      op: z.enum(['=', '!=', '<', '<=', '>', '>=']),
-      value: z.union([z.number(), z.string(), z.boolean(), z.null()]),
-    })
-    .strict(),
-  /** The check's last statement fails with this SQLSTATE (probes: "an unknown org id is refused"). */
-  z.object({ type: z.literal('sqlstate'), sqlstate: z.string().regex(/^[0-9A-Z]{5}$/, 'a SQLSTATE is five characters, e.g. "23503"') }).strict(),
-  /** Nothing to compare: the result is recorded (snapshot counts). */
-  z.object({ type: z.literal('record') }).strict(),
-  /** An http check: the status, and JSON fields that must be present or equal. */
-  z
-    .object({
-      type: z.literal('http'),
-      status: z.number().int().min(100).max(599),
-      json_has: z.array(z.string()).default([]),
-      /** Strings may use the `{{name}}` placeholders that `vars_sql` fills. */
-      json_equals: z.record(z.string(), ScalarSchema).default({}),
-    })
-    .strict(),
-]);
+export const ExpectationSchema = z
+  .discriminatedUnion('type', [
+    z.object({ type: z.literal('no_rows') }).strict().meta({ description: 'The query returns no rows ("the column is absent").', examples: [{ type: 'no_rows' }] }),
+    z.object({ type: z.literal('exists') }).strict().meta({ description: 'The query returns at least one row ("the object exists").', examples: [{ type: 'exists' }] }),
+    z
+      .object({ type: z.literal('rows'), rows: z.array(z.record(z.string(), ScalarSchema)).min(1).meta({ description: 'Every row, each a mapping of column to value.' }) })
+      .strict()
+      .meta({
+        description: 'The query returns exactly these rows, in this order; values are compared as text (a number or a boolean as PostgreSQL prints it).',
+        examples: [{ type: 'rows', rows: [{ column_name: 'sku', data_type: 'text', is_nullable: 'YES' }] }],
+      }),
+    z
+      .object({
+        type: z.literal('value'),
+        column: z.string().optional().meta({ description: "The first row's column to compare; default: the first column." }),
+        op: z.enum(['=', '!=', '<', '<=', '>', '>=']).meta({ description: 'How the column compares with `value`.' }),
+        value: z.union([z.number(), z.string(), z.boolean(), z.null()]).meta({ description: 'What it is compared with (numbers compare as numbers).' }),
+      })
+      .strict()
+      .meta({ description: "The first row's `column` compared with `value`.", examples: [{ type: 'value', column: 'backfill_percentage', op: '>=', value: 100 }] }),
+    z
+      .object({ type: z.literal('sqlstate'), sqlstate: z.string().regex(/^[0-9A-Z]{5}$/, 'a SQLSTATE is five characters, e.g. "23503"').meta({ description: 'Five characters, e.g. "23503" (foreign_key_violation).' }) })
+      .strict()
+      .meta({ description: 'The check\'s last statement fails with this SQLSTATE (a probe: "an unknown id is refused").', examples: [{ type: 'sqlstate', sqlstate: '23503' }] }),
+    z.object({ type: z.literal('record') }).strict().meta({ description: 'Nothing to compare: the result is recorded (snapshot counts). Always passes.', examples: [{ type: 'record' }] }),
+    z
+      .object({
+        type: z.literal('http'),
+        status: z.number().int().min(100).max(599).meta({ description: 'The HTTP status the API answers.' }),
+        json_has: z.array(z.string()).default([]).meta({ description: 'Fields (dotted paths) the JSON answer must have.' }),
+        json_equals: z.record(z.string(), ScalarSchema).default({}).meta({ description: 'Fields and the values they must have; strings may use the `{{name}}` placeholders that `request.vars_sql` fills.' }),
+      })
+      .strict()
+      .meta({ description: "An http check's answer: its status, and JSON fields present or equal.", examples: [{ type: 'http', status: 200, json_has: ['activeOrgId'] }] }),
+  ])
+  .meta({ id: 'Expectation', description: 'What a check expects, by `type`. The server judges it; nobody eyeballs output.' });
 
 const CheckBase = {
-  id: Identifier,
-  title: z.string().min(1),
-  description: z.string().optional(),
-  /** Read-only statement_timeout for this check. */
-  timeout: DurationSchema.default(10_000),
-  /** How long the check waits for a lock before failing (55P03); unset: the plan's check_lock_timeout, else the target's, else 5 s. */
-  lock_timeout: DurationSchema.optional(),
+  id: Identifier.meta({ description: 'Unique among the checks of the plan (results and success criteria name it).', examples: ['column-absent'] }),
+  title: z.string().min(1).meta({ description: 'What the check proves, in a sentence.' }),
+  description: z.string().optional().meta({ description: 'Why, and what a failure means.' }),
+  timeout: Duration.default(10_000).meta({ description: "The check's statement_timeout (default 10s)." }),
+  lock_timeout: Duration.optional().meta({ description: "How long the check waits for a lock before failing (55P03); unset: the plan's check_lock_timeout, else the target's, else 5s." }),
 };
 
 /** Either inline `sql` or a `file` next to plan.yaml, not both. */
 const SqlSource = {
-  sql: z.string().min(1).optional(),
-  file: z.string().min(1).optional(),
+  sql: z.string().min(1).optional().meta({ description: 'The query, inline (a `|` block keeps its lines, so errors name the line of plan.yaml). Give `sql` or `file`, not both.' }),
+  file: z.string().min(1).optional().meta({ description: 'A .sql file beside plan.yaml holding the query, instead of `sql`.' }),
 };
 
 export const SqlCheckSchema = z
   .object({ ...CheckBase, kind: z.literal('sql'), ...SqlSource, expect: ExpectationSchema })
-  .strict();
+  .strict()
+  .meta({
+    description: 'One read-only query, run through a read-only transaction on the target.',
+    examples: [{ id: 'column-absent', kind: 'sql', title: 'shop.widgets has no sku column yet', sql: "SELECT 1 FROM information_schema.columns WHERE table_schema = 'shop' AND table_name = 'widgets' AND column_name = 'sku'", expect: { type: 'no_rows' } }],
+  });
 
 /** Writes inside a transaction that is always rolled back. */
 export const ProbeCheckSchema = z
   .object({ ...CheckBase, kind: z.literal('probe'), ...SqlSource, expect: ExpectationSchema })
-  .strict();
+  .strict()
+  .meta({
+    description: 'Statements that may write, inside a transaction that is always rolled back; the last statement is judged.',
+    examples: [{ id: 'unknown-org-refused', kind: 'probe', title: 'An unknown organization id is refused', sql: 'UPDATE platform.users SET active_org_id = gen_random_uuid()', expect: { type: 'sqlstate', sqlstate: '23503' } }],
+  });
 
 export const HttpCheckSchema = z
   .object({
@@ -77,20 +94,26 @@ export const HttpCheckSchema = z
     request: z
       .object({
         method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']),
-        path: z.string().startsWith('/', 'an API path starts with "/"'),
-        /**
-         * A read-only query run on the target before the request; its first row's columns fill
-         * `{{name}}` placeholders in the JSON body (values are JSON-encoded, never spliced into SQL).
-         */
-        vars_sql: z.string().optional(),
-        body: z.record(z.string(), z.unknown()).optional(),
+        path: z.string().startsWith('/', 'an API path starts with "/"').meta({ description: "The path under the target's API URL (TARGET_<NAME>_API_URL)." }),
+        vars_sql: z
+          .string()
+          .optional()
+          .meta({ description: "A read-only query run on the target first: its first row's columns fill the `{{name}}` placeholders of `body` and `expect.json_equals` (values are JSON-encoded, never spliced into SQL)." }),
+        body: z.record(z.string(), z.unknown()).optional().meta({ description: 'The JSON body.' }),
       })
-      .strict(),
+      .strict()
+      .meta({ description: "The request, sent with the target's bearer token (TARGET_<NAME>_API_TOKEN)." }),
     expect: ExpectationSchema,
   })
-  .strict();
+  .strict()
+  .meta({
+    description: "A call to the target's API; `expect.type` is `http`. Skipped where the target has no API URL.",
+    examples: [{ id: 'api-validate', kind: 'http', title: '/api/auth/validate answers with activeOrgId', request: { method: 'GET', path: '/api/auth/validate' }, expect: { type: 'http', status: 200, json_has: ['activeOrgId'] } }],
+  });
 
-export const CheckSchema = z.discriminatedUnion('kind', [SqlCheckSchema, ProbeCheckSchema, HttpCheckSchema]);
+export const CheckSchema = z
+  .discriminatedUnion('kind', [SqlCheckSchema, ProbeCheckSchema, HttpCheckSchema])
+  .meta({ id: 'Check', description: 'A named query (or API call) with an expectation the server judges, by `kind`.' });
 
 const QualifiedName = { schema: z.string().min(1), name: z.string().min(1) };
 
@@ -98,13 +121,15 @@ const QualifiedName = { schema: z.string().min(1), name: z.string().min(1) };
 const Retries = z.number().int().min(0).max(20);
 
 const StepBase = {
-  id: Identifier,
-  title: z.string().min(1),
-  file: z.string().min(1),
-  lock_timeout: DurationSchema.default(5_000),
-  statement_timeout: DurationSchema.default(600_000),
-  /** Retries after a lock_timeout (55P03), each after a jittered backoff and logged as 'step.retry'. */
-  retries: Retries.optional(),
+  id: Identifier.meta({ description: 'Unique among the steps of the plan (apply and rollback).', examples: ['add-column'] }),
+  title: z.string().min(1).meta({ description: 'What the step does; the pages number steps by their position.' }),
+  file: z.string().min(1).meta({ description: 'The .sql file beside plan.yaml that the step runs.' }),
+  lock_timeout: Duration.default(5_000).meta({
+    description:
+      'How long a statement waits for a lock before it gives up (SQLSTATE 55P03), set before the first statement (default 5s). A `SET lock_timeout` inside the file is allowed and applies from that statement to the end of the step, overriding this value; prefer this key, which the pages and errors name.',
+  }),
+  statement_timeout: Duration.default(600_000).meta({ description: "How long one statement may run (default 10m); set the same way as lock_timeout." }),
+  retries: Retries.optional().meta({ description: "Retries after a lock_timeout (55P03), each after a jittered backoff and logged as 'step.retry'; unset: the plan's `retries`." }),
 };
 
 /**
@@ -118,9 +143,16 @@ export const SqlStepSchema = z
   .object({
     ...StepBase,
     kind: z.literal('sql').default('sql'),
-    transactional: z.boolean().default(true),
+    transactional: z
+      .boolean()
+      .default(true)
+      .meta({ description: 'true (default): the file runs in one transaction Runsheet owns (BEGIN/COMMIT in the file are refused). false: statement by statement, each committed on its own (needed for CONCURRENTLY, VACUUM).' }),
   })
-  .strict();
+  .strict()
+  .meta({
+    description: 'A SQL file run as psql would run it (the default kind: `kind` may be left out).',
+    examples: [{ id: 'add-column', title: 'Add the sku column', file: '01_add_sku.sql', lock_timeout: '5s' }],
+  });
 
 /**
  * One `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS` (the file), made safe: the index's
@@ -133,10 +165,14 @@ export const CreateIndexConcurrentlyStepSchema = z
     ...StepBase,
     kind: z.literal('create_index_concurrently'),
     transactional: z.literal(false, { message: 'a create_index_concurrently step never runs in a transaction: leave transactional out' }).default(false),
-    /** The index the file builds; its schema is the table's. */
-    index: z.object(QualifiedName).strict(),
+    index: z.object(QualifiedName).strict().meta({ description: "The index the file builds; its schema is the table's." }),
   })
-  .strict();
+  .strict()
+  .meta({
+    description:
+      'One `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS` on a schema-qualified table, outside any transaction; an INVALID leftover of a failed build is dropped first, and a build that ends INVALID fails the step.',
+    examples: [{ id: 'index-sku', kind: 'create_index_concurrently', title: 'Build the unique index on sku', file: '02_index_sku.sql', index: { schema: 'shop', name: 'widgets_sku_key' } }],
+  });
 
 /**
  * An UPDATE run in batches of `batch_size` rows, walking `table` by its `key` (keyset: the next
@@ -151,43 +187,51 @@ export const BatchedBackfillStepSchema = z
     ...StepBase,
     kind: z.literal('batched_backfill'),
     transactional: z.literal(false, { message: 'a batched_backfill step commits each batch on its own: leave transactional out' }).default(false),
-    /** The table the UPDATE walks. */
-    table: z.object(QualifiedName).strict(),
-    /** Its key column: unique and not null (the primary key); batches follow its order. */
-    key: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'a lower-case column name, e.g. "id"'),
-    batch_size: z.number().int().min(1).max(100_000).default(1_000),
-    /** Between two batches, so other sessions get the table's rows and WAL keeps up. */
-    pause: DurationSchema.default(50),
+    table: z.object(QualifiedName).strict().meta({ description: 'The table the UPDATE walks.' }),
+    key: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'a lower-case column name, e.g. "id"').meta({ description: 'Its key column: unique and not null (the primary key); batches follow its order.' }),
+    batch_size: z.number().int().min(1).max(100_000).default(1_000).meta({ description: 'Rows per batch (default 1,000).' }),
+    pause: Duration.default(50).meta({ description: 'Between two batches (default 50ms), so other sessions get the rows and WAL keeps up.' }),
   })
-  .strict();
+  .strict()
+  .meta({
+    description:
+      'One UPDATE of `table` using `:batch_start` and `:batch_end` (the batch\'s first and last key, inclusive), run in short batches that record their progress: it can be watched, paused, resumed, and continues after a failure where it stopped.',
+    examples: [{ id: 'backfill', kind: 'batched_backfill', title: 'Backfill the sku', file: '03_backfill.sql', table: { schema: 'shop', name: 'widgets' }, key: 'id', batch_size: 5000 }],
+  });
 
 /** The kinds of step (docs/decisions/014-big-table-steps.md): each knows how to check, apply and report. */
-export const StepSchema = z.discriminatedUnion('kind', [SqlStepSchema, CreateIndexConcurrentlyStepSchema, BatchedBackfillStepSchema]);
+export const StepSchema = z
+  .discriminatedUnion('kind', [SqlStepSchema, CreateIndexConcurrentlyStepSchema, BatchedBackfillStepSchema])
+  .meta({ id: 'Step', description: 'One SQL file the engine runs, by `kind` (default `sql`).' });
 
 export const STEP_KINDS = ['sql', 'create_index_concurrently', 'batched_backfill'] as const;
 
 export const PrerequisiteSchema = z
   .object({
     id: Identifier,
-    text: z.string().min(1),
-    required: z.boolean().default(true),
-    /** Sub-items ticked with their parent (the seed's nested list). */
-    details: z.array(z.string()).default([]),
-    /** A pre-check that backs this item: it shows the check's result beside the tick. */
-    check: Identifier.optional(),
+    text: z.string().min(1).meta({ description: 'What a person confirms before executing.' }),
+    required: z.boolean().default(true).meta({ description: 'Whether the execute gate waits for its tick (default true).' }),
+    details: z.array(z.string()).default([]).meta({ description: 'Sub-items, ticked with their parent.' }),
+    check: Identifier.optional().meta({ description: "A pre-check's id that backs this item: its result shows beside the tick." }),
   })
-  .strict();
+  .strict()
+  .meta({
+    id: 'Prerequisite',
+    description: 'A manual item a person ticks; every tick is in the run log with who and when.',
+    examples: [{ id: 'backup-taken', text: 'Database backup taken' }, { id: 'api-ready', text: 'Application code is ready', details: ['/api/widgets reads sku'] }],
+  });
 
 const PhaseDurations = z
   .object({
-    prechecks: DurationSchema.optional(),
-    snapshot: DurationSchema.optional(),
-    apply: DurationSchema.optional(),
-    verification: DurationSchema.optional(),
-    post_execution: DurationSchema.optional(),
-    rollback: DurationSchema.optional(),
+    prechecks: Duration.optional(),
+    snapshot: Duration.optional(),
+    apply: Duration.optional(),
+    verification: Duration.optional(),
+    post_execution: Duration.optional(),
+    rollback: Duration.optional(),
   })
-  .strict();
+  .strict()
+  .meta({ description: 'The estimate of each phase, shown against what it took.', examples: [{ apply: '2m', verification: '30s' }] });
 
 /**
  * The database objects the plan creates. Runsheet reads their live state from the target (schema
@@ -197,47 +241,105 @@ export const PlanObjectsSchema = z
   .object({
     columns: z
       .array(z.object({ schema: z.string(), table: z.string(), column: z.string(), type: z.string(), nullable: z.boolean() }).strict())
-      .default([]),
-    indexes: z.array(z.object({ ...QualifiedName, table: z.string(), partial: z.boolean().default(false) }).strict()).default([]),
-    functions: z.array(z.object(QualifiedName).strict()).default([]),
-    constraints: z.array(z.object({ ...QualifiedName, table: z.string() }).strict()).default([]),
-    /** The share of rows whose column is set: the seed's Step 4 (count(column) / count(*)). */
-    backfill: z.object({ schema: z.string(), table: z.string(), column: z.string() }).strict().optional(),
+      .default([])
+      .meta({ description: 'Columns the plan adds, with the type and nullability it gives them.' }),
+    indexes: z
+      .array(z.object({ ...QualifiedName, table: z.string(), partial: z.boolean().default(false) }).strict())
+      .default([])
+      .meta({ description: 'Indexes the plan builds (their validity is read from pg_index).' }),
+    functions: z.array(z.object(QualifiedName).strict()).default([]).meta({ description: 'Functions the plan creates.' }),
+    constraints: z.array(z.object({ ...QualifiedName, table: z.string() }).strict()).default([]).meta({ description: 'Constraints the plan adds.' }),
+    backfill: z
+      .object({ schema: z.string(), table: z.string(), column: z.string() })
+      .strict()
+      .optional()
+      .meta({ description: 'A column the plan fills: the share of rows where it is set (count(column) / count(*)) is shown as a gauge.' }),
   })
-  .strict();
+  .strict()
+  .meta({
+    id: 'PlanObjects',
+    description:
+      "The database objects the plan creates. Runsheet reads their live state from the target (the facts panel), and tells drift (objects present, no ledger row) from applied.",
+    examples: [{ columns: [{ schema: 'shop', table: 'widgets', column: 'sku', type: 'text', nullable: true }], indexes: [{ schema: 'shop', name: 'widgets_sku_key', table: 'widgets' }] }],
+  });
 
-const TeamMessage = z.object({ notify: z.array(z.string()).default([]), body: z.string().min(1) }).strict();
+/**
+ * The placeholders a team message may use, filled when the message is shown (one not known yet,
+ * such as {{executor}} before anyone executed, shows as "[executor: to be filled]").
+ */
+export const TEAM_MESSAGE_PLACEHOLDERS = {
+  target: "the target's label (Sandbox, Staging, Production)",
+  target_name: "the target's name (sandbox, staging, production)",
+  checksum: "the plan's checksum (sha256 of its manifest)",
+  plan: "the plan's id",
+  run: "the run's id",
+  executor: 'who executed the run',
+  started_at: 'when the run started (database clock, UTC)',
+  finished_at: 'when the apply committed (database clock, UTC)',
+} as const;
+export type TeamMessagePlaceholder = keyof typeof TEAM_MESSAGE_PLACEHOLDERS;
+
+const TeamMessage = z
+  .object({
+    notify: z.array(z.string()).default([]).meta({ description: 'Who to tell.' }),
+    body: z
+      .string()
+      .min(1)
+      .meta({ description: `The message, to copy into the team's channel; it may use ${Object.keys(TEAM_MESSAGE_PLACEHOLDERS).map((name) => `{{${name}}}`).join(', ')}.` }),
+  })
+  .strict()
+  .meta({ id: 'TeamMessage', examples: [{ notify: ['Catalogue team'], body: 'Widgets have SKUs on {{target}} (by {{executor}} at {{finished_at}}).' }] });
 
 export const PlanSchema = z
   .object({
-    id: Identifier,
-    title: z.string().min(1),
-    summary: z.string().optional(),
-    /** Where the migration lives in the application repository (informational, from the runbook). */
-    source: z.string().optional(),
-    created: z.string().optional(),
-    /** Pre-check results older than this do not open the go/no-go gate. */
-    precheck_freshness: DurationSchema.default(15 * 60_000),
+    id: Identifier.meta({ description: "The plan's id: its folder's name under the plans folder.", examples: ['012-add-widget-sku'] }),
+    title: z.string().min(1).meta({ description: 'The heading of the plan page and the report.', examples: ['Migration 012 — add a SKU to shop.widgets'] }),
+    summary: z.string().optional().meta({ description: 'What the plan changes, in a few sentences.' }),
+    source: z.string().optional().meta({ description: 'Where the migration lives in the application repository (informational).', examples: ['db/migrations/012_add_widget_sku.sql'] }),
+    created: z.string().optional().meta({ description: 'When the runbook was written (informational).', examples: ['2025-11-22'] }),
+    review: z
+      .enum(['pending'], { message: 'review is "pending" or left out: remove the key once the plan is reviewed' })
+      .optional()
+      .meta({
+        description:
+          'The plan is under review (`runsheet import` and `runsheet new` write `pending`): the review gate refuses to execute or rehearse it. An engineer removes the key once IMPORT.md is resolved. Not a run\'s `draft` state.',
+        examples: ['pending'],
+      }),
+    precheck_freshness: Duration.default(15 * 60_000).meta({ description: 'Pre-check results older than this do not open the go/no-go gate (default 15m).' }),
     estimated_duration: PhaseDurations.default({}),
-    prerequisites: z.array(PrerequisiteSchema).default([]),
-    prechecks: z.array(CheckSchema).default([]),
-    snapshot: z.array(CheckSchema).default([]),
-    /** Retries after a lock_timeout (55P03) for every step that does not say otherwise. */
-    retries: Retries.default(0),
-    /** lock_timeout of every check that does not set its own; unset: the target's (runsheet.config.ts), else 5 s. */
-    check_lock_timeout: DurationSchema.optional(),
-    apply: z.array(StepSchema).min(1, 'a plan applies at least one step'),
-    verification: z.array(CheckSchema).default([]),
+    prerequisites: z.array(PrerequisiteSchema).default([]).meta({ description: 'Manual items ticked before executing, in order.' }),
+    prechecks: z.array(CheckSchema).default([]).meta({ description: 'Read-only checks that must pass, in the run, before executing.' }),
+    snapshot: z.array(CheckSchema).default([]).meta({ description: 'Checks recorded just before the apply and again after it (usually `record`).' }),
+    retries: Retries.default(0).meta({ description: 'Retries after a lock_timeout (55P03) for every step that does not say otherwise (default 0).' }),
+    check_lock_timeout: Duration.optional().meta({ description: "lock_timeout of every check that does not set its own; unset: the target's (runsheet.config.ts), else 5s." }),
+    apply: z.array(StepSchema).min(1, 'a plan applies at least one step').meta({ description: 'The steps of the migration, in order (at least one).' }),
+    verification: z.array(CheckSchema).default([]).meta({ description: 'Checks run right after the apply; a failure leaves the run applied but unverified.' }),
     post_execution: z
-      .object({ api_tests: z.array(CheckSchema).default([]), data_quality: z.array(CheckSchema).default([]) })
+      .object({
+        api_tests: z.array(CheckSchema).default([]).meta({ description: 'Usually http checks against the application.' }),
+        data_quality: z.array(CheckSchema).default([]).meta({ description: 'Checks of the data after the change.' }),
+      })
       .strict()
-      .default({ api_tests: [], data_quality: [] }),
+      .default({ api_tests: [], data_quality: [] })
+      .meta({ description: 'Post-execution validation, after the verification.' }),
     rollback: z
-      .object({ steps: z.array(StepSchema).min(1), verification: z.array(CheckSchema).default([]) })
-      .strict(),
+      .object({
+        steps: z.array(StepSchema).min(1).meta({ description: 'The steps that undo the apply, in order; written to be idempotent (IF EXISTS), so they undo any part of it.' }),
+        verification: z.array(CheckSchema).default([]).meta({ description: 'Checks that prove the rollback (each object gone).' }),
+      })
+      .strict()
+      .meta({ description: 'The rollback procedure and its verification.' }),
     success_criteria: z
-      .array(z.object({ text: z.string().min(1), checks: z.array(Identifier).default([]) }).strict())
-      .default([]),
+      .array(
+        z
+          .object({
+            text: z.string().min(1),
+            checks: z.array(Identifier).default([]).meta({ description: 'Check ids that judge it; none: a person ticks it in the run.' }),
+          })
+          .strict(),
+      )
+      .default([])
+      .meta({ description: 'What "done" means, each judged by checks or ticked by hand.', examples: [[{ text: 'Every widget can carry a SKU', checks: ['sku-present'] }, { text: 'No errors in the application logs' }]] }),
     risk: z
       .object({
         level: z.enum(['low', 'medium', 'high']),
@@ -245,35 +347,45 @@ export const PlanSchema = z
         mitigation: z.array(z.string()).default([]),
       })
       .strict()
-      .optional(),
-    /**
-     * Plans that make the same change: the ledger records them with this plan's rows, and a row
-     * of either counts for both (the ledger gate refuses to apply one where the other is applied).
-     */
-    equivalent_to: z.array(Identifier).default([]),
-    /**
-     * Another plan (a folder beside this one) whose checks this plan runs too, in every section,
-     * before its own: "verified by the same checks" without a copy. Its plan.yaml and check files
-     * are part of this plan's manifest (as ../<id>/…), so a change to them changes this checksum.
-     * Either the plan's id, or `{ plan, except }` to leave out some of its checks by id.
-     */
+      .optional()
+      .meta({ description: 'The risk assessment.', examples: [{ level: 'low', rationale: ['The column is nullable'], mitigation: ['Rehearse on the sandbox first'] }] }),
+    equivalent_to: z
+      .array(Identifier)
+      .default([])
+      .meta({ description: 'Plans that make the same change: a ledger row of either counts for both, so the ledger gate never makes the change twice.' }),
     include_checks_from: z
       .union([Identifier, z.object({ plan: Identifier, except: z.array(Identifier).default([]) }).strict()])
       .transform((value) => (typeof value === 'string' ? { plan: value, except: [] as string[] } : value))
-      .optional(),
-    /**
-     * How a target's lint-clean gate judges this plan: `errors` counts squawk's error level only
-     * (squawk 2 reports every rule as a warning, so in practice what it cannot parse); `strict`
-     * counts every squawk rule about locks and rewrites (all but its style rules; a rollback step
-     * may drop what the apply added). A finding is passed only by a waiver in the run.
-     */
-    lint_gate: z.enum(['errors', 'strict']).default('errors'),
+      .optional()
+      .meta({
+        description:
+          "Another plan (a folder beside this one) whose checks this plan runs too, in every section, before its own. Its plan.yaml and check files are part of this plan's checksum. The plan's id, or `{ plan, except: [check ids] }`.",
+        examples: ['008-add-active-org-tracking'],
+      }),
+    lint_gate: z
+      .enum(['errors', 'strict'])
+      .default('errors')
+      .meta({
+        description:
+          "How a target's lint-clean gate judges the plan's SQL: `errors` (default) counts squawk's error level only; `strict` counts every squawk rule about locks and rewrites. A finding is passed only by a waiver in the run.",
+      }),
     objects: PlanObjectsSchema.default({ columns: [], indexes: [], functions: [], constraints: [] }),
-    notes: z.array(z.object({ title: z.string().min(1), body: z.string().min(1) }).strict()).default([]),
-    /** Messages to the team: before executing, after a verified apply, after a rollback. Offered only for what happened. */
-    team_messages: z.object({ pre: TeamMessage.optional(), post: TeamMessage.optional(), rollback: TeamMessage.optional() }).strict().default({}),
+    notes: z
+      .array(z.object({ title: z.string().min(1), body: z.string().min(1) }).strict())
+      .default([])
+      .meta({ description: 'Notes shown at the end of the plan page.', examples: [[{ title: 'Performance', body: 'The index is built concurrently.' }]] }),
+    team_messages: z
+      .object({
+        pre: TeamMessage.optional().meta({ description: 'Before executing.' }),
+        post: TeamMessage.optional().meta({ description: 'After a verified apply.' }),
+        rollback: TeamMessage.optional().meta({ description: 'After a rollback.' }),
+      })
+      .strict()
+      .default({})
+      .meta({ description: "Messages to the team, filled from the run's facts; each is offered only for what happened." }),
   })
-  .strict();
+  .strict()
+  .meta({ title: 'Runsheet plan (plans/<id>/plan.yaml)', description: 'One migration runbook as data.' });
 
 export type Plan = z.infer<typeof PlanSchema>;
 export type Check = z.infer<typeof CheckSchema>;

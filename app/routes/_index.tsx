@@ -1,7 +1,9 @@
 import type { LoaderFunctionArgs, MetaFunction } from '@remix-run/node';
-import { Link, useLoaderData } from '@remix-run/react';
+import { Form, Link, useLoaderData } from '@remix-run/react';
+import { can } from '../accounts/permissions';
 import { requirePermission } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
+import { PlanErrorList } from '../components/plan-error-list';
 import { StatusBadge } from '../components/status-badge';
 import { listPlanOverviews } from '../plans/plan-overview.server';
 import { formatAge } from '../runtime/format';
@@ -13,11 +15,11 @@ export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'view');
   const plans = await listPlanOverviews(context.runtime);
   const targets = context.runtime.targets.list().map((target) => ({ name: target.name, label: target.label }));
-  return { user, plans, targets };
+  return { user, plans, targets, mayImport: can(user, 'import-plan') };
 }
 
 export default function PlansIndex() {
-  const { user, plans, targets } = useLoaderData<typeof loader>();
+  const { user, plans, targets, mayImport } = useLoaderData<typeof loader>();
   useRevalidateWhile(plans.some((plan) => plan.ok && plan.targets.some((cell) => cell.rereading)), 2_000);
   return (
     <>
@@ -25,6 +27,7 @@ export default function PlansIndex() {
       <main className="mx-auto max-w-7xl px-4 py-6">
         <h1 className="text-xl font-semibold">Plans</h1>
         <p className="mt-1 text-ink-muted">Each migration runbook and its state on every target, read from the target's own ledger.</p>
+        {mayImport ? <ImportRunbookForm /> : null}
         <div className="mt-4 overflow-x-auto rounded border border-slate-200 bg-white">
           <table className="w-full text-left">
             <caption className="sr-only">Plans and their state on each target</caption>
@@ -47,6 +50,11 @@ export default function PlansIndex() {
                       <Link to={`/plans/${plan.id}`} className="font-medium text-blue-700 hover:underline">
                         {plan.title}
                       </Link>
+                      {plan.underReview ? (
+                        <span className="ml-2 align-middle">
+                          <StatusBadge status="under_review" title="review: pending in plan.yaml: execute and rehearse are refused until it is removed" />
+                        </span>
+                      ) : null}
                       <div className="font-mono text-xs text-ink-muted">{plan.id}</div>
                       {plan.lintCount > 0 ? (
                         <div className="mt-1 text-xs text-amber-800">
@@ -77,14 +85,7 @@ export default function PlansIndex() {
                         <span className="font-mono font-medium">{plan.id}</span>
                         <StatusBadge status="invalid" label="Invalid plan" />
                       </div>
-                      <ul className="mt-1 list-disc pl-5 text-xs text-red-900">
-                        {plan.errors.map((error, index) => (
-                          <li key={index}>
-                            <span className="font-mono">{error.file}</span>
-                            {error.path ? <span className="font-mono"> {error.path}</span> : null}: {error.message}
-                          </li>
-                        ))}
-                      </ul>
+                      <PlanErrorList errors={plan.errors} className="mt-1 text-xs" />
                     </td>
                   </tr>
                 ),
@@ -95,5 +96,21 @@ export default function PlansIndex() {
         </div>
       </main>
     </>
+  );
+}
+
+/** Engineers: a Markdown runbook to import; the import page shows it as a plan with its report before anything is saved. */
+function ImportRunbookForm() {
+  return (
+    <Form method="post" action="/import" encType="multipart/form-data" className="mt-3 flex flex-wrap items-center gap-2 rounded border border-dashed border-slate-300 bg-white px-3 py-2 text-xs">
+      <label htmlFor="runbook-file" className="font-medium">
+        Import a Markdown runbook
+      </label>
+      <input id="runbook-file" name="runbook" type="file" accept=".md,.markdown,.txt,text/markdown,text/plain" required className="text-xs" />
+      <span className="text-ink-muted">up to 1 MiB; you see the plan and its import report before saving</span>
+      <button name="intent" value="preview" className="rounded bg-slate-800 px-2 py-1 font-semibold text-white hover:bg-slate-700">
+        Import
+      </button>
+    </Form>
   );
 }

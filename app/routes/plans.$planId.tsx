@@ -13,10 +13,12 @@ import { SchemaFactsPanel, TargetFactsPanel } from '../components/facts-panels';
 import { formatDuration, formatUtc } from '../runtime/format';
 import { GateList } from '../components/gate-list';
 import { PhaseStepper } from '../components/phase-stepper';
+import { PlanErrorList } from '../components/plan-error-list';
 import { RehearsalChip, StatusBadge } from '../components/status-badge';
 import { TeamMessage } from '../components/team-message';
 import { TickToggle } from '../components/tick-toggle';
 import { loadChecklist, performChecklistIntent, resolveChecklistTarget, type ChecklistView, type RunSummary } from '../web/plan-page.server';
+import { resetSandboxForPlan } from '../web/sandbox-reset.server';
 import { loadPlan } from '../plans/load-plans.server';
 import { CHECK_PHASES } from '../plans/plan-schema';
 import type { Runtime } from '../boot/runtime.server';
@@ -83,6 +85,7 @@ const IntentSchema = z.discriminatedUnion('intent', [
   }),
   z.object({ intent: z.literal('new-attempt') }),
   z.object({ intent: z.literal('cancel'), runId: RunId }),
+  z.object({ intent: z.literal('reset-sandbox') }),
 ]);
 
 interface ActionResult {
@@ -103,7 +106,11 @@ export async function action({ request, params, context }: ActionFunctionArgs) {
     return data<ActionResult>({ ok: false, error: issue ? `${issue.path.join('.') || 'form'}: ${issue.message}` : 'Unknown form intent.' }, { status: 400 });
   }
   const intent = parsed.data.intent;
-  const outcome = await performChecklistIntent(context.runtime, { plan: loaded, target, user, intent: parsed.data });
+  const runtime = context.runtime;
+  const outcome =
+    parsed.data.intent === 'reset-sandbox'
+      ? await resetSandboxForPlan({ ...runtime, dataDir: runtime.env.dataDir }, { plan: loaded, target, user, ip: context.clientAddress })
+      : await performChecklistIntent(runtime, { plan: loaded, target, user, intent: parsed.data });
   if (outcome.kind === 'started') throw redirect(`/runs/${outcome.runId}`);
   if (outcome.kind === 'refused') {
     return data<ActionResult>({ ok: false, intent, error: outcome.error, openGates: outcome.openGates?.map(({ id, label, passed, detail, atExecute }) => ({ id, label, passed, detail, atExecute })) }, { status: outcome.status });
@@ -130,14 +137,7 @@ export default function PlanChecklistPage() {
             <h1 id="invalid-title" className="text-lg font-semibold">
               Plan {data.planId} is not valid
             </h1>
-            <ul className="mt-2 list-disc pl-5 text-sm text-red-900">
-              {data.errors.map((error, index) => (
-                <li key={index}>
-                  <span className="font-mono">{error.file}</span>
-                  {error.path ? <span className="font-mono"> {error.path}</span> : null}: {error.message}
-                </li>
-              ))}
-            </ul>
+            <PlanErrorList errors={data.errors} className="mt-2 text-sm" />
           </section>
         )}
       </main>
@@ -163,7 +163,10 @@ function Checklist({ view }: { view: ChecklistView }) {
     <>
       <div className="mt-2 flex flex-wrap items-start gap-x-4 gap-y-2">
         <div className="min-w-0 flex-1">
-          <h1 className="text-xl font-semibold leading-tight">{view.plan.title}</h1>
+          <h1 className="flex flex-wrap items-center gap-2 text-xl font-semibold leading-tight">
+            {view.plan.title}
+            {view.plan.underReview ? <StatusBadge status="under_review" title="review: pending in plan.yaml: resolve its IMPORT.md, then remove the key; until then execute and rehearse are refused" /> : null}
+          </h1>
           <p className="mt-1 break-all font-mono text-[11px] text-ink-muted" title="sha256 over the plan's manifest">
             checksum {view.plan.checksum}
           </p>
@@ -188,7 +191,7 @@ function Checklist({ view }: { view: ChecklistView }) {
       {actionData ? <ActionFeedback result={actionData} /> : null}
 
       {/* Header of the runbook: where it runs, and what squawk says about its SQL. */}
-      <Section id="target" title="Target" subtitle={`The seed's "Target Database": ${view.target.label}`}>
+      <Section id="target" title="Target" subtitle={`Where this plan runs now: ${view.target.label}`} actions={may.resetSandbox ? <ResetSandboxButton view={view} busy={busy('reset-sandbox')} /> : null}>
         <div className="grid gap-3 lg:grid-cols-2">
           <TargetFactsPanel label={view.target.label} displayUrl={view.target.displayUrl} facts={view.targetFacts} />
           <section className="rounded border border-slate-200 bg-white p-3" aria-label="Lint findings">
@@ -282,14 +285,24 @@ function Checklist({ view }: { view: ChecklistView }) {
 
       <GoNoGo view={view} actionData={actionData} busy={busy} />
 
-      <Section id="execution-steps" title="Execution steps" subtitle="Step 1: snapshot · Step 2: apply (run by the engine when an engineer executes)">
-        <h3 className="mt-1 text-sm font-semibold">Step 1 · Pre-execution snapshot</h3>
-        <CheckResultsTable checks={view.sections.snapshot.checks} results={view.sections.snapshot.results} checksum={view.plan.checksum} />
-        <h3 className="mt-3 text-sm font-semibold">Step 2 · Apply</h3>
+      <Section
+        id="execution-steps"
+        title="Execution steps"
+        subtitle={`${view.sections.snapshot.checks.length > 0 ? 'The snapshot, then ' : ''}${view.plan.apply.length} apply step${view.plan.apply.length === 1 ? '' : 's'}, run by the engine when an engineer executes`}
+      >
+        {view.sections.snapshot.checks.length > 0 ? (
+          <>
+            <h3 className="mt-1 text-sm font-semibold">Snapshot</h3>
+            <CheckResultsTable checks={view.sections.snapshot.checks} results={view.sections.snapshot.results} checksum={view.plan.checksum} />
+          </>
+        ) : null}
+        <h3 className="mt-3 text-sm font-semibold">Apply</h3>
         <ul className="mt-1 divide-y divide-slate-100 rounded border border-slate-200 bg-white text-xs">
-          {view.plan.apply.map((step) => (
+          {view.plan.apply.map((step, position) => (
             <li key={step.id} className="flex flex-wrap items-center gap-2 px-2 py-1.5">
-              <span className="font-medium">{step.title}</span>
+              <span className="font-medium">
+                Step {position + 1} · {step.title}
+              </span>
               <span className="font-mono text-ink-muted">{step.file}</span>
               <span className="text-ink-muted">
                 {step.how} · lock_timeout {formatDuration(step.lockTimeoutMs)} · statement_timeout {formatDuration(step.statementTimeoutMs)}
@@ -311,7 +324,7 @@ function Checklist({ view }: { view: ChecklistView }) {
       <Section
         id="verification"
         title="Verification"
-        subtitle="Steps 3–6: column, backfill, helper functions and index, read live from the target"
+        subtitle="The plan's verification checks, and the live state of the objects it names, read from the target"
         actions={may.runChecks && !active ? <RunChecksButton phase="verify" label="Run verification" busy={busy('run-checks', ['phase', 'verify'])} /> : null}
       >
         <SchemaFactsPanel facts={view.schemaFacts} title="Live schema facts">
@@ -466,6 +479,19 @@ function RunChecksButton({ phase, label, busy }: { phase: string; label: string;
       <input type="hidden" name="phase" value={phase} />
       <button name="intent" value="run-checks" className={PRIMARY_BUTTON} disabled={busy}>
         {busy ? 'Running…' : label}
+      </button>
+    </Form>
+  );
+}
+
+/** Engineers, on a sandbox target: regenerate it, then apply the plan's sandbox.sql (the plan's starting state). */
+function ResetSandboxButton({ view, busy }: { view: ChecklistView; busy: boolean }) {
+  const what = `Regenerates ${view.target.label} (${view.sandboxResetUsers.toLocaleString('en-US')} users)${view.plan.sandboxFixture ? ', then runs this plan\'s sandbox.sql' : ''}; recorded in the audit log.`;
+  return (
+    <Form method="post" replace preventScrollReset className="flex flex-wrap items-center gap-2">
+      <span className="max-w-xs text-[11px] text-ink-muted">{what}</span>
+      <button name="intent" value="reset-sandbox" className={SECONDARY_BUTTON} disabled={busy}>
+        {busy ? 'Resetting…' : view.plan.sandboxFixture ? 'Reset the sandbox with this plan\'s fixture' : 'Reset the sandbox'}
       </button>
     </Form>
   );
@@ -764,10 +790,22 @@ function GoNoGo({ view, actionData, busy }: { view: ChecklistView; actionData?: 
             Runs apply, verification, data quality, rollback and its verification in one transaction that is always rolled back. It holds the migration's locks while it runs.
           </p>
           <Form method="post" className="mt-2">
-            <button name="intent" value="rehearse" className={SECONDARY_BUTTON} disabled={!may.rehearse || busy('rehearse')}>
+            <button
+              name="intent"
+              value="rehearse"
+              className={SECONDARY_BUTTON}
+              disabled={!may.rehearse || !view.plan.rehearsal.allowed || busy('rehearse')}
+              aria-describedby={view.plan.rehearsal.allowed ? undefined : 'rehearse-refused'}
+            >
               {busy('rehearse') ? 'Starting…' : 'Rehearse'}
             </button>
-            {!may.rehearse ? <p className="mt-1 text-[11px] text-ink-muted">Only an engineer may rehearse.</p> : null}
+            {!view.plan.rehearsal.allowed ? (
+              <p id="rehearse-refused" className="mt-1 text-[11px] text-red-900">
+                Disabled: {view.plan.rehearsal.reason}.
+              </p>
+            ) : !may.rehearse ? (
+              <p className="mt-1 text-[11px] text-ink-muted">Only an engineer may rehearse.</p>
+            ) : null}
           </Form>
           {view.rehearsal ? (
             <div className="mt-2">
@@ -786,13 +824,15 @@ function RollbackSection({ view, busy }: { view: ChecklistView; busy: (intent: s
     <Section
       id="rollback"
       title="Rollback procedure"
-      subtitle="Drops what the migration created, then proves it is gone"
+      subtitle={`${view.plan.rollbackSteps.length} rollback step${view.plan.rollbackSteps.length === 1 ? '' : 's'}, then the rollback verification`}
       actions={may.runChecks && !(run && ACTIVE.includes(run.state)) ? <RunChecksButton phase="rollback" label="Run rollback verification" busy={busy('run-checks')} /> : null}
     >
       <ul className="divide-y divide-slate-100 rounded border border-slate-200 bg-white text-xs">
-        {view.plan.rollbackSteps.map((step) => (
+        {view.plan.rollbackSteps.map((step, position) => (
           <li key={step.id} className="flex flex-wrap items-center gap-2 px-2 py-1.5">
-            <span className="font-medium">{step.title}</span>
+            <span className="font-medium">
+              Step {position + 1} · {step.title}
+            </span>
             <span className="font-mono text-ink-muted">{step.file}</span>
           </li>
         ))}

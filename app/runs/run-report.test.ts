@@ -80,7 +80,7 @@ describe('buildRunReport', () => {
       steps: [{ stepId: 'apply-008', title: 'Apply', transactional: true, ok: false, statementCount: 12, completedCount: 5, committed: false, durationMs: 5_000 }],
     });
     expect(failed.phases[0]).toMatchObject({ phase: 'apply', incomplete: true, actualMs: 5_000 });
-    expect(failed.failedStatement).toEqual({ stepId: 'apply-008', index: 5, line: 64, sqlstate: '55P03', message: 'lock timeout', cancelled: false, transactional: true });
+    expect(failed.failedStatement).toEqual({ stepId: 'apply-008', stepLabel: 'Step 1 · Apply', index: 5, line: 64, sqlstate: '55P03', message: 'lock timeout', cancelled: false, transactional: true });
   });
 });
 

@@ -91,6 +91,8 @@ export interface ReportPhase {
 export interface ReportStatement {
   seq: number;
   stepId: string;
+  /** "Step 2 · Build the index" or "Rollback step 1 · Drop the index": the plan's title and position. */
+  stepLabel: string | null;
   index: number;
   line: number | null;
   command: string | null;
@@ -159,6 +161,7 @@ export interface RunReport {
   /** The statement that failed (from the run's outcome), shown after the ones that completed. */
   failedStatement: {
     stepId: string;
+    stepLabel: string | null;
     index: number | null;
     line: number | null;
     sqlstate: string | null;
@@ -358,8 +361,22 @@ function stepTransactional(outcome: RunOutcome | null, stepId: string): boolean 
   return step?.transactional ?? null;
 }
 
+/**
+ * Each step's title and its position in its section, from the outcome (which lists the steps that
+ * ran, in the plan's order): the report names steps as the plan does, whatever the plan.
+ */
+function stepLabelsOf(outcome: RunOutcome | null): Map<string, string> {
+  const labels = new Map<string, string>();
+  const add = (steps: readonly { stepId: string; title: string }[] | undefined, prefix: string) =>
+    (steps ?? []).forEach((step, position) => labels.set(step.stepId, `${prefix} ${position + 1} · ${step.title}`));
+  add(outcome?.steps ?? outcome?.rehearsal?.apply.steps, 'Step');
+  add(outcome?.rollback?.steps ?? outcome?.rehearsal?.rollback?.steps, 'Rollback step');
+  return labels;
+}
+
 export function buildRunReport(events: readonly RunEvent[], outcome: RunOutcome | null): RunReport {
   const applyAt = applyStartSeq(events);
+  const stepLabels = stepLabelsOf(outcome);
   const checkRuns = eventsOf(events, 'checks.ran').map(checkRunOf);
 
   const preRuns = checkRuns.filter((run) => run.phase === 'pre');
@@ -396,6 +413,7 @@ export function buildRunReport(events: readonly RunEvent[], outcome: RunOutcome 
     return {
       seq: event.seq,
       stepId: p.stepId,
+      stepLabel: stepLabels.get(p.stepId) ?? null,
       index: p.index,
       line: p.line,
       command: p.command,
@@ -433,6 +451,7 @@ export function buildRunReport(events: readonly RunEvent[], outcome: RunOutcome 
   const failedStatement = failureRecord
     ? {
         stepId: failureRecord.stepId,
+        stepLabel: stepLabels.get(failureRecord.stepId) ?? null,
         index: failureRecord.statementIndex >= 0 ? failureRecord.statementIndex : null,
         line: failureRecord.line || null,
         sqlstate: failureRecord.sqlstate ?? null,
@@ -525,6 +544,12 @@ function formatMs(ms: number | null): string {
   return `${(ms / 60_000).toFixed(1)} minutes`;
 }
 
+/** "Step 2 · Build the index (index-sku)", or the id alone when the outcome does not name the step. */
+function stepName(statement: { stepId: string; stepLabel: string | null }): string {
+  const id = statement.stepId || 'step';
+  return statement.stepLabel ? `${statement.stepLabel} (${id})` : id;
+}
+
 /** A fenced block whose fence is longer than any backtick run inside it, so output cannot close it early. */
 function fenced(lines: string[]): string {
   const body = lines.join('\n');
@@ -547,7 +572,7 @@ export function runReportMarkdown(header: ReportHeader, report: RunReport, signa
   }
   for (const statement of report.statements) {
     output.push(
-      `[${statement.stepId || 'step'} #${statement.index + 1}${statement.line !== null ? `, line ${statement.line}` : ''}] ${statement.command ?? 'statement'}` +
+      `[${stepName(statement)} #${statement.index + 1}${statement.line !== null ? `, line ${statement.line}` : ''}] ${statement.command ?? 'statement'}` +
         ` — ${formatMs(statement.durationMs)}${statement.rowCount !== null ? `, ${statement.rowCount} row${statement.rowCount === 1 ? '' : 's'}` : ''}`
     );
     for (const notice of statement.notices) output.push(`    ${notice}`);
@@ -555,7 +580,7 @@ export function runReportMarkdown(header: ReportHeader, report: RunReport, signa
   const failed = report.failedStatement;
   if (failed) {
     output.push(
-      `[${failed.stepId || 'step'}${failed.index !== null ? ` #${failed.index + 1}` : ''}${failed.line !== null ? `, line ${failed.line}` : ''}] ${
+      `[${stepName(failed)}${failed.index !== null ? ` #${failed.index + 1}` : ''}${failed.line !== null ? `, line ${failed.line}` : ''}] ${
         failed.cancelled ? 'CANCELLED' : 'FAILED'
       }: ` + `${failed.sqlstate ? `SQLSTATE ${failed.sqlstate} ` : ''}${failed.message}`
     );

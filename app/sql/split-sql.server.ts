@@ -142,6 +142,35 @@ export async function splitSql(source: string): Promise<SqlSplitResult> {
   return { ok: true, statements };
 }
 
+export interface SqlComment {
+  /** 1-based line of the comment's first character. */
+  line: number;
+  /** The comment without its markers (a leading "--", or the slash-star pair around it), trimmed. */
+  text: string;
+}
+
+/**
+ * The comments of a SQL text, found by PostgreSQL's scanner (never inside a string or a dollar
+ * quote), in order. A text the scanner refuses has none.
+ */
+export async function findSqlComments(source: string): Promise<SqlComment[]> {
+  if (source.trim() === '') return [];
+  await loadModule();
+  let tokens: ScanToken[];
+  try {
+    tokens = scanSync(source).tokens;
+  } catch {
+    return [];
+  }
+  const text = new SourceText(source);
+  return tokens
+    .filter((token) => COMMENT_TOKENS.has(token.tokenName))
+    .map((token) => ({
+      line: text.lineOfIndex(text.indexOfByte(token.start)),
+      text: (token.tokenName === 'SQL_COMMENT' ? token.text.replace(/^--/, '') : token.text.replace(/^\/\*/, '').replace(/\*\/$/, '')).trim(),
+    }));
+}
+
 const TRANSACTION_COMMANDS: Record<string, string> = {
   TRANS_STMT_BEGIN: 'BEGIN',
   TRANS_STMT_START: 'START TRANSACTION',

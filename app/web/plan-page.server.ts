@@ -8,7 +8,7 @@
  * the command line uses): the newest execute run while it still has something to do. A run that
  * rolled back or failed cleanly is history: the next tick or pre-check opens a new run.
  */
-import { checksOfPhase, CHECK_PHASES, type Check, type CheckPhase, type Plan } from '../plans/plan-schema';
+import { checksOfPhase, CHECK_PHASES, type Check, type CheckPhase, type Plan, type TeamMessagePlaceholder } from '../plans/plan-schema';
 import type { ValidPlan } from '../plans/load-plans.server';
 import { readPlanOnTarget, type Aged, type LatestCheckResult } from '../plans/plan-on-target.server';
 import { refreshPlanFacts } from '../plans/plan-overview.server';
@@ -27,7 +27,7 @@ import { lintWaiversFromEvents, waiverFor } from '../engine/lint-waivers.server'
 import { formatUtc } from '../runtime/format';
 import { cancelRequestedMessage, cancelRun, executeRun, rehearseRun, rollbackRun } from '../engine/engine.server';
 import { addNote, authorize, openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunFor, type RunDetail } from '../engine/runs.server';
-import { evaluateGates } from '../engine/gates.server';
+import { evaluateGates, openGates, planGates } from '../engine/gates.server';
 import { previewRollback, type RollbackPreview } from '../engine/rollback-preview.server';
 import { waiveLintFinding } from '../engine/waive-lint.server';
 import { stepKindOf } from '../steps/step-kinds.server';
@@ -37,6 +37,7 @@ import { findRuns, type RunRecord } from '../runs/run-store.server';
 import { DRIVE_EVENTS, eventsOf, type DriveAction } from '../runs/run-events';
 import type { RunState } from '../../db/run-lifecycle';
 import { refusalOf, type IntentOutcome } from './http-answers.server';
+import { PAGE_SANDBOX_USERS } from './sandbox-reset.server';
 import { isRunsheetError } from '../runtime/errors';
 
 /** What the page reads and acts on: the engine's dependencies, nothing of the web server. */
@@ -133,6 +134,12 @@ export interface ChecklistView {
     estimated: Plan['estimated_duration'];
     risk: Plan['risk'];
     notes: Plan['notes'];
+    /** review: pending in plan.yaml (an imported or new plan): the review gate refuses execute and rehearse. */
+    underReview: boolean;
+    /** Whether the plan itself allows a rehearsal (the gates judged from the plan alone), and why not. */
+    rehearsal: { allowed: boolean; reason: string | null };
+    /** The plan has a sandbox.sql that a sandbox reset applies. */
+    sandboxFixture: boolean;
   };
   target: { name: string; label: string; displayUrl: string; rules: TargetRules };
   targets: { name: string; label: string }[];
@@ -167,7 +174,9 @@ export interface ChecklistView {
   teamMessages: { pre?: TeamMessageView; post?: TeamMessageView; rollback?: TeamMessageView };
   issues: { seq: number; at: string; actor: string; role: string | null; text: string }[];
   stepper: StepperItem[];
-  may: Record<'tick' | 'runChecks' | 'signOff' | 'addNote' | 'waiveLint' | 'execute' | 'rehearse' | 'rollback' | 'cancel', boolean>;
+  may: Record<'tick' | 'runChecks' | 'signOff' | 'addNote' | 'waiveLint' | 'execute' | 'rehearse' | 'rollback' | 'cancel' | 'resetSandbox', boolean>;
+  /** How many users a reset from this page generates. */
+  sandboxResetUsers: number;
 }
 
 const SECTION_TITLES: Record<CheckPhase, string> = {
@@ -239,6 +248,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   const logEvents = logDetail?.events ?? [];
 
   const criteria = successCriteria(plan, allResults, loaded.checksum, logDetail?.criteriaTicks ?? {});
+  const rehearsalRefused = openGates(planGates(plan, 'rehearsal'));
   const ledger = onTarget.ledger;
   const view: ChecklistView = {
     plan: {
@@ -265,6 +275,9 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
       estimated: plan.estimated_duration,
       risk: plan.risk,
       notes: plan.notes,
+      underReview: plan.review === 'pending',
+      rehearsal: { allowed: rehearsalRefused.length === 0, reason: rehearsalRefused.length === 0 ? null : rehearsalRefused.map((gate) => gate.detail).join('; ') },
+      sandboxFixture: loaded.sandboxFixture !== undefined,
     },
     target: { name: target.name, label: target.label, displayUrl: target.displayUrl, rules: target.rules },
     targets: input.targets.map((candidate) => ({ name: candidate.name, label: candidate.label })),
@@ -303,7 +316,9 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
       rehearse: roleCan(user.role, 'rehearse'),
       rollback: roleCan(user.role, 'rollback'),
       cancel: roleCan(user.role, 'cancel'),
+      resetSandbox: roleCan(user.role, 'reset-sandbox') && target.rules.sandbox,
     },
+    sandboxResetUsers: PAGE_SANDBOX_USERS,
   };
   view.stepper = stepper(view);
   return view;
@@ -441,7 +456,7 @@ const PLACEHOLDER = /\{\{\s*([a-z_]+)\s*\}\}/g;
  */
 function teamMessages(plan: Plan, facts: { target: Target; checksum: string; run?: RunRecord }): ChecklistView['teamMessages'] {
   const { run } = facts;
-  const common: Record<string, string | undefined> = {
+  const common: Record<Exclude<TeamMessagePlaceholder, 'executor' | 'finished_at'>, string | undefined> = {
     target: facts.target.label,
     target_name: facts.target.name,
     checksum: facts.checksum,
@@ -453,7 +468,7 @@ function teamMessages(plan: Plan, facts: { target: Target; checksum: string; run
     if (!message) return undefined;
     const unfilled = new Set<string>();
     const text = message.body.replace(PLACEHOLDER, (whole, name: string) => {
-      const value = values[name];
+      const value = name in values ? values[name as TeamMessagePlaceholder] : undefined;
       if (value) return value;
       unfilled.add(name);
       return `[${name.replace(/_/g, ' ')}: to be filled]`;

@@ -1,5 +1,6 @@
 import type { CliCommand } from '../command';
 import { checkCommand } from './check';
+import { importCommand, newCommand } from './import';
 import { sandboxResetCommand } from './sandbox';
 import { usersCommands } from './users';
 import { logCommands } from './log';
@@ -7,4 +8,4 @@ import { plansCommand } from './plans';
 import { runCommands } from './runs';
 
 /** Every verb of the command line, in the order `runsheet --help` lists them. */
-export const commands: CliCommand[] = [plansCommand, checkCommand, ...runCommands, ...logCommands, ...usersCommands, sandboxResetCommand];
+export const commands: CliCommand[] = [plansCommand, checkCommand, importCommand, newCommand, ...runCommands, ...logCommands, ...usersCommands, sandboxResetCommand];

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { LintFinding } from '../../app/plans/lint-plan.server';
 import { loadPlans, type LoadedPlan } from '../../app/plans/load-plans.server';
+import { formatPlanError } from '../../app/plans/plan-error';
 import { readEnv } from '../../app/runtime/env.server';
 import type { CliCommand } from '../command';
 import { EXIT, usageError } from '../exit-codes';
@@ -41,10 +42,7 @@ function formatPlans(plans: LoadedPlan[], plansDir: string): string {
       lines.push(`         lint: ${summariseLint(loaded.lint)}`);
     } else {
       lines.push(`INVALID  ${loaded.id}  (${loaded.errors.length} ${loaded.errors.length === 1 ? 'error' : 'errors'})`);
-      for (const error of loaded.errors) {
-        const where = `${error.file}${error.line ? `:${error.line}${error.column ? `:${error.column}` : ''}` : ''}${error.path ? ` ${error.path}` : ''}`;
-        lines.push(`         ${where}: ${error.message}`);
-      }
+      for (const error of loaded.errors) lines.push(`         ${formatPlanError(error)}`);
     }
   }
   const invalid = plans.filter((plan) => !plan.ok).length;

@@ -17,6 +17,7 @@ import { loadPlan, type ValidPlan } from '../../app/plans/load-plans.server';
 import { sha256Hex } from '../../app/plans/plan-checksum.server';
 import { eventsOf as eventsOfType } from '../../app/runs/run-events';
 import { readRunEvents } from '../../app/runs/run-log.server';
+import { findRuns } from '../../app/runs/run-store.server';
 import { readBackfillProgress, readPlanLedgerState } from '../../app/targets/ledger.server';
 import { ENGINEER, ledgerRows, REAL_PLANS, startEngineHarness, TPM, waitFor, type EngineHarness } from './engine-harness';
 import { RunsheetError } from '../../app/runtime/errors';
@@ -183,10 +184,11 @@ describe('plan 008 online on a sandbox', () => {
     expect((refusal as RunsheetError).gates!.find((gate) => gate.id === 'ledger')?.detail).toMatch(new RegExp(`by the equivalent plan ${CLASSIC}`));
   });
 
-  it('cannot be rehearsed (its concurrent index and batches commit on their own), and says so', async () => {
-    const rehearsal = await openRun(harness.deps, { planId: ONLINE, target: 'online', kind: 'rehearsal', actor: ENGINEER });
-    const gate = (await readRunDetail(harness.deps, rehearsal.id, { gates: true })).gates!.find((candidate) => candidate.id === 'transactional-steps');
+  it('cannot be rehearsed (its concurrent index and batches commit on their own), and says so without opening a run', async () => {
+    const refusal = (await openRun(harness.deps, { planId: ONLINE, target: 'online', kind: 'rehearsal', actor: ENGINEER }).catch((error) => error)) as RunsheetError;
+    const gate = refusal.gates?.find((candidate) => candidate.id === 'transactional-steps');
     expect(gate).toMatchObject({ passed: false, detail: expect.stringContaining('backfill-active-org, create-index-concurrently') });
+    expect(await findRuns(harness.store.pool, { planId: ONLINE, target: 'online', kind: 'rehearsal' })).toEqual([]);
   });
 });
 
