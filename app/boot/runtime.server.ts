@@ -10,8 +10,9 @@ import pg from 'pg';
 import runsheetConfig from '../../runsheet.config';
 import { readEnv, targetUrlsFromEnv, type RunsheetEnv } from '../runtime/env.server';
 import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from '../runtime/embedded-postgres.server';
-import { migrateStore, openStore, type Store } from '../runtime/store.server';
+import { applyStoreGrants, migrateStore, openStore, storeRoleOf, type Store } from '../runtime/store.server';
 import { RunsheetError } from '../runtime/errors';
+import { ensureEmbeddedStoreRoles } from '../runtime/store-roles.server';
 import { generateSandbox } from '../sandbox/generate-sandbox.server';
 import { readSandboxApiToken, writeSandboxApiTokens } from '../sandbox/sandbox-api-tokens.server';
 import { ensureDemoAccounts, type DemoAccount } from '../accounts/demo-accounts.server';
@@ -31,6 +32,8 @@ export interface Runtime {
   demoAccounts?: DemoAccount[];
   /** The targets, built once from the environment and runsheet.config.ts. */
   targets: TargetRegistry;
+  /** RUNSHEET_ANCHOR_URL, when set. */
+  anchorWebhookUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -57,6 +60,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
   const env = readEnv(source);
   let embedded: EmbeddedPostgresHandle | undefined;
   let storeUrl: string;
+  let ownerUrl: string | undefined;
   let sessionSecret: string;
   let signingKeyPem: string;
   let ownSandbox = false;
@@ -65,7 +69,10 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
   if (env.embedded) {
     embedded = await ensureEmbeddedPostgres(env.dataDir, log, { role: options.webServer ? 'server' : 'shared' });
     await ensureDatabases(embedded.adminUrl, [STORE_DATABASE, SANDBOX_DATABASE]);
-    storeUrl = databaseUrl(embedded.adminUrl, STORE_DATABASE);
+    // The store as two roles: the owner migrates, the app may only append to the run log.
+    const roles = await ensureEmbeddedStoreRoles(embedded.adminUrl, env.dataDir, STORE_DATABASE);
+    storeUrl = roles.appUrl;
+    ownerUrl = roles.ownerUrl;
     // The sandbox target is the embedded server's own database unless the environment names one;
     // its stand-in of the platform API is served by the web app itself.
     ownSandbox = !source.TARGET_SANDBOX_URL;
@@ -83,17 +90,19 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
       );
     }
     storeUrl = env.DATABASE_URL!;
+    ownerUrl = env.DATABASE_OWNER_URL;
     sessionSecret = env.SESSION_SECRET!;
     signingKeyPem = env.SIGNING_KEY!;
   }
 
   const store = openStore(storeUrl);
   try {
-    await migrateStore(store);
+    await prepareStore(store, ownerUrl, env);
   } catch (error) {
     await store.close();
     await embedded?.stop();
-    throw new RunsheetError('configuration', `Could not apply Runsheet's store migrations to ${env.embedded ? 'the embedded store' : 'DATABASE_URL'}: ${String(error)}`);
+    if (error instanceof RunsheetError) throw error;
+    throw new RunsheetError('configuration', `Could not apply Runsheet's store migrations to ${env.embedded ? 'the embedded store' : 'DATABASE_OWNER_URL'}: ${String(error)}`);
   }
   // Whoever owns the embedded server, its demo accounts exist; with DATABASE_URL there are none.
   const demoAccounts = env.embedded ? await ensureDemoAccounts(store, env.dataDir) : undefined;
@@ -120,6 +129,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
     embeddedAdminUrl: embedded?.adminUrl,
     sessionSecret,
     signingKeyPem,
+    ...(env.RUNSHEET_ANCHOR_URL ? { anchorWebhookUrl: env.RUNSHEET_ANCHOR_URL } : {}),
     demoAccounts,
     targets,
     stop: async () => {
@@ -128,6 +138,46 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
       await embedded?.stop();
     },
   };
+}
+
+/**
+ * Migrations as the owner, then the app role's grants (db/store-grants.ts). The app role must be
+ * neither a superuser nor the tables' owner (either could switch the log's protections off),
+ * unless RUNSHEET_ALLOW_SUPERUSER=1, which also lets one such role migrate when no owner is given.
+ */
+async function prepareStore(store: Store, ownerUrl: string | undefined, env: RunsheetEnv): Promise<void> {
+  const allowed = env.RUNSHEET_ALLOW_SUPERUSER === '1';
+  const app = await storeRoleOf(store.pool);
+  if (!ownerUrl) {
+    if (!allowed || !app.superuser) {
+      throw new RunsheetError(
+        'configuration',
+        'DATABASE_URL is set without DATABASE_OWNER_URL: Runsheet migrates its store as an owner role and connects as an app role that may only append to the run log ' +
+          '(README, "Configuration"). Set DATABASE_OWNER_URL to the owner; or, for a throwaway set-up with one superuser, RUNSHEET_ALLOW_SUPERUSER=1.',
+      );
+    }
+    await migrateStore(store);
+    return;
+  }
+  const owner = openStore(ownerUrl, { max: 1 });
+  try {
+    const ownerRole = await storeRoleOf(owner.pool);
+    if (ownerRole.name === app.name && !allowed) {
+      throw new RunsheetError('configuration', `DATABASE_URL and DATABASE_OWNER_URL are the same role (${app.name}): the app role must be another one, without ownership of the tables.`);
+    }
+    await migrateStore(owner);
+    if (ownerRole.name !== app.name) await applyStoreGrants(owner.pool, app.name);
+  } finally {
+    await owner.close();
+  }
+  const after = await storeRoleOf(store.pool);
+  if ((after.superuser || after.ownsTables) && !allowed) {
+    throw new RunsheetError(
+      'configuration',
+      `DATABASE_URL connects as ${after.name}, a ${after.superuser ? 'superuser' : "role that owns the store's tables"}: it could delete or rewrite the run log. ` +
+        'Connect as a role with only the app\'s grants (README, "Configuration"), or set RUNSHEET_ALLOW_SUPERUSER=1 for a throwaway set-up.',
+    );
+  }
 }
 
 async function ensureDatabases(adminUrl: string, names: string[]): Promise<void> {

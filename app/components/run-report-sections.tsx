@@ -36,20 +36,26 @@ export function SignatureBadge({ signature, eventHref }: { signature: SignatureV
   if (signature.status === 'valid') {
     const unsignedTail = signature.eventCount - signature.signedSeq;
     return (
-      <div className="flex flex-wrap items-center gap-2" data-signature="valid">
-        <StatusBadge status="valid" label="Signature valid" title={signature.head ? `Chain head ${signature.head}` : undefined} />
-        <span className="text-xs text-ink-muted">
-          {signature.checkpointCount} signed checkpoint{signature.checkpointCount === 1 ? '' : 's'}, through event {signature.signedSeq}
-          {unsignedTail > 0 ? `; ${unsignedTail} later event${unsignedTail === 1 ? ' is' : 's are'} chained, not yet signed` : ''}
-        </span>
+      <div data-signature="valid">
+        <div className="flex flex-wrap items-center gap-2">
+          <StatusBadge status="valid" label="Signature valid" title={signature.head ? `Chain head ${signature.head}` : undefined} />
+          <span className="text-xs text-ink-muted">
+            {signature.checkpointCount} signed checkpoint{signature.checkpointCount === 1 ? '' : 's'}, through event {signature.signedSeq}
+            {unsignedTail > 0 ? `; ${unsignedTail} later event${unsignedTail === 1 ? ' is' : 's are'} chained, not yet signed` : ''}
+          </span>
+        </div>
+        <AnchorLine anchors={signature.anchors} />
       </div>
     );
   }
   if (signature.status === 'unsigned') {
     return (
-      <div className="flex flex-wrap items-center gap-2" data-signature="unsigned">
-        <StatusBadge status="pending" label="Not signed yet" />
-        <span className="text-xs text-ink-muted">The log is signed at each phase end and at completion; its hash chain is intact.</span>
+      <div data-signature="unsigned">
+        <div className="flex flex-wrap items-center gap-2">
+          <StatusBadge status="pending" label="Not signed yet" />
+          <span className="text-xs text-ink-muted">The log is signed after every action and at each phase end and completion; its hash chain is intact.</span>
+        </div>
+        <AnchorLine anchors={signature.anchors} />
       </div>
     );
   }
@@ -66,6 +72,29 @@ export function SignatureBadge({ signature, eventHref }: { signature: SignatureV
       </div>
       <p className="mt-1 text-xs text-red-900">{signature.reason}</p>
     </div>
+  );
+}
+
+/** Where the signed heads are kept outside the store, and whether the store still holds them. */
+function AnchorLine({ anchors }: { anchors: SignatureVerdict['anchors'] }) {
+  if (anchors.status === 'anchored') {
+    return (
+      <p className="mt-1 text-xs text-ink-muted" data-anchors="anchored">
+        Anchored on {anchors.target}: {anchors.anchors} signed head{anchors.anchors === 1 ? '' : 's'} kept on the target, through event {anchors.throughSeq}, all held by the store.
+      </p>
+    );
+  }
+  if (anchors.status === 'none') {
+    return (
+      <p className="mt-1 text-xs text-ink-muted" data-anchors="none">
+        No anchor: {anchors.reason}.
+      </p>
+    );
+  }
+  return (
+    <p className="mt-1 text-xs font-medium text-amber-900" data-anchors={anchors.status}>
+      {anchors.status === 'missing' ? 'Anchor missing' : anchors.status === 'unreadable' ? 'Anchors not checked' : 'Anchors broken'}: {anchors.reason}.
+    </p>
   );
 }
 

@@ -9,7 +9,8 @@
 import type pg from 'pg';
 import { eventsOf, type RunEvent } from '../runs/run-events';
 import { appendRunEvent, assertRunId, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
-import { type EngineActor, type EngineDeps } from './engine-deps.server';
+import { checkpointRun } from './checkpoints.server';
+import { type EngineActor, type EngineDeps, whoOf } from './engine-deps.server';
 import { thawPlan } from './frozen-plan.server';
 import { authorize, getRun } from './runs.server';
 import { RunsheetError } from '../runtime/errors';
@@ -68,7 +69,7 @@ async function requestBackfillState(deps: EngineDeps, input: { runId: string; ac
   await authorize(deps, { actor, action: 'cancel', runId });
   const run = await getRun(deps, runId);
   const refuse = async (reason: string) => {
-    await appendRunEvent(deps.store.pool, { runId, actor: actor.email, role: actor.role, type: 'action.refused', payload: { action: `backfill.${action}`, reason } });
+    await appendRunEvent(deps.store.pool, { runId, ...whoOf(actor), type: 'action.refused', payload: { action: `backfill.${action}`, reason } });
   };
   if (run.kind !== 'execute') {
     await refuse('a rehearsal has no batched backfill to pause');
@@ -89,10 +90,10 @@ async function requestBackfillState(deps: EngineDeps, input: { runId: string; ac
   if (current.paused === input.paused) return { state: current };
   const requested = await appendRunEvent(deps.store.pool, {
     runId,
-    actor: actor.email,
-    role: actor.role,
+    ...whoOf(actor),
     type: input.paused ? 'backfill.pause' : 'backfill.resume',
     payload: { state: run.state, steps: backfills.map((step) => step.id), ...(reason ? { reason } : {}) },
   });
+  await checkpointRun(deps, runId, 'delta');
   return { requested, state: { paused: input.paused, by: requested.actor, at: requested.at, seq: requested.seq, ...(reason ? { reason } : {}) } };
 }

@@ -5,7 +5,7 @@
  * What the ledger says decides what can follow: a run is never re-applied by itself.
  */
 import type pg from 'pg';
-import { signCheckpoint } from '../runs/signing.server';
+import { anchorOnTarget, checkpointRun } from './checkpoints.server';
 import type { RunState } from '../../db/schema/index';
 import type { EngineDeps } from './engine-deps.server';
 import { readLedgerRowsOfRun, type LedgerRowOfRun } from '../targets/ledger.server';
@@ -15,7 +15,7 @@ import { ACTIVE_RUN_STATES } from '../../db/run-lifecycle';
 
 export const DEFAULT_STALE_AFTER_MS = 30_000;
 
-export type RecoveryDeps = Pick<EngineDeps, 'store' | 'targets'> & { signingKeyPem?: string };
+export type RecoveryDeps = Pick<EngineDeps, 'store' | 'targets' | 'anchorWebhookUrl'> & { signingKeyPem?: string };
 
 export interface RecoveryReport {
   runId: string;
@@ -101,7 +101,10 @@ async function settleRun(deps: RecoveryDeps, run: RunRecord, staleAfterMs: numbe
     set: { ...(run.state === 'rolling_back' ? {} : { finishedAt: 'now' as const }), outcome: { ...(run.outcome ?? {}), result: 'interrupted', interrupted } },
     events: [{ type: 'run.interrupted', payload: { ...interrupted, detail } }],
   });
-  if (result.changed && deps.signingKeyPem) await signCheckpoint(deps.store.pool, run.id, deps.signingKeyPem).catch(() => {});
+  if (result.changed && deps.signingKeyPem) {
+    const final = await checkpointRun({ ...deps, signingKeyPem: deps.signingKeyPem }, run.id, 'full').catch(() => undefined);
+    if (final && run.kind === 'execute') await anchorOnTarget(deps, run.target, final).catch(() => {});
+  }
   return { ...base, verdict: 'interrupted', detail, ledgerRows };
 }
 

@@ -14,14 +14,15 @@ import type { Check } from '../plans/plan-schema';
 import { DRIVE_EVENTS, eventsOf, type DriveAction, type RunEventInput } from '../runs/run-events';
 import { appendRunEvent, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
 import { findRun, findRuns, isUniqueViolation, transitionRun, type RunColumns, type RunRecord } from '../runs/run-store.server';
-import { signCheckpoint } from '../runs/signing.server';
+import type { RunCheckpoint } from '../runs/signing.server';
 import { RunsheetError } from '../runtime/errors';
 import { signalSessions } from '../targets/lock-waits.server';
 import type { Target } from '../targets/targets.server';
 import { backendPidOf, cancelRunningStep } from '../steps/execute-step.server';
-import { ownerProcess, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
+import { ownerProcess, type EngineActor, type EngineDeps, type Gate, whoOf } from './engine-deps.server';
 import { thawPlan, type ThawedPlan } from './frozen-plan.server';
 import { recordRunChecks, summarizeChecks } from './runs.server';
+import { anchorOnTarget, checkpointRun } from './checkpoints.server';
 import { watchLockWaits, type RunWait } from './lock-wait-watch.server';
 import {
   findTargetLockHolders,
@@ -74,6 +75,8 @@ export interface DriveSession {
   backends: Map<number, { waitingFor: string; lockTimeoutMs: number | null }>;
   /** The blockers last seen for a step or check (a failure after the wait ended still names them). */
   lastBlockers: Map<string, Blocker[]>;
+  /** The latest signed checkpoint: ledger rows written now carry its head (an anchor on the target). */
+  lastCheckpoint?: RunCheckpoint;
   log(event: RunEventInput): Promise<LoggedRunEvent>;
   /** Who asked (from another process) to cancel this drive, from the run log. */
   cancelRequester(): Promise<string | undefined>;
@@ -117,8 +120,7 @@ export function refuser(deps: EngineDeps, runId: string, actor: EngineActor, act
   return async <E extends Error>(error: E, openGates: Gate[] = []): Promise<E> => {
     await appendRunEvent(deps.store.pool, {
       runId,
-      actor: actor.email,
-      role: actor.role,
+      ...whoOf(actor),
       type: DRIVE_EVENTS[action].refused,
       payload: { reason: error.message, error: (error as { kind?: string }).kind ?? error.name, ...(openGates.length > 0 ? { openGates: openGates.map(gatePayload) } : {}) },
     }).catch(() => {});
@@ -168,7 +170,7 @@ export async function driveRun(deps: EngineDeps, options: DriveOptions): Promise
       backends: new Map(),
       lastBlockers: new Map(),
       log: async (event) => {
-        const logged = await appendRunEvent(deps.store.pool, { runId: run.id, actor: actor.email, role: actor.role, ...event });
+        const logged = await appendRunEvent(deps.store.pool, { runId: run.id, ...whoOf(actor), ...event });
         options.onEvent?.(logged);
         return logged;
       },
@@ -177,7 +179,7 @@ export async function driveRun(deps: EngineDeps, options: DriveOptions): Promise
     drivenHere.set(run.id, session);
     stopCancelWatch = watchForCancel(session);
     stopWaitWatch = watchLockWaits(session, { onWaits: options.onWaits });
-    await signCheckpoint(deps.store.pool, run.id, deps.signingKeyPem);
+    session.lastCheckpoint = await checkpointRun(deps, run.id, 'full');
 
     const finish = await drive(session, options);
     session.workDone = true;
@@ -218,8 +220,7 @@ async function claimRun(deps: EngineDeps, options: DriveOptions, target: Target,
       from: options.claimFrom,
       to: options.activeState,
       reason: `${action} by ${actor.email}`,
-      actor: actor.email,
-      role: actor.role,
+      ...whoOf(actor),
       set: { ...options.claimSet, heartbeatAt: 'now', ownerProcess: ownerProcess(), targetBackendPid: backendPid },
       events: [
         {
@@ -254,8 +255,7 @@ async function giveClaimBack(deps: EngineDeps, options: DriveOptions, target: Ta
     from: [options.activeState],
     to: from,
     reason: "the target's advisory lock is held by another session: nothing was changed",
-    actor: options.actor.email,
-    role: options.actor.role,
+    ...whoOf(options.actor),
     set: { ...options.releaseSet, heartbeatAt: null, ownerProcess: null, targetBackendPid: null },
     events: [{ type: 'lock.held', payload: { holders } }],
   });
@@ -285,13 +285,19 @@ async function finishDrive(deps: EngineDeps, options: DriveOptions, finish: Fini
     from: [options.activeState],
     to: finish.to,
     reason: finish.reason,
-    actor: actor.email,
-    role: actor.role,
+    ...whoOf(actor),
     set: options.setsFinishedAt ? { finishedAt: 'now', outcome: finish.outcome } : { outcome: finish.outcome },
     events: [{ type: DRIVE_EVENTS[action].finished, payload: { state: finish.to, outcome: finish.outcome } }],
   });
   if (ended.changed) ended.events.forEach((event) => options.onEvent?.(event));
-  await signCheckpoint(deps.store.pool, run.id, deps.signingKeyPem);
+  const final = await checkpointRun(deps, run.id, 'full');
+  // A rehearsal writes nothing to its target: only the webhook anchors it.
+  if (run.kind === 'execute') {
+    await anchorOnTarget(deps, run.target, final).catch(async (error: Error) => {
+      await appendRunEvent(deps.store.pool, { runId: run.id, actor: 'system', type: 'anchor.missing', payload: { target: run.target, seq: final.seq, message: error.message } });
+      await checkpointRun(deps, run.id, 'delta');
+    });
+  }
   return ended.changed ? ended.run : (await findRun(deps.store.pool, run.id))!;
 }
 
@@ -364,7 +370,7 @@ export async function phase<T>(session: DriveSession, name: string, plannedMs: n
   const actualMs = Math.round(performance.now() - started);
   session.phases.push({ phase: name, plannedMs: planned, actualMs, ok });
   await session.log({ type: 'phase.completed', payload: { phase: name, ok, plannedMs: planned, actualMs, ...(planned !== null ? { overrunMs: Math.max(0, actualMs - planned) } : {}) } });
-  await signCheckpoint(session.deps.store.pool, session.run.id, session.deps.signingKeyPem);
+  session.lastCheckpoint = await checkpointRun(session.deps, session.run.id, 'full');
   return value;
 }
 

@@ -4,6 +4,7 @@
  */
 import os from 'node:os';
 import type { Role } from '../accounts/permissions';
+import type { Via } from '../runs/run-events';
 import type { Store } from '../runtime/store.server';
 import type { TargetRegistry } from '../targets/target-registry.server';
 
@@ -16,12 +17,16 @@ export interface EngineDeps {
   signingKeyPem: string;
   /** The targets: where each is, its rules, and a small shared pool for checks, facts and cancelling (never for applying). */
   targets: TargetRegistry;
+  /** RUNSHEET_ANCHOR_URL: each signed checkpoint is also POSTed there (docs/decisions/020). */
+  anchorWebhookUrl?: string;
 }
 
 /** Who acts: a signed-in account (the web app) or the account named by `--as` (the command line). */
 export interface EngineActor {
   email: string;
   role: Role;
+  /** How the person reached Runsheet (the dashboard, the API, the command line): every event they cause records it. */
+  via?: Via;
 }
 
 /** `host:pid` of this process, stored on the run it drives. */
@@ -38,3 +43,8 @@ export interface Gate {
   atExecute?: boolean;
 }
 
+
+/** The event columns of an actor: who, in which role, and how they came (kept in the payload as `via`). */
+export function whoOf(actor: Pick<EngineActor, 'email' | 'via'> & { role: Role | null }): { actor: string; role: Role | null; via?: Via } {
+  return { actor: actor.email, role: actor.role, ...(actor.via ? { via: actor.via } : {}) };
+}

@@ -11,6 +11,8 @@ import { phaseLabel } from '../runs/run-timeline';
 import { blockersInWords } from '../runtime/lock-wait-words';
 import { signalSessions } from '../targets/lock-waits.server';
 import { appendRunEvent, assertRunId, type LoggedRunEvent } from '../runs/run-log.server';
+import { publishedSigningKeys } from '../runs/signing.server';
+import { verifyStoredRunLog } from '../runs/verify-run-log.server';
 import { transitionRun, type RunRecord } from '../runs/run-store.server';
 import { gateRefusal, RunsheetError } from '../runtime/errors';
 import { readLedgerRowsOfRun } from '../targets/ledger.server';
@@ -30,10 +32,11 @@ import {
   type DriveSession,
   type Finish,
 } from './drive-run.server';
-import type { EngineActor, EngineDeps, Gate } from './engine-deps.server';
+import { whoOf, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
+import { checkpointRun } from './checkpoints.server';
 import { confirmTargetNameGate, evaluateGates, openGates } from './gates.server';
 import { runSteps, type StepsRun } from './run-steps.server';
-import { authorize, getRun } from './runs.server';
+import { authorize, getRun, refuseFromLocalCommandLine } from './runs.server';
 import type { RunWait } from './lock-wait-watch.server';
 import { runApplicationName } from './target-session.server';
 
@@ -70,8 +73,12 @@ async function claimAndDrive(
   await authorize(deps, { actor, action: rules.action, runId });
   let run = await getRun(deps, runId);
   const refuse = refuser(deps, runId, actor, rules.action);
+  if (rules.action === 'execute' && deps.targets.get(run.target).rules.require_signoff) {
+    await refuseFromLocalCommandLine(deps, { runId, actor, action: 'execute', why: `target ${run.target} requires a sign-off by another person` });
+  }
   if (run.kind !== rules.kind) throw await refuse(new RunsheetError('state', rules.wrongKind(runId)));
   if (!isPreparingState(run.state)) throw await refuse(new RunsheetError('state', rules.notReady(runId, run.state)));
+  await refuseUnlessLogIntact(deps, runId, refuse);
   const gates = await evaluateGates(deps, run, { executor: actor.email, typedTargetName: rules.typedTargetName });
   const open = openGates(gates);
   if (open.length > 0) throw await refuse(gateRefusal(open), open);
@@ -95,6 +102,18 @@ async function claimAndDrive(
     work: rules.work,
     whenEngineStops: rules.whenEngineStops,
   });
+}
+
+/**
+ * Nothing is driven on a log that no longer matches what was signed: the next checkpoint would sign
+ * the change (a rewritten tick, a forged sign-off) as if it had happened.
+ */
+async function refuseUnlessLogIntact(deps: EngineDeps, runId: string, refuse: ReturnType<typeof refuser>): Promise<void> {
+  const keys = await publishedSigningKeys(deps.store.pool, deps.signingKeyPem);
+  const verdict = await verifyStoredRunLog(deps.store.pool, runId, keys.map((key) => key.publicKeyPem));
+  if (!verdict.ok) {
+    throw await refuse(new RunsheetError('integrity', `Refused: the run's log does not match what was signed (${verdict.reason}); npx runsheet log verify --run ${runId} says more.`));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -254,6 +273,7 @@ export async function rollbackRun(deps: EngineDeps, input: { runId: string; acto
   const refuse = refuser(deps, runId, actor, 'rollback');
   if (run.kind !== 'execute') throw await refuse(new RunsheetError('state', 'A rehearsal has nothing to roll back: it always rolls back itself.'));
 
+  await refuseUnlessLogIntact(deps, runId, refuse);
   const eligible = await rollbackGate(deps, run);
   const confirm = confirmTargetNameGate(deps.targets.get(run.target), input.typedTargetName, 'rolling back');
   const gates = [eligible, ...(confirm ? [confirm] : [])];
@@ -509,16 +529,17 @@ export async function cancelRun(deps: EngineDeps, input: { runId: string; actor:
   await authorize(deps, { actor, action: 'cancel', runId });
   const run = await getRun(deps, runId);
   if (!isActiveState(run.state)) {
-    await appendRunEvent(deps.store.pool, { runId, actor: actor.email, role: actor.role, type: 'cancel.refused', payload: { reason: `the run is ${run.state}` } });
+    await appendRunEvent(deps.store.pool, { runId, ...whoOf(actor), type: 'cancel.refused', payload: { reason: `the run is ${run.state}` } });
     throw new RunsheetError('state', `Refused: run ${runId} is ${run.state}; only an applying, rolling back or rehearsing run can be cancelled.`);
   }
   const requested = await appendRunEvent(deps.store.pool, {
     runId,
-    actor: actor.email,
-    role: actor.role,
+    ...whoOf(actor),
     type: 'cancel.requested',
     payload: { state: run.state, targetBackendPid: run.targetBackendPid, ...(input.reason ? { reason: input.reason } : {}) },
   });
+  // Signed at once: who asked to cancel, and when, is part of what a cut-back log would lose.
+  await checkpointRun(deps, runId, 'delta');
   const local = sessionDrivenHere(runId);
   if (local) {
     noteCancel(local, actor.email);
@@ -528,8 +549,7 @@ export async function cancelRun(deps: EngineDeps, input: { runId: string; actor:
   const signalled = await signalSessions(deps.targets.pool(run.target), runApplicationName(runId), 'cancel', true).catch(() => [] as number[]);
   await appendRunEvent(deps.store.pool, {
     runId,
-    actor: actor.email,
-    role: actor.role,
+    ...whoOf(actor),
     type: 'cancel.signalled',
     payload: { by: actor.email, signal: 'cancel', pids: signalled, note: 'pg_cancel_backend sent from the process that asked; the process driving the run stops at its next boundary and escalates if needed' },
   }).catch(() => {});

@@ -66,6 +66,7 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
     stepsCompleted: progress,
     appliedBy: session.actor.email,
     equivalentPlanIds: thawed.plan.equivalent_to,
+    ...(session.lastCheckpoint ? { anchor: { seq: session.lastCheckpoint.seq, head: session.lastCheckpoint.head, checkpoints: session.lastCheckpoint.count } } : {}),
   });
   // A rollback resets the plan's backfill cursors with its ledger row: a later apply walks from the first key.
   const writeLedger = async (target: pg.ClientBase, outcome: LedgerRowToWrite['outcome']) => {

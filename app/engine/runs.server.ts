@@ -17,7 +17,8 @@ import { findRun, findRuns, insertDraftRun, isUniqueViolation, transitionRun, ty
 import { gateRefusal, RunsheetError } from '../runtime/errors';
 import type { CheckResultRow } from '../../db/schema/index';
 import { isActiveState, isPreparingState, pickWorkingRun, PREPARING_STATES, type RunKind, type RunState, type WorkingRunChoice } from '../../db/run-lifecycle';
-import type { EngineActor, EngineDeps, Gate } from './engine-deps.server';
+import { checkpointRun } from './checkpoints.server';
+import { whoOf, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
 import { freezePlan, thawPlan, type ThawedPlan } from './frozen-plan.server';
 import { evaluateGates, openGates, planGates, signoffsFromEvents, ticksFromEvents, criteriaTicksFromEvents, type PrerequisiteTick } from './gates.server';
 
@@ -31,7 +32,7 @@ export async function authorize(deps: EngineDeps, input: { actor: EngineActor; a
   if (roleCan(actor.role, action)) return;
   const reason = `role ${actor.role} may not ${action}`;
   const logged = input.runId
-    ? await appendRunEvent(deps.store.pool, { runId: input.runId, actor: actor.email, role: actor.role, type: 'action.refused', payload: { action, reason } }).then(
+    ? await appendRunEvent(deps.store.pool, { runId: input.runId, ...whoOf(actor), type: 'action.refused', payload: { action, reason } }).then(
         () => true,
         () => false, // no such run: the audit log records the refusal instead
       )
@@ -40,6 +41,20 @@ export async function authorize(deps: EngineDeps, input: { actor: EngineActor; a
     await recordAudit(deps.store.db, { actor: actor.email, actorRole: actor.role, action, subject: input.subject ?? input.runId ?? null, outcome: 'refused', reason });
   }
   throw new RunsheetError('permission', `Refused: ${actor.email} (${actor.role}) may not ${action}.`);
+}
+
+/**
+ * The local command line reaches the store directly and names its account with `--as`, which no
+ * one checked: it may not give what four-eyes rests on (a sign-off, an execute where a sign-off
+ * is required). The dashboard, or an API token, is two authenticated people. Refused in the run
+ * log and the audit log, with the way on.
+ */
+export async function refuseFromLocalCommandLine(deps: EngineDeps, input: { runId: string; actor: EngineActor; action: string; why: string }): Promise<void> {
+  if (input.actor.via?.channel !== 'cli') return;
+  const reason = `the local command line may not ${input.action} (${input.why}, and --as is not authentication): use the dashboard, or an API token`;
+  await appendRunEvent(deps.store.pool, { runId: input.runId, ...whoOf(input.actor), type: 'action.refused', payload: { action: input.action, reason } }).catch(() => {});
+  await recordAudit(deps.store.db, { actor: input.actor.email, actorRole: input.actor.role, action: input.action, subject: input.runId, outcome: 'refused', reason });
+  throw new RunsheetError('permission', `Refused: ${reason}.`);
 }
 
 /** A run by id, as stored (reading never changes it). */
@@ -111,8 +126,7 @@ export async function openWorkingRun(
       const id = await insertDraftRun(client, { planId: loaded.id, planChecksum: loaded.checksum, target: target.name, kind: input.kind, frozenPlan: frozen, createdBy: actor.email });
       await appendRunEvent(client, {
         runId: id,
-        actor: actor.email,
-        role: actor.role,
+        ...whoOf(actor),
         type: 'run.created',
         payload: {
           planId: loaded.id,
@@ -134,6 +148,7 @@ export async function openWorkingRun(
     return { run: winner, opened: false };
   }
   await refreshReadiness(deps, runId);
+  await checkpointRun(deps, runId, 'delta');
   return { run: await getRun(deps, runId), opened: true };
 }
 
@@ -169,7 +184,7 @@ async function supersede(deps: EngineDeps, run: RunRecord, checksum: string): Pr
 async function requirePreparingRun(deps: EngineDeps, runId: string, actor: EngineActor, action: string): Promise<RunRecord> {
   const run = await getRun(deps, runId);
   if (!isPreparingState(run.state)) {
-    await appendRunEvent(deps.store.pool, { runId: run.id, actor: actor.email, role: actor.role, type: 'action.refused', payload: { action, reason: `the run is ${run.state}` } });
+    await appendRunEvent(deps.store.pool, { runId: run.id, ...whoOf(actor), type: 'action.refused', payload: { action, reason: `the run is ${run.state}` } });
     throw new RunsheetError('state', `Refused: run ${run.id} is ${run.state}; ${action} is only possible while it is draft or ready.`);
   }
   return run;
@@ -187,12 +202,12 @@ export async function tickPrerequisite(deps: EngineDeps, input: { runId: string;
   }
   const event = await appendRunEvent(deps.store.pool, {
     runId,
-    actor: input.actor.email,
-    role: input.actor.role,
+    ...whoOf(input.actor),
     type: input.ticked ? 'prerequisite.ticked' : 'prerequisite.unticked',
     payload: { itemId: item.id, text: item.text, required: item.required },
   });
   await refreshReadiness(deps, runId);
+  await checkpointRun(deps, runId, 'delta');
   return { itemId: item.id, ticked: input.ticked, by: event.actor, role: event.role, at: event.at };
 }
 
@@ -210,13 +225,14 @@ export async function tickCriterion(deps: EngineDeps, input: { runId: string; in
   const criterion = criteria[input.index];
   if (!criterion) throw new RunsheetError('invalid_input', `The plan has no success criterion #${input.index + 1} (it has ${criteria.length}).`);
   if (criterion.checks.length > 0) throw new RunsheetError('invalid_input', `Success criterion #${input.index + 1} is judged from its checks (${criterion.checks.join(', ')}), not ticked by hand.`);
-  return appendRunEvent(deps.store.pool, {
+  const event = await appendRunEvent(deps.store.pool, {
     runId,
-    actor: input.actor.email,
-    role: input.actor.role,
+    ...whoOf(input.actor),
     type: input.ticked ? 'criterion.ticked' : 'criterion.unticked',
     payload: { index: input.index, text: criterion.text },
   });
+  await checkpointRun(deps, runId, 'delta');
+  return event;
 }
 
 /** Runs the frozen plan's checks of a phase against the run's target, records them with the run, and logs every result. */
@@ -241,6 +257,7 @@ export async function runRunChecks(deps: EngineDeps, input: { runId: string; pha
   });
   await recordRunChecks(deps, run, thawed, { phase: input.phase, results, actor: input.actor });
   if (input.phase === 'pre') await refreshReadiness(deps, runId);
+  await checkpointRun(deps, runId, 'delta');
   return results;
 }
 
@@ -258,8 +275,7 @@ export async function recordRunChecks(
   );
   await appendRunEvent(deps.store.pool, {
     runId: run.id,
-    actor: input.actor.email,
-    role: input.actor.role,
+    ...whoOf(input.actor),
     type: 'checks.ran',
     payload: { phase: input.phase, planChecksum: thawed.checksum, ...summarizeChecks(input.results), results: input.results.map(checkResultPayload) },
   });
@@ -292,19 +308,20 @@ function checkResultPayload(result: CheckResult): PayloadOf<'checks.ran'>['resul
 export async function signOff(deps: EngineDeps, input: { runId: string; actor: EngineActor }): Promise<RunRecord> {
   const runId = assertRunId(input.runId);
   await authorize(deps, { actor: input.actor, action: 'sign-off', runId });
+  await refuseFromLocalCommandLine(deps, { runId, actor: input.actor, action: 'sign-off', why: 'a sign-off is the second person of four-eyes' });
   const run = await requirePreparingRun(deps, runId, input.actor, 'sign-off');
   if (run.kind !== 'execute') throw new RunsheetError('invalid_input', 'A rehearsal is not signed off: it changes nothing.');
   const result = await transitionRun(deps.store, {
     runId,
     from: PREPARING_STATES,
     reason: 'signed off',
-    actor: input.actor.email,
-    role: input.actor.role,
+    ...whoOf(input.actor),
     set: { signedOffBy: input.actor.email, signedOffAt: 'now' },
     events: [{ type: 'signoff', payload: { checksum: run.planChecksum } }],
   });
   if (!result.changed) throw new RunsheetError('state', `Refused: run ${runId} is ${result.state ?? 'gone'}.`);
   await refreshReadiness(deps, runId);
+  await checkpointRun(deps, runId, 'delta');
   return getRun(deps, runId);
 }
 
@@ -318,7 +335,9 @@ export async function addNote(deps: EngineDeps, input: { runId: string; actor: E
   const text = input.text.trim();
   if (text === '') throw new RunsheetError('invalid_input', 'A note needs some text.');
   if (text.length > MAX_NOTE_LENGTH) throw new RunsheetError('invalid_input', `A note is at most ${MAX_NOTE_LENGTH} characters.`);
-  return appendRunEvent(deps.store.pool, { runId, actor: input.actor.email, role: input.actor.role, type: 'note.added', payload: { text } });
+  const event = await appendRunEvent(deps.store.pool, { runId, ...whoOf(input.actor), type: 'note.added', payload: { text } });
+  await checkpointRun(deps, runId, 'delta');
+  return event;
 }
 
 /**

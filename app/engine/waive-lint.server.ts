@@ -5,7 +5,8 @@
 import { loadPlan } from '../plans/load-plans.server';
 import { blocksLintGate } from '../plans/lint-plan.server';
 import { appendRunEvent, assertRunId, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
-import { type EngineActor, type EngineDeps } from './engine-deps.server';
+import { checkpointRun } from './checkpoints.server';
+import { type EngineActor, type EngineDeps, whoOf } from './engine-deps.server';
 import { thawPlan } from './frozen-plan.server';
 import { findingMatches, lintWaiversFromEvents, waiverFor, type FindingRef, type LintWaiver } from './lint-waivers.server';
 import { authorize, getRun, refreshReadiness } from './runs.server';
@@ -31,7 +32,7 @@ export async function waiveLintFinding(
   await authorize(deps, { actor, action: 'execute', runId });
   const run = await getRun(deps, runId);
   const refuse = async <E extends Error>(error: E): Promise<E> => {
-    await appendRunEvent(deps.store.pool, { runId, actor: actor.email, role: actor.role, type: 'action.refused', payload: { action: 'lint.waived', reason: error.message, finding: { ...input.finding } } }).catch(() => {});
+    await appendRunEvent(deps.store.pool, { runId, ...whoOf(actor), type: 'action.refused', payload: { action: 'lint.waived', reason: error.message, finding: { ...input.finding } } }).catch(() => {});
     return error;
   };
   if (run.kind !== 'execute') throw await refuse(new RunsheetError('state', `Refused: run ${runId} is a rehearsal; lint waivers belong to the execute run whose gate they open.`));
@@ -72,8 +73,7 @@ export async function waiveLintFinding(
 
   const event = await appendRunEvent(deps.store.pool, {
     runId,
-    actor: actor.email,
-    role: actor.role,
+    ...whoOf(actor),
     type: 'lint.waived',
     payload: {
       planId: run.planId,
@@ -87,6 +87,7 @@ export async function waiveLintFinding(
     },
   });
   await refreshReadiness(deps, runId);
+  await checkpointRun(deps, runId, 'delta');
   const [waiver] = lintWaiversFromEvents([event], run.planChecksum);
   return { waiver: waiver!, event };
 }

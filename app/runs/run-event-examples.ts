@@ -95,6 +95,7 @@ export const RUN_EVENT_EXAMPLES: { readonly [T in RunEventType]: PayloadOf<T> } 
   'rehearse.finished': { state: 'rehearsed', outcome: { result: 'rehearsed', rehearsal: { apply: { ok: true, steps: [STEP_SUMMARY] }, rolledBack: true } } },
   'lock.held': { holders: [{ pid: 5151, application: 'runsheet:run:0f4c0d4e-1111-4c3a-9d7e-2b2f6b6f9a10', user: 'postgres', state: 'active', backendStart: '2026-12-03T07:30:00.000Z' }] },
   'run.error': { message: 'Connection terminated unexpectedly' },
+  'anchor.missing': { target: 'production', seq: 412, message: 'Could not anchor run 0f4c0d4e-1111-4c3a-9d7e-2b2f6b6f9a10 on target production: connect ETIMEDOUT' },
   'cancel.signalled': { by: 'engineer@example.com', signal: 'cancel', pids: [9125, 9131], note: "pg_cancel_backend sent to every busy session of the run; pg_terminate_backend follows in 5 s if it has not stopped" },
   'wait.started': {
     pid: 9131,
@@ -222,6 +223,7 @@ export const RUN_EVENT_DESCRIPTIONS: { readonly [T in RunEventType]: string } = 
   'rehearse.finished': 'The rehearsal ended.',
   'lock.held': "The target's advisory lock was held by another session: nothing was changed.",
   'run.error': 'The engine stopped on an unexpected error.',
+  'anchor.missing': "The drive's final signed head could not be written to its target's runsheet.run_anchors: verification shows the anchor as missing.",
   'cancel.signalled': "A cancel reached the run's sessions on the target: pg_cancel_backend at once, pg_terminate_backend for any still busy 5 s later.",
   'wait.started': 'A session of the run has waited over a second for a lock: what it runs, since when, its lock_timeout, and the sessions blocking it (pg_blocking_pids).',
   'wait.changed': 'The sessions blocking a waiting session of the run changed.',

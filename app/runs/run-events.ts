@@ -24,8 +24,24 @@ import {
 } from '../../db/schema/run-outcome';
 import { RUN_KINDS } from '../../db/run-lifecycle';
 
-/** The version of the event format this code writes (the in-toto predicate names the same version). */
-export const RUN_EVENT_FORMAT = 1;
+/**
+ * The version of the event format this code writes (the in-toto predicate names the same version).
+ * 2: every event a person (or a pipeline) causes says how it came (`via`).
+ */
+export const RUN_EVENT_FORMAT = 2;
+
+/**
+ * How an event came: through the dashboard (a password session, or the single-sign-on proxy), the
+ * JSON API (which token), or the command line on a machine with the store's address (which OS user
+ * on which host). Hashed and signed with the rest of the payload; absent on the system's own events
+ * (recovery, retiring a draft) and on logs written before format 2.
+ */
+export const ViaSchema = z.discriminatedUnion('channel', [
+  z.object({ channel: z.literal('web'), auth: z.enum(['session', 'proxy']) }),
+  z.object({ channel: z.literal('api'), tokenId: z.string() }),
+  z.object({ channel: z.literal('cli'), osUser: z.string(), host: z.string() }),
+]);
+export type Via = z.infer<typeof ViaSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // Pieces several events share
@@ -93,7 +109,8 @@ const WaitRef = { pid: z.number(), waitingFor: z.string(), phase: z.string().nul
 // ---------------------------------------------------------------------------------------------
 // The union
 
-const event = <T extends string, P extends z.ZodType>(type: T, payload: P) => z.object({ type: z.literal(type), payload });
+const event = <T extends string, P extends z.ZodRawShape>(type: T, payload: z.ZodObject<P>) =>
+  z.object({ type: z.literal(type), payload: payload.extend({ via: ViaSchema.optional() }) });
 
 export const RunEventBodySchema = z.discriminatedUnion('type', [
   // Preparing a run
@@ -156,6 +173,7 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
   event('rehearse.finished', DriveFinishedPayload),
   event('lock.held', z.object({ holders: z.array(LockHolderSchema) })),
   event('run.error', z.object({ message: z.string() })),
+  event('anchor.missing', z.object({ target: z.string(), seq: z.number(), message: z.string() })),
   event(
     'cancel.signalled',
     z.object({ by: z.string(), signal: z.enum(['cancel', 'terminate']), pids: z.array(z.number()), note: z.string() }),

@@ -14,7 +14,7 @@ import type pg from 'pg';
 import { runEvents } from '../../db/schema/index';
 import { jsonSafe } from '../checks/evaluate-expectation';
 import type { StoreDb } from '../runtime/store.server';
-import { parseRunEvent, RunEventBodySchema, type RunEvent, type RunEventInput, type RunEventType } from './run-events';
+import { parseRunEvent, RunEventBodySchema, type RunEvent, type RunEventInput, type RunEventType, type Via } from './run-events';
 import { RunsheetError } from '../runtime/errors';
 import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
 
@@ -48,7 +48,8 @@ export interface StoredRunEvent {
 }
 
 /** An event as appended: who acts, and a typed event of the union. */
-export type NewRunEvent = { runId: string; actor: string; role?: string | null } & RunEventInput;
+/** An event to append: who, how it came (`via`, kept in the payload), its type and payload. */
+export type NewRunEvent = { runId: string; actor: string; role?: string | null; via?: Via } & RunEventInput;
 
 /** A parsed event with its place in the chain: what appendRunEvent returns. */
 export type LoggedRunEvent = RunEvent & { prevHash: string; hash: string };
@@ -224,7 +225,7 @@ export function jsonPayload(value: unknown): Record<string, unknown> {
 /** A typed event of the union, checked: an append that does not fit the union is a bug, refused before anything is written. */
 function validatedEvent(event: NewRunEvent): { type: RunEventType; payloadText: string } {
   // Refused first: what JSON cannot carry exactly (NaN, U+0000, a non-object) is a bug, never silently changed.
-  const payloadText = payloadJson(event.payload ?? {});
+  const payloadText = payloadJson(event.via ? { ...(event.payload ?? {}), via: event.via } : (event.payload ?? {}));
   const payload = JSON.parse(payloadText) as Record<string, unknown>;
   const checked = RunEventBodySchema.safeParse({ type: event.type, payload });
   const misfit = (problems: string) => new TypeError(`a "${String(event.type)}" event does not fit the run-event union (app/runs/run-events.ts): ${problems}`);

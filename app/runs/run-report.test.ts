@@ -104,6 +104,7 @@ describe('runReportMarkdown', () => {
     durationMs: 96_000,
   };
   const signature: SignatureVerdict = {
+    anchors: { status: 'anchored', target: 'staging', anchors: 2, throughSeq: 12 },
     status: 'valid',
     eventCount: 12,
     signedSeq: 12,

@@ -5,6 +5,7 @@
  * thing. An event this version does not know ('unrecognised') is left out of the summary.
  */
 import type { Blocker, RunOutcome } from '../../db/schema/run-outcome';
+import type { AnchorVerdict } from './verify-run-log.server';
 import { phaseStatusOf, type PhaseStatus } from '../../db/run-lifecycle';
 import { describeExpectation } from '../checks/describe-expectation';
 import { formatUtc } from '../runtime/format';
@@ -516,6 +517,8 @@ export interface SignatureVerdict {
   firstBadEvent: { type: string; at: string } | null;
   /** Whether the verdict came from the per-head cache (the log was not re-hashed for this view). */
   cached: boolean;
+  /** The store against the heads its target anchored (docs/decisions/020). */
+  anchors: AnchorVerdict;
 }
 
 const STATUS_LINE: Record<string, string> = {
@@ -618,6 +621,12 @@ export function runReportMarkdown(header: ReportHeader, report: RunReport, signa
       : signature.status === 'unsigned'
       ? `not signed yet (${signature.eventCount} events, chain intact)`
       : `BROKEN${signature.firstBadSeq !== null ? ` at event ${signature.firstBadSeq}` : ''}: ${signature.reason ?? 'the stored log does not match what was signed'}`;
+  const anchorLine =
+    signature.anchors.status === 'anchored'
+      ? `anchored on ${signature.anchors.target} (${signature.anchors.anchors} anchor${signature.anchors.anchors === 1 ? '' : 's'}, through event ${signature.anchors.throughSeq})`
+      : signature.anchors.status === 'broken'
+        ? `BROKEN: ${signature.anchors.reason}`
+        : `${signature.anchors.status === 'none' ? 'none' : `ANCHOR ${signature.anchors.status.toUpperCase()}`}: ${signature.anchors.reason}`;
 
   const summary = report.failureSummary;
   const failureLines = summary
@@ -660,7 +669,8 @@ export function runReportMarkdown(header: ReportHeader, report: RunReport, signa
     fenced(verification),
     '',
     `**Status**: ${STATUS_LINE[header.state] ?? header.state}  `,
-    `**Signed log**: ${signatureLine}`,
+    `**Signed log**: ${signatureLine}  `,
+    `**Anchors**: ${anchorLine}`,
     '',
   ].join('\n');
 }

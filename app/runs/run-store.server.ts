@@ -13,7 +13,7 @@ import { runCheckpoints, runEvents, runs, type FrozenPlan, type RunKind, type Ru
 import { ACTIVE_RUN_STATES, isAllowedTransition, RUN_KINDS, RUN_STATES } from '../../db/run-lifecycle';
 import type { StoreDb } from '../runtime/store.server';
 import { appendRunEvent, assertRunId, inStoreTransaction, jsonPayload, parseRunId, pgExecutor, type LoggedRunEvent, type StoreExecutor } from './run-log.server';
-import type { RunEventInput } from './run-events';
+import type { RunEventInput, Via } from './run-events';
 import type { RunSortKey, SortDirection } from './run-sort';
 
 export { RUN_SORT_KEYS, type RunSortKey, type SortDirection } from './run-sort';
@@ -149,6 +149,8 @@ export interface RunTransition {
   reason: string;
   actor: string;
   role?: string | null;
+  /** How the change came (web, api, cli); absent for the system's own. */
+  via?: Via;
   set?: RunColumns;
   /** Events appended in the same transaction, before 'state.changed'. */
   events?: RunEventInput[];
@@ -175,7 +177,7 @@ export async function transitionRun(store: { pool: pg.Pool }, transition: RunTra
     const set = { ...columnsOf(transition.set ?? {}), ...(transition.to ? { state: transition.to } : {}) };
     if (Object.keys(set).length > 0) await dbOf(client).update(runs).set(set).where(eq(runs.id, current.id));
     const events: LoggedRunEvent[] = [];
-    const who = { runId: current.id, actor: transition.actor, role: transition.role ?? null };
+    const who = { runId: current.id, actor: transition.actor, role: transition.role ?? null, ...(transition.via ? { via: transition.via } : {}) };
     for (const event of transition.events ?? []) events.push(await appendRunEvent(client, { ...who, ...event }));
     if (transition.to && transition.to !== current.state) {
       events.push(await appendRunEvent(client, { ...who, type: 'state.changed', payload: { from: current.state, to: transition.to, reason: transition.reason, ...transition.details } }));

@@ -24,6 +24,10 @@ import { RunsheetError } from '../runtime/errors';
 export const DSSE_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 export const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const RUN_LOG_PREDICATE_TYPE = 'https://runsheet.dev/run-log/v1';
+/** A delta checkpoint: the events since the checkpoint before it, linked to that one's head (docs/decisions/020). */
+export const RUN_LOG_DELTA_PREDICATE_TYPE = 'https://runsheet.dev/run-log-delta/v1';
+
+export type CheckpointKind = 'full' | 'delta';
 
 export interface DsseSignature {
   /** sha256 hex of the signing key's public key, DER (SubjectPublicKeyInfo). */
@@ -83,6 +87,23 @@ export interface RunLogStatement {
   predicate: RunLogPredicate;
 }
 
+/** The checkpoint a delta follows: its last event and head (null: the delta starts at the first event). */
+export interface CheckpointLink {
+  seq: number;
+  head: string;
+}
+
+export interface RunLogDeltaPredicate extends RunLogPredicate {
+  previous: CheckpointLink | null;
+}
+
+export interface RunLogDeltaStatement {
+  _type: typeof IN_TOTO_STATEMENT_TYPE;
+  subject: [{ name: string; digest: { sha256: string } }];
+  predicateType: typeof RUN_LOG_DELTA_PREDICATE_TYPE;
+  predicate: RunLogDeltaPredicate;
+}
+
 export interface SigningKey {
   privateKey: KeyObject;
   publicKey: KeyObject;
@@ -96,7 +117,10 @@ export interface RunCheckpoint {
   seq: number;
   head: string;
   keyid: string;
+  kind: CheckpointKind;
   envelope: DsseEnvelope;
+  /** How many checkpoints the run has with this one (what an anchor records). */
+  count: number;
 }
 
 /** DSSE v1 PAE: "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body; lengths in bytes, ASCII decimal. */
@@ -144,8 +168,15 @@ interface RunStatementRow extends StatementRun {
   frozen_plan_manifest: string | null;
 }
 
-/** The Statement for a run's log as stored now (caller holds the run-log lock for a consistent read). */
-export async function buildRunLogStatement(client: pg.ClientBase, runId: string): Promise<{ statement: RunLogStatement; head: string; seq: number }> {
+/**
+ * The Statement for a run's log as stored now (caller holds the run-log lock for a consistent
+ * read): every event ('full'), or the events since the latest stored checkpoint ('delta').
+ */
+export async function buildRunLogStatement(
+  client: pg.ClientBase,
+  runId: string,
+  kind: CheckpointKind = 'full',
+): Promise<{ statement: RunLogStatement | RunLogDeltaStatement; head: string; seq: number }> {
   const id = assertRunId(runId);
   const { rows } = await client.query<RunStatementRow>(
     `select id::text as id, plan_id, plan_checksum, target, kind, state,
@@ -176,11 +207,9 @@ export async function buildRunLogStatement(client: pg.ClientBase, runId: string)
   }
 
   const { frozen_plan_manifest, ...run } = row;
-  const statement: RunLogStatement = {
-    _type: IN_TOTO_STATEMENT_TYPE,
-    subject: [{ name: `run/${id}`, digest: { sha256: chain.head } }],
-    predicateType: RUN_LOG_PREDICATE_TYPE,
-    predicate: {
+  const previous = signed.rows.at(-1);
+  const from = kind === 'delta' && previous ? previous.seq : 0;
+  const predicate: RunLogPredicate = {
       run: {
         id: run.id,
         plan_id: run.plan_id,
@@ -198,52 +227,72 @@ export async function buildRunLogStatement(client: pg.ClientBase, runId: string)
         outcome: run.outcome ?? null,
       },
       frozen_plan_manifest: frozen_plan_manifest ?? null,
-      events: events.map((event) => ({
-        seq: event.seq,
-        at: event.at,
-        actor: event.actor,
-        role: event.role,
-        type: event.type,
-        payload: event.payload,
-        prev_hash: event.prevHash,
-        hash: event.hash,
-      })),
-    },
+      events: events
+        .filter((event) => event.seq > from)
+        .map((event) => ({
+          seq: event.seq,
+          at: event.at,
+          actor: event.actor,
+          role: event.role,
+          type: event.type,
+          payload: event.payload,
+          prev_hash: event.prevHash,
+          hash: event.hash,
+        })),
   };
+  const subject: RunLogStatement['subject'] = [{ name: `run/${id}`, digest: { sha256: chain.head } }];
+  const statement: RunLogStatement | RunLogDeltaStatement =
+    kind === 'delta'
+      ? { _type: IN_TOTO_STATEMENT_TYPE, subject, predicateType: RUN_LOG_DELTA_PREDICATE_TYPE, predicate: { ...predicate, previous: previous ? { seq: previous.seq, head: previous.head } : null } }
+      : { _type: IN_TOTO_STATEMENT_TYPE, subject, predicateType: RUN_LOG_PREDICATE_TYPE, predicate };
   return { statement, head: chain.head, seq: events.length };
 }
 
 /**
  * Sign the run's log as stored now and store the envelope (run_checkpoints), registering the
- * public key (signing_keys). Called by the engine at each phase end and at completion. Signing
+ * public key (signing_keys). The engine signs a 'full' checkpoint at drive start, each phase end
+ * and completion, and a small 'delta' one after every human action (docs/decisions/020). Signing
  * twice at the same event returns the checkpoint already stored; if the run row changed without
  * an event in between, it refuses: append an event (e.g. state.changed) first.
  */
-export async function signCheckpoint(executor: StoreExecutor, runId: string, signingKeyPem: string): Promise<RunCheckpoint> {
+export async function signCheckpoint(executor: StoreExecutor, runId: string, signingKeyPem: string, kind: CheckpointKind = 'full'): Promise<RunCheckpoint> {
   const key = loadSigningKey(signingKeyPem);
   const id = assertRunId(runId);
   return inStoreTransaction(executor, async (client) => {
     await lockRunLog(client, id);
-    const { statement, head, seq } = await buildRunLogStatement(client, id);
+    const latest = await client.query<{ seq: number; count: number }>('select max(seq) as seq, count(*)::int as count from run_checkpoints where run_id = $1', [id]);
+    const { statement, head, seq } = await buildRunLogStatement(client, id, kind);
     const envelope = signEnvelope(Buffer.from(canonicalJson(statement), 'utf8'), key);
     await client.query('insert into signing_keys (keyid, public_key_pem) values ($1, $2) on conflict (keyid) do nothing', [key.keyid, key.publicKeyPem]);
+    // Nothing new since the latest checkpoint: a delta adds nothing (the full one before it stands).
+    if (kind === 'delta' && latest.rows[0]?.seq === seq) return existingCheckpoint(client, id, seq, latest.rows[0].count);
     const inserted = await client.query(
-      `insert into run_checkpoints (run_id, seq, head, envelope, keyid) values ($1, $2, $3, $4::jsonb, $5)
+      `insert into run_checkpoints (run_id, seq, head, envelope, keyid, kind) values ($1, $2, $3, $4::jsonb, $5, $6)
        on conflict (run_id, seq) do nothing`,
-      [id, seq, head, JSON.stringify(envelope), key.keyid],
+      [id, seq, head, JSON.stringify(envelope), key.keyid, kind],
     );
-    if (inserted.rowCount === 1) return { runId: id, seq, head, keyid: key.keyid, envelope };
+    const count = (latest.rows[0]?.count ?? 0) + (inserted.rowCount === 1 ? 1 : 0);
+    if (inserted.rowCount === 1) return { runId: id, seq, head, keyid: key.keyid, kind, envelope, count };
 
-    const existing = await client.query<{ envelope: DsseEnvelope; keyid: string }>('select envelope, keyid from run_checkpoints where run_id = $1 and seq = $2', [id, seq]);
-    const stored = existing.rows[0]!;
-    if (stored.envelope.payload !== envelope.payload) {
+    const existing = await existingCheckpoint(client, id, seq, count);
+    // A full checkpoint asked where a delta stands keeps the delta (the next full one covers all).
+    if (existing.kind === kind && existing.envelope.payload !== envelope.payload) {
       throw new Error(
         `Run ${id} already has a checkpoint signed at event ${seq}, and the run has changed since without a run event: ` +
           `append an event (e.g. state.changed) before signing again.`,
       );
     }
-    return { runId: id, seq, head, keyid: stored.keyid, envelope: envelopeInOrder(stored.envelope) };
+    return existing;
   });
+}
+
+async function existingCheckpoint(client: pg.ClientBase, runId: string, seq: number, count: number): Promise<RunCheckpoint> {
+  const { rows } = await client.query<{ envelope: DsseEnvelope; keyid: string; head: string; kind: CheckpointKind }>(
+    'select envelope, keyid, head, kind from run_checkpoints where run_id = $1 and seq = $2',
+    [runId, seq],
+  );
+  const stored = rows[0]!;
+  return { runId, seq, head: stored.head, keyid: stored.keyid, kind: stored.kind, envelope: envelopeInOrder(stored.envelope), count };
 }
 
 /** jsonb reorders keys; files and answers use the DSSE field order. */
@@ -255,15 +304,16 @@ function envelopeInOrder(envelope: DsseEnvelope): DsseEnvelope {
   };
 }
 
-/** What a front end says when a run has nothing signed yet. */
-export const noSignedLogYet = (runId: string) => `Run ${runId} has no signed log yet (it is signed at each phase end and at completion).`;
+/** What a front end says when a run has nothing signed in full yet. */
+export const noSignedLogYet = (runId: string) =>
+  `Run ${runId} has no full signed log yet (the whole log is signed when a drive starts, at each phase end and at completion; preparation is signed in small checkpoints that the store check verifies).`;
 
-/** The latest stored signed envelope of a run; undefined before its first checkpoint. Never signs. */
+/** The latest stored full signed envelope of a run (every event); undefined before its first. Never signs. */
 export async function exportRunLog(executor: StoreExecutor, runId: string): Promise<DsseEnvelope | undefined> {
   const id = assertRunId(runId);
   const target = pgExecutor(executor);
   const { rows } = await target.query<{ envelope: DsseEnvelope }>(
-    'select envelope from run_checkpoints where run_id = $1 order by seq desc limit 1',
+    `select envelope from run_checkpoints where run_id = $1 and kind = 'full' order by seq desc limit 1`,
     [id],
   );
   const row = rows[0];

@@ -26,8 +26,10 @@ import {
   IN_TOTO_STATEMENT_TYPE,
   keyIdOf,
   preAuthEncoding,
+  RUN_LOG_DELTA_PREDICATE_TYPE,
   RUN_LOG_PREDICATE_TYPE,
   type DsseEnvelope,
+  type RunLogDeltaStatement,
   type RunLogStatement,
   type StatementEvent,
   type StatementRun,
@@ -139,6 +141,12 @@ const StatementSchema = z.object({
   }),
 });
 
+/** A delta checkpoint's Statement: the events since the checkpoint it follows. */
+const DeltaStatementSchema = StatementSchema.extend({
+  predicateType: z.literal(RUN_LOG_DELTA_PREDICATE_TYPE),
+  predicate: StatementSchema.shape.predicate.extend({ previous: z.object({ seq: z.number().int().min(0), head: Hex }).nullable() }),
+});
+
 interface OpenedEnvelope {
   /** Undefined when a trusted key's signature verifies. */
   signatureProblem?: string;
@@ -148,7 +156,7 @@ interface OpenedEnvelope {
 }
 
 /** Check the signature, then decode and shape-check the Statement (kept apart so a bad signature still names the bad event). */
-function openEnvelope(value: unknown, keys: readonly TrustedKey[]): OpenedEnvelope {
+function openEnvelope(value: unknown, keys: readonly TrustedKey[], schema: z.ZodType = StatementSchema): OpenedEnvelope {
   const envelope = parseEnvelope(value);
   const body = Buffer.from(envelope.payload, 'base64');
   const opened: OpenedEnvelope = {};
@@ -183,7 +191,7 @@ function openEnvelope(value: unknown, keys: readonly TrustedKey[]): OpenedEnvelo
     opened.statementProblem = 'the payload is not JSON';
     return opened;
   }
-  const parsed = StatementSchema.safeParse(json);
+  const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     opened.statementProblem = `the payload is not a Runsheet run-log Statement: ${issue.path.join('.')}: ${issue.message}`;
@@ -262,6 +270,7 @@ interface CheckpointRow {
   seq: number;
   head: string;
   keyid: string;
+  kind: 'full' | 'delta';
   envelope: unknown;
 }
 
@@ -333,13 +342,20 @@ async function checkStoredLog(client: pg.ClientBase, runId: string, keys: readon
     )
   ).rows[0]!;
   const events = await readStoredRunEvents(client, runId);
-  const checkpoints = (await client.query<CheckpointRow>('select seq, head, keyid, envelope from run_checkpoints where run_id = $1 order by seq', [runId])).rows;
+  const checkpoints = (await client.query<CheckpointRow>('select seq, head, keyid, kind, envelope from run_checkpoints where run_id = $1 order by seq', [runId])).rows;
 
   const problems: Problem[] = [];
   const chain = checkChain(runId, events);
   if (!chain.ok) problems.push({ seq: chain.firstBadSeq, reason: `stored ${chain.reason}` });
 
-  const latest = checkpoints.at(-1);
+  // Each delta is linked to the checkpoint before it: one deleted from the middle breaks the link.
+  for (const [index, checkpoint] of checkpoints.entries()) {
+    if (checkpoint.kind !== 'delta') continue;
+    const problem = checkDeltaCheckpoint(checkpoint, checkpoints[index - 1], runId, events, keys);
+    if (problem) problems.push(problem);
+  }
+
+  const latest = checkpoints.filter((checkpoint) => checkpoint.kind === 'full').at(-1);
   if (latest) {
     const signed = verifyEnvelopeWith(latest.envelope, keys);
     if (!signed.ok) {
@@ -353,7 +369,7 @@ async function checkStoredLog(client: pg.ClientBase, runId: string, keys: readon
       const difference = intact ? undefined : firstDifference(signed.events, events, latest.seq);
       if (difference) problems.push(difference);
       problems.push(...factDifferences(signed.run, signed.frozenPlanManifest, facts));
-      for (const earlier of checkpoints.slice(0, -1)) {
+      for (const earlier of checkpoints.filter((checkpoint) => checkpoint.kind === 'full' && checkpoint.seq < latest.seq)) {
         const problem = checkEarlierCheckpoint(earlier, runId, signed.events, keys);
         if (problem) problems.push(problem);
       }
@@ -370,9 +386,47 @@ async function checkStoredLog(client: pg.ClientBase, runId: string, keys: readon
     runId,
     head: chain.ok ? chain.head : '',
     eventCount: events.length,
-    signedSeq: latest?.seq ?? 0,
+    signedSeq: checkpoints.at(-1)?.seq ?? 0,
     checkpointCount: checkpoints.length,
   };
+}
+
+/**
+ * A delta checkpoint: signed by a trusted key, a delta of this run, linked to the stored checkpoint
+ * before it (the same last event and head), its head the stored chain's at its last event, and
+ * its events as stored.
+ */
+function checkDeltaCheckpoint(checkpoint: CheckpointRow, before: CheckpointRow | undefined, runId: string, stored: readonly StoredRunEvent[], keys: readonly TrustedKey[]): Problem | undefined {
+  let opened: OpenedEnvelope;
+  try {
+    opened = openEnvelope(checkpoint.envelope, keys, DeltaStatementSchema);
+  } catch (error) {
+    return { reason: `the checkpoint through event ${checkpoint.seq} holds ${(error as Error).message}` };
+  }
+  if (opened.signatureProblem || !opened.statement) {
+    return { reason: `the signed checkpoint through event ${checkpoint.seq} does not verify: ${opened.signatureProblem ?? opened.statementProblem}` };
+  }
+  const statement = opened.statement as unknown as RunLogDeltaStatement;
+  const previous = statement.predicate.previous;
+  if (statement.predicate.run.id !== runId || statement.subject[0].digest.sha256 !== checkpoint.head) {
+    return { reason: `the checkpoint row through event ${checkpoint.seq} does not match the envelope it holds` };
+  }
+  if ((previous?.seq ?? null) !== (before?.seq ?? null) || (previous && previous.head !== before?.head)) {
+    return {
+      seq: previous ? previous.seq || undefined : undefined,
+      reason: previous
+        ? `the checkpoint through event ${previous.seq} (head ${previous.head.slice(0, 16)}…), which the signed checkpoint through event ${checkpoint.seq} follows, is missing from the store or changed`
+        : `the signed checkpoint through event ${checkpoint.seq} is the first, but the store holds one before it`,
+    };
+  }
+  const storedHead = checkpoint.seq === 0 ? genesisHash(runId) : stored[checkpoint.seq - 1]?.hash;
+  if (storedHead === checkpoint.head) return undefined;
+  return (
+    firstDifference(statement.predicate.events, stored, checkpoint.seq) ?? {
+      seq: checkpoint.seq,
+      reason: `the stored events no longer lead to the head signed at event ${checkpoint.seq}`,
+    }
+  );
 }
 
 const EVENT_FIELDS = ['at', 'actor', 'role', 'type', 'payload', 'prev_hash', 'hash'] as const;
@@ -456,4 +510,68 @@ async function inReadSnapshot<T>(executor: StoreExecutor, work: (client: pg.Clie
   } finally {
     if (!isClient) (client as pg.PoolClient).release();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The anchors outside the store
+
+export type AnchorVerdict =
+  /** Every anchor on the target is a checkpoint the store holds, with the same head. */
+  | { status: 'anchored'; target: string; anchors: number; throughSeq: number }
+  /** Nothing to anchor: the run never drove its target (being prepared, refused) or is a rehearsal (webhook only). */
+  | { status: 'none'; target: string; reason: string }
+  /** The run drove its target, and the target holds no anchor of it (it could not be written, or was removed). */
+  | { status: 'missing'; target: string; reason: string }
+  /** The target cannot be read now: nothing is judged. */
+  | { status: 'unreadable'; target: string; reason: string }
+  /** The store lacks or changed a checkpoint the target anchored: the log was cut back or rewritten. */
+  | { status: 'broken'; target: string; reason: string; seq: number };
+
+/**
+ * The store's checkpoints against the heads the run's target keeps (its ledger rows and the
+ * drives' end anchors): a stored log cut back to an earlier checkpoint (events and checkpoints
+ * deleted together) keeps a valid chain and valid signatures, and only this finds it.
+ */
+export async function verifyRunAnchors(
+  executor: StoreExecutor,
+  runId: string,
+  target: { name: string; readAnchors: () => Promise<{ source: 'ledger' | 'end'; seq: number; head: string; checkpoints: number; at: string }[]> },
+): Promise<AnchorVerdict> {
+  const id = assertRunId(runId);
+  const store = pgExecutor(executor);
+  const { rows: stored } = await store.query<{ seq: number; head: string }>('select seq, head from run_checkpoints where run_id = $1 order by seq', [id]);
+  const { rows: facts } = await store.query<{ kind: string; drove: boolean }>(
+    `select kind, exists (select 1 from run_events where run_id = $1 and type in ('execute.started', 'rollback.started')) as drove from runs where id = $1`,
+    [id],
+  );
+  const run = facts[0];
+  const nothingExpected = !run || run.kind === 'rehearsal' || !run.drove;
+  const why = !run || run.kind === 'rehearsal' ? 'a rehearsal writes nothing to its target (anchored only by RUNSHEET_ANCHOR_URL, when set)' : 'the run has not driven its target: nothing is anchored there yet';
+  let anchors;
+  try {
+    anchors = await target.readAnchors();
+  } catch (error) {
+    // Read whatever the store says (a cut-back log may no longer show its drive); only then is "nothing to anchor" believed.
+    const problem = `the anchors on target ${target.name} cannot be read: ${(error as Error).message}`;
+    return nothingExpected ? { status: 'none', target: target.name, reason: `${why} (${problem})` } : { status: 'unreadable', target: target.name, reason: problem };
+  }
+  if (anchors.length === 0) {
+    if (nothingExpected) return { status: 'none', target: target.name, reason: why };
+    return { status: 'missing', target: target.name, reason: `target ${target.name} holds no anchor of this run, which drove it: it could not be written then, or was removed since` };
+  }
+  const bySeq = new Map(stored.map((checkpoint) => [checkpoint.seq, checkpoint.head]));
+  for (const anchor of anchors) {
+    const where = `anchored on target ${target.name} at ${anchor.at.replace('T', ' ').slice(0, 19)} UTC (${anchor.source === 'ledger' ? 'its ledger row' : "the drive's end"})`;
+    const head = bySeq.get(anchor.seq);
+    if (head === undefined) {
+      return { status: 'broken', target: target.name, seq: anchor.seq, reason: `the signed checkpoint through event ${anchor.seq} (head ${anchor.head.slice(0, 16)}…), ${where}, is missing from the store: the log was cut back` };
+    }
+    if (head !== anchor.head) {
+      return { status: 'broken', target: target.name, seq: anchor.seq, reason: `the checkpoint through event ${anchor.seq} in the store has head ${head.slice(0, 16)}…, but ${anchor.head.slice(0, 16)}… was ${where}: the log was rewritten` };
+    }
+    if (stored.length < anchor.checkpoints) {
+      return { status: 'broken', target: target.name, seq: anchor.seq, reason: `the store holds ${stored.length} checkpoints, but ${anchor.checkpoints} existed when event ${anchor.seq} was ${where}: checkpoints were deleted` };
+    }
+  }
+  return { status: 'anchored', target: target.name, anchors: anchors.length, throughSeq: Math.max(...anchors.map((anchor) => anchor.seq)) };
 }

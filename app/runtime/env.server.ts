@@ -10,8 +10,12 @@ import { RunsheetError } from './errors';
 const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
   PORT: z.coerce.number().int().min(1).max(65535).default(3000),
-  /** Runsheet's own store. Unset: an embedded PostgreSQL under RUNSHEET_DATA_DIR. */
+  /** Runsheet's own store, as the app's role (docs/decisions/025). Unset: an embedded PostgreSQL under RUNSHEET_DATA_DIR. */
   DATABASE_URL: z.string().url().optional(),
+  /** The store as its owner role: runs the migrations and grants the app role what it needs. Required with DATABASE_URL. */
+  DATABASE_OWNER_URL: z.string().url().optional(),
+  /** "1": let the app connect as a superuser or as the tables' owner (a test or a throwaway set-up; the run log is then not protected). */
+  RUNSHEET_ALLOW_SUPERUSER: z.enum(['0', '1']).default('0'),
   /** Where the plans live (default: the checkout's plans/ folder). */
   RUNSHEET_PLANS_DIR: z.string().optional(),
   /** Where embedded mode keeps its PostgreSQL, secrets and keys. */
@@ -24,6 +28,8 @@ const EnvSchema = z.object({
   TRUSTED_PROXY_EMAIL_HEADER: z.string().default('x-forwarded-email'),
   /** The app's own origin, for the Origin check (default: http://localhost:PORT). */
   RUNSHEET_ORIGIN: z.string().url().optional(),
+  /** Where each signed checkpoint is also POSTed (an anchor outside the store; optional, never blocks a run). */
+  RUNSHEET_ANCHOR_URL: z.string().url().optional(),
 });
 
 export type RunsheetEnv = z.infer<typeof EnvSchema> & { dataDir: string; plansDir: string; embedded: boolean };

@@ -6,6 +6,7 @@ import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
 import * as schema from '../../db/schema/index';
+import { STORE_GRANTS } from '../../db/store-grants';
 import { fromRoot } from './paths.server';
 import { ADVISORY_LOCKS } from './advisory-locks';
 
@@ -36,4 +37,35 @@ export async function migrateStore(store: Store, migrationsFolder = MIGRATIONS_F
     await client.query('select pg_advisory_unlock($1)', [ADVISORY_LOCKS.storeMigrations]).catch(() => {});
     client.release();
   }
+}
+
+/** The role a store connection acts as, and whether it could switch the log's protections off. */
+export async function storeRoleOf(pool: pg.Pool): Promise<{ name: string; superuser: boolean; ownsTables: boolean }> {
+  const { rows } = await pool.query<{ name: string; superuser: boolean; owns_tables: boolean }>(
+    `select current_user as name,
+            (select rolsuper from pg_roles where rolname = current_user) as superuser,
+            exists (select 1 from pg_tables where schemaname = 'public' and tableowner = current_user) as owns_tables`,
+  );
+  const row = rows[0]!;
+  return { name: row.name, superuser: row.superuser, ownsTables: row.owns_tables };
+}
+
+/**
+ * Gives the app role exactly db/store-grants.ts on every table (revoking anything more), the
+ * sequences its inserts need, and nothing on the migrations' own schema. Run by the owner after
+ * every migration run, so a new table is never reachable by accident.
+ */
+export async function applyStoreGrants(owner: pg.Pool, appRole: string): Promise<void> {
+  const role = pg.escapeIdentifier(appRole);
+  const { rows } = await owner.query<{ tablename: string }>(`select tablename from pg_tables where schemaname = 'public' order by tablename`);
+  const missing = rows.map((row) => row.tablename).filter((table) => !(table in STORE_GRANTS));
+  if (missing.length > 0) throw new Error(`db/store-grants.ts says nothing about table(s) ${missing.join(', ')}: decide what the app role may do to them`);
+  const statements = [`grant usage on schema public to ${role}`, `revoke create on schema public from ${role}`];
+  for (const { tablename } of rows) {
+    const table = `public.${pg.escapeIdentifier(tablename)}`;
+    statements.push(`revoke all on table ${table} from ${role}`);
+    statements.push(`grant ${STORE_GRANTS[tablename]!.join(', ')} on table ${table} to ${role}`);
+  }
+  statements.push(`grant usage, select on all sequences in schema public to ${role}`);
+  await owner.query(statements.join(';\n'));
 }

@@ -31,6 +31,24 @@ create index if not exists ledger_plan_idx on runsheet.ledger (plan_id, applied_
 
 comment on table runsheet.ledger is
   'Written by Runsheet: one row per apply or rollback of a plan on this database. Append-only.';
+
+-- Anchors of the run log outside Runsheet's store (docs/decisions/020): each ledger row carries the
+-- run's latest signed checkpoint at that moment, and each drive's end writes one more anchor row.
+alter table runsheet.ledger add column if not exists anchor_seq integer;
+alter table runsheet.ledger add column if not exists anchor_head text;
+alter table runsheet.ledger add column if not exists anchor_checkpoints integer;
+
+create table if not exists runsheet.run_anchors (
+  run_id uuid not null,
+  seq integer not null,
+  head text not null,
+  checkpoints integer not null,
+  anchored_at timestamptz not null default clock_timestamp(),
+  primary key (run_id, seq)
+);
+
+comment on table runsheet.run_anchors is
+  'Written by Runsheet: the signed head of a run log when a drive of it ended. Append-only.';
 `;
 
 
@@ -39,7 +57,8 @@ comment on table runsheet.ledger is
  * back) with it; outside one, the statements run as one implicit transaction.
  */
 export async function ensureLedger(client: pg.ClientBase): Promise<void> {
-  const { rows } = await client.query<{ present: boolean }>(`select to_regclass('runsheet.ledger') is not null as present`);
+  // The newest object of the DDL: a ledger made by an older version gets its additions too.
+  const { rows } = await client.query<{ present: boolean }>(`select to_regclass('runsheet.run_anchors') is not null as present`);
   if (rows[0]?.present) return;
   await client.query(`select pg_advisory_xact_lock(${ADVISORY_LOCKS.ledgerDdl});\n${LEDGER_DDL}`);
 }
@@ -275,16 +294,70 @@ export interface LedgerRowToWrite {
   stepsCompleted: unknown;
   appliedBy: string;
   equivalentPlanIds: string[];
+  /** The run's latest signed checkpoint now: the target keeps its head outside Runsheet's store. */
+  anchor?: RunAnchor;
+}
+
+/** A signed head of a run log, kept on the target. */
+export interface RunAnchor {
+  seq: number;
+  head: string;
+  /** How many checkpoints the run had then (the store may hold more later, never fewer). */
+  checkpoints: number;
 }
 
 /** Writes one ledger row on `client`: inside its open transaction, or on its own. */
 export async function writeLedgerRow(client: pg.ClientBase, row: LedgerRowToWrite): Promise<void> {
   await ensureLedger(client);
   await client.query(
-    `insert into runsheet.ledger (run_id, plan_id, checksum, action, outcome, steps_completed, applied_by, equivalent_plan_ids)
-     values ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::text[])`,
-    [row.runId, row.planId, row.checksum, row.action, row.outcome, JSON.stringify(row.stepsCompleted ?? []), row.appliedBy, row.equivalentPlanIds],
+    `insert into runsheet.ledger (run_id, plan_id, checksum, action, outcome, steps_completed, applied_by, equivalent_plan_ids, anchor_seq, anchor_head, anchor_checkpoints)
+     values ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::text[], $9, $10, $11)`,
+    [
+      row.runId,
+      row.planId,
+      row.checksum,
+      row.action,
+      row.outcome,
+      JSON.stringify(row.stepsCompleted ?? []),
+      row.appliedBy,
+      row.equivalentPlanIds,
+      row.anchor?.seq ?? null,
+      row.anchor?.head ?? null,
+      row.anchor?.checkpoints ?? null,
+    ],
   );
+}
+
+/** The anchor of a drive's end (its final checkpoint), outside any migration transaction; idempotent. */
+export async function writeRunAnchor(pool: pg.Pool, runId: string, anchor: RunAnchor): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await ensureLedger(client);
+    await client.query(
+      `insert into runsheet.run_anchors (run_id, seq, head, checkpoints) values ($1, $2, $3, $4) on conflict (run_id, seq) do nothing`,
+      [runId, anchor.seq, anchor.head, anchor.checkpoints],
+    );
+  } finally {
+    client.release();
+  }
+}
+
+/** Every anchor of a run on the target: those its ledger rows carry and those its drives' ends wrote. */
+export async function readRunAnchors(pool: pg.Pool | pg.ClientBase, runId: string): Promise<(RunAnchor & { source: 'ledger' | 'end'; at: string })[]> {
+  const presence = await pool.query<{ ledger: boolean; anchors: boolean }>(
+    `select to_regclass('runsheet.ledger') is not null as ledger, to_regclass('runsheet.run_anchors') is not null as anchors`,
+  );
+  const { ledger, anchors } = presence.rows[0] ?? { ledger: false, anchors: false };
+  if (!ledger || !anchors) return [];
+  const { rows } = await pool.query<{ source: 'ledger' | 'end'; seq: number; head: string; checkpoints: number; at: Date }>(
+    `select 'ledger' as source, anchor_seq as seq, anchor_head as head, anchor_checkpoints as checkpoints, applied_at as at
+       from runsheet.ledger where run_id = $1 and anchor_seq is not null
+     union all
+     select 'end', seq, head, checkpoints, anchored_at from runsheet.run_anchors where run_id = $1
+     order by seq, at`,
+    [runId],
+  );
+  return rows.map((row) => ({ source: row.source, seq: row.seq, head: row.head, checkpoints: row.checkpoints, at: row.at.toISOString() }));
 }
 
 /** writeLedgerRow on a pool connection (when the run's own connection is gone). */

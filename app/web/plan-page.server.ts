@@ -32,10 +32,11 @@ import { previewRollback, type RollbackPreview } from '../engine/rollback-previe
 import { waiveLintFinding } from '../engine/waive-lint.server';
 import { stepKindOf } from '../steps/step-kinds.server';
 import { ACTIVE_RUN_STATES, isActiveState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
-import { type EngineActor, type Gate } from '../engine/engine-deps.server';
+import { type Gate } from '../engine/engine-deps.server';
 import { findRuns, type RunRecord } from '../runs/run-store.server';
 import { DRIVE_EVENTS, eventsOf, type DriveAction } from '../runs/run-events';
 import type { RunState } from '../../db/run-lifecycle';
+import { actorOf } from './actor.server';
 import { refusalOf, type IntentOutcome } from './http-answers.server';
 import { PAGE_SANDBOX_USERS } from './sandbox-reset.server';
 import { isRunsheetError } from '../runtime/errors';
@@ -579,7 +580,7 @@ export async function performChecklistIntent(
   input: { plan: ValidPlan; target: Target; user: SignedInUser; intent: ChecklistIntent },
 ): Promise<IntentOutcome> {
   const { plan, target, user, intent } = input;
-  const actor: EngineActor = { email: user.email, role: user.role };
+  const actor = actorOf(user);
   const scope = { planId: plan.id, target: target.name };
   try {
     const { working, previous } = await workingRunFor(deps, { ...scope, kind: 'execute', checksum: plan.checksum });

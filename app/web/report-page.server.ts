@@ -10,7 +10,9 @@ import type { EngineDeps } from '../engine/engine-deps.server';
 import { buildRunReport, INITIAL_EVENTS_PAGE, REPORT_EVENT_TYPES, type ReportHeader, type RunReport, type SignatureVerdict } from '../runs/run-report';
 import { readStoredRunEvents } from '../runs/run-log.server';
 import { publishedSigningKeys } from '../runs/signing.server';
-import { verifyStoredRunLog } from '../runs/verify-run-log.server';
+import { verifyRunAnchors, verifyStoredRunLog } from '../runs/verify-run-log.server';
+import { readRunAnchors } from '../targets/ledger.server';
+import { withTimeout } from '../runtime/with-timeout';
 
 export interface RunReportData {
   header: ReportHeader;
@@ -64,14 +66,43 @@ function headerOf(run: RunForReport, targetLabel: string, report: RunReport): Re
   };
 }
 
-/** The store's verdict on the run's log against its signed checkpoints, with the event that broke it. */
-export async function readSignatureVerdict(runtime: EngineDeps, run: Pick<RunForReport, 'id' | 'signedAt'>): Promise<SignatureVerdict> {
+/** How long the report waits for the target's anchors before saying they cannot be read now. */
+const ANCHOR_READ_TIMEOUT_MS = 3_000;
+
+/**
+ * The store's verdict on the run's log against its signed checkpoints, with the event that broke
+ * it, and against the heads its target anchored (a log cut back in the store is broken here).
+ */
+export async function readSignatureVerdict(runtime: EngineDeps, run: Pick<RunForReport, 'id' | 'signedAt' | 'target'>): Promise<SignatureVerdict> {
   const keys = await publishedSigningKeys(runtime.store.pool, runtime.signingKeyPem);
-  const verdict = await verifyStoredRunLog(
-    runtime.store.pool,
-    run.id,
-    keys.map((key) => key.publicKeyPem)
-  );
+  const target = runtime.targets.find(run.target);
+  const [verdict, anchors] = await Promise.all([
+    verifyStoredRunLog(
+      runtime.store.pool,
+      run.id,
+      keys.map((key) => key.publicKeyPem)
+    ),
+    verifyRunAnchors(runtime.store.pool, run.id, {
+      name: run.target,
+      readAnchors: () =>
+        target ? withTimeout(readRunAnchors(runtime.targets.pool(run.target), run.id), ANCHOR_READ_TIMEOUT_MS) : Promise.reject(new Error(`target ${run.target} is not configured here`)),
+    }),
+  ]);
+  if (verdict.ok && anchors.status === 'broken') {
+    return {
+      status: 'broken',
+      eventCount: verdict.eventCount,
+      signedSeq: verdict.signedSeq,
+      checkpointCount: verdict.checkpointCount,
+      head: verdict.head || null,
+      signedAt: run.signedAt?.toISOString() ?? null,
+      reason: anchors.reason,
+      firstBadSeq: null,
+      firstBadEvent: null,
+      cached: verdict.cached,
+      anchors,
+    };
+  }
   if (verdict.ok) {
     return {
       status: verdict.signedSeq > 0 || verdict.checkpointCount > 0 ? 'valid' : 'unsigned',
@@ -84,6 +115,7 @@ export async function readSignatureVerdict(runtime: EngineDeps, run: Pick<RunFor
       firstBadSeq: null,
       firstBadEvent: null,
       cached: verdict.cached,
+      anchors,
     };
   }
   const bad = verdict.firstBadSeq ? (await readStoredRunEvents(runtime.store.pool, run.id, { afterSeq: verdict.firstBadSeq - 1, limit: 1 }))[0] : undefined;
@@ -98,6 +130,7 @@ export async function readSignatureVerdict(runtime: EngineDeps, run: Pick<RunFor
     firstBadSeq: verdict.firstBadSeq ?? null,
     firstBadEvent: bad && bad.seq === verdict.firstBadSeq ? { type: bad.type, at: bad.at } : null,
     cached: verdict.cached,
+    anchors,
   };
 }
 

@@ -8,6 +8,7 @@ import { roleCan } from '../accounts/permissions';
 import type { SignedInUser } from '../auth/require.server';
 import type { EngineDeps } from '../engine/engine-deps.server';
 import { cancelRequestedMessage, cancelRun } from '../engine/engine.server';
+import { actorOf } from './actor.server';
 import { thawPlan } from '../engine/frozen-plan.server';
 import { getRun, readRunDetail } from '../engine/runs.server';
 import type { RunEvent } from '../runs/run-events';
@@ -211,7 +212,7 @@ export function resumeSeq(request: Request): number {
 /** The live view's Cancel: asks the engine to stop the run (it records who asked in the run log). */
 export async function cancelFromRunView(deps: RunViewDeps, input: { runId: string; user: SignedInUser }): Promise<IntentOutcome> {
   try {
-    return { kind: 'done', message: cancelRequestedMessage(await cancelRun(deps, { runId: input.runId, actor: { email: input.user.email, role: input.user.role } })) };
+    return { kind: 'done', message: cancelRequestedMessage(await cancelRun(deps, { runId: input.runId, actor: actorOf(input.user) })) };
   } catch (error) {
     return refusalOf(error);
   }

@@ -9,6 +9,7 @@ import { asAttacker, createRunWithEvents, newSigningKeyPem } from '../../app/run
 import { loadSigningKey, publishedSigningKeysPem, signCheckpoint, type DsseEnvelope } from '../../app/runs/signing.server';
 import type { Runtime } from '../../app/boot/runtime.server';
 import { migrateStore, openStore, type Store } from '../../app/runtime/store.server';
+import { createTargetRegistry } from '../../app/targets/target-registry.server';
 import type { CliIo } from '../command';
 import { EXIT } from '../exit-codes';
 import { main } from '../main';
@@ -29,7 +30,7 @@ beforeAll(async () => {
   runId = await createRunWithEvents(store.pool, 5);
   await signCheckpoint(store.pool, runId, signingKeyPem);
   // Only what the log commands use of a runtime.
-  runtime = { store, signingKeyPem } as unknown as Runtime;
+  runtime = { store, signingKeyPem, targets: createTargetRegistry({ addresses: new Map(), config: { targets: {} } }) } as unknown as Runtime;
 });
 
 afterAll(async () => {

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { assertRunId } from '../../app/runs/run-log.server';
 import { exportRunLog, noSignedLogYet, publishedSigningKeys, type RunLogStatement } from '../../app/runs/signing.server';
-import { parseEnvelope, parsePublicKeys, verifyEnvelope, verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
+import { parseEnvelope, parsePublicKeys, verifyEnvelope, verifyRunAnchors, verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
+import { readRunAnchors } from '../../app/targets/ledger.server';
 import { startRuntime, type Runtime } from '../../app/boot/runtime.server';
 import type { CliCommand, CliIo } from '../command';
 import { CliError, EXIT, unavailableError, usageError } from '../exit-codes';
@@ -100,6 +101,17 @@ async function fetchPublishedKeys(base: string): Promise<string> {
   return response.text();
 }
 
+/** The run's checkpoints against the heads its target anchored. */
+async function verifyAnchorsOf(runtime: Runtime, runId: string) {
+  const { rows } = await runtime.store.pool.query<{ target: string }>('select target from runs where id = $1', [runId]);
+  const name = rows[0]?.target ?? '(unknown run)';
+  const target = runtime.targets.find(name);
+  return verifyRunAnchors(runtime.store.pool, runId, {
+    name,
+    readAnchors: () => (target ? readRunAnchors(runtime.targets.pool(name), runId) : Promise.reject(new Error(`target ${name} is not configured here (TARGET_${name.toUpperCase()}_URL)`))),
+  });
+}
+
 /** The keys this installation publishes (what /signing-key.pem serves). */
 async function publishedKeys(runtime: Runtime): Promise<string[]> {
   return (await publishedSigningKeys(runtime.store.pool, runtime.signingKeyPem)).map((key) => key.publicKeyPem);
@@ -156,10 +168,18 @@ const logVerify: CliCommand = {
       if (positionals.length !== 0) throw usageError(`Give a file or --run, not both.\nUsage: npx runsheet ${VERIFY_USAGE}`);
       const runId = runIdArgument(values.run as string, VERIFY_USAGE);
       const given = await keysFromOptions(keyFiles, url);
-      const result = await withRuntime(runtime, io, async (started) => verifyStoredRunLog(started.store.pool, runId, given ?? (await publishedKeys(started))));
+      const { result, anchors } = await withRuntime(runtime, io, async (started) => ({
+        result: await verifyStoredRunLog(started.store.pool, runId, given ?? (await publishedKeys(started))),
+        anchors: await verifyAnchorsOf(started, runId),
+      }));
       if (!result.ok) {
         io.out(`FAILED: the stored log of run ${runId} does not match what was signed: ${result.reason}`);
         if (result.firstBadSeq !== undefined) io.out(`First bad event: seq ${result.firstBadSeq}`);
+        return EXIT.failed;
+      }
+      if (anchors.status === 'broken') {
+        io.out(`FAILED: the stored log of run ${runId} does not hold what its target anchored: ${anchors.reason}`);
+        io.out(`Missing or changed checkpoint: through event ${anchors.seq}`);
         return EXIT.failed;
       }
       const tail = result.eventCount - result.signedSeq;
@@ -172,8 +192,14 @@ const logVerify: CliCommand = {
           `  events:  ${result.eventCount}`,
           `  signed:  through event ${result.signedSeq} (${result.checkpointCount} checkpoint${result.checkpointCount === 1 ? '' : 's'})`,
           ...(tail > 0 ? [`  ${tail} later event${tail === 1 ? ' is' : 's are'} chained but not signed yet`] : []),
+          anchors.status === 'anchored'
+            ? `  anchors: ${anchors.anchors} on target ${anchors.target}, through event ${anchors.throughSeq}, all held by the store`
+            : `  anchors: ${anchors.status === 'none' ? 'none' : anchors.status.toUpperCase()}: ${anchors.reason}`,
         ].join('\n'),
       );
+      // An anchor the target should hold and does not is not a pass; a target that cannot be read now could not be checked.
+      if (anchors.status === 'missing') return EXIT.failed;
+      if (anchors.status === 'unreadable') return EXIT.unavailable;
       return EXIT.ok;
     }
 

@@ -3,6 +3,7 @@
  * permissions again, judges the gates and logs every refusal. `--as` names the account acting:
  * it must exist, be enabled, and its role must allow the action.
  */
+import os from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { recordAudit } from '../../app/audit/audit-log.server';
 import { findAccount } from '../../app/accounts/accounts.server';
@@ -16,7 +17,7 @@ import { waiveLintFinding } from '../../app/engine/waive-lint.server';
 import { previewRollback, type RollbackPreview } from '../../app/engine/rollback-preview.server';
 import { getRun, openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunFor } from '../../app/engine/runs.server';
 import type { RunWait } from '../../app/engine/lock-wait-watch.server';
-import type { RunEvent } from '../../app/runs/run-events';
+import type { RunEvent, Via } from '../../app/runs/run-events';
 import { blockersInWords, lockWaitInWords } from '../../app/runtime/lock-wait-words';
 import { findRuns, type RunRecord } from '../../app/runs/run-store.server';
 import { mayRollBackFrom } from '../../db/run-lifecycle';
@@ -61,7 +62,18 @@ async function actorFor(runtime: Runtime, email: string, action: Permission, sub
   if (!account) throw await refuse(`no account has the e-mail ${email}`);
   if (account.disabled) throw await refuse(`the account ${account.email} is disabled`);
   if (!roleCan(account.role, action)) throw await refuse(`${account.email} (${account.role}) may not ${action}`);
-  return { email: account.email, role: account.role };
+  return { email: account.email, role: account.role, via: cliVia() };
+}
+
+/** How the command line came: the OS user and host that ran it (recorded in every event it causes). */
+export function cliVia(): Extract<Via, { channel: 'cli' }> {
+  let osUser: string;
+  try {
+    osUser = os.userInfo().username;
+  } catch {
+    osUser = process.env.USER ?? 'unknown';
+  }
+  return { channel: 'cli', osUser, host: os.hostname() };
 }
 
 /** The plan's working run on the target (the engine's one rule, as on the plan page), opened when there is none. */

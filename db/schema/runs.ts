@@ -117,10 +117,17 @@ export const runCheckpoints = pgTable(
     envelope: jsonb('envelope').notNull(),
     keyid: text('keyid').notNull(),
     signedAt: timestamp('signed_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    /**
+     * 'full': the Statement carries every event (at drive start, phase ends, completion; what export
+     * returns); 'delta': only the events since the checkpoint before it, linked to its head (after
+     * each human action: ticks, sign-off, notes, waivers, check runs). docs/decisions/020.
+     */
+    kind: text('kind', { enum: ['full', 'delta'] }).notNull().default('full'),
   },
   (table) => [
     primaryKey({ columns: [table.runId, table.seq] }),
     check('run_checkpoints_seq_nonnegative', sql`${table.seq} >= 0`),
+    check('run_checkpoints_kind_known', sql`${table.kind} in ('full', 'delta')`),
     check('run_checkpoints_head_hex', sql`${table.head} ~ '^[0-9a-f]{64}$'`),
   ],
 );

@@ -150,6 +150,8 @@ export function serverEnv(databaseUrl: string, secrets: TestSecrets, port: numbe
     NODE_ENV: 'production',
     PORT: String(port),
     DATABASE_URL: databaseUrl,
+    // One superuser for the whole test store (the two-role set-up has its own test).
+    RUNSHEET_ALLOW_SUPERUSER: '1',
     SESSION_SECRET: secrets.sessionSecret,
     SIGNING_KEY: secrets.signingKeyPem,
     RUNSHEET_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'runsheet-test-')),

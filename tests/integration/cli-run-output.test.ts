@@ -57,6 +57,8 @@ beforeAll(async () => {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
     DATABASE_URL: storeDb.url,
+    // One superuser for the whole test store (the two-role set-up has its own test).
+    RUNSHEET_ALLOW_SUPERUSER: '1',
     SESSION_SECRET: secrets.sessionSecret,
     SIGNING_KEY: secrets.signingKeyPem,
     TARGET_SANDBOX_URL: targetDb.url,

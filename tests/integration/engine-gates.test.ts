@@ -6,6 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -13,7 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import runsheetConfig from '../../runsheet.config';
 import { createAccount } from '../../app/accounts/accounts.server';
 import { executeRun } from '../../app/engine/engine.server';
-import { openWorkingRun, getRun, signOff } from '../../app/engine/runs.server';
+import { openWorkingRun, getRun, runRunChecks, signOff, tickPrerequisite } from '../../app/engine/runs.server';
+import { thawPlan } from '../../app/engine/frozen-plan.server';
+import { createTargetRegistry } from '../../app/targets/target-registry.server';
 import { listAudit } from '../../app/audit/audit-log.server';
 import { readRunEvents } from '../../app/runs/run-log.server';
 import { migrateStore, openStore, type Store } from '../../app/runtime/store.server';
@@ -167,6 +170,8 @@ describe('gates from the command line (plan 008)', () => {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       DATABASE_URL: storeDb.url,
+      // One superuser for the whole test store (the two-role set-up has its own test).
+      RUNSHEET_ALLOW_SUPERUSER: '1',
       SESSION_SECRET: randomBytes(32).toString('hex'),
       SIGNING_KEY: newSigningKeyPem(),
       TARGET_STAGING_URL: stagingDb.url,
@@ -191,66 +196,57 @@ describe('gates from the command line (plan 008)', () => {
     expect((await runsheet('run', PLAN, '--as', 'engineer@example.com')).code).toBe(2);
   });
 
-  it('four-eyes on staging: the executor\'s own sign-off is refused, another person\'s allows', async () => {
+  it('four-eyes needs two authenticated people: the local command line may not sign off, nor execute where a sign-off is required', async () => {
     await prepare('staging');
-    expect((await runsheet('sign-off', PLAN, '--target', 'staging', '--as', 'engineer@example.com')).code).toBe(0);
-    const refused = await runsheet('run', PLAN, '--target', 'staging', '--as', 'engineer@example.com');
-    expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/✗ Signed off by a person other than the executor \(four-eyes\): signed off only by engineer@example.com/);
+    const signOffRefused = await runsheet('sign-off', PLAN, '--target', 'staging', '--as', 'tpm@example.com');
+    expect(signOffRefused.code).toBe(1);
+    expect(signOffRefused.stderr).toMatch(/Refused: the local command line may not sign-off \(a sign-off is the second person of four-eyes, and --as is not authentication\): use the dashboard, or an API token/);
+    const executeRefused = await runsheet('run', PLAN, '--target', 'staging', '--as', 'engineer@example.com');
+    expect(executeRefused.code).toBe(1);
+    expect(executeRefused.stderr).toMatch(/the local command line may not execute \(target staging requires a sign-off by another person/);
 
-    expect((await runsheet('sign-off', PLAN, '--target', 'staging', '--as', 'tpm@example.com')).code).toBe(0);
-    const applied = await runsheet('run', PLAN, '--target', 'staging', '--as', 'engineer@example.com');
-    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
-    expect(applied.stdout).toMatch(/▶ apply/);
-    expect(applied.stdout).toMatch(/ended applied/);
-    expect(applied.stdout).toMatch(/verification: passed/);
+    // Every event the command line caused says so, with the OS user and host that ran it.
+    const [runOnStaging] = await findRuns(store.pool, { planId: PLAN, target: 'staging' });
+    const events = await readRunEvents(store.pool, runOnStaging!.id);
+    const ticks = events.filter((event) => event.type === 'prerequisite.ticked');
+    expect(ticks.length).toBeGreaterThan(0);
+    for (const tick of ticks) expect(tick.payload.via).toEqual({ channel: 'cli', osUser: os.userInfo().username, host: os.hostname() });
+    expect(events.filter((event) => event.type === 'action.refused').map((event) => event.payload.action)).toEqual(['sign-off', 'execute']);
+    const audit = await listAudit(store.db, { about: 'tpm@example.com' });
+    expect(audit[0]).toMatchObject({ action: 'sign-off', outcome: 'refused' });
   });
 
-  it('staging before production, and --confirm: refuses, then allows', async () => {
-    await prepare('production');
-    expect((await runsheet('sign-off', PLAN, '--target', 'production', '--as', 'tpm@example.com')).code).toBe(0);
-    const unconfirmed = await runsheet('run', PLAN, '--target', 'production', '--as', 'engineer@example.com');
+  it('a rollback from the command line shows what it runs and removes, and asks --confirm NAME where execute does (reproduction 9)', async () => {
+    // Applied through the dashboard's path (two people, signed in): staging, then production.
+    const deps = {
+      store,
+      plansDir: path.join(ROOT, 'plans'),
+      signingKeyPem: env.SIGNING_KEY!,
+      targets: createTargetRegistry({ addresses: new Map([['staging', { url: stagingDb.url }], ['production', { url: productionDb.url }]]), config: runsheetConfig }),
+    };
+    const web = (email: string, role: 'tpm' | 'engineer') => ({ email, role, via: { channel: 'web' as const, auth: 'session' as const } });
+    try {
+      for (const target of ['staging', 'production']) {
+        const { run } = await openWorkingRun(deps, { planId: PLAN, target, kind: 'execute', actor: web('tpm@example.com', 'tpm'), newAttempt: true });
+        const { plan } = thawPlan(run.frozenPlan);
+        for (const item of plan.prerequisites.filter((candidate) => candidate.required)) {
+          await tickPrerequisite(deps, { runId: run.id, itemId: item.id, ticked: true, actor: web('tpm@example.com', 'tpm') });
+        }
+        await runRunChecks(deps, { runId: run.id, phase: 'pre', actor: web('tpm@example.com', 'tpm') });
+        await signOff(deps, { runId: run.id, actor: web('tpm@example.com', 'tpm') });
+        const applied = await executeRun(deps, { runId: run.id, actor: web('engineer@example.com', 'engineer'), typedTargetName: target });
+        expect(applied.state).toBe('applied');
+      }
+    } finally {
+      await deps.targets.close();
+    }
+    const unconfirmed = await runsheet('rollback', PLAN, '--target', 'production', '--as', 'engineer@example.com');
     expect(unconfirmed.code).toBe(1);
-    expect(unconfirmed.stderr).toMatch(/✗ The executor typed the target's name \(production\)/);
-    expect(unconfirmed.stderr).not.toMatch(/✗ The same checksum applied and verified on staging/);
-
-    const applied = await runsheet('run', PLAN, '--target', 'production', '--as', 'engineer@example.com', '--confirm', 'production');
-    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
-    const listed = await runsheet('runs', '--plan', PLAN);
-    expect(listed.stdout.match(/ applied /g)).toHaveLength(2);
-    const production = new pg.Pool({ connectionString: productionDb.url, max: 1 });
-    try {
-      expect(await ledgerRows(production)).toHaveLength(1);
-    } finally {
-      await production.end();
-    }
-  });
-
-  it('refuses production before staging from the command line', async () => {
-    const fresh = await createTestDatabase('cli_staging_fresh');
-    const client = new pg.Client({ connectionString: fresh.url });
-    await client.connect();
-    await generateSandbox(client, { users: 100, seed: 3 });
-    await client.end();
-    const saved = env.TARGET_STAGING_URL;
-    env.TARGET_STAGING_URL = fresh.url;
-    try {
-      // A new production run (after the rollback of the applied one) whose staging has not applied it.
-      // Reproduction 9: the rollback shows what it runs and removes, and asks for the target's name as execute does.
-      const unconfirmed = await runsheet('rollback', PLAN, '--target', 'production', '--as', 'engineer@example.com');
-      expect(unconfirmed.code).toBe(1);
-      expect(unconfirmed.stdout).toMatch(/The rollback of run .* on production runs:/);
-      expect(unconfirmed.stdout).toContain('and removes: column platform.users.active_org_id');
-      expect(unconfirmed.stderr).toMatch(/typed the target's name \(production\)/);
-      expect((await runsheet('rollback', PLAN, '--target', 'production', '--as', 'engineer@example.com', '--confirm', 'production')).code).toBe(0);
-      await prepare('production');
-      expect((await runsheet('sign-off', PLAN, '--target', 'production', '--as', 'tpm@example.com')).code).toBe(0);
-      const refused = await runsheet('run', PLAN, '--target', 'production', '--as', 'engineer@example.com', '--confirm', 'production');
-      expect(refused.code).toBe(1);
-      expect(refused.stderr).toMatch(/✗ The same checksum applied and verified on staging first: the ledger of staging does not record/);
-    } finally {
-      env.TARGET_STAGING_URL = saved;
-      await fresh.drop();
-    }
+    expect(unconfirmed.stdout).toMatch(/The rollback of run .* on production runs:/);
+    expect(unconfirmed.stdout).toContain('and removes: column platform.users.active_org_id');
+    expect(unconfirmed.stderr).toMatch(/typed the target's name \(production\)/);
+    const confirmed = await runsheet('rollback', PLAN, '--target', 'production', '--as', 'engineer@example.com', '--confirm', 'production');
+    expect(confirmed.code, confirmed.stdout + confirmed.stderr).toBe(0);
+    expect(confirmed.stdout).toMatch(/ended rolled_back/);
   });
 });

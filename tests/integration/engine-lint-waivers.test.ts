@@ -131,6 +131,8 @@ describe('runsheet waive', () => {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       DATABASE_URL: storeDb.url,
+      // One superuser for the whole test store (the two-role set-up has its own test).
+      RUNSHEET_ALLOW_SUPERUSER: '1',
       SESSION_SECRET: randomBytes(32).toString('hex'),
       SIGNING_KEY: newSigningKeyPem(),
       RUNSHEET_PLANS_DIR: PLANS,

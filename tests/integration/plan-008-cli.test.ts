@@ -53,6 +53,8 @@ beforeAll(async () => {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
     DATABASE_URL: storeDb.url,
+    // One superuser for the whole test store (the two-role set-up has its own test).
+    RUNSHEET_ALLOW_SUPERUSER: '1',
     SESSION_SECRET: randomBytes(32).toString('hex'),
     SIGNING_KEY: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
     TARGET_SANDBOX_URL: sandboxDb.url,

@@ -118,7 +118,7 @@ describe('reproduction 8: what the engine would refuse does not load, so nothing
 
   it('the transactional rollback step with DROP INDEX CONCURRENTLY is refused too, with its line', async () => {
     const refusal = await openWorkingRun(harness.deps, { planId: 'r8-cic-transactional', target: 'sandbox', kind: 'execute', actor: TPM }).catch((error: Error) => error);
-    expect((refusal as Error).message).toMatch(/r8-cic-transactional\/rollback\.sql rollback\.steps\[0\]\.file: DROP INDEX CONCURRENTLY on line 1 cannot run inside a transaction block/);
+    expect((refusal as Error).message).toMatch(/r8-cic-transactional\/rollback\.sql:1 rollback\.steps\[0\]\.file: DROP INDEX CONCURRENTLY on line 1 cannot run inside a transaction block/);
   });
 
   it('nothing reached the target', async () => {

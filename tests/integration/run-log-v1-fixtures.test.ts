@@ -39,7 +39,7 @@ function renderedReport(name: string) {
     finishedAt: run.finished_at,
     durationMs: null,
   };
-  const signature = { status: 'valid' as const, eventCount: events.length, signedSeq: events.length, checkpointCount: 1, head: verification.head, signedAt: null, reason: null, firstBadSeq: null, firstBadEvent: null, cached: false };
+  const signature = { status: 'valid' as const, eventCount: events.length, signedSeq: events.length, checkpointCount: 1, head: verification.head, signedAt: null, reason: null, firstBadSeq: null, firstBadEvent: null, cached: false, anchors: { status: 'none' as const, target: run.target, reason: 'an exported file: anchors are on its target' } };
   return { verification, report, markdown: runReportMarkdown(header, report, signature) };
 }
 

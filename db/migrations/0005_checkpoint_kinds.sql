@@ -1,0 +1,2 @@
+ALTER TABLE "run_checkpoints" ADD COLUMN "kind" text DEFAULT 'full' NOT NULL;--> statement-breakpoint
+ALTER TABLE "run_checkpoints" ADD CONSTRAINT "run_checkpoints_kind_known" CHECK ("run_checkpoints"."kind" in ('full', 'delta'));
