@@ -306,7 +306,7 @@ function envelopeInOrder(envelope: DsseEnvelope): DsseEnvelope {
 
 /** What a front end says when a run has nothing signed in full yet. */
 export const noSignedLogYet = (runId: string) =>
-  `Run ${runId} has no full signed log yet (the whole log is signed when a drive starts, at each phase end and at completion; preparation is signed in small checkpoints that the store check verifies).`;
+  `Run ${runId} has no signed log yet to export: the whole log is signed when a drive starts, at each phase end and at completion (its preparation is signed in small checkpoints, which npx runsheet log verify --run checks).`;
 
 /** The latest stored full signed envelope of a run (every event); undefined before its first. Never signs. */
 export async function exportRunLog(executor: StoreExecutor, runId: string): Promise<DsseEnvelope | undefined> {
