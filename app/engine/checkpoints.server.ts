@@ -4,6 +4,9 @@
  * signed checkpoint is also POSTed to RUNSHEET_ANCHOR_URL when set (never waited for).
  */
 import { postCheckpointAnchor } from '../runs/anchor-webhook.server';
+import { readRunEventsOfTypes } from '../runs/run-log.server';
+import { buildRunReport, REPORT_EVENT_TYPES } from '../runs/run-report';
+import { findRun, writeReportSummary } from '../runs/run-store.server';
 import { signCheckpoint, type CheckpointKind, type RunCheckpoint } from '../runs/signing.server';
 import { RunsheetError } from '../runtime/errors';
 import { writeRunAnchor } from '../targets/ledger.server';
@@ -12,7 +15,23 @@ import type { EngineDeps } from './engine-deps.server';
 export async function checkpointRun(deps: Pick<EngineDeps, 'store' | 'signingKeyPem' | 'anchorWebhookUrl'>, runId: string, kind: CheckpointKind): Promise<RunCheckpoint> {
   const checkpoint = await signCheckpoint(deps.store.pool, runId, deps.signingKeyPem, kind);
   if (deps.anchorWebhookUrl) void postCheckpointAnchor(deps.anchorWebhookUrl, checkpoint);
+  // The report's summary follows the signed log: computed once here, not on every page view.
+  await summarizeRunReport(deps, runId, checkpoint).catch((error: Error) => console.error(`[runsheet] the report summary of run ${runId} was not stored: ${error.message}`));
   return checkpoint;
+}
+
+/** The report summary of the run's events through the checkpoint, stored with its head. */
+export async function summarizeRunReport(deps: Pick<EngineDeps, 'store'>, runId: string, through: Pick<RunCheckpoint, 'seq' | 'head'>): Promise<void> {
+  const [events, run] = await Promise.all([
+    readRunEventsOfTypes(deps.store.db, { runId, types: REPORT_EVENT_TYPES }),
+    findRun(deps.store.pool, runId),
+  ]);
+  if (!run) return;
+  const summary = buildRunReport(
+    events.filter((event) => event.seq <= through.seq),
+    run.outcome,
+  );
+  await writeReportSummary(deps.store.db, { runId, throughSeq: through.seq, head: through.head, summary });
 }
 
 /**

@@ -7,7 +7,7 @@ import { ACTIVE_RUN_STATES, type RunKind } from '../../db/run-lifecycle';
 import { latestRunPhaseResults } from '../checks/run-checks.server';
 import { loadPlan } from '../plans/load-plans.server';
 import type { Plan } from '../plans/plan-schema';
-import { eventsOf, type RunEvent } from '../runs/run-events';
+import { eventsOf, type RunEvent, type RunEventType } from '../runs/run-events';
 import { readRunEvents } from '../runs/run-log.server';
 import { findRuns, type RunRecord } from '../runs/run-store.server';
 import { readPlanLedgerState } from '../targets/ledger.server';
@@ -27,6 +27,17 @@ export interface PrerequisiteTick {
 }
 
 /** Ticks are replayed from the run log: the newest tick or untick of each item wins. */
+/** The events a run's preparation is read from (ticks, criteria, sign-offs, waivers, notes): what the gates and the plan page need, not a backfill's thousands of statements. */
+export const PREPARATION_EVENT_TYPES = [
+  'prerequisite.ticked',
+  'prerequisite.unticked',
+  'criterion.ticked',
+  'criterion.unticked',
+  'signoff',
+  'lint.waived',
+  'note.added',
+] as const satisfies readonly RunEventType[];
+
 export function ticksFromEvents(events: readonly RunEvent[]): Map<string, PrerequisiteTick> {
   const ticks = new Map<string, PrerequisiteTick>();
   for (const event of eventsOf(events, 'prerequisite.ticked', 'prerequisite.unticked')) {
@@ -60,7 +71,7 @@ export interface GateOptions {
 type PrecheckRow = Awaited<ReturnType<typeof latestRunPhaseResults>>[number];
 
 export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: GateOptions = {}): Promise<Gate[]> {
-  const events = options.events ?? (await readRunEvents(deps.store.pool, run.id));
+  const events = options.events ?? (await readRunEvents(deps.store.pool, run.id, { types: PREPARATION_EVENT_TYPES }));
   const { plan } = thawPlan(run.frozenPlan);
   const current = await loadPlan(deps.plansDir, run.planId).catch((error: Error) => error);
   const gates: Gate[] = [];

@@ -13,14 +13,14 @@ import { checkTargetOf, readRunCheckResults, recordCheckResults, runChecks, type
 import { checksOfPhase, type CheckPhase, type Plan } from '../plans/plan-schema';
 import type { PayloadOf, RunEvent } from '../runs/run-events';
 import { appendRunEvent, assertRunId, inStoreTransaction, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
-import { findRun, findRuns, insertDraftRun, isUniqueViolation, transitionRun, type RunRecord } from '../runs/run-store.server';
+import { findRun, findRunSummaries, insertDraftRun, isUniqueViolation, transitionRun, type RunRecord, type RunSummaryRecord } from '../runs/run-store.server';
 import { gateRefusal, RunsheetError } from '../runtime/errors';
 import type { CheckResultRow } from '../../db/schema/index';
 import { isActiveState, isPreparingState, pickWorkingRun, PREPARING_STATES, type RunKind, type RunState, type WorkingRunChoice } from '../../db/run-lifecycle';
 import { checkpointRun } from './checkpoints.server';
 import { whoOf, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
 import { freezePlan, thawPlan, type ThawedPlan } from './frozen-plan.server';
-import { evaluateGates, openGates, planGates, signoffsFromEvents, ticksFromEvents, criteriaTicksFromEvents, type PrerequisiteTick } from './gates.server';
+import { PREPARATION_EVENT_TYPES, evaluateGates, openGates, planGates, signoffsFromEvents, ticksFromEvents, criteriaTicksFromEvents, type PrerequisiteTick } from './gates.server';
 
 /**
  * Refuses an actor whose role does not allow `action` (defence in depth: the web app and the
@@ -72,12 +72,16 @@ const WORKING_RUN_LOOKBACK = 20;
  * pickWorkingRun): the plan page and the command line both ask this. Reads only.
  */
 export async function workingRunFor(deps: Pick<EngineDeps, 'store'>, input: { planId: string; target: string; kind: RunKind; checksum: string }): Promise<WorkingRunChoice<RunRecord>> {
-  const runs = await findRuns(deps.store.pool, { planId: input.planId, target: input.target, kind: input.kind, limit: WORKING_RUN_LOOKBACK });
-  return pickWorkingRun(
+  // The rule reads summaries; only the (at most three) runs it picks are read whole.
+  const runs = await findRunSummaries(deps.store.pool, { planId: input.planId, target: input.target, kind: input.kind, limit: WORKING_RUN_LOOKBACK });
+  const choice = pickWorkingRun(
     runs.map((run) => ({ ...run, changedTarget: changedTarget(run) })),
     input.kind,
     input.checksum,
   );
+  const whole = async (run: RunSummaryRecord | undefined) => (run ? findRun(deps.store.pool, run.id) : undefined);
+  const [working, previous, stale] = await Promise.all([whole(choice.working), whole(choice.previous), whole(choice.stale)]);
+  return { ...(working ? { working } : {}), ...(previous ? { previous } : {}), ...(stale ? { stale } : {}) };
 }
 
 /**
@@ -379,9 +383,13 @@ export interface RunDetail {
 }
 
 /** Everything the run page shows. Reads only. */
-export async function readRunDetail(deps: EngineDeps, runId: string, options: { gates?: boolean; executor?: string } = {}): Promise<RunDetail> {
+export async function readRunDetail(deps: EngineDeps, runId: string, options: { gates?: boolean; executor?: string; preparationOnly?: boolean } = {}): Promise<RunDetail> {
   const run = await getRun(deps, runId);
-  const [events, checkResults] = await Promise.all([readRunEvents(deps.store.pool, run.id), readRunCheckResults(deps.store.db, run.id)]);
+  // A page about preparation (ticks, sign-offs, waivers, notes) needs only those events, not a backfill's thousands.
+  const [events, checkResults] = await Promise.all([
+    readRunEvents(deps.store.pool, run.id, options.preparationOnly ? { types: PREPARATION_EVENT_TYPES } : {}),
+    readRunCheckResults(deps.store.db, run.id),
+  ]);
   const gates = options.gates && isPreparingState(run.state) ? await evaluateGates(deps, run, { events, executor: options.executor }) : undefined;
   return {
     run,

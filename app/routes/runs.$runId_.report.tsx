@@ -28,7 +28,7 @@ export async function loader({ request, params, context }: LoaderFunctionArgs) {
 const ReportQuerySchema = z.object({ after: z.coerce.number().int().min(0).catch(0) });
 
 export default function RunReportPage() {
-  const { user, header, report, summaryTruncated, signature, lastSeq, signedThroughSeq, firstEvents } = useLoaderData<typeof loader>();
+  const { user, header, report, summaryTruncated, summarySource, signature, lastSeq, signedThroughSeq, firstEvents } = useLoaderData<typeof loader>();
   const rehearsal = header.kind === 'rehearsal';
   const base = `/runs/${header.runId}`;
   const eventHref = (seq: number) => `${base}/report?after=${Math.max(0, seq - 1)}#events`;
@@ -117,6 +117,11 @@ export default function RunReportPage() {
             <div className="mt-1">
               <SignatureBadge signature={signature} eventHref={eventHref} />
             </div>
+            <p className="mt-1 text-xs text-ink-muted" data-summary-source={summarySource.stored ? 'stored' : 'computed'}>
+              {summarySource.stored
+                ? `This report summarises events 1–${summarySource.throughSeq}, as they were when signed.`
+                : 'This report summarises the events as stored now (the run has moved past its last checkpoint).'}
+            </p>
           </div>
         </section>
 

@@ -5,11 +5,11 @@
  * (db/run-lifecycle.ts) and writes the run's events in the same transaction, so the signed log
  * always explains the row it signs. Filters are typed, never SQL passed in by a caller.
  */
-import { and, asc, count, desc, eq, inArray, isNull, lt, ne, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, getTableColumns, inArray, isNull, lt, ne, or, sql, type SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import type pg from 'pg';
 import * as schema from '../../db/schema/index';
-import { runCheckpoints, runEvents, runs, type FrozenPlan, type RunKind, type RunOutcome, type RunRow, type RunState } from '../../db/schema/index';
+import { runCheckpoints, runEvents, runReportSummaries, runs, type FrozenPlan, type RunKind, type RunOutcome, type RunRow, type RunState } from '../../db/schema/index';
 import { ACTIVE_RUN_STATES, isAllowedTransition, RUN_KINDS, RUN_STATES } from '../../db/run-lifecycle';
 import type { StoreDb } from '../runtime/store.server';
 import { appendRunEvent, assertRunId, inStoreTransaction, jsonPayload, parseRunId, pgExecutor, type LoggedRunEvent, type StoreExecutor } from './run-log.server';
@@ -68,6 +68,21 @@ function whereOf(filter: RunFilter): SQL | undefined {
 export async function findRuns(executor: StoreExecutor, filter: RunFilter = {}): Promise<RunRecord[]> {
   return dbOf(executor)
     .select()
+    .from(runs)
+    .where(whereOf(filter))
+    .orderBy(desc(runs.createdAt), asc(runs.id))
+    .limit(filter.limit ?? 100);
+}
+
+/** A run without its frozen plan (every file of the plan): what lists and the working-run rule read. */
+export type RunSummaryRecord = Omit<RunRecord, 'frozenPlan'>;
+
+const { frozenPlan: _frozenPlan, ...SUMMARY_COLUMNS } = getTableColumns(runs);
+
+/** findRuns without the frozen plans: a list of twenty runs reads kilobytes, not megabytes. */
+export async function findRunSummaries(executor: StoreExecutor, filter: RunFilter = {}): Promise<RunSummaryRecord[]> {
+  return dbOf(executor)
+    .select(SUMMARY_COLUMNS)
     .from(runs)
     .where(whereOf(filter))
     .orderBy(desc(runs.createdAt), asc(runs.id))
@@ -346,10 +361,11 @@ export async function readRunForReport(db: StoreDb, input: { runId: string }): P
     .from(runs)
     .where(eq(runs.id, id));
   if (!row) return undefined;
+  // What can be downloaded is the latest full checkpoint (a delta carries only its own events).
   const [checkpoint] = await db
     .select({ seq: runCheckpoints.seq, signedAt: runCheckpoints.signedAt })
     .from(runCheckpoints)
-    .where(eq(runCheckpoints.runId, id))
+    .where(and(eq(runCheckpoints.runId, id), eq(runCheckpoints.kind, 'full')))
     .orderBy(desc(runCheckpoints.seq))
     .limit(1);
   return {
@@ -379,4 +395,22 @@ export async function latestRunActivity(db: StoreDb, input: { target: string; pl
     .from(runs)
     .where(and(eq(runs.target, input.target), inArray(runs.planId, input.planIds)));
   return row?.at ? new Date(row.at) : null;
+}
+
+/** The stored report summary of a run and the last event it covers; undefined before its first checkpoint. */
+export async function readReportSummary(db: StoreDb, runId: string): Promise<{ throughSeq: number; head: string; summary: unknown } | undefined> {
+  const [row] = await db
+    .select({ throughSeq: runReportSummaries.throughSeq, head: runReportSummaries.head, summary: runReportSummaries.summary })
+    .from(runReportSummaries)
+    .where(eq(runReportSummaries.runId, assertRunId(runId)));
+  return row;
+}
+
+/** Replaces the run's stored report summary (derived from its events through `throughSeq`). */
+export async function writeReportSummary(db: StoreDb, input: { runId: string; throughSeq: number; head: string; summary: unknown }): Promise<void> {
+  const values = { runId: assertRunId(input.runId), throughSeq: input.throughSeq, head: input.head, summary: input.summary, computedAt: new Date() };
+  await db
+    .insert(runReportSummaries)
+    .values(values)
+    .onConflictDoUpdate({ target: runReportSummaries.runId, set: { throughSeq: values.throughSeq, head: values.head, summary: values.summary, computedAt: values.computedAt }, where: sql`${runReportSummaries.throughSeq} <= ${values.throughSeq}` });
 }

@@ -33,7 +33,7 @@ import { waiveLintFinding } from '../engine/waive-lint.server';
 import { stepKindOf } from '../steps/step-kinds.server';
 import { ACTIVE_RUN_STATES, isActiveState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
 import { type Gate } from '../engine/engine-deps.server';
-import { findRuns, type RunRecord } from '../runs/run-store.server';
+import { findRunSummaries, type RunRecord, type RunSummaryRecord } from '../runs/run-store.server';
 import { DRIVE_EVENTS, eventsOf, type DriveAction } from '../runs/run-events';
 import type { RunState } from '../../db/run-lifecycle';
 import { actorOf } from './actor.server';
@@ -197,15 +197,15 @@ export function resolveChecklistTarget(deps: Pick<ChecklistDeps, 'targets'>, tar
 export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPlan; target: Target; targets: Target[]; user: SignedInUser }): Promise<ChecklistView> {
   const { plan: loaded, target, user } = input;
   const plan = loaded.plan;
-  const runs = await findRuns(deps.store.pool, { planId: loaded.id, target: target.name, limit: 20 });
+  const runs = await findRunSummaries(deps.store.pool, { planId: loaded.id, target: target.name, limit: 20 });
   const { working, previous, stale: staleDraft } = await workingRunFor(deps, { planId: loaded.id, target: target.name, kind: 'execute', checksum: loaded.checksum });
   const rehearsal = runs.find((run) => run.kind === 'rehearsal') ?? null;
   const mayExecute = roleCan(user.role, 'execute');
 
   const [detail, onTarget, otherActive, rollback] = await Promise.all([
-    working ? readRunDetail(deps, working.id, { gates: true, executor: mayExecute ? user.email : undefined }) : Promise.resolve(undefined),
+    working ? readRunDetail(deps, working.id, { gates: true, executor: mayExecute ? user.email : undefined, preparationOnly: true }) : Promise.resolve(undefined),
     readPlanOnTarget(deps, loaded, target),
-    findRuns(deps.store.pool, { target: target.name, states: ACTIVE_RUN_STATES, limit: 5 }).then((active) => active.find((run) => run.planId !== loaded.id)),
+    findRunSummaries(deps.store.pool, { target: target.name, states: ACTIVE_RUN_STATES, limit: 5 }).then((active) => active.find((run) => run.planId !== loaded.id)),
     working && mayRollBackFrom(working.state) ? previewRollback(deps, working) : Promise.resolve(null),
   ]);
 
@@ -245,7 +245,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   const gates = detail?.gates ? detail.gates.map((gate) => ({ ...gate, waitsOn: waitsOn(gate, target) })) : null;
   const runSummary = working ? summarize(detail?.run ?? working) : null;
   const logRun = working ?? previous;
-  const logDetail = working ? detail : previous ? await readRunDetail(deps, previous.id) : undefined;
+  const logDetail = working ? detail : previous ? await readRunDetail(deps, previous.id, { preparationOnly: true }) : undefined;
   const logEvents = logDetail?.events ?? [];
 
   const criteria = successCriteria(plan, allResults, loaded.checksum, logDetail?.criteriaTicks ?? {});
@@ -348,7 +348,7 @@ function newAttemptOffer(working: RunRecord | undefined, previous: RunRecord | u
   return null;
 }
 
-function summarize(run: RunRecord): RunSummary {
+function summarize(run: RunSummaryRecord): RunSummary {
   const outcome = run.outcome;
   const failure = outcome?.rollback?.failure ?? outcome?.failure;
   return {
@@ -665,7 +665,7 @@ export async function performChecklistIntent(
         return { kind: 'done', message: opened ? `Run ${run.id.slice(0, 8)} opened: a new attempt${after ? ` after run ${after.id.slice(0, 8)} (${after.state})` : ''}.` : `Run ${run.id.slice(0, 8)} is already being prepared: work on it.` };
       }
       case 'cancel': {
-        const [run] = (await findRuns(deps.store.pool, { ...scope, limit: 20 })).filter((candidate) => candidate.id === intent.runId);
+        const [run] = (await findRunSummaries(deps.store.pool, { ...scope, limit: 20 })).filter((candidate) => candidate.id === intent.runId);
         if (!run) return { kind: 'refused', status: 404, error: 'No such run of this plan on this target.' };
         return { kind: 'done', message: cancelRequestedMessage(await cancelRun(deps, { runId: run.id, actor })) };
       }

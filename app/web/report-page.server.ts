@@ -4,7 +4,7 @@
  * verifyStoredRunLog, so a view does not re-hash an unchanged log) and the first page of events.
  */
 import { parse as parseYaml } from 'yaml';
-import { readRunForReport, type RunForReport } from '../runs/run-store.server';
+import { readReportSummary, readRunForReport, type RunForReport } from '../runs/run-store.server';
 import { readRunEventsOfTypes, readRunEventsPage, REPORT_EVENTS_LIMIT, type RunEventsPage } from '../runs/run-log.server';
 import type { EngineDeps } from '../engine/engine-deps.server';
 import { buildRunReport, INITIAL_EVENTS_PAGE, REPORT_EVENT_TYPES, type ReportHeader, type RunReport, type SignatureVerdict } from '../runs/run-report';
@@ -17,6 +17,8 @@ import { withTimeout } from '../runtime/with-timeout';
 export interface RunReportData {
   header: ReportHeader;
   report: RunReport;
+  /** Where the summary came from: stored at the checkpoint through `throughSeq` (signed), or computed now from the events. */
+  summarySource: { stored: true; throughSeq: number } | { stored: false };
   /** Whether the summarised events hit REPORT_EVENTS_LIMIT (the event list still has them all). */
   summaryTruncated: boolean;
   signature: SignatureVerdict;
@@ -139,15 +141,19 @@ export async function readRunReport(runtime: EngineDeps, input: { runId: string;
   const db = runtime.store.db;
   const run = await readRunForReport(db, { runId: input.runId });
   if (!run) return undefined;
-  const [events, signature, firstEvents] = await Promise.all([
-    readRunEventsOfTypes(db, { runId: run.id, types: REPORT_EVENT_TYPES }),
+  const [stored, signature, firstEvents] = await Promise.all([
+    readReportSummary(db, run.id),
     readSignatureVerdict(runtime, run),
     readRunEventsPage(db, { runId: run.id, afterSeq: Math.min(input.afterSeq ?? 0, Math.max(0, run.lastSeq - 1)), limit: INITIAL_EVENTS_PAGE }),
   ]);
-  const report = buildRunReport(events, run.outcome);
+  // The summary stored at the latest checkpoint, while the log has not moved past it (a drive between checkpoints is summarised now).
+  const fresh = stored && stored.throughSeq === run.lastSeq ? (stored.summary as RunReport) : undefined;
+  const events = fresh ? [] : await readRunEventsOfTypes(db, { runId: run.id, types: REPORT_EVENT_TYPES });
+  const report = fresh ?? buildRunReport(events, run.outcome);
   return {
     header: headerOf(run, runtime.targets.find(run.target)?.label ?? run.target, report),
     report,
+    summarySource: fresh ? { stored: true, throughSeq: stored!.throughSeq } : { stored: false },
     summaryTruncated: events.length >= REPORT_EVENTS_LIMIT,
     signature: { ...signature, eventCount: signature.eventCount || run.eventCount },
     lastSeq: run.lastSeq,

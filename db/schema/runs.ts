@@ -164,3 +164,19 @@ export type NewRunRow = typeof runs.$inferInsert;
 export type RunEventRow = typeof runEvents.$inferSelect;
 export type RunCheckpointRow = typeof runCheckpoints.$inferSelect;
 export type SigningKeyRow = typeof signingKeys.$inferSelect;
+
+/**
+ * The post-run report's summary (app/runs/run-report.ts buildRunReport), computed from the signed
+ * events once per checkpoint instead of per page view, with the last event and chain head it
+ * covers: the page uses it while the log has not moved past it, and a test recomputes it from the
+ * events. Derived data: replaced at every checkpoint.
+ */
+export const runReportSummaries = pgTable('run_report_summaries', {
+  runId: uuid('run_id')
+    .primaryKey()
+    .references(() => runs.id),
+  throughSeq: integer('through_seq').notNull(),
+  head: text('head').notNull(),
+  summary: jsonb('summary').notNull(),
+  computedAt: timestamp('computed_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});
