@@ -96,19 +96,33 @@ export function returnPath(request: Request): string {
   return `${url.pathname}${search ? `?${search}` : ''}`;
 }
 
+const REDIRECT_BASE = 'http://runsheet.invalid';
+
+/** A path's normal form as a browser resolves it on this site, or undefined when it leaves the site. */
+function normalisedPath(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value, REDIRECT_BASE);
+  } catch {
+    return undefined;
+  }
+  return url.origin === REDIRECT_BASE ? `${url.pathname}${url.search}${url.hash}` : undefined;
+}
+
 /**
- * A safe redirect target from user input: a path on this site, never another host
- * ("//evil.example", "/\\evil.example", "https://…" all fall back).
+ * A safe redirect target from user input: a path on this site, never another host. The input is
+ * normalised first (dot segments, "%2e%2e" among them, resolved as a browser resolves them) and the
+ * result is what is checked: "/..//evil.example" normalises to "//evil.example", which a browser
+ * reads as another host. Control characters (browsers drop tabs and newlines) and backslashes
+ * (browsers read "\" as "/") are refused outright. Anything else falls back.
  */
 export function safeRedirectPath(value: unknown, fallback = '/'): string {
-  if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return fallback;
-  if (/[\u0000-\u001f]/.test(value)) return fallback;
-  try {
-    const url = new URL(value, 'http://runsheet.invalid');
-    return url.origin === 'http://runsheet.invalid' ? `${url.pathname}${url.search}${url.hash}` : fallback;
-  } catch {
-    return fallback;
-  }
+  if (typeof value !== 'string' || !value.startsWith('/')) return fallback;
+  if (/[\u0000-\u001f\u007f\\]/.test(value)) return fallback;
+  const normalised = normalisedPath(value);
+  if (normalised === undefined || !normalised.startsWith('/') || normalised.startsWith('//') || normalised.includes('\\')) return fallback;
+  // Its own normal form, so that nothing downstream can normalise it into another host.
+  return normalisedPath(normalised) === normalised ? normalised : fallback;
 }
 
 function wantsJson(request: Request): boolean {
