@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createAccount, listAccounts, setAccountDisabled, setAccountRole, type Actor } from '../../app/accounts/accounts.server';
+import { createAccount, listAccounts, setAccountDisabled, setAccountRole, unlockSignIn, type Actor } from '../../app/accounts/accounts.server';
 import { generatePassword } from '../../app/accounts/password.server';
 import { ROLES, isRole, type Role } from '../../app/accounts/permissions';
 import type { Runtime } from '../../app/boot/runtime.server';
@@ -126,4 +126,23 @@ function toggle(disabled: boolean): CliCommand {
   };
 }
 
-export const usersCommands: CliCommand[] = [usersAdd, usersList, usersSetRole, toggle(true), toggle(false)];
+const UNLOCK_USAGE = 'users unlock EMAIL';
+
+const usersUnlock: CliCommand = {
+  name: 'users unlock',
+  summary: 'Lift the sign-in locks of an account (its failed passwords from every address are forgotten)',
+  usage: UNLOCK_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { positionals } = parse(args, {}, 1, UNLOCK_USAGE);
+    const { account, cleared } = await unlockSignIn(needRuntime(runtime).store.db, { email: positionals[0]!, actor: cliActor() });
+    io.out(
+      cleared > 0
+        ? `${account.email} may sign in again: failures from ${cleared} address${cleared === 1 ? '' : 'es'} forgotten.`
+        : `${account.email} had no failed sign-ins to forget.`,
+    );
+    return EXIT.ok;
+  },
+};
+
+export const usersCommands: CliCommand[] = [usersAdd, usersList, usersSetRole, toggle(true), toggle(false), usersUnlock];
