@@ -10,6 +10,7 @@ import { ROLES, isRole, type Role } from '../../app/accounts/permissions';
 import type { Runtime } from '../../app/boot/runtime.server';
 import type { CliCommand, CliIo } from '../command';
 import { CliError, EXIT, usageError } from '../exit-codes';
+import { oneLine } from '../terminal-text';
 
 function cliActor(): Actor {
   let user: string;
@@ -83,11 +84,12 @@ const usersList: CliCommand = {
       io.out('No accounts.');
       return EXIT.ok;
     }
-    const width = Math.max(5, ...accounts.map((account) => account.email.length));
+    const width = Math.max(5, ...accounts.map((account) => oneLine(account.email).length));
     io.out(`${'EMAIL'.padEnd(width)}  ROLE      STATUS    LAST SIGN-IN          NAME`);
     for (const account of accounts) {
       const last = account.lastSignInAt ? account.lastSignInAt.toISOString().replace('T', ' ').slice(0, 19) : 'never';
-      io.out(`${account.email.padEnd(width)}  ${account.role.padEnd(8)}  ${(account.disabled ? 'disabled' : 'active').padEnd(8)}  ${last.padEnd(20)}  ${account.name}`);
+      // One line per account, whatever its name holds.
+      io.out(`${oneLine(account.email).padEnd(width)}  ${account.role.padEnd(8)}  ${(account.disabled ? 'disabled' : 'active').padEnd(8)}  ${last.padEnd(20)}  ${oneLine(account.name)}`);
     }
     return EXIT.ok;
   },
