@@ -72,11 +72,18 @@ export async function requireStateChange(
     await auditRefusal(request, context, null, 'not signed in', action);
     throw signedOutResponse(request);
   }
-  if (action !== 'signed-in' && !roleCan(user.role, action)) {
-    await auditRefusal(request, context, user, `role ${user.role} lacks ${action}`, action);
-    throw forbiddenResponse(user.role, action);
-  }
+  if (action !== 'signed-in') await requireRole(request, context, user, action);
   return user;
+}
+
+/**
+ * A signed-in account's role has `action`, or a 403 whose refusal is audited. `intent`: the form's
+ * intent when the caller has read the form already (otherwise the audit reads it from a copy).
+ */
+export async function requireRole(request: Request, context: AppLoadContext, user: SignedInUser, action: Permission, intent?: string | null): Promise<void> {
+  if (roleCan(user.role, action)) return;
+  await auditRefusal(request, context, user, `role ${user.role} lacks ${action}`, action, intent);
+  throw forbiddenResponse(user.role, action);
 }
 
 /** The Origin check alone, for the public actions (signing in): a login form posted from elsewhere is refused. */
@@ -154,8 +161,11 @@ async function auditRefusal(
   user: SignedInUser | null,
   reason: string,
   needed: Permission | 'signed-in' | null,
+  intent?: string | null,
 ): Promise<void> {
   const url = new URL(request.url);
+  // Nobody signed in, or from another origin: the body is never read for them, not even for the audit.
+  const shownIntent = intent !== undefined ? intent : user ? await intentOf(request) : null;
   await recordAudit(context.runtime.store.db, {
     actor: user?.email ?? 'anonymous',
     actorRole: user?.role ?? null,
@@ -164,11 +174,11 @@ async function auditRefusal(
     outcome: 'refused',
     reason,
     ip: context.clientAddress,
-    detail: { intent: await intentOf(request), needed },
+    detail: { intent: shownIntent, needed },
   });
 }
 
-/** The form's intent, for the audit row; the action reads the body itself afterwards, so read a clone. */
+/** The form's intent, for the audit row; the action reads the body itself afterwards, so read a clone (within the body limit). */
 async function intentOf(request: Request): Promise<string | null> {
   const type = request.headers.get('content-type') ?? '';
   if (!type.includes('application/x-www-form-urlencoded') && !type.includes('multipart/form-data')) return null;
