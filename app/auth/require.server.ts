@@ -22,6 +22,8 @@ export interface SignedInUser {
   role: Role;
   /** How this request was authenticated: a password session, or the single-sign-on proxy. */
   via: 'session' | 'proxy';
+  /** The session's id hash (password sessions): what a long-lived answer (an event stream) re-checks. */
+  sessionIdHash?: string;
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -37,7 +39,7 @@ export async function optionalUser(request: Request, context: AppLoadContext): P
   }
   const session = await readSession(runtime, request);
   if (!session) return null;
-  return { accountId: session.accountId, email: session.email, name: session.name, role: session.role, via: 'session' };
+  return { accountId: session.accountId, email: session.email, name: session.name, role: session.role, via: 'session', sessionIdHash: session.sessionIdHash };
 }
 
 export async function requireUser(request: Request, context: AppLoadContext): Promise<SignedInUser> {
