@@ -3,7 +3,7 @@
  * Exit codes: 0 ok, 1 failed or refused, 2 bad usage or input, 3 could not run.
  */
 import { startRuntime, type Runtime } from '../app/boot/runtime.server';
-import type { CliCommand, CliIo } from './command';
+import { terminalSafeIo, type CliCommand, type CliIo } from './command';
 import { markInterruptedRuns } from '../app/engine/crash-recovery.server';
 import { isRunsheetError } from '../app/runtime/errors';
 import { CliError, EXIT, EXIT_CODE_BY_KIND } from './exit-codes';
@@ -42,7 +42,8 @@ function findCommand(argv: string[]): { command: CliCommand; rest: string[] } | 
   return best ? { command: best.command, rest: argv.slice(best.words.length) } : undefined;
 }
 
-export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+export async function main(argv: string[], rawIo: CliIo = processIo): Promise<number> {
+  const io = terminalSafeIo(rawIo);
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === 'help') {
     io.out(helpText());
     return argv.length === 0 ? EXIT.usage : EXIT.ok;
@@ -71,10 +72,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
 
 /** Runs one command; whatever it throws becomes its exit code (and a message on stderr). */
 export async function runCommand(command: CliCommand, args: string[], context: { io: CliIo; runtime?: Runtime }): Promise<number> {
+  const io = terminalSafeIo(context.io);
   try {
-    return await command.run(args, context);
+    return await command.run(args, { ...context, io });
   } catch (error) {
-    return exitCodeOf(error, context.io, command.name);
+    return exitCodeOf(error, io, command.name);
   }
 }
 

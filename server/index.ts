@@ -1,15 +1,18 @@
 /**
- * The HTTP server: security headers on every response, static assets, and the Remix app. The
+ * The HTTP server: security headers on every response (Strict-Transport-Security when
+ * RUNSHEET_HSTS says so), static assets, and the Remix app through server/remix-handler.ts (request
+ * body limits, no-store). The
  * runtime (store, embedded PostgreSQL, secrets) is started through the Remix build so that the
  * app and the server share one copy of every module.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { createRequestHandler } from '@remix-run/express';
 import type { ServerBuild } from '@remix-run/node';
 import express from 'express';
 import type { Runtime, StartRuntimeOptions } from '../app/boot/runtime.server';
 import { crossOriginGuard } from '../app/auth/origin.server';
+import { bodyLimitFor } from '../app/web/body-limits.server';
+import { remixHandler } from './remix-handler';
 
 type RunsheetBuild = ServerBuild & {
   entry: {
@@ -32,10 +35,13 @@ export async function startServer(): Promise<void> {
   app.disable('x-powered-by');
   app.set('trust proxy', false);
 
+  // Read from the environment with everything else once the runtime starts, before the server listens.
+  let hsts: string | undefined;
   app.use((_request, response, next) => {
     const nonce = randomBytes(16).toString('base64');
     response.locals.cspNonce = nonce;
     setSecurityHeaders(response, nonce);
+    if (hsts) response.setHeader('Strict-Transport-Security', hsts);
     next();
   });
 
@@ -55,6 +61,7 @@ export async function startServer(): Promise<void> {
 
   const entry = (await loadBuild()).entry.module;
   const runtime = await entry.startRuntime({ log, webServer: true });
+  hsts = runtime.env.RUNSHEET_HSTS;
   // Runs whose driving process died are marked interrupted now and every few seconds after (never by a page read).
   const stopRecovery = entry.startRecoveryPass(runtime, log);
   for (const demo of runtime.demoAccounts ?? []) log(`Demo account ${demo.role.padEnd(8)} ${demo.email.padEnd(24)} password: ${demo.password}`);
@@ -63,7 +70,7 @@ export async function startServer(): Promise<void> {
 
   app.all(
     '*',
-    createRequestHandler({
+    remixHandler({
       build: loadBuild,
       mode: development ? 'development' : 'production',
       getLoadContext: (request, response) => ({
@@ -71,6 +78,7 @@ export async function startServer(): Promise<void> {
         cspNonce: response.locals.cspNonce as string,
         clientAddress: request.socket.remoteAddress ?? '',
       }),
+      bodyLimitFor: (pathname) => bodyLimitFor(pathname, runtime.env.RUNSHEET_BODY_LIMIT),
     }),
   );
 

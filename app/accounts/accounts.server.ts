@@ -3,9 +3,9 @@
  * transaction as the change itself (both happen or neither). The command line and the admin page
  * are thin front ends over these functions.
  */
-import { asc, eq } from 'drizzle-orm';
+import { and, asc, eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
-import { accounts, sessions, type AccountRow } from '../../db/schema/index';
+import { accounts, loginAttempts, sessions, type AccountRow } from '../../db/schema/index';
 import { recordAudit } from '../audit/audit-log.server';
 import { RunsheetError } from '../runtime/errors';
 import type { StoreDb } from '../runtime/store.server';
@@ -136,6 +136,44 @@ export async function setAccountPassword(db: StoreDb, input: { email: string; pa
     const ended = (await tx.delete(sessions).where(eq(sessions.accountId, before.id)).returning({ id: sessions.idHash })).length;
     await audit(tx, input.actor, 'account.set-password', email, { sessionsEnded: ended });
     return toAccount(row!);
+  });
+}
+
+/** An account whose sign-in is locked from some address (app/auth/throttle.server.ts counts the failures). */
+export interface SignInLock {
+  email: string;
+  /** Addresses locked out of this account now. */
+  addresses: number;
+  /** The latest end of those locks. */
+  lockedUntil: Date;
+}
+
+/** Every account e-mail with a sign-in lock in force, for the accounts page. */
+export async function listSignInLocks(db: StoreDb): Promise<SignInLock[]> {
+  const result = await db.execute<{ email: string; addresses: number; locked_until: Date | string }>(sql`
+    select email, count(*)::int as addresses, max(locked_until) as locked_until
+    from login_attempts
+    where scope = 'pair' and locked_until > now()
+    group by email
+    order by email`);
+  return result.rows.map((row) => ({ email: row.email, addresses: row.addresses, lockedUntil: new Date(row.locked_until) }));
+}
+
+/**
+ * Lifts every sign-in lock and slow-down of an account, from every address (the per-address limit
+ * across accounts stays: it holds a spray back, whoever's account it hit). Audited.
+ */
+export async function unlockSignIn(db: StoreDb, input: { email: string; actor: Actor }): Promise<{ account: Account; cleared: number }> {
+  const email = normalizeEmail(input.email);
+  return db.transaction(async (tx) => {
+    const row = await lockAccount(tx, email);
+    const cleared = await tx
+      .delete(loginAttempts)
+      .where(and(eq(loginAttempts.scope, 'pair'), eq(loginAttempts.email, email)))
+      .returning({ locked: sql<boolean>`coalesce(${loginAttempts.lockedUntil} > now(), false)` });
+    const wasLocked = cleared.filter((entry) => entry.locked).length;
+    await audit(tx, input.actor, 'account.unlock', email, { addressesCleared: cleared.length, addressesLocked: wasLocked });
+    return { account: toAccount(row), cleared: cleared.length };
   });
 }
 

@@ -109,6 +109,8 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
       disable: 'manage-accounts',
       enable: 'manage-accounts',
       'reset-password': 'manage-accounts',
+      // Lifts a sign-in lock (someone's failed passwords); audited as account.unlock.
+      unlock: 'manage-accounts',
     },
   },
   'routes/plans.$planId': {

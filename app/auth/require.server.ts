@@ -22,6 +22,8 @@ export interface SignedInUser {
   role: Role;
   /** How this request was authenticated: a password session, or the single-sign-on proxy. */
   via: 'session' | 'proxy';
+  /** The session's id hash (password sessions): what a long-lived answer (an event stream) re-checks. */
+  sessionIdHash?: string;
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -37,7 +39,7 @@ export async function optionalUser(request: Request, context: AppLoadContext): P
   }
   const session = await readSession(runtime, request);
   if (!session) return null;
-  return { accountId: session.accountId, email: session.email, name: session.name, role: session.role, via: 'session' };
+  return { accountId: session.accountId, email: session.email, name: session.name, role: session.role, via: 'session', sessionIdHash: session.sessionIdHash };
 }
 
 export async function requireUser(request: Request, context: AppLoadContext): Promise<SignedInUser> {
@@ -72,11 +74,18 @@ export async function requireStateChange(
     await auditRefusal(request, context, null, 'not signed in', action);
     throw signedOutResponse(request);
   }
-  if (action !== 'signed-in' && !roleCan(user.role, action)) {
-    await auditRefusal(request, context, user, `role ${user.role} lacks ${action}`, action);
-    throw forbiddenResponse(user.role, action);
-  }
+  if (action !== 'signed-in') await requireRole(request, context, user, action);
   return user;
+}
+
+/**
+ * A signed-in account's role has `action`, or a 403 whose refusal is audited. `intent`: the form's
+ * intent when the caller has read the form already (otherwise the audit reads it from a copy).
+ */
+export async function requireRole(request: Request, context: AppLoadContext, user: SignedInUser, action: Permission, intent?: string | null): Promise<void> {
+  if (roleCan(user.role, action)) return;
+  await auditRefusal(request, context, user, `role ${user.role} lacks ${action}`, action, intent);
+  throw forbiddenResponse(user.role, action);
 }
 
 /** The Origin check alone, for the public actions (signing in): a login form posted from elsewhere is refused. */
@@ -96,19 +105,33 @@ export function returnPath(request: Request): string {
   return `${url.pathname}${search ? `?${search}` : ''}`;
 }
 
+const REDIRECT_BASE = 'http://runsheet.invalid';
+
+/** A path's normal form as a browser resolves it on this site, or undefined when it leaves the site. */
+function normalisedPath(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value, REDIRECT_BASE);
+  } catch {
+    return undefined;
+  }
+  return url.origin === REDIRECT_BASE ? `${url.pathname}${url.search}${url.hash}` : undefined;
+}
+
 /**
- * A safe redirect target from user input: a path on this site, never another host
- * ("//evil.example", "/\\evil.example", "https://…" all fall back).
+ * A safe redirect target from user input: a path on this site, never another host. The input is
+ * normalised first (dot segments, "%2e%2e" among them, resolved as a browser resolves them) and the
+ * result is what is checked: "/..//evil.example" normalises to "//evil.example", which a browser
+ * reads as another host. Control characters (browsers drop tabs and newlines) and backslashes
+ * (browsers read "\" as "/") are refused outright. Anything else falls back.
  */
 export function safeRedirectPath(value: unknown, fallback = '/'): string {
-  if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return fallback;
-  if (/[\u0000-\u001f]/.test(value)) return fallback;
-  try {
-    const url = new URL(value, 'http://runsheet.invalid');
-    return url.origin === 'http://runsheet.invalid' ? `${url.pathname}${url.search}${url.hash}` : fallback;
-  } catch {
-    return fallback;
-  }
+  if (typeof value !== 'string' || !value.startsWith('/')) return fallback;
+  if (/[\u0000-\u001f\u007f\\]/.test(value)) return fallback;
+  const normalised = normalisedPath(value);
+  if (normalised === undefined || !normalised.startsWith('/') || normalised.startsWith('//') || normalised.includes('\\')) return fallback;
+  // Its own normal form, so that nothing downstream can normalise it into another host.
+  return normalisedPath(normalised) === normalised ? normalised : fallback;
 }
 
 function wantsJson(request: Request): boolean {
@@ -140,8 +163,11 @@ async function auditRefusal(
   user: SignedInUser | null,
   reason: string,
   needed: Permission | 'signed-in' | null,
+  intent?: string | null,
 ): Promise<void> {
   const url = new URL(request.url);
+  // Nobody signed in, or from another origin: the body is never read for them, not even for the audit.
+  const shownIntent = intent !== undefined ? intent : user ? await intentOf(request) : null;
   await recordAudit(context.runtime.store.db, {
     actor: user?.email ?? 'anonymous',
     actorRole: user?.role ?? null,
@@ -150,11 +176,11 @@ async function auditRefusal(
     outcome: 'refused',
     reason,
     ip: context.clientAddress,
-    detail: { intent: await intentOf(request), needed },
+    detail: { intent: shownIntent, needed },
   });
 }
 
-/** The form's intent, for the audit row; the action reads the body itself afterwards, so read a clone. */
+/** The form's intent, for the audit row; the action reads the body itself afterwards, so read a clone (within the body limit). */
 async function intentOf(request: Request): Promise<string | null> {
   const type = request.headers.get('content-type') ?? '';
   if (!type.includes('application/x-www-form-urlencoded') && !type.includes('multipart/form-data')) return null;

@@ -19,7 +19,7 @@ export const SESSION_COOKIE_NAME = 'runsheet_session';
 export const SESSION_ABSOLUTE_SECONDS = 12 * 60 * 60;
 export const SESSION_IDLE_SECONDS = 60 * 60;
 /** last_seen_at is written at most this often: a page's polling does not write on every request. */
-const TOUCH_EVERY_SECONDS = 60;
+export const TOUCH_EVERY_SECONDS = 60;
 
 export interface SessionAccount {
   sessionIdHash: string;

@@ -56,7 +56,7 @@ export async function signInWithPassword(
     return { ok: false, status: 403, message: 'This account is disabled. Ask an admin.' };
   }
 
-  await clearFailedSignIns(db, { email: typed });
+  await clearFailedSignIns(db, { email: typed, ip: input.ip });
   if (needsRehash(account.passwordHash)) {
     await upgradePasswordHash(db, { accountId: account.id, passwordHash: await hashPassword(input.password) });
   }

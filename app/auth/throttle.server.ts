@@ -1,7 +1,10 @@
 /**
  * Sign-in throttling, kept in the store (login_attempts) so it survives restarts and holds across
- * processes. Two counters per attempt: the e-mail typed (known account or not: the answer never
- * tells which) and the peer address.
+ * processes (several instances share it). Two counters per attempt: the pair of the e-mail typed
+ * (known account or not: the answer never tells which) and the peer address, and the peer address
+ * across every account. A lock is never per account alone: someone else's failures from another
+ * address must not lock the owner out (docs/decisions/023). An admin (or `runsheet users unlock`)
+ * clears an account's pairs.
  *
  * After `slowAfter` failures, each further attempt must wait 1 s, 2 s, 4 s … (at most 60 s) after the
  * last failure; one that comes sooner is refused without checking the password. At `lockAfter`
@@ -13,7 +16,7 @@ import { loginAttempts } from '../../db/schema/index';
 import type { StoreDb } from '../runtime/store.server';
 
 export const THROTTLE_POLICY = {
-  account: { slowAfter: 3, lockAfter: 10 },
+  pair: { slowAfter: 3, lockAfter: 10 },
   // Shared addresses (an office NAT) get more room; a spray over many accounts still stops.
   address: { slowAfter: 10, lockAfter: 50 },
   baseDelaySeconds: 1,
@@ -22,7 +25,7 @@ export const THROTTLE_POLICY = {
   windowSeconds: 15 * 60,
 } as const;
 
-type Scope = 'account' | 'address';
+type Scope = 'pair' | 'address';
 
 export type ThrottleVerdict = { allowed: true } | { allowed: false; scope: Scope; locked: boolean; retryAfterSeconds: number };
 
@@ -35,10 +38,19 @@ type CounterRow = {
   since_last: number;
 };
 
-function keysOf(input: { email: string; ip: string }): { scope: Scope; key: string }[] {
+interface Counter {
+  scope: Scope;
+  key: string;
+  /** The e-mail typed, for a pair; null for an address. */
+  email: string | null;
+}
+
+function countersOf(input: { email: string; ip: string }): [pair: Counter, address: Counter] {
+  const email = input.email.trim().toLowerCase();
+  const address = input.ip || 'unknown';
   return [
-    { scope: 'account', key: input.email.trim().toLowerCase() },
-    { scope: 'address', key: input.ip || 'unknown' },
+    { scope: 'pair', key: JSON.stringify([email, address]), email },
+    { scope: 'address', key: address, email: null },
   ];
 }
 
@@ -49,13 +61,13 @@ export function delayAfter(failures: number, slowAfter: number): number {
 
 /** Whether an attempt may check its password now. */
 export async function checkThrottle(db: StoreDb, input: { email: string; ip: string }): Promise<ThrottleVerdict> {
-  const [account, address] = keysOf(input);
+  const [pair, address] = countersOf(input);
   const result = await db.execute<CounterRow>(sql`
     select scope, failures,
       greatest(0, extract(epoch from coalesce(locked_until, now()) - now()))::float8 as locked_for,
       extract(epoch from now() - last_failure_at)::float8 as since_last
     from login_attempts
-    where ((scope = 'account' and key = ${account!.key}) or (scope = 'address' and key = ${address!.key}))
+    where ((scope = 'pair' and key = ${pair.key}) or (scope = 'address' and key = ${address.key}))
       and (last_failure_at > now() - make_interval(secs => ${THROTTLE_POLICY.windowSeconds}) or locked_until > now())`);
   let worst: ThrottleVerdict = { allowed: true };
   for (const row of result.rows) {
@@ -77,12 +89,12 @@ export async function checkThrottle(db: StoreDb, input: { email: string; ip: str
 
 /** Counts a failed attempt against both counters; locks a counter that reaches its limit. */
 export async function recordFailedSignIn(db: StoreDb, input: { email: string; ip: string }): Promise<void> {
-  for (const { scope, key } of keysOf(input)) {
+  for (const { scope, key, email } of countersOf(input)) {
     const { lockAfter } = THROTTLE_POLICY[scope];
     const window = sql`make_interval(secs => ${THROTTLE_POLICY.windowSeconds})`;
     await db.execute(sql`
-      insert into login_attempts as t (scope, key, failures, first_failure_at, last_failure_at, locked_until)
-      values (${scope}, ${key}, 1, now(), now(), null)
+      insert into login_attempts as t (scope, key, email, failures, first_failure_at, last_failure_at, locked_until)
+      values (${scope}, ${key}, ${email}, 1, now(), now(), null)
       on conflict (scope, key) do update set
         failures = case when t.last_failure_at < now() - ${window} and coalesce(t.locked_until, now()) <= now() then 1 else t.failures + 1 end,
         first_failure_at = case when t.last_failure_at < now() - ${window} and coalesce(t.locked_until, now()) <= now() then now() else t.first_failure_at end,
@@ -94,7 +106,8 @@ export async function recordFailedSignIn(db: StoreDb, input: { email: string; ip
   }
 }
 
-/** A successful sign-in clears its account's counter (not the address's: one good account must not reset a spray). */
-export async function clearFailedSignIns(db: StoreDb, input: { email: string }): Promise<void> {
-  await db.delete(loginAttempts).where(and(eq(loginAttempts.scope, 'account'), eq(loginAttempts.key, input.email.trim().toLowerCase())));
+/** A successful sign-in clears its pair's counter (not the address's: one good account must not reset a spray). */
+export async function clearFailedSignIns(db: StoreDb, input: { email: string; ip: string }): Promise<void> {
+  const [pair] = countersOf(input);
+  await db.delete(loginAttempts).where(and(eq(loginAttempts.scope, 'pair'), eq(loginAttempts.key, pair.key)));
 }

@@ -14,6 +14,7 @@ import { planChecksum, planManifest, sha256Hex } from './plan-checksum.server';
 import { lintPlan, type LintFinding, type LintOptions } from './lint-plan.server';
 import { findTransactionControl, splitSql } from '../sql/split-sql.server';
 import { stepKindNamed } from '../steps/step-kinds.server';
+import { readRegularFile, regularFileProblem } from './regular-file.server';
 import type { PlanError } from './plan-error';
 
 export type { PlanError } from './plan-error';
@@ -133,11 +134,19 @@ async function foldersFingerprint(plansDir: string, folders: string[]): Promise<
     for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
       const child = path.join(relative, entry.name);
       if (entry.isDirectory()) await visit(child);
-      else hash.update(child).update('\0').update(await fs.readFile(path.join(plansDir, child)).catch(() => Buffer.from('unreadable'))).update('\0');
+      else hash.update(child).update('\0').update(await fingerprintBytes(path.join(plansDir, child))).update('\0');
     }
   };
   for (const folder of folders) await visit(folder);
   return hash.digest('hex');
+}
+
+/** A file's bytes for the fingerprint; for anything but a regular file, what it is (never opened: a FIFO would block). */
+async function fingerprintBytes(fullPath: string): Promise<Buffer> {
+  const read = await readRegularFile(fullPath);
+  if (read.ok) return read.bytes;
+  if (read.problem === 'link') return Buffer.from(`link:${await fs.readlink(fullPath).catch(() => '')}`);
+  return Buffer.from(read.problem === 'not-regular' ? `special:${read.kind}` : read.problem);
 }
 
 /** The SQL a sql or probe check runs: its inline `sql`, or the content of its `file`. */
@@ -175,16 +184,15 @@ async function loadPlanFolder(plansDir: string, id: string, options: LoadPlanOpt
   const planLabel = label(PLAN_FILE);
   const fail = (errors: PlanError[]): InvalidPlan => ({ ok: false, id, dir, errors });
 
-  let planBytes: Buffer;
-  try {
-    planBytes = await fs.readFile(path.join(dir, PLAN_FILE));
-  } catch (error) {
-    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
-    const message = missing
-      ? `${planLabel} is missing: every folder of the plans folder is a plan and needs a plan.yaml (or move the folder out).`
-      : `${planLabel} cannot be read (${(error as Error).message}): make it readable by the Runsheet process.`;
+  const planRead = await readRegularFile(path.join(dir, PLAN_FILE));
+  if (!planRead.ok) {
+    const message =
+      planRead.problem === 'missing'
+        ? `${planLabel} is missing: every folder of the plans folder is a plan and needs a plan.yaml (or move the folder out).`
+        : regularFileProblem(planLabel, planRead);
     return fail([{ file: planLabel, path: '', message }]);
   }
+  const planBytes = planRead.bytes;
   const planText = decodeUtf8(planBytes);
   if (planText === undefined) {
     return fail([{ file: planLabel, path: '', message: `${planLabel} is not valid UTF-8: save it as UTF-8.` }]);
@@ -259,10 +267,10 @@ async function readSandboxFixture(context: CrossCheckContext): Promise<PlanFile 
     return undefined;
   };
   const fullPath = path.join(context.dir, SANDBOX_FIXTURE_FILE);
-  const stat = await fs.lstat(fullPath).catch(() => undefined);
-  if (!stat) return undefined;
-  if (!stat.isFile()) return refuse(`${file} is not a regular file: the sandbox fixture is a .sql file inside the plan folder.`);
-  const bytes = await fs.readFile(fullPath);
+  const read = await readRegularFile(fullPath);
+  if (!read.ok && read.problem === 'missing') return undefined;
+  if (!read.ok) return refuse(`${regularFileProblem(file, read)} The sandbox fixture is a .sql file inside the plan folder.`);
+  const bytes = read.bytes;
   const content = decodeUtf8(bytes);
   if (content === undefined) return refuse(`${file} is not valid UTF-8: save it as UTF-8.`);
   const split = await splitSql(content);
@@ -538,9 +546,9 @@ async function readPlanSqlFile(context: CrossCheckContext, issuePath: PropertyKe
   if (!realFile.startsWith(realDir + path.sep)) {
     return refuse(`"${name}" is a link to a file outside ${folder}: copy the file into the plan folder instead (a plan's checksum covers only its own files).`);
   }
-  const stat = await fs.stat(realFile);
-  if (!stat.isFile()) return refuse(`"${name}" in ${folder} is not a regular file: name a .sql file.`);
-  const bytes = await fs.readFile(realFile);
+  const read = await readRegularFile(fullPath);
+  if (!read.ok) return refuse(regularFileProblem(`"${name}" in ${folder}`, read));
+  const bytes = read.bytes;
   const content = decodeUtf8(bytes);
   if (content === undefined) return refuse(`"${name}" is not valid UTF-8: save it as UTF-8.`);
   const file: PlanFile = { path: name, content, sha256: sha256Hex(bytes) };
@@ -568,7 +576,9 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): DescribedIssue[] 
       }));
     case 'invalid_type':
       if (issuePath.length === 0) {
-        return [{ path: issuePath, message: `plan.yaml must be a mapping of keys (id, title, apply, rollback, …), not ${describeValue(value)}.` }];
+        // Its kind only: a file that is no plan at all (a key copied here by mistake) is not echoed.
+        const found = typeof value === 'string' ? `text (${value.length} characters)` : describeValue(value);
+        return [{ path: issuePath, message: `plan.yaml must be a mapping of keys (id, title, apply, rollback, …), not ${found}.` }];
       }
       if (value === undefined) return [{ path: issuePath, message: `"${key}" is missing: add it (${withArticle(issue.expected)}).` }];
       return [{ path: issuePath, message: `Expected ${withArticle(issue.expected)}, found ${describeValue(value)}: write ${withArticle(issue.expected)} here.` }];

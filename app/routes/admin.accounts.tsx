@@ -2,7 +2,7 @@ import { data, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFuncti
 import { Form, isRouteErrorResponse, useActionData, useLoaderData, useNavigation, useRouteError } from '@remix-run/react';
 import { z } from 'zod';
 import { listAudit } from '../audit/audit-log.server';
-import { EmailSchema, createAccount, listAccounts, setAccountDisabled, setAccountPassword, setAccountRole, type Actor } from '../accounts/accounts.server';
+import { EmailSchema, createAccount, listAccounts, listSignInLocks, setAccountDisabled, setAccountPassword, setAccountRole, unlockSignIn, type Actor } from '../accounts/accounts.server';
 import { generatePassword } from '../accounts/password.server';
 import { MIN_PASSWORD_LENGTH } from '../accounts/password-policy';
 import { ROLES, ROLE_LABELS, ROLE_PERMISSIONS } from '../accounts/permissions';
@@ -15,7 +15,8 @@ export const meta: MetaFunction = () => [{ title: 'Accounts · Runsheet' }];
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'manage-accounts');
   const db = context.runtime.store.db;
-  const [accounts, audit] = await Promise.all([listAccounts(db), listAudit(db, { limit: 50 })]);
+  const [accounts, audit, locks] = await Promise.all([listAccounts(db), listAudit(db, { limit: 50 }), listSignInLocks(db)]);
+  const lockOf = new Map(locks.map((lock) => [lock.email, lock]));
   return {
     user,
     accounts: accounts.map((account) => ({
@@ -26,6 +27,9 @@ export async function loader({ request, context }: LoaderFunctionArgs) {
       disabled: account.disabled,
       hasPassword: account.hasPassword,
       lastSignInAt: account.lastSignInAt?.toISOString() ?? null,
+      signInLock: lockOf.has(account.email)
+        ? { addresses: lockOf.get(account.email)!.addresses, until: lockOf.get(account.email)!.lockedUntil.toISOString() }
+        : null,
     })),
     audit: audit.map((entry) => ({
       id: entry.id,
@@ -60,6 +64,7 @@ const AccountFormSchema = z.discriminatedUnion('intent', [
   z.object({ intent: z.literal('disable'), email: EmailSchema }),
   z.object({ intent: z.literal('enable'), email: EmailSchema }),
   z.object({ intent: z.literal('reset-password'), email: EmailSchema, password: OptionalPassword }),
+  z.object({ intent: z.literal('unlock'), email: EmailSchema }),
 ]);
 
 type ActionResult = { ok: true; message: string; generatedPassword?: { email: string; password: string } } | { ok: false; error: string };
@@ -94,6 +99,13 @@ export async function action({ request, context }: ActionFunctionArgs) {
       case 'enable':
         await setAccountDisabled(db, { email: form.email, disabled: false, actor });
         return data<ActionResult>({ ok: true, message: `Enabled ${form.email}.` });
+      case 'unlock': {
+        const { cleared } = await unlockSignIn(db, { email: form.email, actor });
+        return data<ActionResult>({
+          ok: true,
+          message: cleared > 0 ? `Sign-in unlocked for ${form.email} (failures from ${cleared} address${cleared === 1 ? '' : 'es'} forgotten).` : `${form.email} had no failed sign-ins to forget.`,
+        });
+      }
       case 'reset-password': {
         const password = form.password ?? generatePassword();
         await setAccountPassword(db, { email: form.email, password, actor });
@@ -252,6 +264,12 @@ export default function AccountsPage() {
                     <td className="px-2 py-1.5 text-xs">
                       {account.disabled ? 'Disabled' : 'Active'}
                       {account.hasPassword ? '' : ' · single sign-on only'}
+                      {account.signInLock ? (
+                        <span className="block text-red-700">
+                          Sign-in locked from {account.signInLock.addresses} address{account.signInLock.addresses === 1 ? '' : 'es'} until{' '}
+                          {account.signInLock.until.replace('T', ' ').slice(0, 16)} UTC
+                        </span>
+                      ) : null}
                     </td>
                     <td className="px-2 py-1.5 text-xs text-ink-muted">
                       {account.lastSignInAt ? new Date(account.lastSignInAt).toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : 'never'}
@@ -271,6 +289,14 @@ export default function AccountsPage() {
                             <span className="sr-only"> {account.email}</span>
                           </button>
                         </Form>
+                        {account.signInLock ? (
+                          <Form method="post">
+                            <input type="hidden" name="email" value={account.email} />
+                            <button type="submit" name="intent" value="unlock" disabled={busy} className={smallButton}>
+                              Unlock sign-in<span className="sr-only"> of {account.email}</span>
+                            </button>
+                          </Form>
+                        ) : null}
                         <Form method="post">
                           <input type="hidden" name="email" value={account.email} />
                           <button type="submit" name="intent" value="reset-password" disabled={busy} className={smallButton}>

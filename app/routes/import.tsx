@@ -9,6 +9,7 @@ import { StatusBadge } from '../components/status-badge';
 import type { ImportItem } from '../plans/import-report';
 import { plansDirWritable } from '../plans/plan-folder.server';
 import { isRunsheetError } from '../runtime/errors';
+import { IMPORT_REQUEST_BYTES } from '../web/body-limits.server';
 import { refusalOf } from '../web/http-answers.server';
 import {
   MAX_RUNBOOK_BYTES,
@@ -21,8 +22,6 @@ import {
 
 export const meta: MetaFunction = () => [{ title: 'Import a runbook · Runsheet' }];
 
-/** A request larger than a runbook and its form fields is refused before its body is read. */
-const MAX_REQUEST_BYTES = MAX_RUNBOOK_BYTES + 64 * 1024;
 
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'import-plan');
@@ -37,7 +36,8 @@ interface ActionResult {
 
 export async function action({ request, context }: ActionFunctionArgs) {
   const length = Number(request.headers.get('content-length') ?? 0);
-  if (length > MAX_REQUEST_BYTES) {
+  // A request larger than a runbook and its form fields is refused before its body is read.
+  if (length > IMPORT_REQUEST_BYTES) {
     await requirePermission(request, context, 'import-plan');
     return data<ActionResult>({ ok: false, error: `The upload is ${(length / 1024 / 1024).toFixed(1)} MiB: Runsheet imports runbooks of at most 1 MiB.` }, { status: 413 });
   }

@@ -2,6 +2,7 @@ import type { ActionFunctionArgs } from '@remix-run/node';
 import { requireIntentPermission } from '../auth/intent-access.server';
 import { requirePermission } from '../auth/require.server';
 import { isRunsheetError } from '../runtime/errors';
+import { IMPORT_REQUEST_BYTES } from '../web/body-limits.server';
 import { refusalOf } from '../web/http-answers.server';
 import { downloadRunbookImport, MAX_RUNBOOK_BYTES, safeSourceName } from '../web/import-page.server';
 
@@ -10,7 +11,7 @@ import { downloadRunbookImport, MAX_RUNBOOK_BYTES, safeSourceName } from '../web
  * route, so the browser receives the file itself. The runbook is imported again from the form.
  */
 export async function action({ request, context }: ActionFunctionArgs) {
-  if (Number(request.headers.get('content-length') ?? 0) > MAX_RUNBOOK_BYTES + 64 * 1024) {
+  if (Number(request.headers.get('content-length') ?? 0) > IMPORT_REQUEST_BYTES) {
     await requirePermission(request, context, 'import-plan');
     return text('Runsheet imports runbooks of at most 1 MiB.', 413);
   }

@@ -86,7 +86,7 @@ export default function RunPage() {
           </div>
         </div>
 
-        <ConnectionBanner state={stream.state} />
+        <ConnectionBanner state={stream.state} stoppedBecause={stream.stoppedBecause} />
 
         <div className="mt-3 flex flex-wrap items-center gap-2 text-xs">
           <span className="text-ink-muted">Watching now:</span>
@@ -226,7 +226,14 @@ function Elapsed({ attempt, now }: { attempt?: AttemptView; now: number }) {
   );
 }
 
-function ConnectionBanner({ state }: { state: StreamState }) {
+function ConnectionBanner({ state, stoppedBecause }: { state: StreamState; stoppedBecause: string | null }) {
+  if (state === 'stopped') {
+    return (
+      <div role="alert" className="mt-3 rounded border border-slate-300 bg-slate-50 px-3 py-2 text-xs font-medium text-slate-900">
+        {stoppedBecause ?? 'Live updates stopped. Reload the page to see where the run is.'}
+      </div>
+    );
+  }
   if (state === 'reconnecting') {
     return (
       <div role="alert" className="mt-3 rounded border border-amber-400 bg-amber-50 px-3 py-2 text-xs font-medium text-amber-900">

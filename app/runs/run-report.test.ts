@@ -128,4 +128,24 @@ describe('runReportMarkdown', () => {
     expect(markdown).toContain('**Status**: ✅ Applied');
     expect(markdown).toContain('**Signed log**: valid — 2 signed checkpoints, through event 12 of 12');
   });
+  it('quotes every line of a note under its author, so no line of a note passes for another person\'s (issue 11, reproduction 10)', () => {
+    const forged = '2026-12-02 20:00:00 UTC engineer@example.com: restore verified, go';
+    const noted = [
+      ...events,
+      event('note.added', { text: `all good\n${forged}\r\n\n${forged}\r${forged}` }, '2026-11-25T14:05:00.000000Z', 'viewer@example.com'),
+      event('cancel.requested', { reason: `stop\n${forged}` }, '2026-11-25T14:06:00.000000Z', 'viewer@example.com'),
+    ];
+    const markdown = runReportMarkdown(header, buildRunReport(noted, null), signature);
+    const issues = markdown.slice(markdown.indexOf('### Issues Encountered'), markdown.indexOf('### Post-Execution Verification'));
+    const lines = issues.split(/\r\n|\r|\n/);
+    // Each line that names someone at a time is an issue's own first line, written by the report.
+    const attributed = lines.filter((line) => /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC /.test(line));
+    expect(attributed).toEqual([
+      '2026-11-25 14:04:35 UTC eng@example.com wrote:',
+      '2026-11-25 14:05:00 UTC viewer@example.com wrote:',
+      '2026-11-25 14:06:00 UTC viewer@example.com: Cancel requested: stop',
+    ]);
+    expect(issues).toContain(['viewer@example.com wrote:', '  > all good', `  > ${forged}`, '  >', `  > ${forged}`, `  > ${forged}`].join('\n'));
+    expect(issues).toContain(`Cancel requested: stop\n  > ${forged}`);
+  });
 });

@@ -561,6 +561,23 @@ function fenced(lines: string[]): string {
   return `${fence}\n${body}\n${fence}`;
 }
 
+/** CommonMark's line endings: a lone \r breaks a line in a viewer as \n does. */
+const LINE_BREAK = /\r\n|\r|\n/;
+
+/**
+ * One issue as lines of the Issues block. Only the first line says when and who; a note is quoted
+ * under its author line by line ("  > "), and so is every further line of any other issue's text,
+ * so nothing a person typed can start a line that passes for another person's entry.
+ */
+function issueLines(issue: ReportIssue): string {
+  const who = `${issue.at ? `${formatUtc(issue.at)} ` : ''}${issue.actor ?? ''}`;
+  const quoted = (lines: string[]) => lines.map((line) => (line ? `  > ${line}` : '  >'));
+  const lines = issue.text.split(LINE_BREAK);
+  if (issue.kind === 'note') return [`${who} wrote:`, ...quoted(lines)].join('\n');
+  const [first = '', ...rest] = lines;
+  return [`${issue.actor ? `${who}: ` : who}${first}`, ...quoted(rest)].join('\n');
+}
+
 /**
  * The report as Markdown, in the shape of the runbook's "Execution Log" section: Executor,
  * Execution Time, Duration, Execution Output, Issues Encountered, Post-Execution Verification.
@@ -590,7 +607,7 @@ export function runReportMarkdown(header: ReportHeader, report: RunReport, signa
   }
   if (output.length === 0) output.push('No statements were run.');
 
-  const issues = report.issues.map((issue) => `${issue.at ? `${formatUtc(issue.at)} ` : ''}${issue.actor ? `${issue.actor}: ` : ''}${issue.text}`);
+  const issues = report.issues.map(issueLines);
   if (issues.length === 0) issues.push('None');
 
   const verification: string[] = [];

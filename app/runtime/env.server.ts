@@ -30,7 +30,35 @@ const EnvSchema = z.object({
   RUNSHEET_ORIGIN: z.string().url().optional(),
   /** Where each signed checkpoint is also POSTed (an anchor outside the store; optional, never blocks a run). */
   RUNSHEET_ANCHOR_URL: z.string().url().optional(),
+  /** The largest request body a route reads, e.g. 1MiB, 512KiB or bytes (routes that take uploads set their own). */
+  RUNSHEET_BODY_LIMIT: z
+    .string()
+    .default('1MiB')
+    .transform((value, context) => {
+      const bytes = parseByteSize(value);
+      if (bytes === undefined) {
+        context.addIssue({ code: 'custom', message: `"${value}" is not a size: write bytes (1048576) or a number with KiB, MiB or GiB (1MiB), at least 1KiB` });
+        return z.NEVER;
+      }
+      return bytes;
+    }),
+  /** Strict-Transport-Security for deployments behind TLS, e.g. "max-age=31536000; includeSubDomains"; unset: not sent. */
+  RUNSHEET_HSTS: z
+    .string()
+    .regex(/^max-age=\d+(\s*;\s*includeSubDomains)?(\s*;\s*preload)?$/i, 'must be "max-age=<seconds>", optionally followed by "; includeSubDomains" and "; preload"')
+    .optional(),
 });
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+/** "1MiB", "512 KiB", "1048576": bytes, or undefined when it is no size (or under 1 KiB, which no form fits in). */
+export function parseByteSize(value: string): number | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  const unit = match ? BYTE_UNITS[match[2]!.toLowerCase()] : undefined;
+  if (!match || unit === undefined) return undefined;
+  const bytes = Math.floor(Number(match[1]) * unit);
+  return Number.isSafeInteger(bytes) && bytes >= 1024 ? bytes : undefined;
+}
 
 export type RunsheetEnv = z.infer<typeof EnvSchema> & { dataDir: string; plansDir: string; embedded: boolean };
 

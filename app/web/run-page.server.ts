@@ -18,6 +18,7 @@ import { isFinalState } from '../runs/run-timeline';
 import { isoOf } from '../runtime/format';
 import { splitSql } from '../sql/split-sql.server';
 import { asHttpResponse, refusalOf, type IntentOutcome } from './http-answers.server';
+import { watchStream } from './stream-watch.server';
 import { watchersOf, watchRun, type Watcher } from './watchers.server';
 
 export type RunViewDeps = EngineDeps;
@@ -113,7 +114,8 @@ const RETRY_MS = 2_000;
 /**
  * The run's events after `afterSeq` as server-sent events, each with `id: <seq>` so that a
  * reconnect resumes from Last-Event-ID; a 'watchers' event whenever who is watching changes; an
- * 'end' event (and the stream closes) once the run is in a final state and every event is sent.
+ * 'end' event (and the stream closes) once the run is in a final state and every event is sent;
+ * a 'closed' event with why (and the stream closes) when a re-check ends it (stream-watch.server.ts).
  */
 export async function streamRunEvents(deps: RunViewDeps, input: { runId: string; afterSeq: number; user: SignedInUser; signal: AbortSignal }): Promise<Response> {
   const { runId, user, signal } = input;
@@ -154,7 +156,22 @@ export async function streamRunEvents(deps: RunViewDeps, input: { runId: string;
       };
 
       send(`retry: ${RETRY_MS}\n\n`);
-      stopWatching = watchRun(runId, { email: user.email, role: user.role }, (watchers) => send(`event: watchers\ndata: ${JSON.stringify(watchers)}\n\n`));
+      const stopPresence = watchRun(runId, { email: user.email, role: user.role }, (watchers) => send(`event: watchers\ndata: ${JSON.stringify(watchers)}\n\n`));
+      // Re-checked with every other open stream of this process: a disabled viewer's stream ends ('closed', with why).
+      const stopRechecks = watchStream(deps.store.pool, {
+        runId,
+        accountId: user.accountId,
+        sessionIdHash: user.sessionIdHash,
+        openedAt: Date.now(),
+        end: (why) => {
+          send(`event: closed\ndata: ${JSON.stringify(why)}\n\n`);
+          close();
+        },
+      });
+      stopWatching = () => {
+        stopPresence();
+        stopRechecks();
+      };
       keepAliveTimer = setInterval(() => send(': keep-alive\n\n'), KEEPALIVE_MS);
       signal.addEventListener('abort', close, { once: true });
       if (signal.aborted) return close();

@@ -8,10 +8,12 @@ export interface StreamWatcher {
 
 /**
  * 'connecting' until the stream opens; 'reconnecting' after it dropped (the browser retries by
- * itself, resuming from Last-Event-ID); 'ended' once the run reached a final state; 'lost' when
- * the browser gave up (the server refused the stream): only a reload helps then.
+ * itself, resuming from Last-Event-ID); 'ended' once the run reached a final state; 'stopped' when
+ * the server ended it for a reason (signed out, or a run that has not started followed too long:
+ * `stoppedBecause` says which); 'lost' when the browser gave up (the server refused the stream):
+ * only a reload helps then.
  */
-export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'ended' | 'lost';
+export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'ended' | 'stopped' | 'lost';
 
 /**
  * The run's events: those the loader rendered, then those the server-sent stream brings (after
@@ -22,6 +24,7 @@ export function useRunStream(runId: string, initial: { events: RunEvent[]; watch
   const [events, setEvents] = useState<RunEvent[]>(initial.events);
   const [watchers, setWatchers] = useState<StreamWatcher[]>(initial.watchers);
   const [state, setState] = useState<StreamState>('connecting');
+  const [stoppedBecause, setStoppedBecause] = useState<string | null>(null);
   const lastSeq = useRef(initial.events.at(-1)?.seq ?? 0);
 
   // Newer loader data (after an action) may carry events the stream has not brought yet.
@@ -51,13 +54,19 @@ export function useRunStream(runId: string, initial: { events: RunEvent[]; watch
       source.close();
       setState('ended');
     });
+    source.addEventListener('closed', (message) => {
+      ended = true;
+      source.close();
+      setStoppedBecause((JSON.parse((message as MessageEvent<string>).data) as { message: string }).message);
+      setState('stopped');
+    });
     return () => {
       ended = true;
       source.close();
     };
   }, [runId]);
 
-  return { events, watchers, state };
+  return { events, watchers, state, stoppedBecause };
 }
 
 function mergeEvents(current: RunEvent[], incoming: RunEvent[]): RunEvent[] {

@@ -4,12 +4,13 @@
  */
 import os from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createAccount, listAccounts, setAccountDisabled, setAccountRole, type Actor } from '../../app/accounts/accounts.server';
+import { createAccount, listAccounts, setAccountDisabled, setAccountRole, unlockSignIn, type Actor } from '../../app/accounts/accounts.server';
 import { generatePassword } from '../../app/accounts/password.server';
 import { ROLES, isRole, type Role } from '../../app/accounts/permissions';
 import type { Runtime } from '../../app/boot/runtime.server';
 import type { CliCommand, CliIo } from '../command';
 import { CliError, EXIT, usageError } from '../exit-codes';
+import { oneLine } from '../terminal-text';
 
 function cliActor(): Actor {
   let user: string;
@@ -83,11 +84,12 @@ const usersList: CliCommand = {
       io.out('No accounts.');
       return EXIT.ok;
     }
-    const width = Math.max(5, ...accounts.map((account) => account.email.length));
+    const width = Math.max(5, ...accounts.map((account) => oneLine(account.email).length));
     io.out(`${'EMAIL'.padEnd(width)}  ROLE      STATUS    LAST SIGN-IN          NAME`);
     for (const account of accounts) {
       const last = account.lastSignInAt ? account.lastSignInAt.toISOString().replace('T', ' ').slice(0, 19) : 'never';
-      io.out(`${account.email.padEnd(width)}  ${account.role.padEnd(8)}  ${(account.disabled ? 'disabled' : 'active').padEnd(8)}  ${last.padEnd(20)}  ${account.name}`);
+      // One line per account, whatever its name holds.
+      io.out(`${oneLine(account.email).padEnd(width)}  ${account.role.padEnd(8)}  ${(account.disabled ? 'disabled' : 'active').padEnd(8)}  ${last.padEnd(20)}  ${oneLine(account.name)}`);
     }
     return EXIT.ok;
   },
@@ -126,4 +128,23 @@ function toggle(disabled: boolean): CliCommand {
   };
 }
 
-export const usersCommands: CliCommand[] = [usersAdd, usersList, usersSetRole, toggle(true), toggle(false)];
+const UNLOCK_USAGE = 'users unlock EMAIL';
+
+const usersUnlock: CliCommand = {
+  name: 'users unlock',
+  summary: 'Lift the sign-in locks of an account (its failed passwords from every address are forgotten)',
+  usage: UNLOCK_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { positionals } = parse(args, {}, 1, UNLOCK_USAGE);
+    const { account, cleared } = await unlockSignIn(needRuntime(runtime).store.db, { email: positionals[0]!, actor: cliActor() });
+    io.out(
+      cleared > 0
+        ? `${account.email} may sign in again: failures from ${cleared} address${cleared === 1 ? '' : 'es'} forgotten.`
+        : `${account.email} had no failed sign-ins to forget.`,
+    );
+    return EXIT.ok;
+  },
+};
+
+export const usersCommands: CliCommand[] = [usersAdd, usersList, usersSetRole, toggle(true), toggle(false), usersUnlock];

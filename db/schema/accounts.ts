@@ -51,21 +51,30 @@ export const sessions = pgTable(
 );
 
 /**
- * Failed sign-ins per account (scope 'account', key = the e-mail typed, known or not) and per
- * peer address (scope 'address'). In the store, so throttling survives restarts and holds across
- * processes. A success clears the account's row.
+ * Failed sign-ins per account and address (scope 'pair': `email` is the e-mail typed, known or not,
+ * `key` the pair as JSON) and per peer address across accounts (scope 'address': `key` is the
+ * address, `email` null). In the store, so throttling survives restarts and holds across
+ * processes. A success clears its pair's row; an admin's unlock clears every pair row of an e-mail.
+ * Someone else's failures from another address never touch the pair a person signs in from
+ * (docs/decisions/023).
  */
 export const loginAttempts = pgTable(
   'login_attempts',
   {
-    scope: text('scope', { enum: ['account', 'address'] }).notNull(),
+    scope: text('scope', { enum: ['pair', 'address'] }).notNull(),
     key: text('key').notNull(),
+    email: text('email'),
     failures: integer('failures').notNull().default(0),
     firstFailureAt: timestamp('first_failure_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
     lastFailureAt: timestamp('last_failure_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
     lockedUntil: timestamp('locked_until', { withTimezone: true, mode: 'date' }),
   },
-  (table) => [primaryKey({ columns: [table.scope, table.key] })],
+  (table) => [
+    primaryKey({ columns: [table.scope, table.key] }),
+    index('login_attempts_email_idx').on(table.email),
+    check('login_attempts_scope_known', sql`${table.scope} in ('pair', 'address')`),
+    check('login_attempts_pair_has_email', sql`(${table.scope} = 'pair') = (${table.email} is not null)`),
+  ],
 );
 
 /**

@@ -12,6 +12,8 @@ import type { Runtime } from '../../app/boot/runtime.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import { makeSecrets, openRuntime, serverEnv, sessionCookieFor } from './auth-harness';
 import { readSession } from '../../app/auth/session.server';
+import { checkThrottle, recordFailedSignIn } from '../../app/auth/throttle.server';
+import { createAccount } from '../../app/accounts/accounts.server';
 
 describe('runsheet users', () => {
   let database: TestDatabase;
@@ -80,5 +82,36 @@ describe('runsheet users', () => {
     expect((await cli(['users', 'enable', 'dana@example.com'])).code).toBe(EXIT.ok);
     const json = JSON.parse((await cli(['users', 'list', '--json'])).out) as { email: string; disabled: boolean }[];
     expect(json.find((account) => account.email === 'dana@example.com')?.disabled).toBe(false);
+  });
+  it('unlocks an account locked out by failed sign-ins from another address, audited as cli:<os user> (issue 11, reproduction 6)', async () => {
+    await createAccount(runtime.store.db, { email: 'locked@example.com', role: 'engineer', password: 'locked password 123', actor: { name: 'test' } });
+    for (let failure = 0; failure < 10; failure++) await recordFailedSignIn(runtime.store.db, { email: 'locked@example.com', ip: '203.0.113.9' });
+    expect(await checkThrottle(runtime.store.db, { email: 'locked@example.com', ip: '203.0.113.9' })).toMatchObject({ allowed: false, locked: true });
+    const result = await cli(['users', 'unlock', 'Locked@Example.com']);
+    expect(result).toMatchObject({ code: EXIT.ok, err: '' });
+    expect(result.out).toContain('locked@example.com may sign in again');
+    // The address's own slow-down (ten failures across accounts) is not the account's to lift: wait it out.
+    await runtime.store.pool.query("update login_attempts set last_failure_at = now() - interval '61 seconds' where scope = 'address'");
+    expect(await checkThrottle(runtime.store.db, { email: 'locked@example.com', ip: '203.0.113.9' })).toEqual({ allowed: true });
+    const [entry] = await listAudit(runtime.store.db, { about: 'locked@example.com' });
+    expect(entry).toMatchObject({ actor: `cli:${os.userInfo().username}`, action: 'account.unlock', outcome: 'ok' });
+    expect((await cli(['users', 'unlock', 'nobody@example.com'])).code).toBe(EXIT.usage);
+    expect((await cli(['users', 'unlock'])).code).toBe(EXIT.usage);
+  });
+
+  it('prints account names with their control characters escaped, never raw (issue 11, reproduction 10)', async () => {
+    const name = '\u001b[2J\u001b[31mMallory\u0007\rroot@example.com  admin\u009b1m\nforged@example.com  admin     active    never';
+    await createAccount(runtime.store.db, { email: 'mallory@example.com', role: 'viewer', name, actor: { name: 'test' } });
+    const list = await cli(['users', 'list']);
+    expect(list.code).toBe(EXIT.ok);
+    // No control character reaches the terminal except the line ends the table itself writes.
+    expect(list.out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    expect(list.out).toContain('\\x1b[2J\\x1b[31mMallory\\x07\\rroot@example.com  admin\\u009b1m\\nforged@example.com');
+    const lines = list.out.trimEnd().split('\n');
+    // The JSON stays JSON, and says the name as it is.
+    const accounts = JSON.parse((await cli(['users', 'list', '--json'])).out) as { email: string; name: string }[];
+    expect(accounts.find((account) => account.email === 'mallory@example.com')?.name).toBe(name.trim());
+    expect(lines).toHaveLength(1 + accounts.length);
+    expect(lines.filter((line) => line.startsWith('forged@'))).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@
  * database: cookie flags, a new session id at every sign-in, sign-out and disabling ending
  * sessions at once, expiry, and store-backed throttling of failed sign-ins.
  */
+import http from 'node:http';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createAccount } from '../../app/accounts/accounts.server';
@@ -48,20 +49,56 @@ describe('sign-in and sessions over HTTP', () => {
     await sql.query('delete from login_attempts');
   });
 
-  async function login(email: string, password: string, cookie?: string) {
+  interface LoginOptions {
+    cookie?: string;
+    redirectTo?: string;
+    /** The local (loopback) address to connect from: the server sees it as the client's address. */
+    from?: string;
+  }
+
+  async function login(email: string, password: string, options: LoginOptions | string = {}) {
+    const { cookie, redirectTo, from } = typeof options === 'string' ? { cookie: options } : options;
     const headers: Record<string, string> = {
       Origin: server.origin,
       'Content-Type': 'application/x-www-form-urlencoded',
       Accept: 'text/html',
     };
     if (cookie) headers.Cookie = cookie;
-    const response = await fetch(`${server.origin}/login`, {
-      method: 'POST',
-      headers,
-      body: new URLSearchParams({ intent: 'login', email, password }).toString(),
-      redirect: 'manual',
-    });
+    const body = new URLSearchParams({ intent: 'login', email, password, ...(redirectTo !== undefined ? { redirectTo } : {}) }).toString();
+    if (from) return loginFrom(from, headers, body);
+    const response = await fetch(`${server.origin}/login`, { method: 'POST', headers, body, redirect: 'manual' });
     return { status: response.status, setCookie: response.headers.get('set-cookie'), location: response.headers.get('location'), retryAfter: response.headers.get('retry-after'), body: await response.text() };
+  }
+
+  /** fetch cannot choose its local address; node:http can (127.0.0.0/8 is all loopback on Linux). */
+  function loginFrom(localAddress: string, headers: Record<string, string>, body: string) {
+    return new Promise<{ status: number; setCookie: string | null; location: string | null; retryAfter: string | null; body: string }>((resolve, reject) => {
+      const request = http.request(
+        {
+          host: '127.0.0.1',
+          port: server.port,
+          path: '/login',
+          method: 'POST',
+          localAddress,
+          // The Host the browser would send: Remix refuses an action whose Origin and Host differ.
+          headers: { ...headers, Host: new URL(server.origin).host, 'Content-Length': String(Buffer.byteLength(body)) },
+        },
+        (response) => {
+          let text = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (text += chunk));
+          response.on('end', () => {
+            const header = (name: string) => {
+              const value = response.headers[name];
+              return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
+            };
+            resolve({ status: response.statusCode ?? 0, setCookie: header('set-cookie'), location: header('location'), retryAfter: header('retry-after'), body: text });
+          });
+        },
+      );
+      request.on('error', reject);
+      request.end(body);
+    });
   }
 
   async function get(path: string, cookie: string) {
@@ -184,9 +221,9 @@ describe('sign-in and sessions over HTTP', () => {
     expect(rows[0].ip).toMatch(/127\.0\.0\.1/);
   });
 
-  it('slows repeated failures for one account, then locks it, in the store (even the right password waits)', async () => {
+  it('slows repeated failures for one account from one address, then locks that pair, in the store (even the right password waits)', async () => {
     const email = 'throttled@sessions.test';
-    const { slowAfter, lockAfter } = THROTTLE_POLICY.account;
+    const { slowAfter, lockAfter } = THROTTLE_POLICY.pair;
     for (let attempt = 1; attempt <= slowAfter; attempt++) expect((await login(email, `wrong ${attempt} xxxxxxxx`)).status).toBe(401);
     const slowed = await login(email, PASSWORD);
     expect(slowed.status).toBe(429);
@@ -205,7 +242,7 @@ describe('sign-in and sessions over HTTP', () => {
     const locked = await login(email, PASSWORD);
     expect(locked.status).toBe(429);
     expect(Number(locked.retryAfter)).toBeGreaterThan(60);
-    const { rows } = await sql.query("select failures, locked_until > now() as locked from login_attempts where scope = 'account' and key = $1", [email]);
+    const { rows } = await sql.query("select failures, locked_until > now() as locked from login_attempts where scope = 'pair' and email = $1", [email]);
     expect(rows[0]).toEqual({ failures: lockAfter, locked: true });
     // The lock and the failures age out after their window.
     await sql.query("update login_attempts set locked_until = now() - interval '1 second', last_failure_at = now() - interval '16 minutes'");
@@ -221,5 +258,62 @@ describe('sign-in and sessions over HTTP', () => {
     }
     // A different account, never tried before, from the same address: slowed.
     expect((await login('tpm@sessions.test', PASSWORD)).status).toBe(429);
+  });
+  it('never sends a signed-in visitor of /login, or one who just signed in, to another host (issue 11, reproduction 5)', async () => {
+    const hostile = ['/..//evil.example', '/./\\evil.example', '/%2e%2e//evil.example', '/.%2E//evil.example', '/..\\/evil.example', '/\t/evil.example', '//evil.example'];
+    const cookie = cookiePair((await login('tpm@sessions.test', PASSWORD)).setCookie!);
+    for (const redirectTo of hostile) {
+      const answer = await get(`/login?${new URLSearchParams({ redirectTo })}`, cookie);
+      expect(answer.status, redirectTo).toBe(302);
+      expect(new URL(answer.location!, server.origin).origin, `${redirectTo} → ${answer.location}`).toBe(server.origin);
+      const signIn = await login('tpm@sessions.test', PASSWORD, { redirectTo });
+      expect(signIn.status, redirectTo).toBe(302);
+      expect(new URL(signIn.location!, server.origin).origin, `${redirectTo} → ${signIn.location}`).toBe(server.origin);
+    }
+    // A path on this site is kept, normalised.
+    expect((await get(`/login?${new URLSearchParams({ redirectTo: '/runs/./x/../?plan=a' })}`, cookie)).location).toBe('/runs/?plan=a');
+  });
+
+  /** The delay after the last failure, moved in the store as another process would see it. */
+  const waitOutTheDelay = async () => sql.query("update login_attempts set last_failure_at = now() - interval '61 seconds'");
+  // The reproduction's numbers: about ten failures lock an account for fifteen minutes.
+  const FAILURES_THAT_LOCK = 10;
+  it('locks a pair after as many failures as the reproduction took', () => expect(THROTTLE_POLICY.pair.lockAfter).toBe(FAILURES_THAT_LOCK));
+
+  it('failures from one address never lock the right password out from another address (issue 11, reproduction 6)', async () => {
+    const email = 'engineer@sessions.test';
+    for (let attempt = 1; attempt <= FAILURES_THAT_LOCK; attempt++) {
+      await waitOutTheDelay();
+      expect((await login(email, `wrong ${attempt} xxxxxxxx`, { from: '127.0.0.2' })).status).toBe(401);
+    }
+    await waitOutTheDelay();
+    // The address that failed is locked out of this account…
+    const locked = await login(email, PASSWORD, { from: '127.0.0.2' });
+    expect(locked.status).toBe(429);
+    expect(Number(locked.retryAfter)).toBeGreaterThan(60);
+    // …and the owner, from another address, signs in.
+    const owner = await login(email, PASSWORD, { from: '127.0.0.3' });
+    expect(owner.status).toBe(302);
+    expect(owner.setCookie).toMatch(/^runsheet_session=/);
+  });
+
+  it('an admin unlocks an account\'s sign-in from the accounts page, audited (issue 11, reproduction 6)', async () => {
+    const email = 'throttled@sessions.test';
+    for (let attempt = 1; attempt <= FAILURES_THAT_LOCK; attempt++) {
+      await waitOutTheDelay();
+      await login(email, `wrong ${attempt} xxxxxxxx`, { from: '127.0.0.4' });
+    }
+    await waitOutTheDelay();
+    expect((await login(email, PASSWORD, { from: '127.0.0.4' })).status).toBe(429);
+    const admin = cookiePair((await login('admin@sessions.test', PASSWORD)).setCookie!);
+    const page = await fetch(`${server.origin}/admin/accounts`, { headers: { Cookie: admin, Accept: 'text/html' } }).then((response) => response.text());
+    expect(page.replaceAll('<!-- -->', '')).toContain(`Unlock sign-in<span class="sr-only"> of ${email}`);
+    expect((await post('/admin/accounts', admin, { intent: 'unlock', email })).status).toBe(200);
+    expect((await login(email, PASSWORD, { from: '127.0.0.4' })).status).toBe(302);
+    const { rows } = await sql.query("select actor, actor_role, subject, outcome from audit_log where action = 'account.unlock'");
+    expect(rows).toEqual([{ actor: 'admin@sessions.test', actor_role: 'admin', subject: email, outcome: 'ok' }]);
+    // A TPM may not unlock (the accounts page is the admin's).
+    const tpm = cookiePair((await login('tpm@sessions.test', PASSWORD)).setCookie!);
+    expect((await post('/admin/accounts', tpm, { intent: 'unlock', email })).status).toBe(403);
   });
 });

@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { parseByteSize, readEnv as readProcessEnv } from './env.server';
+
+const readEnv = (values: Record<string, string>) => readProcessEnv(values as NodeJS.ProcessEnv);
+
+describe('RUNSHEET_BODY_LIMIT and RUNSHEET_HSTS', () => {
+  it('reads a size in bytes or with a binary unit, 1 MiB when unset', () => {
+    expect(readEnv({}).RUNSHEET_BODY_LIMIT).toBe(1024 * 1024);
+    expect(readEnv({ RUNSHEET_BODY_LIMIT: '4MiB' }).RUNSHEET_BODY_LIMIT).toBe(4 * 1024 * 1024);
+    expect(parseByteSize('512 KiB')).toBe(512 * 1024);
+    expect(parseByteSize('1.5mib')).toBe(1.5 * 1024 * 1024);
+    expect(parseByteSize('65536')).toBe(65536);
+    expect(parseByteSize('1GiB')).toBe(1024 ** 3);
+  });
+
+  it('refuses what is not a size, or too small for any form, with what to write', () => {
+    for (const value of ['lots', '10 MB', '-1', '100', '0x1000', '']) expect(parseByteSize(value), value).toBeUndefined();
+    expect(() => readEnv({ RUNSHEET_BODY_LIMIT: 'lots' })).toThrow(/RUNSHEET_BODY_LIMIT: "lots" is not a size: write bytes \(1048576\) or a number with KiB, MiB or GiB/);
+  });
+
+  it('takes HSTS as max-age with the usual flags, and nothing else', () => {
+    expect(readEnv({}).RUNSHEET_HSTS).toBeUndefined();
+    expect(readEnv({ RUNSHEET_HSTS: 'max-age=63072000; includeSubDomains; preload' }).RUNSHEET_HSTS).toBe('max-age=63072000; includeSubDomains; preload');
+    for (const value of ['max-age=1y', 'includeSubDomains', 'max-age=10, evil: header']) expect(() => readEnv({ RUNSHEET_HSTS: value }), value).toThrow(/RUNSHEET_HSTS/);
+  });
+});
