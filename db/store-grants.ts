@@ -24,6 +24,7 @@ export const STORE_GRANTS: Readonly<Record<string, readonly TablePrivilege[]>> =
   sessions: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   login_attempts: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   fact_snapshots: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  run_watchers: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   // Derived from the signed events, replaced at every checkpoint (a test recomputes it).
   run_report_summaries: ['SELECT', 'INSERT', 'UPDATE'],
 };

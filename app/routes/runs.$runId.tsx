@@ -14,7 +14,7 @@ import { cancelFromRunView, loadRunView, runIdOrNotFound, type RunView, type Sta
 import { failureOf, foldTimeline, isFinalState, phaseLabel, type AttemptView, type FailureView, type PhaseView, type StepView } from '../runs/run-timeline';
 import { storedTypeOf, type RunEvent } from '../runs/run-events';
 import { isActiveState, type RunState } from '../../db/run-lifecycle';
-import { useRunStream, type StreamState } from '../web/use-run-stream';
+import { useRunStream, type FeedMode, type StreamState } from '../web/use-run-stream';
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [
   { title: data ? `${data.view.run.kind === 'rehearsal' ? 'Rehearsal' : 'Run'} ${data.view.run.id.slice(0, 8)} · ${data.view.run.planId} on ${data.view.run.targetLabel} · Runsheet` : 'Run · Runsheet' },
@@ -86,7 +86,7 @@ export default function RunPage() {
           </div>
         </div>
 
-        <ConnectionBanner state={stream.state} stoppedBecause={stream.stoppedBecause} />
+        <ConnectionBanner state={stream.state} stoppedBecause={stream.stoppedBecause} feedMode={stream.feedMode} />
 
         <div className="mt-3 flex flex-wrap items-center gap-2 text-xs">
           <span className="text-ink-muted">Watching now:</span>
@@ -226,7 +226,7 @@ function Elapsed({ attempt, now }: { attempt?: AttemptView; now: number }) {
   );
 }
 
-function ConnectionBanner({ state, stoppedBecause }: { state: StreamState; stoppedBecause: string | null }) {
+function ConnectionBanner({ state, stoppedBecause, feedMode }: { state: StreamState; stoppedBecause: string | null; feedMode: FeedMode }) {
   if (state === 'stopped') {
     return (
       <div role="alert" className="mt-3 rounded border border-slate-300 bg-slate-50 px-3 py-2 text-xs font-medium text-slate-900">
@@ -245,6 +245,13 @@ function ConnectionBanner({ state, stoppedBecause }: { state: StreamState; stopp
     return (
       <div role="alert" className="mt-3 rounded border border-red-300 bg-red-50 px-3 py-2 text-xs font-medium text-red-900">
         Live updates stopped. Reload the page to see where the run is.
+      </div>
+    );
+  }
+  if (state === 'open' && feedMode === 'polling') {
+    return (
+      <div role="status" data-feed-mode="polling" className="mt-3 rounded border border-amber-400 bg-amber-50 px-3 py-2 text-xs font-medium text-amber-900">
+        Updates by polling: the server lost its notification connection to the store, so it checks for new events every second until it is back. Nothing is missed.
       </div>
     );
   }

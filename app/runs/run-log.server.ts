@@ -17,6 +17,7 @@ import type { StoreDb } from '../runtime/store.server';
 import { parseRunEvent, RunEventBodySchema, type RunEvent, type RunEventInput, type RunEventType, type Via } from './run-events';
 import { RunsheetError } from '../runtime/errors';
 import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
+import { announceStoreChange, RUN_EVENTS_CHANNEL } from '../runtime/store-notifications.server';
 
 /** Versions the genesis and the hash input; a different scheme gets a new tag. */
 export const RUN_LOG_VERSION = 'runsheet/run-log/v1';
@@ -200,11 +201,23 @@ async function ownTransaction<T>(
   try {
     const result = await work(client);
     await client.query('commit');
+    await announceAppendedRuns(client);
     return result;
   } catch (error) {
+    appendedInTransaction.delete(client);
     await client.query('rollback').catch((rollbackError: Error) => onBroken(rollbackError));
     throw error;
   }
+}
+
+/** Runs whose log got events in the transaction open on a client: announced once it commits. */
+const appendedInTransaction = new WeakMap<pg.ClientBase, Set<string>>();
+
+/** After the commit, in statements of their own: listening instances read the new events (store-notifications.server.ts). */
+async function announceAppendedRuns(client: pg.ClientBase): Promise<void> {
+  const runIds = appendedInTransaction.get(client);
+  appendedInTransaction.delete(client);
+  for (const runId of runIds ?? []) await announceStoreChange(client, RUN_EVENTS_CHANNEL, runId);
 }
 
 /**
@@ -283,6 +296,8 @@ export async function appendRunEvent(executor: StoreExecutor, event: NewRunEvent
     const prevHash = state.lastHash ?? genesisHash(runId);
     const stored: StoredRunEvent = { runId, seq, at: state.at, actor: event.actor, role, type, payload: state.payload, prevHash, hash: '' };
     stored.hash = hashRunEvent(prevHash, runEventBody(runId, stored));
+    const appended = appendedInTransaction.get(client) ?? new Set<string>();
+    appendedInTransaction.set(client, appended.add(runId));
     await client.query(
       `insert into run_events (run_id, seq, at, actor, role, type, payload, prev_hash, hash)
        values ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)`,
@@ -318,6 +333,33 @@ export async function readStoredRunEvents(executor: StoreExecutor, runId: string
 /** A run's events in seq order, each parsed into the union (unknown ones into its fallback). */
 export async function readRunEvents(executor: StoreExecutor, runId: string, options: EventReadOptions = {}): Promise<RunEvent[]> {
   return (await readStoredRunEvents(executor, runId, options)).map(({ prevHash: _prevHash, hash: _hash, ...stored }) => parseRunEvent(stored));
+}
+
+/** What a live view reads after each announcement: the run's events after a seq, and its state, in one statement (one snapshot). */
+export interface RunEventsSince {
+  /** The run's state as of the same snapshot; undefined when the run does not exist. */
+  state: string | undefined;
+  events: RunEvent[];
+  /** Whether `limit` cut the read short (read again from the last event's seq). */
+  more: boolean;
+}
+
+export async function readRunEventsSince(executor: StoreExecutor, runId: string, input: { afterSeq: number; limit: number }): Promise<RunEventsSince> {
+  const id = assertRunId(runId);
+  const { rows } = await pgExecutor(executor).query<StoredRunEvent & { state: string; seq: number | null }>(
+    `select r.state, e.*
+       from runs r
+       left join lateral (
+         select ${EVENT_COLUMNS} from run_events where run_id = r.id and seq > $2 order by seq limit $3
+       ) as e on true
+      where r.id = $1
+      order by e.seq`,
+    [id, Math.max(0, Math.trunc(input.afterSeq)), input.limit + 1],
+  );
+  if (rows.length === 0) return { state: undefined, events: [], more: false };
+  const stored = rows.filter((row) => row.seq !== null);
+  const events = stored.slice(0, input.limit).map(({ state: _state, prevHash: _prevHash, hash: _hash, ...event }) => parseRunEvent(event));
+  return { state: rows[0]!.state, events, more: stored.length > input.limit };
 }
 
 /** Most events one page of the event list carries. */

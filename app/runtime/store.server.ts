@@ -9,6 +9,7 @@ import * as schema from '../../db/schema/index';
 import { STORE_GRANTS } from '../../db/store-grants';
 import { fromRoot } from './paths.server';
 import { ADVISORY_LOCKS } from './advisory-locks';
+import { stopStoreListener } from './store-notifications.server';
 
 export type StoreDb = NodePgDatabase<typeof schema>;
 
@@ -25,7 +26,14 @@ export function openStore(url: string, options: { max?: number } = {}): Store {
   // An idle client's connection error must not crash the process; the next query reports it.
   pool.on('error', () => {});
   const db = drizzle(pool, { schema });
-  return { pool, db, close: () => pool.end() };
+  return {
+    pool,
+    db,
+    close: async () => {
+      await stopStoreListener(pool);
+      await pool.end();
+    },
+  };
 }
 
 export async function migrateStore(store: Store, migrationsFolder = MIGRATIONS_FOLDER): Promise<void> {

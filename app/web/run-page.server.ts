@@ -12,14 +12,16 @@ import { actorOf } from './actor.server';
 import { thawPlan } from '../engine/frozen-plan.server';
 import { getRun, readRunDetail } from '../engine/runs.server';
 import type { RunEvent } from '../runs/run-events';
-import { parseRunId, readRunEvents } from '../runs/run-log.server';
+import { parseRunId } from '../runs/run-log.server';
+import { followRunEvents } from '../runs/run-event-feed.server';
+import { readRunWatchers, watchRun, type Watcher } from '../runs/run-watchers.server';
+import type { RunState } from '../../db/run-lifecycle';
 import { findRuns } from '../runs/run-store.server';
 import { isFinalState } from '../runs/run-timeline';
 import { isoOf } from '../runtime/format';
 import { splitSql } from '../sql/split-sql.server';
 import { asHttpResponse, refusalOf, type IntentOutcome } from './http-answers.server';
 import { watchStream } from './stream-watch.server';
-import { watchersOf, watchRun, type Watcher } from './watchers.server';
 
 export type RunViewDeps = EngineDeps;
 
@@ -100,22 +102,24 @@ export async function loadRunView(deps: RunViewDeps, input: { runId: string; use
     earlierRuns: earlier
       .filter((candidate) => candidate.id !== run.id && candidate.createdAt < run.createdAt)
       .map((candidate) => ({ id: candidate.id, kind: candidate.kind, state: candidate.state, createdAt: isoOf(candidate.createdAt), executedBy: candidate.executedBy })),
-    watchers: watchersOf(run.id),
+    watchers: await readRunWatchers(deps.store.pool, run.id),
     may: { cancel: roleCan(input.user.role, 'cancel') },
     readAt: new Date().toISOString(),
   };
 }
 
-const POLL_MS = 500;
 const KEEPALIVE_MS = 15_000;
 /** Tells the browser how long to wait before reconnecting after the connection drops. */
 const RETRY_MS = 2_000;
 
 /**
  * The run's events after `afterSeq` as server-sent events, each with `id: <seq>` so that a
- * reconnect resumes from Last-Event-ID; a 'watchers' event whenever who is watching changes; an
- * 'end' event (and the stream closes) once the run is in a final state and every event is sent;
- * a 'closed' event with why (and the stream closes) when a re-check ends it (stream-watch.server.ts).
+ * reconnect resumes from Last-Event-ID; a 'watchers' event whenever who is watching changes (on
+ * any instance); a 'feed' event saying whether new events arrive as the store announces them
+ * ('live') or by polling while the announcements cannot arrive ('polling'); an 'end' event (and
+ * the stream closes) once the run is in a final state and every event is sent; a 'closed' event
+ * with why (and the stream closes) when a re-check ends it (stream-watch.server.ts). Events come
+ * from this instance's one feed (run-event-feed.server.ts), read once for all its streams.
  */
 export async function streamRunEvents(deps: RunViewDeps, input: { runId: string; afterSeq: number; user: SignedInUser; signal: AbortSignal }): Promise<Response> {
   const { runId, user, signal } = input;
@@ -125,9 +129,7 @@ export async function streamRunEvents(deps: RunViewDeps, input: { runId: string;
   });
 
   const encoder = new TextEncoder();
-  let lastSeq = input.afterSeq;
   let closed = false;
-  let pollTimer: NodeJS.Timeout | undefined;
   let keepAliveTimer: NodeJS.Timeout | undefined;
   let stopWatching = () => {};
 
@@ -144,7 +146,6 @@ export async function streamRunEvents(deps: RunViewDeps, input: { runId: string;
       const close = () => {
         if (closed) return;
         closed = true;
-        clearTimeout(pollTimer);
         clearInterval(keepAliveTimer);
         stopWatching();
         signal.removeEventListener('abort', close);
@@ -156,7 +157,31 @@ export async function streamRunEvents(deps: RunViewDeps, input: { runId: string;
       };
 
       send(`retry: ${RETRY_MS}\n\n`);
-      const stopPresence = watchRun(runId, { email: user.email, role: user.role }, (watchers) => send(`event: watchers\ndata: ${JSON.stringify(watchers)}\n\n`));
+      let lastSeq = input.afterSeq;
+      const stopFeed = followRunEvents(deps.store.pool, { runId, afterSeq: input.afterSeq }, {
+        events(events, state) {
+          for (const event of events) {
+            send(`id: ${event.seq}\nevent: run-event\ndata: ${JSON.stringify(event)}\n\n`);
+            lastSeq = event.seq;
+          }
+          if (state !== undefined && isFinalState(state as RunState)) {
+            send(`event: end\ndata: ${JSON.stringify({ state, lastSeq })}\n\n`);
+            close();
+          }
+        },
+        gone() {
+          send(`event: closed\ndata: ${JSON.stringify({ reason: 'run-gone', message: 'This run no longer exists.' })}\n\n`);
+          close();
+        },
+        mode(mode) {
+          send(`event: feed\ndata: ${JSON.stringify({ mode })}\n\n`);
+        },
+        failed(message) {
+          // The store blipped: say so in the stream (a comment); the feed reads again on its own.
+          send(`: read failed: ${message.replace(/\n/g, ' ')}\n\n`);
+        },
+      });
+      const stopPresence = watchRun(deps.store.pool, runId, { email: user.email, role: user.role }, (watchers) => send(`event: watchers\ndata: ${JSON.stringify(watchers)}\n\n`));
       // Re-checked with every other open stream of this process: a disabled viewer's stream ends ('closed', with why).
       const stopRechecks = watchStream(deps.store.pool, {
         runId,
@@ -169,40 +194,17 @@ export async function streamRunEvents(deps: RunViewDeps, input: { runId: string;
         },
       });
       stopWatching = () => {
+        stopFeed();
         stopPresence();
         stopRechecks();
       };
+      if (closed) stopWatching();
       keepAliveTimer = setInterval(() => send(': keep-alive\n\n'), KEEPALIVE_MS);
       signal.addEventListener('abort', close, { once: true });
       if (signal.aborted) return close();
-
-      const poll = async () => {
-        if (closed) return;
-        try {
-          const events = await readRunEvents(deps.store.pool, runId, { afterSeq: lastSeq, limit: 500 });
-          for (const event of events) {
-            send(`id: ${event.seq}\nevent: run-event\ndata: ${JSON.stringify(event)}\n\n`);
-            lastSeq = event.seq;
-          }
-          if (events.length < 500) {
-            const run = await getRun(deps, runId);
-            const more = await readRunEvents(deps.store.pool, runId, { afterSeq: lastSeq, limit: 1 });
-            if (isFinalState(run.state) && more.length === 0) {
-              send(`event: end\ndata: ${JSON.stringify({ state: run.state, lastSeq })}\n\n`);
-              return close();
-            }
-          }
-        } catch (error) {
-          // The store blipped: say so in the stream (a comment) and keep polling.
-          send(`: poll failed: ${(error as Error).message.replace(/\n/g, ' ')}\n\n`);
-        }
-        if (!closed) pollTimer = setTimeout(() => void poll(), POLL_MS);
-      };
-      void poll();
     },
     cancel() {
       closed = true;
-      clearTimeout(pollTimer);
       clearInterval(keepAliveTimer);
       stopWatching();
     },

@@ -15,6 +15,9 @@ export interface StreamWatcher {
  */
 export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'ended' | 'stopped' | 'lost';
 
+/** How the server learns of new events for this stream: announced by the store ('live'), or polled while it cannot hear them. */
+export type FeedMode = 'live' | 'polling';
+
 /**
  * The run's events: those the loader rendered, then those the server-sent stream brings (after
  * the last seq the page has). Events are merged by seq, so a revalidation or a replay after a
@@ -25,6 +28,7 @@ export function useRunStream(runId: string, initial: { events: RunEvent[]; watch
   const [watchers, setWatchers] = useState<StreamWatcher[]>(initial.watchers);
   const [state, setState] = useState<StreamState>('connecting');
   const [stoppedBecause, setStoppedBecause] = useState<string | null>(null);
+  const [feedMode, setFeedMode] = useState<FeedMode>('live');
   const lastSeq = useRef(initial.events.at(-1)?.seq ?? 0);
 
   // Newer loader data (after an action) may carry events the stream has not brought yet.
@@ -49,6 +53,7 @@ export function useRunStream(runId: string, initial: { events: RunEvent[]; watch
       setEvents((current) => mergeEvents(current, [event]));
     });
     source.addEventListener('watchers', (message) => setWatchers(JSON.parse((message as MessageEvent<string>).data) as StreamWatcher[]));
+    source.addEventListener('feed', (message) => setFeedMode((JSON.parse((message as MessageEvent<string>).data) as { mode: FeedMode }).mode));
     source.addEventListener('end', () => {
       ended = true;
       source.close();
@@ -66,7 +71,7 @@ export function useRunStream(runId: string, initial: { events: RunEvent[]; watch
     };
   }, [runId]);
 
-  return { events, watchers, state, stoppedBecause };
+  return { events, watchers, state, stoppedBecause, feedMode };
 }
 
 function mergeEvents(current: RunEvent[], incoming: RunEvent[]): RunEvent[] {

@@ -180,3 +180,23 @@ export const runReportSummaries = pgTable('run_report_summaries', {
   summary: jsonb('summary').notNull(),
   computedAt: timestamp('computed_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
 });
+
+/**
+ * Who is watching a run now, shared by every app instance (issue 15): one row per instance, run
+ * and person, refreshed by the instance's batched heartbeat and counted only while fresh (an
+ * instance that died stops refreshing; its rows expire). A courtesy, not a record: never audited.
+ */
+export const runWatchers = pgTable(
+  'run_watchers',
+  {
+    instanceId: text('instance_id').notNull(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    email: text('email').notNull(),
+    role: text('role').notNull(),
+    since: timestamp('since', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    seenAt: timestamp('seen_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (table) => [primaryKey({ columns: [table.instanceId, table.runId, table.email] }), index('run_watchers_run').on(table.runId, table.seenAt)],
+);

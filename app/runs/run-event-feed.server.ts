@@ -1,0 +1,218 @@
+/**
+ * The live view's source of events: one feed per store pool (per app instance) that reads each
+ * new event of a run once and hands it to every open stream of that run, however many there are.
+ * It reads when the store announces new events (LISTEN/NOTIFY, store-notifications.server.ts):
+ * one read per announcement per run, coalesced while a read is under way, so hundreds of viewers
+ * cost the store one query per event, not one per viewer per interval.
+ *
+ * Announcements are hints and may be lost (a failed NOTIFY is only logged), so the feed also
+ * reads on a timer: every run with viewers not read for SWEEP_MS, and, while the listening
+ * connection is down, every run every POLL_MS (the streams are told they are being polled). Each
+ * stream reads its own backlog when it opens, and drops what it already has by seq, so a
+ * reconnect or a late joiner misses nothing. Decision 032.
+ */
+import type pg from 'pg';
+import { RUN_EVENTS_CHANNEL, storeListenerOf, type ListenerMode, type StoreListener } from '../runtime/store-notifications.server';
+import type { RunEvent } from './run-events';
+import { readRunEventsSince } from './run-log.server';
+
+/** Events per read; a longer backlog is read in several. */
+const READ_LIMIT = 500;
+/** Reads of a run with viewers while announcements arrive normally: covers a lost announcement. */
+const SWEEP_MS = 5_000;
+/** Reads of every run with viewers while the listening connection is down. */
+const POLL_MS = 1_000;
+
+/** How a stream is being fed: by announcements, or by polling while they cannot arrive. */
+export type FeedMode = 'live' | 'polling';
+
+export interface RunFeedHandlers {
+  /**
+   * New events in seq order (never one the stream already had), with the run's state as read with
+   * them when nothing was left unread (undefined while a long backlog is still being read).
+   */
+  events(events: RunEvent[], state: string | undefined): void;
+  /** The run no longer exists. */
+  gone(): void;
+  /** The feed changed how it learns of new events. */
+  mode(mode: FeedMode): void;
+  /** A read failed (the store blipped); the feed retries on its own. */
+  failed(message: string): void;
+}
+
+interface Follower {
+  lastSeq: number;
+  /** Events that arrived while the follower read its backlog. */
+  pending: { events: RunEvent[]; state: string | undefined }[] | undefined;
+  handlers: RunFeedHandlers;
+}
+
+interface FollowedRun {
+  followers: Set<Follower>;
+  /** The last seq this feed read. */
+  lastSeq: number;
+  reading: Promise<void> | undefined;
+  /** Another announcement came while reading: read again. */
+  again: boolean;
+  lastReadAt: number;
+}
+
+class RunEventFeed {
+  private readonly runs = new Map<string, FollowedRun>();
+  private readonly listener: StoreListener;
+  private timer: NodeJS.Timeout | undefined;
+  private stopListening: (() => void) | undefined;
+  private stopModes: (() => void) | undefined;
+  /** Reads made by this feed (announcement-driven, swept and polled): what the benchmark compares with the store's own counters. */
+  reads = 0;
+
+  constructor(private readonly pool: pg.Pool) {
+    this.listener = storeListenerOf(pool);
+  }
+
+  get mode(): FeedMode {
+    return this.listener.mode === 'live' ? 'live' : 'polling';
+  }
+
+  follow(runId: string, afterSeq: number, handlers: RunFeedHandlers): () => void {
+    this.start();
+    let run = this.runs.get(runId);
+    if (!run) {
+      run = { followers: new Set(), lastSeq: afterSeq, reading: undefined, again: false, lastReadAt: Date.now() };
+      this.runs.set(runId, run);
+    }
+    const follower: Follower = { lastSeq: afterSeq, pending: [], handlers };
+    run.followers.add(follower);
+    handlers.mode(this.mode);
+    void this.readBacklog(runId, follower);
+    return () => {
+      const followed = this.runs.get(runId);
+      followed?.followers.delete(follower);
+      if (followed && followed.followers.size === 0) this.runs.delete(runId);
+      if (this.runs.size === 0) this.idle();
+    };
+  }
+
+  private start(): void {
+    if (this.timer) return;
+    this.stopListening = this.listener.subscribe(RUN_EVENTS_CHANNEL, (runId) => this.read(runId));
+    this.stopModes = this.listener.onMode((mode) => this.modeChanged(mode));
+    this.timer = setInterval(() => this.tick(), POLL_MS);
+    this.timer.unref();
+  }
+
+  private idle(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.stopListening?.();
+    this.stopModes?.();
+  }
+
+  private modeChanged(mode: ListenerMode): void {
+    const feedMode: FeedMode = mode === 'live' ? 'live' : 'polling';
+    for (const [runId, run] of this.runs) {
+      for (const follower of run.followers) follower.handlers.mode(feedMode);
+      // Back from a lost connection: what was announced meanwhile was never heard.
+      if (mode === 'live') this.read(runId);
+    }
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    const every = this.listener.mode === 'live' ? SWEEP_MS : POLL_MS;
+    for (const [runId, run] of this.runs) if (now - run.lastReadAt >= every) this.read(runId);
+  }
+
+  /** Reads the run's new events once and gives them to each of its followers. */
+  private read(runId: string): void {
+    const run = this.runs.get(runId);
+    if (!run) return;
+    if (run.reading) {
+      run.again = true;
+      return;
+    }
+    run.reading = (async () => {
+      do {
+        run.again = false;
+        run.lastReadAt = Date.now();
+        try {
+          let more = true;
+          while (more) {
+            this.reads++;
+            const since = await readRunEventsSince(this.pool, runId, { afterSeq: run.lastSeq, limit: READ_LIMIT });
+            if (since.state === undefined) {
+              for (const follower of run.followers) follower.handlers.gone();
+              return;
+            }
+            if (since.events.length > 0) run.lastSeq = since.events.at(-1)!.seq;
+            more = since.more;
+            for (const follower of run.followers) deliver(follower, since.events, more ? undefined : since.state);
+          }
+        } catch (error) {
+          for (const follower of run.followers) follower.handlers.failed((error as Error).message);
+        }
+      } while (run.again && this.runs.get(runId) === run);
+    })().finally(() => {
+      run.reading = undefined;
+    });
+  }
+
+  /** A new follower's own read of what came before it joined; what the feed hands it meanwhile waits. */
+  private async readBacklog(runId: string, follower: Follower): Promise<void> {
+    try {
+      let more = true;
+      while (more) {
+        const since = await readRunEventsSince(this.pool, runId, { afterSeq: follower.lastSeq, limit: READ_LIMIT });
+        if (since.state === undefined) return follower.handlers.gone();
+        more = since.more;
+        const events = since.events.filter((event) => event.seq > follower.lastSeq);
+        if (events.length > 0) follower.lastSeq = events.at(-1)!.seq;
+        // The last read always reports, even with nothing new: the stream learns the run's state (a finished run's stream ends).
+        if (events.length > 0 || !more) follower.handlers.events(events, more ? undefined : since.state);
+      }
+      const waiting = follower.pending ?? [];
+      follower.pending = undefined;
+      for (const batch of waiting) deliver(follower, batch.events, batch.state);
+    } catch (error) {
+      follower.pending = undefined;
+      follower.handlers.failed((error as Error).message);
+      // The next read of the run (announced, swept or polled) starts from where it got to.
+      const run = this.runs.get(runId);
+      if (run && run.lastSeq > follower.lastSeq) run.lastSeq = follower.lastSeq;
+    }
+  }
+}
+
+function deliver(follower: Follower, events: RunEvent[], state: string | undefined): void {
+  if (follower.pending) {
+    follower.pending.push({ events, state });
+    return;
+  }
+  const fresh = events.filter((event) => event.seq > follower.lastSeq);
+  if (fresh.length > 0) follower.lastSeq = fresh.at(-1)!.seq;
+  follower.handlers.events(fresh, state);
+}
+
+const feeds = new WeakMap<pg.Pool, RunEventFeed>();
+
+function feedOf(pool: pg.Pool): RunEventFeed {
+  let feed = feeds.get(pool);
+  if (!feed) {
+    feed = new RunEventFeed(pool);
+    feeds.set(pool, feed);
+  }
+  return feed;
+}
+
+/**
+ * Follows a run's log from `afterSeq`: every later event exactly once, in order, for as long as
+ * the returned function is not called.
+ */
+export function followRunEvents(pool: pg.Pool, input: { runId: string; afterSeq: number }, handlers: RunFeedHandlers): () => void {
+  return feedOf(pool).follow(input.runId, input.afterSeq, handlers);
+}
+
+/** How many reads this instance's feed made on the store (the benchmark reports it beside the store's own counters). */
+export function runFeedReads(pool: pg.Pool): number {
+  return feeds.get(pool)?.reads ?? 0;
+}
