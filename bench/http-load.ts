@@ -44,13 +44,17 @@ export function serverEnv(dataDir: string, port: number): NodeJS.ProcessEnv {
 }
 
 /** Starts `node bin/start.js` and waits until GET /login answers 200 (timed from the spawn). */
-export async function startServerProcess(root: string, dataDir: string, options: { timeoutMs?: number; nodeArgs?: string[] } = {}): Promise<ServerProcess> {
+export async function startServerProcess(
+  root: string,
+  dataDir: string,
+  options: { timeoutMs?: number; nodeArgs?: string[]; /** Set on top of the embedded-mode environment (e.g. a second instance on the first's store). */ env?: Record<string, string> } = {},
+): Promise<ServerProcess> {
   const port = await freePort();
   const timeoutMs = options.timeoutMs ?? 180_000;
   const started = performance.now();
   const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), path.join(root, 'bin', 'start.js')], {
     cwd: root,
-    env: serverEnv(dataDir, port),
+    env: { ...serverEnv(dataDir, port), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let text = '';

@@ -2,7 +2,7 @@
  * A finished rehearsal run of a plan whose log holds exactly `events` events, for the report page's
  * load test. Its log is what a batched backfill leaves: phases, a step, one 'statement.completed'
  * per batch, check results, notes. Written through the product's own appendRunEvent (hash-chained,
- * in one store transaction) and signed with signCheckpoint, so the report verifies it as it would
+ * in one store transaction) and closed as the engine closes a run (a full signed checkpoint and the stored report summary), so the report verifies and serves it as it would
  * any run. A rehearsal, so that it never becomes the plan page's working run (an execute run would).
  */
 import type { CheckResult } from '../app/checks/run-checks.server';
@@ -11,7 +11,7 @@ import { openWorkingRun } from '../app/engine/runs.server';
 import type { RunEventInput } from '../app/runs/run-events';
 import { appendRunEvent, inStoreTransaction } from '../app/runs/run-log.server';
 import { transitionRun } from '../app/runs/run-store.server';
-import { signCheckpoint } from '../app/runs/signing.server';
+import { checkpointRun } from '../app/engine/checkpoints.server';
 
 export async function createReportRun(
   deps: EngineDeps,
@@ -124,7 +124,8 @@ export async function createReportRun(
     events: [{ type: 'rehearse.finished', payload: { state: 'rehearsed', outcome } }],
   });
   if (!closed.changed) throw new Error(`the report run ${run.id} could not be closed (it is ${closed.state})`);
-  await signCheckpoint(deps.store.pool, run.id, deps.signingKeyPem);
+  // As the engine ends a run: a full signed checkpoint, and the report summary stored with it.
+  await checkpointRun(deps, run.id, 'full');
   const { rows } = await deps.store.pool.query<{ n: number }>('select count(*)::int as n from run_events where run_id = $1', [run.id]);
   return { runId: run.id, events: rows[0]!.n, writeMs: Math.round(performance.now() - started) };
 }

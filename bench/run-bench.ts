@@ -37,6 +37,9 @@ import {
 } from './check-suite';
 import { currentRssBytes, getOnce, loadRoute, peakRssBytes, readDemoAccount, signIn, startServerProcess, type LoadResult } from './http-load';
 import { createReportRun } from './report-run';
+import { measureFanOut, type FanOutMeasurement } from './fan-out';
+import { measureTwoInstances, type TwoInstancesMeasurement } from './two-instances';
+import { rollbackRun } from '../app/engine/engine.server';
 import { measureStartup, type StartupSample } from './startup';
 import { median, round } from './stats';
 import { evaluateGoals, renderTable, type BenchResults, type GoalVerdict } from './table';
@@ -61,6 +64,7 @@ export interface BenchOptions {
   durationS: number;
   warmupRequests: number;
   events: number;
+  streams: number;
 }
 
 const USAGE = `Usage: npm run bench -- [--users N] [--runs R] [--quick] [--out FILE] [--data-dir DIR]
@@ -74,7 +78,8 @@ const USAGE = `Usage: npm run bench -- [--users N] [--runs R] [--quick] [--out F
   --connections N  concurrent HTTP readers (default 50)
   --duration S     seconds of each measured HTTP load (default 10; --quick: 3)
   --warmup N       untimed requests per reader before each load (default 2; --quick: 1)
-  --events N       events in the report page's run (default 10000)`;
+  --events N       events in the report page's run (default 10000)
+  --streams N      live-view event streams following one apply (default 500; --quick: 50)`;
 
 export function parseBenchOptions(argv: string[]): BenchOptions | { help: true } {
   const { values } = parseArgs({
@@ -92,6 +97,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions | { help: true }
       duration: { type: 'string' },
       warmup: { type: 'string' },
       events: { type: 'string', default: '10000' },
+      streams: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -117,6 +123,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions | { help: true }
     durationS: whole('duration', values.duration, quick ? 3 : 10),
     warmupRequests: whole('warmup', values.warmup, quick ? 1 : 2, 0),
     events: whole('events', values.events, 10_000, 12),
+    streams: whole('streams', values.streams, quick ? 50 : 500),
   };
 }
 
@@ -237,6 +244,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     log(`  run ${reportRun.runId}: ${reportRun.events} events in ${(reportRun.writeMs / 1000).toFixed(1)} s`);
 
     const http = await measureHttp(options, reportRun.runId, log);
+    const { fanOut, twoInstances } = await measureFanOutAndTwoInstances(deps, runtime, options, applies.plan008.at(-1)!.runId, log);
 
     const results = assemble({
       options,
@@ -253,6 +261,8 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
       cancels,
       reportRun,
       http,
+      fanOut,
+      twoInstances,
       startup,
     });
     writeResults(results, options, log);
@@ -382,6 +392,51 @@ async function measureHttp(options: BenchOptions, reportRunId: string, log: (lin
   return runs;
 }
 
+/**
+ * Once, on a fresh server: the live view's fan-out (the last apply of 008 is rolled back, then 008
+ * is executed again by this process while `--streams` event streams follow it), then two instances
+ * on one store (rolled back again; the plan page's load split across both, and 20 executes of one
+ * ready run split across both).
+ */
+async function measureFanOutAndTwoInstances(
+  deps: EngineDeps,
+  runtime: Runtime,
+  options: BenchOptions,
+  appliedRunId: string,
+  log: (line: string) => void,
+): Promise<{ fanOut: FanOutMeasurement; twoInstances: TwoInstancesMeasurement }> {
+  log(`fan-out: rolling back run ${appliedRunId} first`);
+  await rollbackRun(deps, { runId: appliedRunId, actor: ENGINEER });
+  // The superuser (pg_stat_statements needs it) on the store's own database.
+  const adminStoreUrl = new URL(runtime.embeddedAdminUrl!);
+  adminStoreUrl.pathname = new URL((runtime.store.pool as unknown as { options: { connectionString: string } }).options.connectionString).pathname;
+  const server = await startFreshServer(options.dataDir, log);
+  try {
+    const cookie = await signIn(server, readDemoAccount(options.dataDir, 'viewer'));
+    const fanOut = await measureFanOut(deps, { server, cookie, streams: options.streams, planId: PLAN_ID, actor: ENGINEER, adminStoreUrl: adminStoreUrl.toString(), log });
+    log(
+      `  fan-out: ${fanOut.streams} streams, ${fanOut.events} events (${fanOut.state}): ${fanOut.queriesPerEvent} store queries per event; ` +
+        `delivery p50 ${fanOut.deliveryMs.p50Ms} ms, p99 ${fanOut.deliveryMs.p99Ms} ms; ${fanOut.incompleteStreams} incomplete stream(s)`,
+    );
+    log(`two instances: rolling back run ${fanOut.runId} first`);
+    await rollbackRun(deps, { runId: fanOut.runId, actor: ENGINEER });
+    const twoInstances = await measureTwoInstances(deps, {
+      root: ROOT,
+      dataDir: options.dataDir,
+      adminUrl: runtime.embeddedAdminUrl!,
+      first: server,
+      pathAndQuery: `/plans/${PLAN_ID}?target=sandbox`,
+      planId: PLAN_ID,
+      actor: ENGINEER,
+      load: options,
+      log,
+    });
+    return { fanOut, twoInstances };
+  } finally {
+    await server.stop();
+  }
+}
+
 /** The server on a fresh build; a start that fails (a source caught half-edited, rebuilt by start.js) is tried twice more. */
 async function startFreshServer(dataDir: string, log: (line: string) => void) {
   for (let attempt = 1; ; attempt++) {
@@ -429,6 +484,8 @@ function assemble(input: {
   cancels: CancelMeasurement[];
   reportRun: { runId: string; events: number; writeMs: number };
   http: HttpRun[];
+  fanOut: FanOutMeasurement;
+  twoInstances: TwoInstancesMeasurement;
   startup: StartupSample[];
 }): BenchResults {
   const { options, suites, applies, http } = input;
@@ -562,6 +619,8 @@ function assemble(input: {
       diagnostics: { plan: diagnostic('plan'), report: diagnostic('report') },
       runs: http,
     },
+    fanOut: input.fanOut,
+    twoInstances: input.twoInstances,
     startup: {
       emptyMs: round(median(startupSamples.map((sample) => sample.emptyMs))),
       warmMs: round(median(startupSamples.map((sample) => sample.warmMs))),

@@ -4,6 +4,8 @@
  */
 import type { ApplyMeasurement } from './apply-under-load';
 import type { CancelMeasurement } from './cancel-timing';
+import type { FanOutMeasurement } from './fan-out';
+import type { TwoInstancesMeasurement } from './two-instances';
 import type { PsqlSuiteTiming, RunsheetSuiteTiming, SuiteState } from './check-suite';
 import type { BenchOptions, HttpRun } from './run-bench';
 import type { LoadResult } from './http-load';
@@ -90,6 +92,8 @@ export interface BenchResults {
     diagnostics: Record<'plan' | 'report', { pageMs: number; loaderDataMs: number; renderMs: number; dataStatus: number } | undefined>;
     runs: HttpRun[];
   };
+  fanOut: FanOutMeasurement;
+  twoInstances: TwoInstancesMeasurement;
   startup: { emptyMs: number; warmMs: number; samples: StartupSample[] };
   memory: { peakRssBytes: number; samplesBytes: number[] };
   goals: GoalVerdict[];
@@ -99,6 +103,8 @@ export interface BenchResults {
 const WRITER_WAIT_GOAL_MS = 250;
 const CANCEL_GOAL_MS = 2_000;
 const PAGE_P99_GOAL_MS = 250;
+const FAN_OUT_QUERIES_GOAL = 2;
+const DELIVERY_P99_GOAL_MS = 1_000;
 const GOAL_USERS = 1_000_000;
 
 const measuredRoute = (route: RouteSummary) => ('missing' in route ? undefined : route);
@@ -154,6 +160,25 @@ export function evaluateGoals(results: Omit<BenchResults, 'goals' | 'table'>): G
     });
     goals.push({ id: `${name}-p99`, goal: `${label} p99 < ${PAGE_P99_GOAL_MS} ms`, met: route.p99Ms < PAGE_P99_GOAL_MS, detail: `p99 ${fmtMs(route.p99Ms)}` });
   }
+  const fan = results.fanOut;
+  goals.push({
+    id: 'fan-out-queries',
+    goal: `Live view, ${fan.streams} streams on one instance: ≤ ${FAN_OUT_QUERIES_GOAL} store queries per event`,
+    met: fan.events > 0 ? fan.queriesPerEvent <= FAN_OUT_QUERIES_GOAL : null,
+    detail: `${fan.queriesPerEvent} per event (${fan.statements.announcements} NOTIFY + ${fan.statements.feedReads} reads for ${fan.events} events, pg_stat_statements)`,
+  });
+  goals.push({
+    id: 'fan-out-delivery',
+    goal: `Live view: event delivery p99 < ${DELIVERY_P99_GOAL_MS / 1000} s`,
+    met: fan.received > 0 && fan.incompleteStreams === 0 ? fan.deliveryMs.p99Ms < DELIVERY_P99_GOAL_MS : fan.received > 0 ? false : null,
+    detail: `p99 ${fmtMs(fan.deliveryMs.p99Ms)} over ${fan.received} deliveries; ${fan.incompleteStreams} stream(s) missed an event`,
+  });
+  goals.push({
+    id: 'two-instances-one-apply',
+    goal: '20 executes of one run split across two instances start one apply',
+    met: results.twoInstances.executes.started === 1 && results.twoInstances.executes.applyPhasesStarted === 1,
+    detail: `${results.twoInstances.executes.started} started, ${results.twoInstances.executes.applyPhasesStarted} apply phase(s)`,
+  });
   return goals;
 }
 
@@ -207,6 +232,36 @@ export function renderTable(results: Omit<BenchResults, 'table'>): string {
   rows.push(
     routeRow(`Report page (${http.reportRun.events.toLocaleString('en-US')} events)`, http.report, bare, `≥ ¼ bare; p99 < ${PAGE_P99_GOAL_MS} ms`, both('report-throughput', 'report-p99'), http.diagnostics.report),
   );
+  const fan = results.fanOut;
+  rows.push([
+    `Live view fan-out (${fan.streams} streams, one instance)`,
+    `${fan.queriesPerEvent} queries/event`,
+    `${fan.events} events of a running apply of 008 (${fan.state}); ${fan.statements.announcements} NOTIFY + ${fan.statements.feedReads} feed reads (pg_stat_statements); beside them ${fan.presencePerSecond} presence and ${fan.sessionRechecksPerSecond} session re-check statements/s`,
+    `≤ ${FAN_OUT_QUERIES_GOAL}`,
+    verdict('fan-out-queries'),
+  ]);
+  rows.push([
+    'Live view delivery (commit to stream read)',
+    fmtMs(fan.deliveryMs.p50Ms),
+    `p99 ${fmtMs(fan.deliveryMs.p99Ms)}, max ${fmtMs(fan.deliveryMs.maxMs)} over ${fan.received.toLocaleString('en-US')} deliveries; ${fan.incompleteStreams} stream(s) missed an event`,
+    `p99 < ${DELIVERY_P99_GOAL_MS / 1000} s`,
+    verdict('fan-out-delivery'),
+  ]);
+  const two = results.twoInstances;
+  rows.push([
+    'Plan page on two instances, one store',
+    `${two.requestsPerSecond} req/s`,
+    `${two.perInstance.map((load) => `${load.requestsPerSecond} req/s, p99 ${fmtMs(load.p99Ms)}`).join(' + ')} (half the readers on each, at once)`,
+    '',
+    '',
+  ]);
+  rows.push([
+    'Executes split across two instances',
+    `${two.executes.started} of ${two.executes.sent} started`,
+    `${two.executes.applyPhasesStarted} apply phase(s); answers ${Object.entries(two.executes.answers).map(([status, count]) => `${count} × ${status}`).join(', ')}; run ${two.executes.state}`,
+    'one apply',
+    verdict('two-instances-one-apply'),
+  ]);
   rows.push(['Start-up, empty data folder', fmtMs(startup.emptyMs), 'node bin/start.js to the first 200 from /login: initdb, store migrations, demo accounts, 10,000-user sandbox', '', '']);
   rows.push(['Start-up, warm data folder', fmtMs(startup.warmMs), 'the same folder, started again', '', '']);
   rows.push(['Server peak RSS', fmtBytes(memory.peakRssBytes), `VmHWM of the server process after the load tests (${http.connections} readers)`, '', '']);

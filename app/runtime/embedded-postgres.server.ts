@@ -188,7 +188,8 @@ function createServer(clusterDir: string, port: number, password: string, recent
     password,
     persistent: true,
     createPostgresUser: true,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+    // pg_stat_statements is loaded (not created) so `npm run bench`, or anyone asking why the store is busy, can count statements server-side.
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200', '-c', 'shared_preload_libraries=pg_stat_statements'],
     onLog: (message: string) => {
       recentLog.push(message.trimEnd());
       if (recentLog.length > 30) recentLog.shift();

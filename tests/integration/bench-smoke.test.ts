@@ -90,12 +90,26 @@ describe('npm run bench (quick, 20,000 users)', () => {
       'plan-p99',
       'report-throughput',
       'report-p99',
+      'fan-out-queries',
+      'fan-out-delivery',
+      'two-instances-one-apply',
     ]);
+    // Two instances on one store: both served the plan page, and one execute of twenty started the apply.
+    expect(results.twoInstances.perInstance.every((load: { requestsPerSecond: number }) => load.requestsPerSecond > 0)).toBe(true);
+    expect(results.twoInstances.executes.started).toBe(1);
+    expect(results.twoInstances.executes.applyPhasesStarted).toBe(1);
+    // The fan-out followed a real apply on every stream (its figures are goals, never asserted here).
+    expect(results.fanOut.streams).toBe(50);
+    expect(results.fanOut.state).toBe('applied');
+    expect(results.fanOut.events).toBeGreaterThan(0);
+    expect(results.fanOut.statements.feedReads).toBeGreaterThan(0);
+    expect(results.fanOut.incompleteStreams).toBe(0);
+    expect(isNumber(results.fanOut.queriesPerEvent) && isNumber(results.fanOut.deliveryMs.p99Ms)).toBe(true);
 
     // stdout is the one table (with its caption line), the same the JSON carries.
     expect(run.stdout.trim()).toBe(results.table.trim());
     expect(run.stdout).toMatch(/\| Figure \| Median \| Detail \| Goal \| Verdict \|/);
-    for (const figure of ['Sandbox generation', 'Runsheet / psql', 'Apply 008 (one transaction)', 'Apply 008 online', 'Plan page', 'Report page', 'Start-up, empty data folder', 'Server peak RSS']) {
+    for (const figure of ['Sandbox generation', 'Runsheet / psql', 'Apply 008 (one transaction)', 'Apply 008 online', 'Plan page', 'Report page', 'Live view fan-out', 'Live view delivery', 'Plan page on two instances', 'Executes split across two instances', 'Start-up, empty data folder', 'Server peak RSS']) {
       expect(run.stdout).toContain(figure);
     }
   });
