@@ -95,7 +95,7 @@ describe('npm run bench (quick, 20,000 users)', () => {
       'two-instances-one-apply',
     ]);
     // Two instances on one store: both served the plan page, and one execute of twenty started the apply.
-    expect(results.twoInstances.perInstance.every((load: { requestsPerSecond: number }) => load.requestsPerSecond > 0)).toBe(true);
+    expect(results.twoInstances.perInstance.map((load: { requests: number }) => load.requests > 0)).toEqual([true, true]);
     expect(results.twoInstances.executes.started).toBe(1);
     expect(results.twoInstances.executes.applyPhasesStarted).toBe(1);
     // The fan-out followed a real apply on every stream (its figures are goals, never asserted here).
