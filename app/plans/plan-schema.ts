@@ -111,11 +111,67 @@ export const HttpCheckSchema = z
     examples: [{ id: 'api-validate', kind: 'http', title: '/api/auth/validate answers with activeOrgId', request: { method: 'GET', path: '/api/auth/validate' }, expect: { type: 'http', status: 200, json_has: ['activeOrgId'] } }],
   });
 
-export const CheckSchema = z
-  .discriminatedUnion('kind', [SqlCheckSchema, ProbeCheckSchema, HttpCheckSchema])
-  .meta({ id: 'Check', description: 'A named query (or API call) with an expectation the server judges, by `kind`.' });
-
 const QualifiedName = { schema: z.string().min(1), name: z.string().min(1) };
+
+/** What an `object` check can look for, each by schema-qualified name. */
+export const OBJECT_CHECK_OBJECTS = ['column', 'index', 'constraint', 'function'] as const;
+export const CONSTRAINT_TYPE_NAMES = ['check', 'foreign_key', 'primary_key', 'unique', 'exclusion', 'not_null'] as const;
+
+/**
+ * Whether a column, index, constraint or function is there (`present`), and when present, its
+ * properties: read from the catalog by the same reader as the facts panel (app/targets/schema-facts
+ * .server.ts), with the result in words ("index platform.x: present, INVALID; expected valid").
+ * Exactly one of column, index, constraint, function; the properties are only for `present: true`.
+ */
+export const ObjectCheckSchema = z
+  .object({
+    ...CheckBase,
+    kind: z.literal('object'),
+    present: z.boolean({ message: 'say present: true (the object must be there) or present: false (it must not)' }),
+    column: z
+      .object({ schema: z.string().min(1), table: z.string().min(1), name: z.string().min(1), type: z.string().min(1).optional(), nullable: z.boolean().optional() })
+      .strict()
+      .optional(),
+    index: z
+      .object({ ...QualifiedName, table: z.string().min(1).optional(), valid: z.boolean().optional(), ready: z.boolean().optional(), unique: z.boolean().optional(), partial: z.boolean().optional() })
+      .strict()
+      .optional(),
+    constraint: z
+      .object({ ...QualifiedName, table: z.string().min(1), validated: z.boolean().optional(), type: z.enum(CONSTRAINT_TYPE_NAMES).optional() })
+      .strict()
+      .optional(),
+    /** `args`: the argument types as in a signature ("uuid, uuid"); without them, any overload of the name counts. */
+    function: z.object({ ...QualifiedName, args: z.string().optional() }).strict().optional(),
+  })
+  .strict()
+  .superRefine((check, context) => {
+    const named = OBJECT_CHECK_OBJECTS.filter((what) => check[what] !== undefined);
+    if (named.length !== 1) {
+      context.addIssue({
+        code: 'custom',
+        path: named.length === 0 ? [] : [named[1]!],
+        message:
+          named.length === 0
+            ? 'an object check names one object: column, index, constraint or function (e.g. index: { schema: platform, name: organizations_slug_key })'
+            : `an object check names one object, this one names ${named.join(' and ')}: make a check for each`,
+      });
+      return;
+    }
+    const what = named[0]!;
+    const identity = what === 'function' ? ['schema', 'name', 'args'] : what === 'column' || what === 'constraint' ? ['schema', 'table', 'name'] : ['schema', 'name', 'table'];
+    const properties = Object.keys(check[what] as object).filter((key) => !identity.includes(key));
+    if (!check.present && properties.length > 0) {
+      context.addIssue({
+        code: 'custom',
+        path: [what, properties[0]!],
+        message: `with present: false the ${what} must not be there at all, so ${properties.join(', ')} cannot be checked: remove ${properties.length === 1 ? 'it' : 'them'}, or say present: true`,
+      });
+    }
+  });
+
+export const CheckSchema = z
+  .discriminatedUnion('kind', [SqlCheckSchema, ProbeCheckSchema, HttpCheckSchema, ObjectCheckSchema])
+  .meta({ id: 'Check', description: 'A named query (or API call, or catalog lookup) with an expectation the server judges, by `kind`.' });
 
 /** How many times a step that failed on lock_timeout (SQLSTATE 55P03) is tried again; unset: the plan's `retries`. */
 const Retries = z.number().int().min(0).max(20);
@@ -392,6 +448,7 @@ export type Check = z.infer<typeof CheckSchema>;
 export type SqlCheck = z.infer<typeof SqlCheckSchema>;
 export type ProbeCheck = z.infer<typeof ProbeCheckSchema>;
 export type HttpCheck = z.infer<typeof HttpCheckSchema>;
+export type ObjectCheck = z.infer<typeof ObjectCheckSchema>;
 export type Expectation = z.infer<typeof ExpectationSchema>;
 export type Step = z.infer<typeof StepSchema>;
 export type SqlStep = z.infer<typeof SqlStepSchema>;
@@ -432,7 +489,7 @@ export function withIncludedChecks(plan: Plan, included: Plan): Plan {
   const take = (checks: Check[]): Check[] =>
     checks
       .filter((check) => !except.has(check.id))
-      .map((check) => (check.kind !== 'http' && check.file !== undefined ? { ...check, file: includedPlanPath(included.id, check.file) } : check));
+      .map((check) => ((check.kind === 'sql' || check.kind === 'probe') && check.file !== undefined ? { ...check, file: includedPlanPath(included.id, check.file) } : check));
   return {
     ...plan,
     prechecks: [...take(included.prechecks), ...plan.prechecks],

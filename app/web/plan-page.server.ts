@@ -13,6 +13,7 @@ import type { ValidPlan } from '../plans/load-plans.server';
 import { readPlanOnTarget, type Aged, type LatestCheckResult } from '../plans/plan-on-target.server';
 import { refreshPlanFacts } from '../plans/plan-overview.server';
 import { runPlanChecks } from '../checks/plan-checks.server';
+import { expectationOf } from '../checks/object-expectation';
 import { roleCan } from '../accounts/permissions';
 import type { SignedInUser } from '../auth/require.server';
 import type { LoggedRunEvent } from '../runs/run-log.server';
@@ -370,7 +371,7 @@ function summarize(run: RunSummaryRecord): RunSummary {
 }
 
 function checkRow(check: Check): CheckRow {
-  return { id: check.id, title: check.title, kind: check.kind, expect: check.expect as CheckRow['expect'] };
+  return { id: check.id, title: check.title, kind: check.kind, expect: expectationOf(check) as CheckRow['expect'] };
 }
 
 function pick(results: Record<string, LatestCheckResult>, checks: Check[]): Record<string, LatestCheckResult> {
