@@ -62,6 +62,13 @@ const CheckBase = {
   description: z.string().optional().meta({ description: 'Why, and what a failure means.' }),
   timeout: Duration.default(10_000).meta({ description: "The check's statement_timeout (default 10s)." }),
   lock_timeout: Duration.optional().meta({ description: "How long the check waits for a lock before failing (55P03); unset: the plan's check_lock_timeout, else the target's, else 5s." }),
+  unless_resuming: z
+    .boolean()
+    .optional()
+    .meta({
+      description:
+        'Pre-checks of a `resumable` plan only: skipped (with the reason shown) when the run resumes an earlier run\'s apply, since what it proves absent may be what that run left (e.g. "the column does not exist yet").',
+    }),
 };
 
 /** Either inline `sql` or a `file` next to plan.yaml, not both. */
@@ -443,6 +450,13 @@ export const PlanSchema = z
     retries: Retries.default(0).meta({ description: 'Retries after a lock_timeout (55P03) for every step that does not say otherwise (default 0).' }),
     check_lock_timeout: Duration.optional().meta({ description: "lock_timeout of every check that does not set its own; unset: the target's (runsheet.config.ts), else 5s." }),
     apply: z.array(StepSchema).min(1, 'a plan applies at least one step').meta({ description: 'The steps of the migration, in order (at least one).' }),
+    resumable: z
+      .boolean()
+      .default(false)
+      .meta({
+        description:
+          "After a failed or cancelled (or interrupted) run of this checksum on a target, a new run starts at the first step the target's ledger does not record as completed; the steps before it are skipped, and so are the pre-checks that say `unless_resuming: true`. The go/no-go gates name what is skipped and why; a different checksum never resumes (docs/decisions/027). For a plan that can stop part-way: more than one step, or a step that commits as it goes.",
+      }),
     verification: z.array(CheckSchema).default([]).meta({ description: 'Checks run right after the apply; a failure leaves the run applied but unverified.' }),
     post_execution: z
       .object({
@@ -515,6 +529,37 @@ export const PlanSchema = z
       .meta({ description: "Messages to the team, filled from the run's facts; each is offered only for what happened." }),
   })
   .strict()
+  .superRefine((plan, context) => {
+    // A resumable plan, and what may say unless_resuming (docs/decisions/027).
+    const stopsPartWay = plan.apply.length > 1 || plan.apply.some((step) => !step.transactional);
+    if (plan.resumable && !stopsPartWay) {
+      context.addIssue({
+        code: 'custom',
+        path: ['resumable'],
+        message: 'the apply is one transactional step, which commits whole or not at all: there is never a part-way apply to resume. Remove resumable',
+      });
+    }
+    const sections: [string, Check[]][] = [
+      ['snapshot', plan.snapshot],
+      ['verification', plan.verification],
+      ['post_execution.api_tests', plan.post_execution.api_tests],
+      ['post_execution.data_quality', plan.post_execution.data_quality],
+      ['rollback.verification', plan.rollback.verification],
+    ];
+    for (const [section, checks] of sections) {
+      for (const [index, check] of checks.entries()) {
+        if (check.unless_resuming === undefined) continue;
+        context.addIssue({ code: 'custom', path: [...section.split('.'), index, 'unless_resuming'], message: `unless_resuming is for pre-checks (a resumed run skips them); a ${section} check always runs: remove it` });
+      }
+    }
+    if (!plan.resumable) {
+      for (const [index, check] of plan.prechecks.entries()) {
+        if (check.unless_resuming) {
+          context.addIssue({ code: 'custom', path: ['prechecks', index, 'unless_resuming'], message: 'unless_resuming needs a resumable plan (resumable: true): this plan never resumes, so the check would always run. Add resumable: true, or remove it' });
+        }
+      }
+    }
+  })
   .meta({ title: 'Runsheet plan (plans/<id>/plan.yaml)', description: 'One migration runbook as data.' });
 
 export type Plan = z.infer<typeof PlanSchema>;

@@ -251,6 +251,19 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
       batchAfterKey: z.string().nullable().optional(),
     }),
   ),
+  event(
+    'step.skipped',
+    z.object({
+      ...StepRef,
+      title: z.string(),
+      transactional: z.boolean(),
+      /** The run whose apply completed it (recorded in the target's ledger). */
+      completedBy: z.string(),
+      /** The failed, cancelled or interrupted run this run resumes (docs/decisions/027). */
+      resumes: z.string(),
+      reason: z.string(),
+    }),
+  ),
   event('commit.settled', z.object({ ...StepRef, landed: z.boolean(), by: z.string() })),
   event('ledger.checkpoint', z.object({ ...StepRef, outcome: z.string(), stepsCompleted: z.array(z.string()) })),
   event('ledger.write_failed', z.object({ outcome: z.string(), message: z.string() })),

@@ -248,6 +248,13 @@ export function foldTimeline(events: readonly RunEvent[], initialState = 'draft'
         current.steps.push({ stepId, title, file, transactional, statementCount, statements: [], status: 'running', notes: [] });
         break;
       }
+      case 'step.skipped': {
+        const current = ensurePhase(event.at);
+        if (!current) break;
+        const { stepId, title, transactional, reason } = event.payload;
+        current.steps.push({ stepId, title, transactional, statementCount: null, statements: [], status: 'done', notes: [{ at: event.at, text: `Skipped: ${reason}` }] });
+        break;
+      }
       case 'statement.completed': {
         const step = stepOf(event.payload.stepId);
         if (!step) break;
