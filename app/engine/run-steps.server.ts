@@ -146,7 +146,12 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
       },
     });
     const writesLedgerInTransaction = ownsLedger && last && step.transactional;
-    if (options.ledger === 'apply' && ownsLedger && kind.partialLedgerFirst) {
+    // A resumable plan's ledger says exactly which steps completed, even if this process dies: each
+    // transactional step records itself in its own transaction, and every step that commits as it goes
+    // is preceded by a row (docs/decisions/027).
+    const resumableApply = options.ledger === 'apply' && ownsLedger && thawed.plan.resumable;
+    const recordsItselfInTransaction = resumableApply && !last && step.transactional;
+    if (options.ledger === 'apply' && ownsLedger && (kind.partialLedgerFirst || (resumableApply && !step.transactional))) {
       await retryIfCancelled(() => writeLedgerRow(client, ledgerRow('partial')));
       await session.log({ type: 'ledger.checkpoint', payload: { stepId: step.id, outcome: 'partial', stepsCompleted: progress.map((entry) => entry.stepId) } });
     }
@@ -184,7 +189,18 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
                 }
               },
             }
-          : {}),
+          : recordsItselfInTransaction
+            ? {
+                beforeCommit: async (transaction: pg.ClientBase) => {
+                  progress.push({ stepId: step.id, statementsCompleted: statementCount, statementCount, complete: true });
+                  try {
+                    await writeLedgerRow(transaction, ledgerRow('partial'));
+                  } finally {
+                    progress.pop();
+                  }
+                },
+              }
+            : {}),
       },
       options: { blockerProbe: pool, cancelPool: pool },
     });

@@ -10,12 +10,14 @@ import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { executeRun } from '../../app/engine/engine.server';
+import { markInterruptedRuns } from '../../app/engine/crash-recovery.server';
+import { cancelRun, executeRun } from '../../app/engine/engine.server';
 import { evaluateGates } from '../../app/engine/gates.server';
 import { getRun, openWorkingRun, runRunChecks } from '../../app/engine/runs.server';
 import { eventsOf as eventsOfType, type RunEventOf, type RunEventType } from '../../app/runs/run-events';
 import { readRunEvents } from '../../app/runs/run-log.server';
-import { ENGINEER, ledgerRows, ROOT, startEngineHarness, TPM, type EngineHarness } from './engine-harness';
+import { runApplicationName } from '../../app/engine/target-session.server';
+import { ENGINEER, ledgerRows, ROOT, startEngineHarness, startEngineWorker, TPM, waitFor, type EngineHarness } from './engine-harness';
 
 let harness: EngineHarness;
 let plansDir: string;
@@ -23,8 +25,10 @@ let plansDir: string;
 beforeAll(async () => {
   // A copy of the fixture: the last test changes the plan on disk.
   plansDir = await mkdtemp(path.join(os.tmpdir(), 'runsheet-resume-'));
-  await cp(path.join(ROOT, 'tests/fixtures/plans-format-additions/resume-slug'), path.join(plansDir, 'resume-slug'), { recursive: true });
-  harness = await startEngineHarness({ plansDir, targets: [{ name: 'resumed' }, { name: 'changed' }] });
+  for (const plan of ['resume-slug', 'resume-two-steps']) {
+    await cp(path.join(ROOT, 'tests/fixtures/plans-format-additions', plan), path.join(plansDir, plan), { recursive: true });
+  }
+  harness = await startEngineHarness({ plansDir, targets: [{ name: 'resumed' }, { name: 'changed' }, { name: 'cancelled' }, { name: 'killed' }] });
 });
 
 afterAll(async () => {
@@ -47,8 +51,8 @@ async function createOrgsWithDuplicate(target: string): Promise<void> {
 }
 
 /** Opens an execute run and runs its pre-checks: the run and its pre-check results. */
-async function openAndPrecheck(target: string) {
-  const { run } = await openWorkingRun(harness.deps, { planId: 'resume-slug', target, kind: 'execute', actor: TPM, newAttempt: true });
+async function openAndPrecheck(target: string, planId = 'resume-slug') {
+  const { run } = await openWorkingRun(harness.deps, { planId, target, kind: 'execute', actor: TPM, newAttempt: true });
   const prechecks = await runRunChecks(harness.deps, { runId: run.id, phase: 'pre', actor: TPM });
   return { run: await getRun(harness.deps, run.id), prechecks };
 }
@@ -171,5 +175,85 @@ describe('a resumable plan', () => {
     );
     expect(gates.find((gate) => gate.id === 'prechecks')).toMatchObject({ passed: false, detail: 'failed: slug-absent, slug-index-absent' });
     expect(run.state).not.toBe('ready');
+  });
+  /** The second step waits for the lock `holder` keeps on public.held: the run's session waiting for it. */
+  const waitingForHeld = (target: string, runId: string) =>
+    waitFor('the second step waiting for the held lock', async () => {
+      const { rows } = await pool(target).query(`select count(*)::int as n from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'`, [runApplicationName(runId)]);
+      return rows[0].n === 1;
+    }, 60_000);
+
+  async function holdPublicHeld(target: string): Promise<pg.Client> {
+    await pool(target).query('create table public.held (id int)');
+    const holder = await harness.connect(target);
+    await holder.query('begin');
+    await holder.query('lock table public.held in access share mode');
+    return holder;
+  }
+
+  /** After the first run stopped in its second step: a new run resumes there, skipping the first step and rt-absent. */
+  async function expectResumedAtSecondStep(target: string, first: string): Promise<void> {
+    const { run, prechecks } = await openAndPrecheck(target, 'resume-two-steps');
+    expect(prechecks.map((result) => [result.checkId, result.skipped ?? false])).toEqual([['rt-absent', true]]);
+    expect(run.state).toBe('ready');
+    const done = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER });
+    expect(done.outcome?.failure).toBeUndefined();
+    expect(done).toMatchObject({ state: 'applied', outcome: { ledger: { written: 'applied' } } });
+    expect((await eventsOf(run.id, 'step.skipped')).map((event) => [event.payload.stepId, event.payload.completedBy])).toEqual([['create-rt', first]]);
+    expect((await eventsOf(run.id, 'step.started')).map((event) => event.payload.stepId)).toEqual(['alter-held']);
+    expect((await ledgerRows(pool(target))).at(-1)!.steps_completed).toEqual([
+      expect.objectContaining({ stepId: 'create-rt', complete: true, completedBy: first }),
+      expect.objectContaining({ stepId: 'alter-held', complete: true }),
+    ]);
+  }
+
+  it('resumes after a cancelled run, at the step the cancel stopped', async () => {
+    const holder = await holdPublicHeld('cancelled');
+    let first: string;
+    try {
+      const opened = await openAndPrecheck('cancelled', 'resume-two-steps');
+      first = opened.run.id;
+      const driving = executeRun(harness.deps, { runId: first, actor: ENGINEER });
+      await waitingForHeld('cancelled', first);
+      await cancelRun(harness.deps, { runId: first, actor: ENGINEER });
+      expect(await driving).toMatchObject({ state: 'cancelled', outcome: { ledger: { written: 'partial' } } });
+    } finally {
+      await holder.query('rollback');
+      await holder.end();
+    }
+    await expectResumedAtSecondStep('cancelled', first);
+  });
+
+  it('resumes after the process driving the run was killed inside the second step: the first step recorded itself in its own transaction', async () => {
+    const holder = await holdPublicHeld('killed');
+    let first: string;
+    try {
+      first = (await openAndPrecheck('killed', 'resume-two-steps')).run.id;
+      const { child, done } = startEngineWorker({
+        storeUrl: harness.storeDb.url,
+        plansDir,
+        signingKeyPem: harness.signingKeyPem,
+        targets: [{ name: 'killed', url: harness.targets.get('killed')!.db.url }],
+        actor: ENGINEER,
+        executes: [first],
+      });
+      await waitingForHeld('killed', first);
+      child.kill('SIGKILL');
+      expect((await done).code).toBeNull();
+      await waitFor('the killed session gone', async () => {
+        const { rows } = await pool('killed').query('select count(*)::int as n from pg_stat_activity where application_name = $1', [runApplicationName(first)]);
+        return rows[0].n === 0;
+      });
+    } finally {
+      await holder.query('rollback');
+      await holder.end();
+    }
+    // The only ledger row of the killed run: written in the first step's own transaction.
+    expect(await ledgerRows(pool('killed'))).toEqual([
+      expect.objectContaining({ run_id: first, outcome: 'partial', steps_completed: [expect.objectContaining({ stepId: 'create-rt', complete: true })] }),
+    ]);
+    const [report] = await markInterruptedRuns(harness.deps, { staleAfterMs: 0, runId: first });
+    expect(report).toMatchObject({ verdict: 'interrupted' });
+    await expectResumedAtSecondStep('killed', first);
   });
 });
