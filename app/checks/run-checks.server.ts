@@ -577,6 +577,7 @@ export async function recordCheckResults(db: StoreDb, context: CheckResultContex
         actual: jsonSafe(result.actual) ?? null,
         sqlText: result.sql || null,
         error: result.error ? (jsonSafe(result.error) as object) : null,
+        reason: result.skipped ? (result.reason ?? null) : null,
         durationMs: result.durationMs,
         ranAt: new Date(result.ranAt),
         runId: context.runId ?? null,

@@ -392,6 +392,7 @@ function latestRunResults(detail: RunDetail): Record<string, LatestCheckResult> 
       actual: row.actual,
       sql: row.sqlText,
       error: (row.error as LatestCheckResult['error']) ?? null,
+      ...(row.reason ? { reason: row.reason } : {}),
       durationMs: row.durationMs,
       ranAt: row.ranAt.toISOString(),
       ageMs: Math.max(0, now - row.ranAt.getTime()),

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { markInterruptedRuns } from '../../app/engine/crash-recovery.server';
 import { cancelRun, executeRun } from '../../app/engine/engine.server';
 import { evaluateGates } from '../../app/engine/gates.server';
-import { getRun, openWorkingRun, runRunChecks } from '../../app/engine/runs.server';
+import { getRun, openWorkingRun, readRunDetail, runRunChecks } from '../../app/engine/runs.server';
 import { eventsOf as eventsOfType, type RunEventOf, type RunEventType } from '../../app/runs/run-events';
 import { readRunEvents } from '../../app/runs/run-log.server';
 import { runApplicationName } from '../../app/engine/target-session.server';
@@ -100,6 +100,9 @@ describe('a resumable plan', () => {
     expect(prechecks[0]!.reason).toBe(
       `skipped: this run resumes the apply of run ${first} at step slug-index, and the check says unless_resuming (what it proves absent may be what that run left)`,
     );
+    // The store keeps the reason with the result (the pages show it beside "Skipped").
+    const stored = (await readRunDetail(harness.deps, run.id)).checkResults.find((row) => row.checkId === 'slug-absent');
+    expect(stored).toMatchObject({ skipped: true, reason: prechecks[0]!.reason });
     expect(run.state).toBe('ready');
 
     // The go/no-go names what is skipped and why.
