@@ -295,7 +295,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
     run: runSummary,
     previousRun: previous ? summarize(previous) : null,
     rollback,
-    newAttempt: newAttemptOffer(working, previous),
+    newAttempt: newAttemptOffer(working, previous, plan.resumable),
     staleDraft: staleDraft ? summarize(staleDraft) : null,
     rehearsal: rehearsal ? summarize(rehearsal) : null,
     otherActive: otherActive ? { id: otherActive.id, planId: otherActive.planId, state: otherActive.state, kind: otherActive.kind } : null,
@@ -331,7 +331,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
  * the next tick opens a new run anyway, this says so and links it), or beside a run left
  * part-way (failed, cancelled or interrupted after something committed: roll back, or go on).
  */
-function newAttemptOffer(working: RunRecord | undefined, previous: RunRecord | undefined): ChecklistView['newAttempt'] {
+function newAttemptOffer(working: RunRecord | undefined, previous: RunRecord | undefined, resumable: boolean): ChecklistView['newAttempt'] {
   if (!working && previous && (previous.state === 'interrupted' || previous.state === 'failed' || previous.state === 'cancelled')) {
     const why = {
       interrupted: 'the process driving it stopped before anything committed',
@@ -343,7 +343,7 @@ function newAttemptOffer(working: RunRecord | undefined, previous: RunRecord | u
   if (working && (working.state === 'failed' || working.state === 'cancelled' || working.state === 'interrupted')) {
     return {
       after: summarize(working),
-      why: `Run ${working.id.slice(0, 8)} is ${working.state} with part of its apply committed: roll it back, or start a new attempt that goes on from there (a batched backfill resumes after its last committed key).`,
+      why: `Run ${working.id.slice(0, 8)} is ${working.state} with part of its apply committed: roll it back, or start a new attempt that goes on from there (${resumable ? 'the plan is resumable: a new attempt of the same checksum starts at the first step not completed, and skips the pre-checks that say unless_resuming' : 'a batched backfill resumes after its last committed key'}).`,
     };
   }
   return null;
