@@ -13,6 +13,9 @@ export function describeExpectation(expect: { type: string } & Record<string, un
       return `fails with SQLSTATE ${String(expect.sqlstate)}`;
     case 'record':
       return 'recorded';
+    case 'object':
+      // An object check's expectation carries its own words ("index platform.x: present, valid").
+      return String(expect.words);
     case 'http':
       return `HTTP ${String(expect.status)}${Array.isArray(expect.json_has) && expect.json_has.length ? `, has ${expect.json_has.join(', ')}` : ''}`;
     default:

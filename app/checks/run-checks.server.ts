@@ -5,6 +5,8 @@
  *   independent, so on a pool several run at once.
  * - `probe` checks write inside a transaction (or a savepoint) that is always rolled back.
  * - `http` checks call the target's API with its bearer token.
+ * - `object` checks read the catalog with the facts panel's reader (a read-only transaction, the
+ *   same timeouts) and say what they expected and found in words.
  * On a given client (a rehearsal's open transaction) every check runs there in turn, each inside
  * a savepoint that is rolled back, so the caller's transaction stays usable.
  * A failing check never throws and never stops the others. Check SQL comes from the plan (reviewed
@@ -15,11 +17,13 @@ import { performance } from 'node:perf_hooks';
 import { and, asc, desc, eq, sql } from 'drizzle-orm';
 import type pg from 'pg';
 import { checkResults, type CheckResultRow } from '../../db/schema/index';
-import type { Check, Expectation, HttpCheck, Plan, ProbeCheck, SqlCheck } from '../plans/plan-schema';
+import type { Check, Expectation, HttpCheck, ObjectCheck, Plan, ProbeCheck, SqlCheck } from '../plans/plan-schema';
 import type { Target } from '../targets/targets.server';
 import type { StoreDb } from '../runtime/store.server';
 import { findTransactionControl, splitSql, type SqlStatement } from '../sql/split-sql.server';
 import { evaluateExpectation, jsonSafe, type CheckOutcome } from './evaluate-expectation';
+import { readObject } from './object-check.server';
+import { expectationOf, judgeObject, type ObjectExpectation } from './object-expectation';
 
 export interface CheckTarget {
   name: string;
@@ -82,8 +86,8 @@ export interface CheckResult {
   passed: boolean;
   /** Neither passed nor failed (an http check on a target without an API). */
   skipped: boolean;
-  /** The expectation as evaluated (an http check's `{{name}}` placeholders filled). */
-  expected: Expectation;
+  /** The expectation as evaluated (an http check's `{{name}}` placeholders filled; an object check's in words). */
+  expected: Expectation | ObjectExpectation;
   actual: unknown;
   /** The exact SQL that ran (an http check: its vars_sql, or ''). */
   sql: string;
@@ -124,7 +128,7 @@ export async function runChecks(input: RunChecksInput): Promise<CheckResult[]> {
 
 async function runOneCheck(input: RunChecksInput, check: Check): Promise<CheckResult> {
   const started = performance.now();
-  const base = { checkId: check.id, title: check.title, kind: check.kind, phase: input.phase, expected: check.expect };
+  const base = { checkId: check.id, title: check.title, kind: check.kind, phase: input.phase, expected: expectationOf(check) };
   let sql = '';
   const stopped = input.stopWhen?.();
   if (stopped) {
@@ -132,6 +136,7 @@ async function runOneCheck(input: RunChecksInput, check: Check): Promise<CheckRe
   }
   try {
     if (check.kind === 'http') return await runHttpCheck(input, check, started);
+    if (check.kind === 'object') return await runObjectCheck(input, check, started);
     sql = input.sqlOf(check);
     return await runSqlCheck(input, check, sql, started);
   } catch (error) {
@@ -179,6 +184,36 @@ async function runSqlCheck(input: RunChecksInput, check: SqlCheck | ProbeCheck, 
     ranAt: run.ranAt,
     ...(evaluation.reason ? { reason: evaluation.reason } : {}),
   };
+}
+
+/** An object check: the catalog entry read in a read-only transaction (the check's timeouts), judged in words. */
+async function runObjectCheck(input: RunChecksInput, check: ObjectCheck, started: number): Promise<CheckResult> {
+  const { target } = input;
+  const base = { checkId: check.id, title: check.title, kind: check.kind, phase: input.phase, expected: expectationOf(check), skipped: false };
+  if (!target.pool && !target.client) {
+    const message = `no database connection for target ${target.name}`;
+    return { ...base, passed: false, actual: null, sql: '', error: { message }, durationMs: elapsed(started), ranAt: new Date().toISOString(), reason: message };
+  }
+  const lockTimeoutMs = lockTimeoutOf(target, check);
+  let ranAt = new Date().toISOString();
+  let sql = '';
+  try {
+    return await withRolledBackTransaction(target, true, async (client) => {
+      const setup = await client.query<{ ran_at: Date; pid: number }>(
+        `select set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), clock_timestamp() as ran_at, pg_backend_pid() as pid`,
+        [String(Math.max(1, Math.round(check.timeout))), String(Math.max(1, Math.round(lockTimeoutMs)))],
+      );
+      ranAt = setup.rows[0]?.ran_at.toISOString() ?? ranAt;
+      if (setup.rows[0]) target.onCheckSession?.({ checkId: check.id, pid: Number(setup.rows[0].pid), lockTimeoutMs });
+      const read = await readObject(client, check);
+      sql = read.sql;
+      const verdict = judgeObject(check, read.found);
+      return { ...base, sql, passed: verdict.passed, actual: verdict.actual, durationMs: elapsed(started), ranAt, ...(verdict.reason ? { reason: verdict.reason } : {}) };
+    });
+  } catch (error) {
+    const failure = errorOf(error);
+    return { ...base, sql, passed: false, actual: null, error: failure, durationMs: elapsed(started), ranAt, reason: `could not read the catalog: ${failure.message}` };
+  }
 }
 
 type StatementsRun =
@@ -542,6 +577,7 @@ export async function recordCheckResults(db: StoreDb, context: CheckResultContex
         actual: jsonSafe(result.actual) ?? null,
         sqlText: result.sql || null,
         error: result.error ? (jsonSafe(result.error) as object) : null,
+        reason: result.skipped ? (result.reason ?? null) : null,
         durationMs: result.durationMs,
         ranAt: new Date(result.ranAt),
         runId: context.runId ?? null,

@@ -57,6 +57,7 @@ export function CheckResultsTable({ checks, results, checksum }: { checks: Check
                   {result ? (
                     <>
                       <span className="[overflow-wrap:anywhere]">{describeActual(result.actual)}</span>
+                      {result.skipped && result.reason ? <div className="mt-1 font-sans text-ink-muted">{result.reason}</div> : null}
                       {result.error ? (
                         <div className="mt-1 text-red-800">
                           {result.error.sqlstate ? `SQLSTATE ${result.error.sqlstate}: ` : ''}

@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { ACTIVE_RUN_STATES, type Blocker, type RunOutcome, type RunState, type RunStop } from '../../db/schema/index';
 import { checkTargetOf, runChecks, type CheckResult, type CheckTarget } from '../checks/run-checks.server';
+import { expectationOf } from '../checks/object-expectation';
 import type { Check } from '../plans/plan-schema';
 import { DRIVE_EVENTS, eventsOf, type DriveAction, type RunEventInput } from '../runs/run-events';
 import { appendRunEvent, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
@@ -409,7 +410,7 @@ export async function checksOnClient(session: DriveSession, checks: Check[], pha
         phase: phaseName,
         passed: false,
         skipped: true,
-        expected: check.expect,
+        expected: expectationOf(check),
         actual: null,
         sql: '',
         durationMs: 0,

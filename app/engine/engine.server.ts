@@ -36,6 +36,7 @@ import { whoOf, type EngineActor, type EngineDeps, type Gate } from './engine-de
 import { checkpointRun } from './checkpoints.server';
 import { confirmTargetNameGate, evaluateGates, openGates } from './gates.server';
 import { runSteps, type StepsRun } from './run-steps.server';
+import { decideResume, resumeSkipsOf } from './resume.server';
 import { authorize, getRun, refuseFromLocalCommandLine } from './runs.server';
 import type { RunWait } from './lock-wait-watch.server';
 import { runApplicationName } from './target-session.server';
@@ -172,8 +173,12 @@ async function applyPhases(session: DriveSession): Promise<Finish> {
     return { to: 'failed', outcome, reason: `the snapshot failed (${describeStop(snapshotStop)}): the apply never began` };
   }
 
+  // A resumable plan whose earlier run of this checksum stopped part-way goes on where it stopped (docs/decisions/027).
+  const resumeDecision = plan.resumable ? await decideResume(session.deps, session.run) : undefined;
+  if (resumeDecision && !resumeDecision.resuming && resumeDecision.problem) throw new RunsheetError('unavailable', `Cannot tell where the apply starts: ${resumeDecision.problem}`);
+  const resume = resumeDecision ? resumeSkipsOf(resumeDecision, session.run.target) : undefined;
   const applied = await phase(session, 'apply', plan.estimated_duration.apply, async () => {
-    const steps = await runSteps(session, plan.apply, { mode: 'own', ledger: 'apply' });
+    const steps = await runSteps(session, plan.apply, { mode: 'own', ledger: 'apply', ...(resume ? { resume } : {}) });
     return [steps.ok, steps] as const;
   });
   session.stepsCommitted = applied.ok;

@@ -16,6 +16,7 @@ import { unknownTargetError } from '../targets/target-registry.server';
 import type { Target } from '../targets/targets.server';
 import { thawPlan } from './frozen-plan.server';
 import { gateFindings, lintWaiversFromEvents } from './lint-waivers.server';
+import { decideResume, prechecksSkippedBy, resumeGate } from './resume.server';
 
 export interface PrerequisiteTick {
   itemId: string;
@@ -100,8 +101,12 @@ export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: G
   gates.push(...planGates(plan, run.kind));
   if (run.kind === 'rehearsal') return gates;
 
+  // A resumable plan: where the apply starts, and the pre-checks a resumed run skips (docs/decisions/027).
+  const resume = plan.resumable ? await decideResume(deps, run) : undefined;
   gates.push(prerequisitesGate(plan, events));
-  gates.push(prechecksGate(plan, precheckRows));
+  gates.push(prechecksGate(plan, precheckRows, resume ? prechecksSkippedBy(resume) : new Set()));
+  const resumeLine = resume ? resumeGate(resume) : undefined;
+  if (resumeLine) gates.push(resumeLine);
 
   const target = deps.targets.find(run.target);
   if (!target) {
@@ -211,21 +216,28 @@ function prerequisitesGate(plan: Plan, events: readonly RunEvent[]): Gate {
   };
 }
 
-function prechecksGate(plan: Plan, rows: readonly PrecheckRow[]): Gate {
+/**
+ * Every pre-check passed in this run, recently; those a resumed run skips (unless_resuming) are
+ * left out, and one of them skipped while the run would have resumed counts as not run when it no
+ * longer does.
+ */
+function prechecksGate(plan: Plan, rows: readonly PrecheckRow[], skippedByResume: ReadonlySet<string>): Gate {
   const byId = new Map(rows.map((row) => [row.checkId, row]));
   const problems: string[] = [];
-  const notRun = plan.prechecks.filter((check) => !byId.has(check.id)).map((check) => check.id);
+  const judged = plan.prechecks.filter((check) => !skippedByResume.has(check.id));
+  const notRun = judged.filter((check) => !byId.has(check.id) || (check.unless_resuming === true && byId.get(check.id)!.skipped)).map((check) => check.id);
   if (notRun.length > 0) problems.push(`not run in this run: ${notRun.join(', ')}`);
-  const failed = plan.prechecks.filter((check) => byId.get(check.id) && !byId.get(check.id)!.passed && !byId.get(check.id)!.skipped).map((check) => check.id);
+  const failed = judged.filter((check) => byId.get(check.id) && !byId.get(check.id)!.passed && !byId.get(check.id)!.skipped).map((check) => check.id);
   if (failed.length > 0) problems.push(`failed: ${failed.join(', ')}`);
   const freshness = plan.precheck_freshness;
-  const stale = plan.prechecks.filter((check) => (byId.get(check.id)?.ageMs ?? 0) > freshness).map((check) => check.id);
+  const stale = judged.filter((check) => (byId.get(check.id)?.ageMs ?? 0) > freshness).map((check) => check.id);
   if (stale.length > 0) problems.push(`older than ${Math.round(freshness / 60_000)} min: ${stale.join(', ')} (run the pre-checks again)`);
+  const skipped = skippedByResume.size > 0 ? `; skipped because the run resumes (unless_resuming): ${[...skippedByResume].join(', ')}` : '';
   return {
     id: 'prechecks',
     label: `Every pre-check passed in this run within ${Math.round(freshness / 60_000)} min`,
     passed: problems.length === 0,
-    detail: problems.length === 0 ? (plan.prechecks.length === 0 ? 'the plan has no pre-checks' : `${plan.prechecks.length} passed`) : problems.join('; '),
+    detail: problems.length === 0 ? (plan.prechecks.length === 0 ? 'the plan has no pre-checks' : `${judged.length} passed${skipped}`) : `${problems.join('; ')}${skipped}`,
   };
 }
 

@@ -15,6 +15,7 @@ import type { KindOutcome, StepKindContext } from '../steps/step-kind';
 import { stepKindOf } from '../steps/step-kinds.server';
 import { clearBackfillProgress, readLedgerRowsOfRun, writeLedgerRow, writeLedgerRowWithPool, type LedgerRowToWrite } from '../targets/ledger.server';
 import { readBackfillPauseState } from './backfill-control.server';
+import type { ResumeSkips } from './resume.server';
 import { cancelledNow, type DriveSession } from './drive-run.server';
 
 export interface StepsRun {
@@ -30,6 +31,8 @@ export interface RunStepsOptions {
   mode: 'own' | 'caller';
   /** Which ledger rows to write (only in 'own' mode). */
   ledger?: 'apply' | 'rollback';
+  /** A resumed apply (docs/decisions/027): the steps an earlier run completed, skipped and carried into this run's ledger rows. */
+  resume?: ResumeSkips;
 }
 
 interface StepProgress {
@@ -39,6 +42,8 @@ interface StepProgress {
   complete: boolean;
   kind?: string;
   detail?: Record<string, unknown>;
+  /** Set on a step a resumed run skipped: the run that completed it (absent: the run of the ledger row). */
+  completedBy?: string;
 }
 
 export async function runSteps(session: DriveSession, steps: Step[], options: RunStepsOptions): Promise<StepsRun> {
@@ -86,6 +91,26 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
 
   for (const [index, step] of steps.entries()) {
     const last = index === steps.length - 1;
+    const completedEarlier = options.resume?.steps.get(step.id);
+    if (completedEarlier) {
+      // Not run again: the ledger rows of this run keep saying it is complete, and by whom.
+      progress.push({ ...(completedEarlier.entry as unknown as StepProgress), stepId: step.id, complete: true, completedBy: completedEarlier.completedBy });
+      await session.log({
+        type: 'step.skipped',
+        payload: {
+          stepId: step.id,
+          title: step.title,
+          transactional: step.transactional,
+          completedBy: completedEarlier.completedBy,
+          resumes: options.resume!.previousRunId,
+          reason: `completed by run ${completedEarlier.completedBy}; this run resumes the apply of run ${options.resume!.previousRunId}: ${options.resume!.resumesAt}`,
+        },
+      });
+      if (!last) continue;
+      const ledgerWritten = ownsLedger ? successOutcome : null;
+      if (ownsLedger) await writeLedgerAfterCommit(successOutcome);
+      return { ok: true, steps: summaries, ledgerWritten };
+    }
     const kind = stepKindOf(step);
     const spec = {
       id: step.id,
@@ -121,7 +146,12 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
       },
     });
     const writesLedgerInTransaction = ownsLedger && last && step.transactional;
-    if (options.ledger === 'apply' && ownsLedger && kind.partialLedgerFirst) {
+    // A resumable plan's ledger says exactly which steps completed, even if this process dies: each
+    // transactional step records itself in its own transaction, and every step that commits as it goes
+    // is preceded by a row (docs/decisions/027).
+    const resumableApply = options.ledger === 'apply' && ownsLedger && thawed.plan.resumable;
+    const recordsItselfInTransaction = resumableApply && !last && step.transactional;
+    if (options.ledger === 'apply' && ownsLedger && (kind.partialLedgerFirst || (resumableApply && !step.transactional))) {
       await retryIfCancelled(() => writeLedgerRow(client, ledgerRow('partial')));
       await session.log({ type: 'ledger.checkpoint', payload: { stepId: step.id, outcome: 'partial', stepsCompleted: progress.map((entry) => entry.stepId) } });
     }
@@ -159,7 +189,18 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
                 }
               },
             }
-          : {}),
+          : recordsItselfInTransaction
+            ? {
+                beforeCommit: async (transaction: pg.ClientBase) => {
+                  progress.push({ stepId: step.id, statementsCompleted: statementCount, statementCount, complete: true });
+                  try {
+                    await writeLedgerRow(transaction, ledgerRow('partial'));
+                  } finally {
+                    progress.pop();
+                  }
+                },
+              }
+            : {}),
       },
       options: { blockerProbe: pool, cancelPool: pool },
     });

@@ -10,7 +10,7 @@ import { roleCan, type Permission } from '../accounts/permissions';
 import { requireValidPlan } from '../checks/plan-checks.server';
 import { jsonSafe } from '../checks/evaluate-expectation';
 import { checkTargetOf, readRunCheckResults, recordCheckResults, runChecks, type CheckResult } from '../checks/run-checks.server';
-import { checksOfPhase, type CheckPhase, type Plan } from '../plans/plan-schema';
+import { checksOfPhase, type Check, type CheckPhase, type Plan } from '../plans/plan-schema';
 import type { PayloadOf, RunEvent } from '../runs/run-events';
 import { appendRunEvent, assertRunId, inStoreTransaction, readRunEvents, type LoggedRunEvent } from '../runs/run-log.server';
 import { findRun, findRunSummaries, insertDraftRun, isUniqueViolation, transitionRun, type RunRecord, type RunSummaryRecord } from '../runs/run-store.server';
@@ -20,6 +20,7 @@ import { isActiveState, isPreparingState, pickWorkingRun, PREPARING_STATES, type
 import { checkpointRun } from './checkpoints.server';
 import { whoOf, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
 import { freezePlan, thawPlan, type ThawedPlan } from './frozen-plan.server';
+import { decideResume, runPrechecksResuming } from './resume.server';
 import { PREPARATION_EVENT_TYPES, evaluateGates, openGates, planGates, signoffsFromEvents, ticksFromEvents, criteriaTicksFromEvents, type PrerequisiteTick } from './gates.server';
 
 /**
@@ -253,12 +254,11 @@ export async function runRunChecks(deps: EngineDeps, input: { runId: string; pha
   } catch (error) {
     throw new RunsheetError('unavailable', `Cannot reach target "${target.name}" (${target.displayUrl}): ${(error as Error).message}`);
   }
-  const results = await runChecks({
-    checks: checksOfPhase(thawed.plan, input.phase),
-    sqlOf: thawed.sqlOf,
-    target: checkTargetOf(target, { pool }, thawed.plan),
-    phase: input.phase,
-  });
+  const run_ = (checks: Check[]) => runChecks({ checks, sqlOf: thawed.sqlOf, target: checkTargetOf(target, { pool }, thawed.plan), phase: input.phase });
+  const checks = checksOfPhase(thawed.plan, input.phase);
+  // A run that resumes an earlier apply skips the pre-checks that say unless_resuming, saying why.
+  const results =
+    input.phase === 'pre' && thawed.plan.resumable && run.kind === 'execute' ? await runPrechecksResuming(await decideResume(deps, run), checks, run_) : await run_(checks);
   await recordRunChecks(deps, run, thawed, { phase: input.phase, results, actor: input.actor });
   if (input.phase === 'pre') await refreshReadiness(deps, runId);
   await checkpointRun(deps, runId, 'delta');

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { expectationOf } from '../checks/object-expectation';
 import { fromRoot } from '../runtime/paths.server';
 import { expectationFromComments, importRunbook, MAX_RUNBOOK_BYTES, psqlTableRows, type ImportedRunbook } from './import-runbook.server';
 import { validatePlanFiles } from './plan-folder.server';
@@ -47,24 +48,24 @@ describe('importing the seed runbook', async () => {
   });
 
   it('makes one check per query the seed gives in each phase: 3 pre-checks, 1 snapshot, 4 verification, 2 post-execution (API tests), 1 rollback verification', () => {
-    expect(plan.prechecks.map((check) => [check.title, check.expect.type])).toEqual([
+    expect(plan.prechecks.map((check) => [check.title, expectationOf(check).type])).toEqual([
       ["Column doesn't already exist", 'no_rows'],
       ['Organization members table exists with joined_at', 'record'],
       ['Users table structure', 'record'],
     ]);
-    expect(plan.snapshot.map((check) => [check.title, check.expect.type])).toEqual([['Pre-Execution Database Snapshot', 'record']]);
-    expect(plan.verification.map((check) => [check.title, check.expect.type])).toEqual([
+    expect(plan.snapshot.map((check) => [check.title, expectationOf(check).type])).toEqual([['Pre-Execution Database Snapshot', 'record']]);
+    expect(plan.verification.map((check) => [check.title, expectationOf(check).type])).toEqual([
       ['Verify Column Creation', 'rows'],
       ['Verify Backfill', 'record'],
       ['Verify Helper Functions', 'exists'],
       ['Verify Index', 'exists'],
     ]);
-    expect(plan.verification[0]!.expect).toEqual({ type: 'rows', rows: [{ column_name: 'active_org_id', data_type: 'uuid', is_nullable: 'YES' }] });
+    expect(expectationOf(plan.verification[0]!)).toEqual({ type: 'rows', rows: [{ column_name: 'active_org_id', data_type: 'uuid', is_nullable: 'YES' }] });
     expect(plan.post_execution.api_tests.map((check) => [check.kind, check.kind === 'http' ? `${check.request.method} ${check.request.path}` : ''])).toEqual([
       ['http', 'GET /api/auth/validate'],
       ['http', 'POST /api/auth/set-active-org'],
     ]);
-    expect(plan.post_execution.api_tests[0]!.expect).toMatchObject({ type: 'http', status: 200, json_has: ['activeOrgId'] });
+    expect(expectationOf(plan.post_execution.api_tests[0]!)).toMatchObject({ type: 'http', status: 200, json_has: ['activeOrgId'] });
     expect(plan.post_execution.data_quality).toEqual([]);
     expect(plan.rollback.verification.map((check) => check.title)).toEqual(['Verify rollback']);
     expect(plan.apply.map((step) => step.file)).toEqual(['008_add_active_org_tracking.sql']);

@@ -320,7 +320,7 @@ async function loadIncludedPlan(
 
 /** The included plan's files this plan's manifest lists: its plan.yaml (the checks live there) and the files its checks read. */
 function includedFiles(included: ValidPlan): PlanFile[] {
-  const checkFiles = new Set(planChecks(included.plan).flatMap(({ check }) => (check.kind !== 'http' && check.file !== undefined ? [check.file] : [])));
+  const checkFiles = new Set(planChecks(included.plan).flatMap(({ check }) => ((check.kind === 'sql' || check.kind === 'probe') && check.file !== undefined ? [check.file] : [])));
   return included.files
     .filter((file) => file.path === PLAN_FILE || checkFiles.has(file.path))
     .map((file) => ({ ...file, path: includedPlanPath(included.id, file.path) }));

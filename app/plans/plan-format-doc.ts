@@ -76,8 +76,28 @@ const EXAMPLE_PLAN = {
   team_messages: { post: { notify: ['Catalogue team'], body: 'Widgets have SKUs on {{target}} (by {{executor}} at {{finished_at}}).\n' } },
 };
 
+/** A resumable plan: the pre-checks that prove "not there yet" say unless_resuming (checked against the schema too). */
+const RESUMABLE_EXAMPLE = {
+  id: '013-organization-slug',
+  title: 'Migration 013 — a unique, NOT NULL slug on platform.organizations',
+  resumable: true,
+  prechecks: [
+    { id: 'slug-absent', kind: 'object', title: 'No slug column yet', present: false, column: { schema: 'platform', table: 'organizations', name: 'slug' }, unless_resuming: true },
+    { id: 'slug-index-absent', kind: 'object', title: 'No slug index yet', present: false, index: { schema: 'platform', name: 'organizations_slug_key' }, unless_resuming: true },
+  ],
+  apply: [
+    { id: 'add-slug', title: 'Add the slug column', file: '01_add_slug.sql' },
+    { id: 'fill-slug', kind: 'batched_backfill', until: 'no_rows', title: 'Fill slug where it is missing', file: '02_fill_slug.sql', table: { schema: 'platform', name: 'organizations' }, key: 'id' },
+    { id: 'slug-index', kind: 'create_index_concurrently', title: 'Build the unique index on slug', file: '03_slug_index.sql', index: { schema: 'platform', name: 'organizations_slug_key' } },
+    { id: 'slug-not-null', title: 'Make slug NOT NULL', file: '04_slug_not_null.sql' },
+  ],
+  verification: [{ id: 'slug-index-valid', kind: 'object', title: 'The slug index is valid and unique', present: true, index: { schema: 'platform', name: 'organizations_slug_key', valid: true, unique: true } }],
+  rollback: { steps: [{ id: 'drop-slug', title: 'Drop the slug column', file: 'rollback.sql' }] },
+};
+
 export function renderPlanFormatDoc(): string {
   PlanSchema.parse(EXAMPLE_PLAN);
+  PlanSchema.parse(RESUMABLE_EXAMPLE);
   const root = planJsonSchema();
   const defs = root.$defs ?? {};
   const resolve = (schema: JsonSchema): JsonSchema => (schema.$ref ? { ...defs[schema.$ref.replace('#/$defs/', '')], ...schema, $ref: undefined } : schema);
@@ -165,6 +185,22 @@ export function renderPlanFormatDoc(): string {
     '## Keys of plan.yaml',
     '',
     ...table(root),
+    '',
+    '## Resumable plans',
+    '',
+    'A plan whose apply can stop part-way (more than one step, or a step that commits as it goes) may say',
+    '`resumable: true`. After a run of it failed, was cancelled or was interrupted on a target, a new run of the',
+    'same checksum on that target starts at the first step the target\'s ledger does not record as completed: the',
+    'steps before it are not run again (the log says `step.skipped`, by which run each completed; the new run\'s',
+    'ledger rows keep them as completed), and the pre-checks that say `unless_resuming: true` are skipped with the',
+    'reason shown, since what they prove absent may be what the earlier run left. The go/no-go names where the',
+    'apply starts and what it skips. The step it starts at runs again from its beginning: a `sql` step from its',
+    'first statement (write it so that a second run is safe, e.g. IF NOT EXISTS, when it is not transactional), a',
+    '`create_index_concurrently` step drops the INVALID index a failed build left and builds again, a',
+    '`batched_backfill` goes on after its last committed batch. A different checksum never resumes: every step',
+    'and pre-check runs from the first. A completed apply or a rollback ends the chain (docs/decisions/027).',
+    '',
+    ...example(RESUMABLE_EXAMPLE),
     '',
     '## Prerequisite',
     '',

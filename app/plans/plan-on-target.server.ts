@@ -28,6 +28,8 @@ export interface LatestCheckResult {
   actual: unknown;
   sql: string | null;
   error: { sqlstate?: string; message: string; line?: number } | null;
+  /** Why a skipped check was not run. */
+  reason?: string | null;
   durationMs: number;
   ranAt: string;
   ageMs: number;
@@ -76,6 +78,7 @@ function toLatest(row: CheckResultRow, now: number): LatestCheckResult {
     actual: row.actual,
     sql: row.sqlText,
     error: row.error as LatestCheckResult['error'],
+    ...(row.reason ? { reason: row.reason } : {}),
     durationMs: row.durationMs,
     ranAt: row.ranAt.toISOString(),
     ageMs: Math.max(0, now - row.ranAt.getTime()),

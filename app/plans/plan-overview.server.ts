@@ -98,7 +98,7 @@ export async function judgePlanOnTarget(deps: OverviewDeps, plan: ValidPlan, tar
   // When the reading began: facts computed across a change may have read the target before it.
   const readAt = cached ? cached.computedAt.getTime() - cached.durationMs : undefined;
   const via = ledger.planId && ledger.planId !== plan.id ? ` (recorded by plan ${ledger.planId}, which this plan is equivalent to)` : '';
-  const partial = ledger.partial ? partialApplyInWords(ledger.partial) : undefined;
+  const partial = ledger.partial ? partialApplyInWords(ledger.partial, plan.plan.resumable) : undefined;
 
   if (!cached || readAt! < latestChange) {
     void refreshPlanFacts(deps, plan, target).catch(() => {});
@@ -122,7 +122,7 @@ export async function judgePlanOnTarget(deps: OverviewDeps, plan: ValidPlan, tar
 }
 
 /** Runsheet's own partial apply, from its ledger row: which steps completed, what is left, what to do. */
-function partialApplyInWords(row: NonNullable<PlanLedgerState['partial']>): string {
+function partialApplyInWords(row: NonNullable<PlanLedgerState['partial']>, resumable: boolean): string {
   const steps = Array.isArray(row.stepsCompleted) ? (row.stepsCompleted as { stepId?: string; complete?: boolean; kind?: string }[]) : [];
   const done = steps.filter((step) => step.complete !== false).map((step) => step.stepId);
   const stopped = steps.filter((step) => step.complete === false).map((step) => `${step.stepId}${step.kind === 'batched_backfill' ? ' (a backfill: a new attempt resumes after its last committed key)' : ''}`);
@@ -130,7 +130,9 @@ function partialApplyInWords(row: NonNullable<PlanLedgerState['partial']>): stri
   return (
     `a partial ${what} by Runsheet: run ${row.runId.slice(0, 8)} (${row.by}, ${row.at}) ` +
     `${done.length > 0 ? `completed ${done.join(', ')}` : 'completed no step'}${stopped.length > 0 ? `, stopped in ${stopped.join(', ')}` : ''}; ` +
-    (what === 'apply' ? 'roll it back, or start a new attempt that goes on from there' : 'try the rollback again')
+    (what === 'apply'
+      ? `roll it back, or start a new attempt that goes on from there${resumable ? ' (the plan is resumable: under the same checksum it starts at the first step not completed; docs/decisions/027)' : ''}`
+      : 'try the rollback again')
   );
 }
 

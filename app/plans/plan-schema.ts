@@ -62,6 +62,13 @@ const CheckBase = {
   description: z.string().optional().meta({ description: 'Why, and what a failure means.' }),
   timeout: Duration.default(10_000).meta({ description: "The check's statement_timeout (default 10s)." }),
   lock_timeout: Duration.optional().meta({ description: "How long the check waits for a lock before failing (55P03); unset: the plan's check_lock_timeout, else the target's, else 5s." }),
+  unless_resuming: z
+    .boolean()
+    .optional()
+    .meta({
+      description:
+        'Pre-checks of a `resumable` plan only: skipped (with the reason shown) when the run resumes an earlier run\'s apply, since what it proves absent may be what that run left (e.g. "the column does not exist yet").',
+    }),
 };
 
 /** Either inline `sql` or a `file` next to plan.yaml, not both. */
@@ -111,11 +118,102 @@ export const HttpCheckSchema = z
     examples: [{ id: 'api-validate', kind: 'http', title: '/api/auth/validate answers with activeOrgId', request: { method: 'GET', path: '/api/auth/validate' }, expect: { type: 'http', status: 200, json_has: ['activeOrgId'] } }],
   });
 
-export const CheckSchema = z
-  .discriminatedUnion('kind', [SqlCheckSchema, ProbeCheckSchema, HttpCheckSchema])
-  .meta({ id: 'Check', description: 'A named query (or API call) with an expectation the server judges, by `kind`.' });
-
 const QualifiedName = { schema: z.string().min(1), name: z.string().min(1) };
+
+/** What an `object` check can look for, each by schema-qualified name. */
+export const OBJECT_CHECK_OBJECTS = ['column', 'index', 'constraint', 'function'] as const;
+export const CONSTRAINT_TYPE_NAMES = ['check', 'foreign_key', 'primary_key', 'unique', 'exclusion', 'not_null'] as const;
+
+/**
+ * Whether a column, index, constraint or function is there (`present`), and when present, its
+ * properties: read from the catalog by the same reader as the facts panel (app/targets/schema-facts
+ * .server.ts), with the result in words ("index platform.x: present, INVALID; expected valid").
+ * Exactly one of column, index, constraint, function; the properties are only for `present: true`.
+ */
+export const ObjectCheckSchema = z
+  .object({
+    ...CheckBase,
+    kind: z.literal('object'),
+    present: z
+      .boolean({ message: 'say present: true (the object must be there) or present: false (it must not)' })
+      .meta({ description: 'true: the object must be there (with the properties given); false: it must not be there at all.' }),
+    column: z
+      .object({
+        schema: z.string().min(1),
+        table: z.string().min(1),
+        name: z.string().min(1).meta({ description: "The column's name." }),
+        type: z.string().min(1).optional().meta({ description: 'Its type as PostgreSQL reads it ("uuid", "text", "varchar(40)", "numeric(10,2)"); compared by the type, not the spelling.' }),
+        nullable: z.boolean().optional().meta({ description: 'true: nullable; false: NOT NULL.' }),
+      })
+      .strict()
+      .optional()
+      .meta({ description: 'A column of a table.' }),
+    index: z
+      .object({
+        ...QualifiedName,
+        table: z.string().min(1).optional().meta({ description: "The table it must be on (in the index's schema); unset: any." }),
+        valid: z.boolean().optional().meta({ description: 'pg_index.indisvalid: false after a failed CREATE INDEX CONCURRENTLY (INVALID).' }),
+        ready: z.boolean().optional().meta({ description: 'pg_index.indisready.' }),
+        unique: z.boolean().optional().meta({ description: 'A unique index.' }),
+        partial: z.boolean().optional().meta({ description: 'A partial index (with a WHERE).' }),
+      })
+      .strict()
+      .optional()
+      .meta({ description: 'An index, by schema and name.' }),
+    constraint: z
+      .object({
+        ...QualifiedName,
+        table: z.string().min(1).meta({ description: 'The table it is on (in the same schema).' }),
+        validated: z.boolean().optional().meta({ description: 'pg_constraint.convalidated: false for a constraint added NOT VALID and not validated yet.' }),
+        type: z.enum(CONSTRAINT_TYPE_NAMES).optional().meta({ description: 'What kind of constraint it is.' }),
+      })
+      .strict()
+      .optional()
+      .meta({ description: 'A constraint of a table, by name.' }),
+    function: z
+      .object({ ...QualifiedName, args: z.string().optional().meta({ description: 'Its argument types as in a signature ("uuid, uuid"): that overload; unset: any overload of the name.' }) })
+      .strict()
+      .optional()
+      .meta({ description: 'A function or procedure, by schema and name.' }),
+  })
+  .strict()
+  .superRefine((check, context) => {
+    const named = OBJECT_CHECK_OBJECTS.filter((what) => check[what] !== undefined);
+    if (named.length !== 1) {
+      context.addIssue({
+        code: 'custom',
+        path: named.length === 0 ? [] : [named[1]!],
+        message:
+          named.length === 0
+            ? 'an object check names one object: column, index, constraint or function (e.g. index: { schema: platform, name: organizations_slug_key })'
+            : `an object check names one object, this one names ${named.join(' and ')}: make a check for each`,
+      });
+      return;
+    }
+    const what = named[0]!;
+    const identity = what === 'function' ? ['schema', 'name', 'args'] : what === 'column' || what === 'constraint' ? ['schema', 'table', 'name'] : ['schema', 'name', 'table'];
+    const properties = Object.keys(check[what] as object).filter((key) => !identity.includes(key));
+    if (!check.present && properties.length > 0) {
+      context.addIssue({
+        code: 'custom',
+        path: [what, properties[0]!],
+        message: `with present: false the ${what} must not be there at all, so ${properties.join(', ')} cannot be checked: remove ${properties.length === 1 ? 'it' : 'them'}, or say present: true`,
+      });
+    }
+  })
+  .meta({
+    description:
+      'Whether a column, index, constraint or function is there, and its properties (exactly one of `column`, `index`, `constraint`, `function`; the properties only with `present: true`). It reads the catalog with the facts panel\'s own reader and answers in words, e.g. "index platform.organizations_slug_key: present, INVALID, not ready, unique, not partial, on organizations; expected valid". No `expect`: the object is the expectation.',
+    examples: [
+      { id: 'slug-index-valid', kind: 'object', title: 'The unique index on slug is there and valid', present: true, index: { schema: 'platform', name: 'organizations_slug_key', valid: true, unique: true } },
+      { id: 'slug-check-validated', kind: 'object', title: 'The slug check is validated', present: true, constraint: { schema: 'platform', table: 'organizations', name: 'organizations_slug_not_null', validated: true, type: 'check' } },
+      { id: 'slug-absent', kind: 'object', title: 'organizations has no slug column yet', present: false, column: { schema: 'platform', table: 'organizations', name: 'slug' } },
+    ],
+  });
+
+export const CheckSchema = z
+  .discriminatedUnion('kind', [SqlCheckSchema, ProbeCheckSchema, HttpCheckSchema, ObjectCheckSchema])
+  .meta({ id: 'Check', description: 'A named query (or API call, or catalog lookup) with an expectation the server judges, by `kind`.' });
 
 /** How many times a step that failed on lock_timeout (SQLSTATE 55P03) is tried again; unset: the plan's `retries`. */
 const Retries = z.number().int().min(0).max(20);
@@ -175,12 +273,18 @@ export const CreateIndexConcurrentlyStepSchema = z
   });
 
 /**
- * An UPDATE run in batches of `batch_size` rows, walking `table` by its `key` (keyset: the next
- * keys after the last one done, in key order). The file is one UPDATE with the placeholders
- * `:batch_start` and `:batch_end` (the batch's first and last key, both inclusive), sent as bind
- * parameters. Each batch is its own short transaction (lock_timeout and statement_timeout apply
- * per batch) that also records the last key done in the target's runsheet.backfill_progress, so
- * a stopped backfill resumes exactly where it stopped.
+ * An UPDATE run in batches of `batch_size` rows, each batch its own short transaction
+ * (lock_timeout and statement_timeout apply per batch). Two walks (`until`):
+ * - `last_key` (the default): walking `table` by its `key` (keyset: the next keys after the last
+ *   one done, in key order). The file is one UPDATE with the placeholders `:batch_start` and
+ *   `:batch_end` (the batch's first and last key, both inclusive), sent as bind parameters. Each
+ *   batch also records the last key done in the target's runsheet.backfill_progress, so a stopped
+ *   backfill resumes exactly where it stopped.
+ * - `no_rows`: the file is `UPDATE s.t SET … WHERE <key> IN (SELECT <key> FROM s.t WHERE <needs
+ *   it> LIMIT :batch_size FOR UPDATE SKIP LOCKED)`, run until a batch changes nothing, then once
+ *   more without SKIP LOCKED for rows other sessions held. "Needs it" must read a column the UPDATE
+ *   sets (on every branch of an OR); a second batch in a row whose rows all still need it stops the
+ *   step as "no progress" (app/steps/backfill-until-no-rows.server.ts, docs/decisions/026).
  */
 export const BatchedBackfillStepSchema = z
   .object({
@@ -188,15 +292,48 @@ export const BatchedBackfillStepSchema = z
     kind: z.literal('batched_backfill'),
     transactional: z.literal(false, { message: 'a batched_backfill step commits each batch on its own: leave transactional out' }).default(false),
     table: z.object(QualifiedName).strict().meta({ description: 'The table the UPDATE walks.' }),
-    key: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'a lower-case column name, e.g. "id"').meta({ description: 'Its key column: unique and not null (the primary key); batches follow its order.' }),
+    key: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]*$/, 'a lower-case column name, e.g. "id"')
+      .meta({ description: 'Its key column: unique and not null (the primary key); batches follow its order. With `until: no_rows`, the column of the `IN (SELECT …)`.' }),
     batch_size: z.number().int().min(1).max(100_000).default(1_000).meta({ description: 'Rows per batch (default 1,000).' }),
     pause: Duration.default(50).meta({ description: 'Between two batches (default 50ms), so other sessions get the rows and WAL keeps up.' }),
+    until: z
+      .enum(['last_key', 'no_rows'])
+      .default('last_key')
+      .meta({
+        description:
+          'How the walk ends. `last_key` (default): after the last key, in ranges (`:batch_start`, `:batch_end`). `no_rows`: the UPDATE takes the next `:batch_size` rows that still need it, `WHERE <key> IN (SELECT <key> FROM <the table> WHERE <needs it> LIMIT :batch_size FOR UPDATE SKIP LOCKED)`, until a batch changes nothing; then once more without SKIP LOCKED (under lock_timeout) for rows other sessions held. "Needs it" must read a column the UPDATE sets (on every branch of an OR), and a second batch in a row whose rows all still need it stops the step as "no progress".',
+      }),
+    remaining_sql: z
+      .string()
+      .min(1)
+      .optional()
+      .meta({ description: "`until: no_rows` only: a read-only query whose first column counts the rows that still need the update; progress is then exact instead of the planner's estimate." }),
   })
   .strict()
+  .superRefine((step, context) => {
+    if (step.remaining_sql !== undefined && step.until !== 'no_rows') {
+      context.addIssue({ code: 'custom', path: ['remaining_sql'], message: 'remaining_sql counts the rows a backfill with until: no_rows has left; a walk by key knows its own: remove it, or set until: no_rows' });
+    }
+  })
   .meta({
     description:
-      'One UPDATE of `table` using `:batch_start` and `:batch_end` (the batch\'s first and last key, inclusive), run in short batches that record their progress: it can be watched, paused, resumed, and continues after a failure where it stopped.',
-    examples: [{ id: 'backfill', kind: 'batched_backfill', title: 'Backfill the sku', file: '03_backfill.sql', table: { schema: 'shop', name: 'widgets' }, key: 'id', batch_size: 5000 }],
+      "One UPDATE of `table`, run in short batches (each its own transaction) that can be watched, paused, resumed and cancelled. By key (default): using `:batch_start` and `:batch_end` (the batch's first and last key, inclusive), recording its progress so it continues after a failure where it stopped. Until no rows are left (`until: no_rows`): the next `:batch_size` rows that still need it, with progress against an estimate of the rows left (docs/decisions/026); the second example's file reads `UPDATE platform.organizations AS o SET slug = lower(o.name) || '-' || o.id WHERE o.id IN (SELECT s.id FROM platform.organizations AS s WHERE s.slug IS NULL LIMIT :batch_size FOR UPDATE SKIP LOCKED);`.",
+    examples: [
+      { id: 'backfill', kind: 'batched_backfill', title: 'Backfill the sku', file: '03_backfill.sql', table: { schema: 'shop', name: 'widgets' }, key: 'id', batch_size: 5000 },
+      {
+        id: 'backfill-slug',
+        kind: 'batched_backfill',
+        until: 'no_rows',
+        title: 'Give every organization a slug',
+        file: '02_backfill_slug.sql',
+        table: { schema: 'platform', name: 'organizations' },
+        key: 'id',
+        batch_size: 2000,
+        remaining_sql: 'SELECT count(*) FROM platform.organizations WHERE slug IS NULL',
+      },
+    ],
   });
 
 /** The kinds of step (docs/decisions/014-big-table-steps.md): each knows how to check, apply and report. */
@@ -313,6 +450,13 @@ export const PlanSchema = z
     retries: Retries.default(0).meta({ description: 'Retries after a lock_timeout (55P03) for every step that does not say otherwise (default 0).' }),
     check_lock_timeout: Duration.optional().meta({ description: "lock_timeout of every check that does not set its own; unset: the target's (runsheet.config.ts), else 5s." }),
     apply: z.array(StepSchema).min(1, 'a plan applies at least one step').meta({ description: 'The steps of the migration, in order (at least one).' }),
+    resumable: z
+      .boolean()
+      .default(false)
+      .meta({
+        description:
+          "After a failed or cancelled (or interrupted) run of this checksum on a target, a new run starts at the first step the target's ledger does not record as completed; the steps before it are skipped, and so are the pre-checks that say `unless_resuming: true`. The go/no-go gates name what is skipped and why; a different checksum never resumes (docs/decisions/027). For a plan that can stop part-way: more than one step, or a step that commits as it goes.",
+      }),
     verification: z.array(CheckSchema).default([]).meta({ description: 'Checks run right after the apply; a failure leaves the run applied but unverified.' }),
     post_execution: z
       .object({
@@ -385,6 +529,37 @@ export const PlanSchema = z
       .meta({ description: "Messages to the team, filled from the run's facts; each is offered only for what happened." }),
   })
   .strict()
+  .superRefine((plan, context) => {
+    // A resumable plan, and what may say unless_resuming (docs/decisions/027).
+    const stopsPartWay = plan.apply.length > 1 || plan.apply.some((step) => !step.transactional);
+    if (plan.resumable && !stopsPartWay) {
+      context.addIssue({
+        code: 'custom',
+        path: ['resumable'],
+        message: 'the apply is one transactional step, which commits whole or not at all: there is never a part-way apply to resume. Remove resumable',
+      });
+    }
+    const sections: [string, Check[]][] = [
+      ['snapshot', plan.snapshot],
+      ['verification', plan.verification],
+      ['post_execution.api_tests', plan.post_execution.api_tests],
+      ['post_execution.data_quality', plan.post_execution.data_quality],
+      ['rollback.verification', plan.rollback.verification],
+    ];
+    for (const [section, checks] of sections) {
+      for (const [index, check] of checks.entries()) {
+        if (check.unless_resuming === undefined) continue;
+        context.addIssue({ code: 'custom', path: [...section.split('.'), index, 'unless_resuming'], message: `unless_resuming is for pre-checks (a resumed run skips them); a ${section} check always runs: remove it` });
+      }
+    }
+    if (!plan.resumable) {
+      for (const [index, check] of plan.prechecks.entries()) {
+        if (check.unless_resuming) {
+          context.addIssue({ code: 'custom', path: ['prechecks', index, 'unless_resuming'], message: 'unless_resuming needs a resumable plan (resumable: true): this plan never resumes, so the check would always run. Add resumable: true, or remove it' });
+        }
+      }
+    }
+  })
   .meta({ title: 'Runsheet plan (plans/<id>/plan.yaml)', description: 'One migration runbook as data.' });
 
 export type Plan = z.infer<typeof PlanSchema>;
@@ -392,6 +567,7 @@ export type Check = z.infer<typeof CheckSchema>;
 export type SqlCheck = z.infer<typeof SqlCheckSchema>;
 export type ProbeCheck = z.infer<typeof ProbeCheckSchema>;
 export type HttpCheck = z.infer<typeof HttpCheckSchema>;
+export type ObjectCheck = z.infer<typeof ObjectCheckSchema>;
 export type Expectation = z.infer<typeof ExpectationSchema>;
 export type Step = z.infer<typeof StepSchema>;
 export type SqlStep = z.infer<typeof SqlStepSchema>;
@@ -432,7 +608,7 @@ export function withIncludedChecks(plan: Plan, included: Plan): Plan {
   const take = (checks: Check[]): Check[] =>
     checks
       .filter((check) => !except.has(check.id))
-      .map((check) => (check.kind !== 'http' && check.file !== undefined ? { ...check, file: includedPlanPath(included.id, check.file) } : check));
+      .map((check) => ((check.kind === 'sql' || check.kind === 'probe') && check.file !== undefined ? { ...check, file: includedPlanPath(included.id, check.file) } : check));
   return {
     ...plan,
     prechecks: [...take(included.prechecks), ...plan.prechecks],

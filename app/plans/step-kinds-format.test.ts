@@ -167,3 +167,39 @@ describe('blocksLintGate', () => {
     expect(blocksLintGate(finding('ban-drop-column', { section: 'rollback' }), 'strict')).toBe(false);
   });
 });
+
+describe('resumable plans at load time (docs/decisions/027)', () => {
+  const PRECHECK = (extra: string) => `prechecks:\n  - { id: absent, kind: sql, title: Absent, sql: 'select 1 where false', expect: { type: no_rows }${extra} }\n`;
+  const VERIFY_UNLESS = "verification:\n  - { id: v, kind: sql, title: V, sql: 'select 1', expect: { type: exists }, unless_resuming: true }\n";
+
+  it('loads a resumable plan of two steps whose pre-check says unless_resuming', async () => {
+    writePlan('two', {
+      'plan.yaml': `id: two\ntitle: Two\nresumable: true\n${PRECHECK(', unless_resuming: true')}apply:\n  - { id: a, title: A, file: a.sql }\n  - { id: b, title: B, file: b.sql }\n${ROLLBACK}`,
+      'a.sql': 'create table public.t (id int);\n',
+      'b.sql': 'alter table public.t add column n int;\n',
+      'rollback.sql': 'drop table public.t;\n',
+    });
+    const plan = validPlan(await load('two')).plan;
+    expect(plan.resumable).toBe(true);
+    expect(plan.prechecks[0]!.unless_resuming).toBe(true);
+  });
+
+  it('refuses resumable on one transactional step, unless_resuming outside the pre-checks, and unless_resuming on a plan that never resumes', async () => {
+    writePlan('one', {
+      'plan.yaml': `id: one\ntitle: One\nresumable: true\n${VERIFY_UNLESS}apply:\n  - { id: a, title: A, file: a.sql }\n${ROLLBACK}`,
+      'a.sql': 'create table public.t (id int);\n',
+      'rollback.sql': 'drop table public.t;\n',
+    });
+    const oneErrors = invalid(await load('one')).errors;
+    expect(oneErrors.find((error) => error.path === 'resumable')?.message).toMatch(/^the apply is one transactional step, which commits whole or not at all: there is never a part-way apply to resume\. Remove resumable/);
+    expect(oneErrors.find((error) => error.path === 'verification[0].unless_resuming')?.message).toMatch(/^unless_resuming is for pre-checks \(a resumed run skips them\); a verification check always runs: remove it/);
+
+    writePlan('never', {
+      'plan.yaml': `id: never\ntitle: Never\n${PRECHECK(', unless_resuming: true')}apply:\n  - { id: a, title: A, file: a.sql }\n  - { id: b, title: B, file: b.sql }\n${ROLLBACK}`,
+      'a.sql': 'create table public.t (id int);\n',
+      'b.sql': 'alter table public.t add column n int;\n',
+      'rollback.sql': 'drop table public.t;\n',
+    });
+    expect(invalid(await load('never')).errors.find((error) => error.path === 'prechecks[0].unless_resuming')?.message).toMatch(/^unless_resuming needs a resumable plan \(resumable: true\)/);
+  });
+});

@@ -434,8 +434,12 @@ function StepProgress({ progress, paused }: { progress: NonNullable<StepView['pr
       </div>
       <p className="mt-0.5 text-[11px] text-ink-muted">
         {progress.done.toLocaleString('en-US')}
-        {progress.total !== null ? ` of ${progress.total.toLocaleString('en-US')}` : ''} rows
+        {progress.total !== null ? ` of ${progress.estimated ? 'about ' : ''}${progress.total.toLocaleString('en-US')}` : ''} rows
         {percent !== null ? ` (${percent.toFixed(1)}%)` : ''}
+        {progress.remaining !== undefined && progress.remaining !== null
+          ? ` · ${progress.estimated ? 'about ' : ''}${progress.remaining.toLocaleString('en-US')} still to do${progress.estimated ? ' (estimate)' : ''}`
+          : ''}
+        {progress.finalPass ? ' · final pass for rows other sessions held' : ''}
         {progress.rate !== null ? ` · ${Math.round(progress.rate).toLocaleString('en-US')} rows/s` : ''}
         {progress.etaMs !== null && !paused ? ` · about ${formatDuration(progress.etaMs)} left` : ''}
         {paused ? ' · paused' : ''}

@@ -251,6 +251,19 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
       batchAfterKey: z.string().nullable().optional(),
     }),
   ),
+  event(
+    'step.skipped',
+    z.object({
+      ...StepRef,
+      title: z.string(),
+      transactional: z.boolean(),
+      /** The run whose apply completed it (recorded in the target's ledger). */
+      completedBy: z.string(),
+      /** The failed, cancelled or interrupted run this run resumes (docs/decisions/027). */
+      resumes: z.string(),
+      reason: z.string(),
+    }),
+  ),
   event('commit.settled', z.object({ ...StepRef, landed: z.boolean(), by: z.string() })),
   event('ledger.checkpoint', z.object({ ...StepRef, outcome: z.string(), stepsCompleted: z.array(z.string()) })),
   event('ledger.write_failed', z.object({ outcome: z.string(), message: z.string() })),
@@ -273,11 +286,39 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
       rowsDone: z.number(),
       total: z.number().nullable(),
       totalEstimated: z.boolean().optional(),
+      /** 'no_rows': the UPDATE takes the next rows that still need it until a batch changes nothing (absent: walked by key). */
+      until: z.literal('no_rows').optional(),
+      /** until no_rows: the "needs it" condition, as written. */
+      condition: z.string().optional(),
     }),
   ),
   event(
     'backfill.completed',
-    z.object({ ...StepRef, rowsDone: z.number(), rowsUpdated: z.number(), batches: z.number(), lastKey: z.string().nullable(), durationMs: z.number(), pausedMs: z.number() }),
+    z.object({
+      ...StepRef,
+      rowsDone: z.number(),
+      rowsUpdated: z.number(),
+      batches: z.number(),
+      lastKey: z.string().nullable(),
+      durationMs: z.number(),
+      pausedMs: z.number(),
+      /** until no_rows: rows the final pass (without SKIP LOCKED) filled. */
+      finalPassRows: z.number().optional(),
+    }),
+  ),
+  event('backfill.final_pass', z.object({ ...StepRef, rowsDone: z.number(), lockTimeoutMs: z.number(), note: z.string() })),
+  event(
+    'backfill.no_progress',
+    z.object({
+      ...StepRef,
+      batch: z.number(),
+      rows: z.number(),
+      keys: z.array(z.string()),
+      previousBatch: z.number(),
+      condition: z.string(),
+      rolledBack: z.boolean(),
+      note: z.string(),
+    }),
   ),
   event(
     'backfill.resumed_from',
@@ -301,6 +342,10 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
       batches: z.number(),
       lastKey: z.string().nullable(),
       totalEstimated: z.boolean().optional(),
+      /** until no_rows: the rows still to do (the planner's estimate unless totalEstimated is absent). */
+      remaining: z.number().nullable().optional(),
+      /** until no_rows: the final pass (without SKIP LOCKED) is running. */
+      finalPass: z.boolean().optional(),
     }),
   ),
 

@@ -9,6 +9,20 @@ const at = (second: number) => `2025-11-25T12:00:${String(second).padStart(2, '0
 const event = <T extends RunEventType>(type: T, payload: Partial<PayloadOf<T>> = {}, second = seq): RunEvent => sampleEvent(type, payload, { seq: ++seq, at: at(second) });
 
 describe('foldTimeline', () => {
+  it('shows a step a resumed run skipped as done, saying why, before the step it resumed at', () => {
+    seq = 0;
+    const view = foldTimeline([
+      event('execute.started', { gates: [] }),
+      event('phase.started', { phase: 'apply', plannedMs: null }),
+      event('step.skipped', { stepId: 'add-slug', title: 'Add slug', transactional: true, completedBy: 'run-a', resumes: 'run-a', reason: 'completed by run run-a; this run resumes the apply of run run-a: resumes at step slug-index' }),
+      event('step.started', { stepId: 'slug-index', title: 'Index', file: 'i.sql', transactional: false, statementCount: 1 }),
+    ]);
+    const [skipped, started] = view.attempts[0]!.phases[0]!.steps;
+    expect(skipped).toMatchObject({ stepId: 'add-slug', status: 'done', statementCount: null, statements: [] });
+    expect(skipped!.notes.map((note) => note.text)).toEqual(['Skipped: completed by run run-a; this run resumes the apply of run run-a: resumes at step slug-index']);
+    expect(started).toMatchObject({ stepId: 'slug-index', status: 'running' });
+  });
+
   it('folds a drive into phases, steps, statements, progress and its end state', () => {
     seq = 0;
     const view = foldTimeline([

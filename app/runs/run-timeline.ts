@@ -55,6 +55,12 @@ export interface ProgressView {
   rate: number | null;
   etaMs: number | null;
   at: string;
+  /** The total (and the rows still to do) is the planner's estimate, not a count. */
+  estimated?: boolean;
+  /** A backfill until no rows are left: the rows still to do. */
+  remaining?: number | null;
+  /** Its final pass (without SKIP LOCKED) is running. */
+  finalPass?: boolean;
 }
 
 export interface StepView {
@@ -155,12 +161,17 @@ export interface TimelineView {
 export const isFinalState = (state: string): boolean => isSettledState(state as RunState);
 
 const BACKFILL_NOTES = {
-  'backfill.started': (p: { table: string; key: string; batchSize: number }) => `Backfill of ${p.table} by ${p.key}, ${p.batchSize} rows a batch`,
+  'backfill.started': (p: { table: string; key: string; batchSize: number; until?: string; condition?: string }) =>
+    p.until === 'no_rows' ? `Backfill of ${p.table} until no row matches ${p.condition ?? 'its condition'}, ${p.batchSize} rows a batch` : `Backfill of ${p.table} by ${p.key}, ${p.batchSize} rows a batch`,
   'backfill.paused': (p: { by: string | null; reason?: string }) => `Paused by ${p.by ?? 'someone'}${p.reason ? `: ${p.reason}` : ''} (every batch so far committed; nothing locked)`,
   'backfill.resumed': (p: { by: string | null }) => `Resumed by ${p.by ?? 'someone'}`,
   'backfill.resumed_from': (p: { lastKey: string }) => `Resumed after key ${p.lastKey}, where an earlier run stopped`,
   'backfill.restarted': (p: { reason: string }) => `Started over: ${p.reason}`,
-  'backfill.completed': (p: { rowsDone: number; batches: number }) => `Backfill complete: ${p.rowsDone} rows in ${p.batches} batches`,
+  'backfill.completed': (p: { rowsDone: number; batches: number; finalPassRows?: number }) =>
+    `Backfill complete: ${p.rowsDone} rows in ${p.batches} batches${p.finalPassRows !== undefined ? ` (${p.finalPassRows} in the final pass)` : ''}`,
+  'backfill.final_pass': (p: { rowsDone: number }) => `Final pass after ${p.rowsDone} rows: the UPDATE again without SKIP LOCKED, for rows other sessions held`,
+  'backfill.no_progress': (p: { batch: number; previousBatch: number; condition: string }) =>
+    `No progress: batches ${p.previousBatch} and ${p.batch} changed rows that all still match ${p.condition}; batch ${p.batch} was rolled back`,
 };
 
 /** The initial state is the run's state when the events were read; 'state.changed' events move it on. */
@@ -237,6 +248,13 @@ export function foldTimeline(events: readonly RunEvent[], initialState = 'draft'
         current.steps.push({ stepId, title, file, transactional, statementCount, statements: [], status: 'running', notes: [] });
         break;
       }
+      case 'step.skipped': {
+        const current = ensurePhase(event.at);
+        if (!current) break;
+        const { stepId, title, transactional, reason } = event.payload;
+        current.steps.push({ stepId, title, transactional, statementCount: null, statements: [], status: 'done', notes: [{ at: event.at, text: `Skipped: ${reason}` }] });
+        break;
+      }
       case 'statement.completed': {
         const step = stepOf(event.payload.stepId);
         if (!step) break;
@@ -247,8 +265,8 @@ export function foldTimeline(events: readonly RunEvent[], initialState = 'draft'
       case 'progress': {
         const step = stepOf(event.payload.stepId);
         if (!step) break;
-        const { done, total, rate, etaMs } = event.payload;
-        step.progress = { done, total, rate, etaMs, at: event.at };
+        const { done, total, rate, etaMs, totalEstimated, remaining, finalPass } = event.payload;
+        step.progress = { done, total, rate, etaMs, at: event.at, ...(totalEstimated ? { estimated: true } : {}), ...(remaining !== undefined ? { remaining } : {}), ...(finalPass ? { finalPass } : {}) };
         break;
       }
       case 'step.retry': {
@@ -264,6 +282,8 @@ export function foldTimeline(events: readonly RunEvent[], initialState = 'draft'
       case 'backfill.resumed':
       case 'backfill.resumed_from':
       case 'backfill.restarted':
+      case 'backfill.final_pass':
+      case 'backfill.no_progress':
       case 'backfill.completed': {
         const step = stepOf(event.payload.stepId);
         if (!step) break;

@@ -1,28 +1,33 @@
 /**
- * The UPDATE of a batched_backfill step is written with two named placeholders, `:batch_start`
- * and `:batch_end` (the batch's first and last key, both inclusive). They become the bind
- * parameters $1 and $2: found with PostgreSQL's own scanner (so never inside a string, a comment
- * or a dollar quote) and replaced in place, padded to the same width, so every line and column
- * of the file (errors, lint findings) stays where it was. The values always travel as parameters.
+ * The UPDATE of a batched_backfill step is written with named placeholders: walking by key,
+ * `:batch_start` and `:batch_end` (the batch's first and last key, both inclusive); until no rows
+ * are left, `:batch_size` (the LIMIT of the rows that still need it). They become the bind
+ * parameters $1, $2… in the order listed: found with PostgreSQL's own scanner (so never inside a
+ * string, a comment or a dollar quote) and replaced in place, padded to the same width, so every
+ * line and column of the file (errors, lint findings) stays where it was. The values always travel
+ * as parameters; a placeholder of the other walk is refused with its line.
  */
 import { loadModule, parseSync, scanSync, type ScanToken } from 'libpg-query';
 
+/** The keyset walk's placeholders ($1, $2). */
 export const BATCH_PLACEHOLDERS = ['batch_start', 'batch_end'] as const;
-export type BatchPlaceholder = (typeof BATCH_PLACEHOLDERS)[number];
+/** The until-no-rows walk's placeholder ($1). */
+export const NO_ROWS_PLACEHOLDERS = ['batch_size'] as const;
+const ALL_PLACEHOLDERS = [...BATCH_PLACEHOLDERS, ...NO_ROWS_PLACEHOLDERS] as const;
+export type BatchPlaceholder = (typeof ALL_PLACEHOLDERS)[number];
 
 export type BatchTemplate =
   | {
       ok: true;
-      /** The file with `:batch_start` → `$1`, `:batch_end` → `$2` (same length, same lines). */
+      /** The file with each allowed placeholder as its parameter, e.g. `:batch_start` → `$1` (same length, same lines). */
       sql: string;
-      /** The placeholders the file uses, in the order above. */
+      /** The placeholders the file uses, in the order they were allowed. */
       uses: BatchPlaceholder[];
     }
   | { ok: false; errors: { line: number; message: string }[] };
 
-const PARAMETER: Record<BatchPlaceholder, string> = { batch_start: '$1', batch_end: '$2' };
-
-export async function translateBatchTemplate(source: string): Promise<BatchTemplate> {
+export async function translateBatchTemplate(source: string, allowed: readonly BatchPlaceholder[] = BATCH_PLACEHOLDERS): Promise<BatchTemplate> {
+  const parameterOf = (name: BatchPlaceholder) => `$${allowed.indexOf(name) + 1}`;
   await loadModule();
   let tokens: ScanToken[];
   try {
@@ -39,21 +44,31 @@ export async function translateBatchTemplate(source: string): Promise<BatchTempl
     if (token.text !== ':') continue;
     const next = tokens[position + 1];
     if (!next || next.start !== token.end) continue;
-    if (next.tokenName === 'IDENT' && (BATCH_PLACEHOLDERS as readonly string[]).includes(next.text)) {
+    if (next.tokenName === 'IDENT' && (ALL_PLACEHOLDERS as readonly string[]).includes(next.text)) {
       const name = next.text as BatchPlaceholder;
+      if (!allowed.includes(name)) {
+        const line = lineOfByte(token.start);
+        errors.push({
+          line,
+          message: (NO_ROWS_PLACEHOLDERS as readonly string[]).includes(name)
+            ? `:${name} on line ${line} belongs to a backfill that runs until no rows are left (until: no_rows); this one walks the key in ranges: use :batch_start and :batch_end, or set until: no_rows`
+            : `:${name} on line ${line} belongs to a backfill that walks the key in ranges; this one runs until no rows are left (until: no_rows): take the next rows that still need it with LIMIT :batch_size … FOR UPDATE SKIP LOCKED`,
+        });
+        continue;
+      }
       uses.add(name);
-      const replacement = Buffer.from(PARAMETER[name].padEnd(next.end - token.start, ' '), 'utf8');
+      const replacement = Buffer.from(parameterOf(name).padEnd(next.end - token.start, ' '), 'utf8');
       replacement.copy(bytes, token.start);
-    } else if (/^['"]/.test(next.text) && (BATCH_PLACEHOLDERS as readonly string[]).includes(next.text.slice(1, -1))) {
+    } else if (/^['"]/.test(next.text) && (ALL_PLACEHOLDERS as readonly string[]).includes(next.text.slice(1, -1))) {
       errors.push({
         line: lineOfByte(token.start),
-        message: `:${next.text} on line ${lineOfByte(token.start)} is psql's quoted variable syntax: write :batch_start or :batch_end bare (they are sent as bind parameters, never spliced)`,
+        message: `:${next.text} on line ${lineOfByte(token.start)} is psql's quoted variable syntax: write :${next.text.slice(1, -1)} bare (placeholders are sent as bind parameters, never spliced)`,
       });
     }
   }
   if (errors.length > 0) return { ok: false, errors };
   const sql = bytes.toString('utf8');
-  return { ok: true, sql, uses: BATCH_PLACEHOLDERS.filter((name) => uses.has(name)) };
+  return { ok: true, sql, uses: allowed.filter((name) => uses.has(name)) };
 }
 
 export interface UpdateTarget {

@@ -29,16 +29,15 @@ import {
   type StepFailure,
   type StepToRun,
 } from './execute-step.server';
-import { BATCH_PLACEHOLDERS, translateBatchTemplate, updateTargetOf } from './batch-template.server';
+import { BATCH_PLACEHOLDERS, NO_ROWS_PLACEHOLDERS, translateBatchTemplate, updateTargetOf } from './batch-template.server';
+import { analyseNoRowsStatement, refusedUntilNoRows, runUntilNoRows, validateUntilNoRows } from './backfill-until-no-rows.server';
 import { prepareStep, executeStep } from './execute-step.server';
 import { splitOrProblems } from './sql-step.server';
+import { BackfillPauseGate } from './backfill-pause.server';
 import { refusedInTransaction, retryDelayMs, sleepUnlessCancelled, type KindOutcome, type StepKind, type StepKindContext, type StepSqlProblem } from './step-kind';
 
 /** 'progress' events at most this often (and after the first and the last batch). */
 const PROGRESS_EVERY_MS = 1_000;
-/** How often the driving process asks the run log whether a pause or resume was requested. */
-const PAUSE_POLL_MS = 250;
-const PAUSED_POLL_MS = 500;
 const CONNECTION_CHECK_INTERVAL_MS = 2_000;
 
 interface Cursor {
@@ -82,9 +81,8 @@ class BackfillRun {
   private doneHere = 0;
   private total: number | null = null;
   private totalEstimated = false;
-  private pausedMs = 0;
+  private readonly pauseGate: BackfillPauseGate;
   private lastProgressAt = 0;
-  private lastPausePoll = 0;
   private connectionBroken = false;
   private pid?: number;
   private attempts = 1;
@@ -100,6 +98,7 @@ class BackfillRun {
     this.table = `${pg.escapeIdentifier(step.table.schema)}.${pg.escapeIdentifier(step.table.name)}`;
     this.key = pg.escapeIdentifier(step.key);
     this.retries = step.retries ?? context.planRetries;
+    this.pauseGate = new BackfillPauseGate(context, step.id);
   }
 
   async run(): Promise<KindOutcome> {
@@ -157,7 +156,7 @@ class BackfillRun {
       batches: this.cursor.batches,
       lastKey: this.cursor.lastKey,
       durationMs: this.elapsed(),
-      pausedMs: this.pausedMs,
+      pausedMs: this.pauseGate.pausedMs,
     } });
     // One 'statement.completed' for the UPDATE, run once per batch: its rows are every row it changed.
     await this.hooks.onStatement?.(this.statementEvent());
@@ -367,38 +366,14 @@ class BackfillRun {
 
   /** Between batches: while the newest request in the run log is a pause, hold (no transaction open, no lock held). */
   private async waitWhilePaused(): Promise<void> {
-    if (performance.now() - this.lastPausePoll < PAUSE_POLL_MS) return;
-    this.lastPausePoll = performance.now();
-    let state = await this.context.pauseState().catch(() => ({ paused: false }) as { paused: boolean; by?: string; reason?: string });
-    if (!state.paused) return;
-    const pausedAt = performance.now();
-    await this.context.log({ type: 'backfill.paused', payload: {
-      stepId: this.step.id,
-      by: state.by ?? null,
-      ...(state.reason ? { reason: state.reason } : {}),
-      lastKey: this.cursor.lastKey,
-      rowsDone: this.cursor.rowsDone,
-      batches: this.cursor.batches,
-      note: 'every batch so far has committed; nothing is locked while paused',
-    } });
-    await this.reportProgress(true);
-    while (state.paused) {
-      if (await sleepUnlessCancelled(PAUSED_POLL_MS, this.context)) {
-        this.pausedMs += performance.now() - pausedAt;
-        this.stopIfCancelled();
-      }
-      state = await this.context.pauseState().catch(() => state);
-    }
-    const pausedMs = Math.round(performance.now() - pausedAt);
-    this.pausedMs += pausedMs;
-    await this.context.log({ type: 'backfill.resumed', payload: { stepId: this.step.id, by: state.by ?? null, pausedMs, lastKey: this.cursor.lastKey } });
+    await this.pauseGate.hold(() => this.cursor, { paused: () => this.reportProgress(true), stopIfCancelled: () => this.stopIfCancelled() });
   }
 
   private async reportProgress(force: boolean): Promise<void> {
     const now = performance.now();
     if (!force && now - this.lastProgressAt < PROGRESS_EVERY_MS) return;
     this.lastProgressAt = now;
-    const activeMs = Math.max(1, this.elapsed() - this.pausedMs);
+    const activeMs = Math.max(1, this.elapsed() - this.pauseGate.pausedMs);
     const rate = this.doneHere > 0 ? (this.doneHere * 1000) / activeMs : null;
     const total = this.total === null ? null : Math.max(this.total, this.cursor.rowsDone);
     const etaMs = rate && total !== null ? Math.round(((total - this.cursor.rowsDone) / rate) * 1000) : null;
@@ -501,6 +476,7 @@ class BackfillRun {
 export const batchedBackfillStepKind: StepKind<BatchedBackfillStep> = {
   kind: 'batched_backfill',
   async validate(step, fileSql) {
+    if (step.until === 'no_rows') return validateUntilNoRows(step, fileSql);
     const template = await translateBatchTemplate(fileSql);
     if (!template.ok) return template.errors.map((error) => ({ line: error.line, message: error.message }));
     const split = await splitOrProblems(template.sql);
@@ -533,16 +509,25 @@ export const batchedBackfillStepKind: StepKind<BatchedBackfillStep> = {
     }
     return problems;
   },
-  describe: (step) => `batched backfill of ${step.table.schema}.${step.table.name} by ${step.key}, ${step.batch_size} rows a batch, each batch its own transaction`,
+  describe: (step) =>
+    step.until === 'no_rows'
+      ? `batched backfill of ${step.table.schema}.${step.table.name}, the next ${step.batch_size} rows that still need it per batch (SKIP LOCKED, then a final pass for locked rows), each batch its own transaction, until none is left`
+      : `batched backfill of ${step.table.schema}.${step.table.name} by ${step.key}, ${step.batch_size} rows a batch, each batch its own transaction`,
   startFacts: (step) => ({ kind: step.kind, table: `${step.table.schema}.${step.table.name}`, key: step.key, batchSize: step.batch_size, pauseMs: step.pause }),
-  async sqlToRun(_step, fileSql) {
-    // The loader already checked the template: :batch_start and :batch_end become $1 and $2, on the same lines.
-    const template = await translateBatchTemplate(fileSql);
+  async sqlToRun(step, fileSql) {
+    // The loader already checked the template: :batch_start and :batch_end (or :batch_size) become $1 and $2 (or $1), on the same lines.
+    const template = await translateBatchTemplate(fileSql, step.until === 'no_rows' ? NO_ROWS_PLACEHOLDERS : BATCH_PLACEHOLDERS);
     return template.ok ? template.sql : fileSql;
   },
   partialLedgerFirst: true,
   async run({ context, step, spec, mode, hooks, options }) {
     if (mode.kind !== 'own') return refusedInTransaction(step, spec);
+    if (step.until === 'no_rows') {
+      // What the loader checked, derived again from the frozen file: the engine runs only what loads.
+      const analysed = await analyseNoRowsStatement(step, spec.sql);
+      if (!analysed.ok) return refusedUntilNoRows(step, analysed.problems);
+      return runUntilNoRows(context, step, spec, analysed.statements, hooks, options);
+    }
     const prepared = await prepareStep(spec);
     if (!prepared.ok) return { ...(await executeStep(context.client, spec, mode, hooks, options)), attempts: 1 };
     const statement = prepared.statements[0]!;

@@ -107,44 +107,95 @@ export async function readSchemaFacts(pool: Queryable, objects: PlanObjects): Pr
   };
 }
 
-async function readColumns(db: Queryable, wanted: PlanObjects['columns']): Promise<ColumnFact[]> {
+// ---- The catalog reader -------------------------------------------------------------------------
+// One reader of columns, indexes, constraints and functions by schema-qualified name, shared by the
+// facts panel (readSchemaFacts) and the `object` check kind (app/checks/object-check.server.ts), so
+// the two never disagree about what the target holds. Names travel as bind parameters.
+
+/** A column as the catalog has it; `typeMatches` compares with the type asked for (null when none was, or the column is missing). */
+export interface ColumnCatalogEntry {
+  schema: string;
+  table: string;
+  column: string;
+  exists: boolean;
+  dataType: string | null;
+  nullable: boolean | null;
+  typeMatches: boolean | null;
+}
+
+export const COLUMN_CATALOG_SQL = `select w.ord,
+       format_type(a.atttypid, a.atttypmod) as data_type,
+       not a.attnotnull as nullable,
+       case
+         when a.attnum is null or w.type is null then null
+         when position('(' in w.type) = 0 then a.atttypid = to_regtype(w.type)
+         -- A type with modifiers ("varchar(255)", "numeric(10,2)"): the base type and the modifiers.
+         else a.atttypid = to_regtype(w.type)
+           and format_type(a.atttypid, a.atttypmod) in (
+             format_type(a.atttypid, null) || regexp_replace(substring(w.type from '\\(.*\\)'), '\\s', '', 'g'),
+             regexp_replace(lower(trim(w.type)), '\\s+', ' ', 'g'))
+       end as type_matches
+  from unnest($1::text[], $2::text[], $3::text[], $4::text[]) with ordinality as w(schema, tbl, col, type, ord)
+  left join pg_namespace n on n.nspname = w.schema
+  left join pg_class c on c.relnamespace = n.oid and c.relname = w.tbl
+  left join pg_attribute a on a.attrelid = c.oid and a.attname = w.col and a.attnum > 0 and not a.attisdropped
+ order by w.ord`;
+
+export async function readColumnCatalog(db: Queryable, wanted: readonly { schema: string; table: string; column: string; type?: string | null }[]): Promise<ColumnCatalogEntry[]> {
   if (wanted.length === 0) return [];
-  const { rows } = await db.query<{ ord: string; data_type: string | null; nullable: boolean | null; type_matches: boolean | null }>(
-    `select w.ord,
-            format_type(a.atttypid, a.atttypmod) as data_type,
-            not a.attnotnull as nullable,
-            case
-              when a.attnum is null then null
-              when position('(' in w.type) = 0 then a.atttypid = to_regtype(w.type)
-              -- A type with modifiers ("varchar(255)", "numeric(10,2)"): the base type and the modifiers.
-              else a.atttypid = to_regtype(w.type)
-                and format_type(a.atttypid, a.atttypmod) in (
-                  format_type(a.atttypid, null) || regexp_replace(substring(w.type from '\\(.*\\)'), '\\s', '', 'g'),
-                  regexp_replace(lower(trim(w.type)), '\\s+', ' ', 'g'))
-            end as type_matches
-       from unnest($1::text[], $2::text[], $3::text[], $4::text[]) with ordinality as w(schema, tbl, col, type, ord)
-       left join pg_namespace n on n.nspname = w.schema
-       left join pg_class c on c.relnamespace = n.oid and c.relname = w.tbl
-       left join pg_attribute a on a.attrelid = c.oid and a.attname = w.col and a.attnum > 0 and not a.attisdropped
-      order by w.ord`,
-    [wanted.map((c) => c.schema), wanted.map((c) => c.table), wanted.map((c) => c.column), wanted.map((c) => c.type)],
-  );
-  return wanted.map((plan, index) => {
+  const { rows } = await db.query<{ ord: string; data_type: string | null; nullable: boolean | null; type_matches: boolean | null }>(COLUMN_CATALOG_SQL, [
+    wanted.map((c) => c.schema),
+    wanted.map((c) => c.table),
+    wanted.map((c) => c.column),
+    wanted.map((c) => c.type ?? null),
+  ]);
+  return wanted.map((want, index) => {
     const row = rows[index];
     const exists = row?.data_type != null;
     return {
-      schema: plan.schema,
-      table: plan.table,
-      column: plan.column,
+      schema: want.schema,
+      table: want.table,
+      column: want.column,
       exists,
       dataType: exists ? row!.data_type : null,
       nullable: exists ? row!.nullable : null,
-      matchesPlan: exists && row!.type_matches === true && row!.nullable === plan.nullable,
+      typeMatches: exists ? row!.type_matches : null,
     };
   });
 }
 
-async function readIndexes(db: Queryable, wanted: PlanObjects['indexes']): Promise<IndexFact[]> {
+/** An index as the catalog has it. With a table asked for, an index of that name on another table does not exist. */
+export interface IndexCatalogEntry {
+  schema: string;
+  name: string;
+  exists: boolean;
+  /** The table it is on (when it exists). */
+  table: string | null;
+  /** pg_index.indisvalid: false after a failed CREATE INDEX CONCURRENTLY. */
+  valid: boolean | null;
+  ready: boolean | null;
+  unique: boolean | null;
+  /** The partial index's WHERE, or null. */
+  predicate: string | null;
+  definition: string | null;
+}
+
+export const INDEX_CATALOG_SQL = `select w.ord,
+       i.indexrelid is not null as found,
+       t.relname as table_name,
+       i.indisvalid as valid,
+       i.indisready as ready,
+       i.indisunique as is_unique,
+       pg_get_expr(i.indpred, i.indrelid) as predicate,
+       pg_get_indexdef(i.indexrelid) as definition
+  from unnest($1::text[], $2::text[]) with ordinality as w(schema, name, ord)
+  left join pg_namespace n on n.nspname = w.schema
+  left join pg_class ic on ic.relnamespace = n.oid and ic.relname = w.name and ic.relkind in ('i', 'I')
+  left join pg_index i on i.indexrelid = ic.oid
+  left join pg_class t on t.oid = i.indrelid
+ order by w.ord`;
+
+export async function readIndexCatalog(db: Queryable, wanted: readonly { schema: string; name: string; table?: string }[]): Promise<IndexCatalogEntry[]> {
   if (wanted.length === 0) return [];
   const { rows } = await db.query<{
     ord: string;
@@ -152,83 +203,160 @@ async function readIndexes(db: Queryable, wanted: PlanObjects['indexes']): Promi
     table_name: string | null;
     valid: boolean | null;
     ready: boolean | null;
+    is_unique: boolean | null;
     predicate: string | null;
     definition: string | null;
-  }>(
-    `select w.ord,
-            i.indexrelid is not null as found,
-            t.relname as table_name,
-            i.indisvalid as valid,
-            i.indisready as ready,
-            pg_get_expr(i.indpred, i.indrelid) as predicate,
-            pg_get_indexdef(i.indexrelid) as definition
-       from unnest($1::text[], $2::text[]) with ordinality as w(schema, name, ord)
-       left join pg_namespace n on n.nspname = w.schema
-       left join pg_class ic on ic.relnamespace = n.oid and ic.relname = w.name and ic.relkind in ('i', 'I')
-       left join pg_index i on i.indexrelid = ic.oid
-       left join pg_class t on t.oid = i.indrelid
-      order by w.ord`,
-    [wanted.map((i) => i.schema), wanted.map((i) => i.name)],
-  );
-  return wanted.map((plan, index) => {
+  }>(INDEX_CATALOG_SQL, [wanted.map((i) => i.schema), wanted.map((i) => i.name)]);
+  return wanted.map((want, index) => {
     const row = rows[index];
-    // Index names are unique per schema; one on another table is not the plan's index.
-    const exists = row?.found === true && row.table_name === plan.table;
+    // Index names are unique per schema; one on another table is not the index asked for.
+    const exists = row?.found === true && (want.table === undefined || row.table_name === want.table);
     return {
-      schema: plan.schema,
-      name: plan.name,
-      table: plan.table,
+      schema: want.schema,
+      name: want.name,
       exists,
+      table: exists ? row!.table_name : null,
       valid: exists ? row!.valid : null,
       ready: exists ? row!.ready : null,
+      unique: exists ? row!.is_unique : null,
       predicate: exists ? row!.predicate : null,
       definition: exists ? row!.definition : null,
-      matchesPlan: exists && row!.valid === true && (row!.predicate !== null) === plan.partial,
+    };
+  });
+}
+
+/** A function (every overload of a name) as the catalog has it; with `args`, the one overload they name. */
+export interface FunctionCatalogEntry {
+  schema: string;
+  name: string;
+  /** Some overload exists (with `args`: that overload). */
+  exists: boolean;
+  /** regprocedure of every overload, e.g. "platform.set_user_active_org(uuid,uuid)". */
+  signatures: string[];
+  /** md5 over pg_get_functiondef of every overload (in signature order): changes when a body does. */
+  definitionHash: string | null;
+  /** With `args`: the overload they name (regprocedure), or null when there is none. */
+  overload: string | null;
+}
+
+export const FUNCTION_CATALOG_SQL = `select w.ord,
+       array_agg(p.oid::regprocedure::text order by p.oid::regprocedure::text) filter (where p.oid is not null) as signatures,
+       md5(string_agg(case when p.prokind in ('f', 'p') then pg_get_functiondef(p.oid) else p.oid::regprocedure::text end,
+                      E'\\n' order by p.oid::regprocedure::text)) as definition_hash,
+       case when w.args is null then null
+            else to_regprocedure(quote_ident(w.schema) || '.' || quote_ident(w.name) || '(' || w.args || ')')::text end as overload
+  from unnest($1::text[], $2::text[], $3::text[]) with ordinality as w(schema, name, args, ord)
+  left join pg_namespace n on n.nspname = w.schema
+  left join pg_proc p on p.pronamespace = n.oid and p.proname = w.name
+ group by w.ord, w.schema, w.name, w.args
+ order by w.ord`;
+
+export async function readFunctionCatalog(db: Queryable, wanted: readonly { schema: string; name: string; args?: string }[]): Promise<FunctionCatalogEntry[]> {
+  if (wanted.length === 0) return [];
+  const { rows } = await db.query<{ ord: string; signatures: string[] | null; definition_hash: string | null; overload: string | null }>(FUNCTION_CATALOG_SQL, [
+    wanted.map((f) => f.schema),
+    wanted.map((f) => f.name),
+    wanted.map((f) => f.args ?? null),
+  ]);
+  return wanted.map((want, index) => {
+    const signatures = rows[index]?.signatures ?? [];
+    const overload = want.args === undefined ? null : (rows[index]?.overload ?? null);
+    return {
+      schema: want.schema,
+      name: want.name,
+      exists: want.args === undefined ? signatures.length > 0 : overload !== null,
+      signatures,
+      definitionHash: signatures.length > 0 ? (rows[index]?.definition_hash ?? null) : null,
+      overload,
+    };
+  });
+}
+
+/** pg_constraint.contype in words. */
+export const CONSTRAINT_TYPES = { c: 'check', f: 'foreign_key', p: 'primary_key', u: 'unique', x: 'exclusion', n: 'not_null', t: 'trigger' } as const;
+export type ConstraintType = (typeof CONSTRAINT_TYPES)[keyof typeof CONSTRAINT_TYPES];
+
+export interface ConstraintCatalogEntry {
+  schema: string;
+  table: string;
+  name: string;
+  exists: boolean;
+  definition: string | null;
+  /** pg_constraint.convalidated: false for a NOT VALID constraint not yet validated. */
+  validated: boolean | null;
+  type: ConstraintType | null;
+}
+
+export const CONSTRAINT_CATALOG_SQL = `select w.ord, pg_get_constraintdef(con.oid) as definition, con.convalidated as validated, con.contype::text as contype
+  from unnest($1::text[], $2::text[], $3::text[]) with ordinality as w(schema, name, tbl, ord)
+  left join pg_namespace n on n.nspname = w.schema
+  left join pg_class t on t.relnamespace = n.oid and t.relname = w.tbl
+  left join pg_constraint con on con.conrelid = t.oid and con.conname = w.name
+ order by w.ord`;
+
+export async function readConstraintCatalog(db: Queryable, wanted: readonly { schema: string; table: string; name: string }[]): Promise<ConstraintCatalogEntry[]> {
+  if (wanted.length === 0) return [];
+  const { rows } = await db.query<{ ord: string; definition: string | null; validated: boolean | null; contype: string | null }>(CONSTRAINT_CATALOG_SQL, [
+    wanted.map((c) => c.schema),
+    wanted.map((c) => c.name),
+    wanted.map((c) => c.table),
+  ]);
+  return wanted.map((want, index) => {
+    const row = rows[index];
+    const exists = row?.definition != null;
+    return {
+      schema: want.schema,
+      table: want.table,
+      name: want.name,
+      exists,
+      definition: exists ? row!.definition : null,
+      validated: exists ? row!.validated : null,
+      type: exists ? (CONSTRAINT_TYPES[row!.contype as keyof typeof CONSTRAINT_TYPES] ?? null) : null,
+    };
+  });
+}
+
+// ---- The facts panel's view of the plan's objects ------------------------------------------------
+
+async function readColumns(db: Queryable, wanted: PlanObjects['columns']): Promise<ColumnFact[]> {
+  const entries = await readColumnCatalog(db, wanted);
+  return entries.map((entry, index) => ({
+    schema: entry.schema,
+    table: entry.table,
+    column: entry.column,
+    exists: entry.exists,
+    dataType: entry.dataType,
+    nullable: entry.nullable,
+    matchesPlan: entry.exists && entry.typeMatches === true && entry.nullable === wanted[index]!.nullable,
+  }));
+}
+
+async function readIndexes(db: Queryable, wanted: PlanObjects['indexes']): Promise<IndexFact[]> {
+  const entries = await readIndexCatalog(db, wanted);
+  return entries.map((entry, index) => {
+    const plan = wanted[index]!;
+    return {
+      schema: entry.schema,
+      name: entry.name,
+      table: plan.table,
+      exists: entry.exists,
+      valid: entry.valid,
+      ready: entry.ready,
+      predicate: entry.predicate,
+      definition: entry.definition,
+      matchesPlan: entry.exists && entry.valid === true && (entry.predicate !== null) === plan.partial,
     };
   });
 }
 
 async function readFunctions(db: Queryable, wanted: PlanObjects['functions']): Promise<FunctionFact[]> {
-  if (wanted.length === 0) return [];
-  const { rows } = await db.query<{ ord: string; signatures: string[] | null; definition_hash: string | null }>(
-    `select w.ord,
-            array_agg(p.oid::regprocedure::text order by p.oid::regprocedure::text) filter (where p.oid is not null) as signatures,
-            md5(string_agg(case when p.prokind in ('f', 'p') then pg_get_functiondef(p.oid) else p.oid::regprocedure::text end,
-                           E'\\n' order by p.oid::regprocedure::text)) as definition_hash
-       from unnest($1::text[], $2::text[]) with ordinality as w(schema, name, ord)
-       left join pg_namespace n on n.nspname = w.schema
-       left join pg_proc p on p.pronamespace = n.oid and p.proname = w.name
-      group by w.ord
-      order by w.ord`,
-    [wanted.map((f) => f.schema), wanted.map((f) => f.name)],
-  );
-  return wanted.map((plan, index) => {
-    const signatures = rows[index]?.signatures ?? [];
-    return {
-      schema: plan.schema,
-      name: plan.name,
-      exists: signatures.length > 0,
-      signatures,
-      definitionHash: signatures.length > 0 ? (rows[index]?.definition_hash ?? null) : null,
-    };
-  });
+  const entries = await readFunctionCatalog(db, wanted);
+  return entries.map((entry) => ({ schema: entry.schema, name: entry.name, exists: entry.exists, signatures: entry.signatures, definitionHash: entry.definitionHash }));
 }
 
 async function readConstraints(db: Queryable, wanted: PlanObjects['constraints']): Promise<ConstraintFact[]> {
-  if (wanted.length === 0) return [];
-  const { rows } = await db.query<{ ord: string; definition: string | null }>(
-    `select w.ord, pg_get_constraintdef(con.oid) as definition
-       from unnest($1::text[], $2::text[], $3::text[]) with ordinality as w(schema, name, tbl, ord)
-       left join pg_namespace n on n.nspname = w.schema
-       left join pg_class t on t.relnamespace = n.oid and t.relname = w.tbl
-       left join pg_constraint con on con.conrelid = t.oid and con.conname = w.name
-      order by w.ord`,
-    [wanted.map((c) => c.schema), wanted.map((c) => c.name), wanted.map((c) => c.table)],
-  );
-  return wanted.map((plan, index) => {
-    const definition = rows[index]?.definition ?? null;
-    return { schema: plan.schema, name: plan.name, table: plan.table, exists: definition !== null, definition };
-  });
+  const entries = await readConstraintCatalog(db, wanted);
+  return entries.map((entry) => ({ schema: entry.schema, name: entry.name, table: entry.table, exists: entry.exists, definition: entry.definition }));
 }
 
 async function readBackfill(db: Queryable, wanted: NonNullable<PlanObjects['backfill']>): Promise<BackfillFact> {

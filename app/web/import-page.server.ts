@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { recordAudit } from '../audit/audit-log.server';
+import { expectationOf } from '../checks/object-expectation';
 import type { SignedInUser } from '../auth/require.server';
 import { countItems, IMPORT_REPORT_FILE, type ImportItem } from '../plans/import-report';
 import { importRunbook, MAX_RUNBOOK_BYTES, type ImportedRunbook } from '../plans/import-runbook.server';
@@ -162,7 +163,7 @@ export async function downloadRunbookImport(deps: ImportDeps, input: { markdown:
 }
 
 function outlineCheck(check: Check): OutlineCheck {
-  return { id: check.id, title: check.title, kind: check.kind, expect: check.expect as OutlineCheck['expect'] };
+  return { id: check.id, title: check.title, kind: check.kind, expect: expectationOf(check) as OutlineCheck['expect'] };
 }
 
 function outlineSteps(steps: Plan['apply']): OutlineStep[] {

@@ -13,6 +13,7 @@ import type { ValidPlan } from '../plans/load-plans.server';
 import { readPlanOnTarget, type Aged, type LatestCheckResult } from '../plans/plan-on-target.server';
 import { refreshPlanFacts } from '../plans/plan-overview.server';
 import { runPlanChecks } from '../checks/plan-checks.server';
+import { expectationOf } from '../checks/object-expectation';
 import { roleCan } from '../accounts/permissions';
 import type { SignedInUser } from '../auth/require.server';
 import type { LoggedRunEvent } from '../runs/run-log.server';
@@ -294,7 +295,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
     run: runSummary,
     previousRun: previous ? summarize(previous) : null,
     rollback,
-    newAttempt: newAttemptOffer(working, previous),
+    newAttempt: newAttemptOffer(working, previous, plan.resumable),
     staleDraft: staleDraft ? summarize(staleDraft) : null,
     rehearsal: rehearsal ? summarize(rehearsal) : null,
     otherActive: otherActive ? { id: otherActive.id, planId: otherActive.planId, state: otherActive.state, kind: otherActive.kind } : null,
@@ -330,7 +331,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
  * the next tick opens a new run anyway, this says so and links it), or beside a run left
  * part-way (failed, cancelled or interrupted after something committed: roll back, or go on).
  */
-function newAttemptOffer(working: RunRecord | undefined, previous: RunRecord | undefined): ChecklistView['newAttempt'] {
+function newAttemptOffer(working: RunRecord | undefined, previous: RunRecord | undefined, resumable: boolean): ChecklistView['newAttempt'] {
   if (!working && previous && (previous.state === 'interrupted' || previous.state === 'failed' || previous.state === 'cancelled')) {
     const why = {
       interrupted: 'the process driving it stopped before anything committed',
@@ -342,7 +343,7 @@ function newAttemptOffer(working: RunRecord | undefined, previous: RunRecord | u
   if (working && (working.state === 'failed' || working.state === 'cancelled' || working.state === 'interrupted')) {
     return {
       after: summarize(working),
-      why: `Run ${working.id.slice(0, 8)} is ${working.state} with part of its apply committed: roll it back, or start a new attempt that goes on from there (a batched backfill resumes after its last committed key).`,
+      why: `Run ${working.id.slice(0, 8)} is ${working.state} with part of its apply committed: roll it back, or start a new attempt that goes on from there (${resumable ? 'the plan is resumable: a new attempt of the same checksum starts at the first step not completed, and skips the pre-checks that say unless_resuming' : 'a batched backfill resumes after its last committed key'}).`,
     };
   }
   return null;
@@ -370,7 +371,7 @@ function summarize(run: RunSummaryRecord): RunSummary {
 }
 
 function checkRow(check: Check): CheckRow {
-  return { id: check.id, title: check.title, kind: check.kind, expect: check.expect as CheckRow['expect'] };
+  return { id: check.id, title: check.title, kind: check.kind, expect: expectationOf(check) as CheckRow['expect'] };
 }
 
 function pick(results: Record<string, LatestCheckResult>, checks: Check[]): Record<string, LatestCheckResult> {
@@ -391,6 +392,7 @@ function latestRunResults(detail: RunDetail): Record<string, LatestCheckResult> 
       actual: row.actual,
       sql: row.sqlText,
       error: (row.error as LatestCheckResult['error']) ?? null,
+      ...(row.reason ? { reason: row.reason } : {}),
       durationMs: row.durationMs,
       ranAt: row.ranAt.toISOString(),
       ageMs: Math.max(0, now - row.ranAt.getTime()),

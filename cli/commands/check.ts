@@ -76,5 +76,7 @@ function formatResult(result: CheckResult): string {
     if (result.error?.sqlstate) lines.push(`        SQLSTATE ${result.error.sqlstate}: ${result.error.message}`);
   }
   if (result.expected.type === 'record') lines.push(`        ${JSON.stringify(result.actual)}`);
+  // An object check's result is its words: what it found (the reason above adds what it expected).
+  if (result.expected.type === 'object' && result.passed && typeof result.actual === 'string') lines.push(`        ${result.actual}`);
   return lines.join('\n');
 }

@@ -23,6 +23,8 @@ export const checkResults = pgTable(
     actual: jsonb('actual'),
     sqlText: text('sql_text'),
     error: jsonb('error'),
+    /** Why a skipped check was not run (a rehearsal does not call an API; a resumed run skips an unless_resuming pre-check). */
+    reason: text('reason'),
     durationMs: integer('duration_ms').notNull(),
     ranAt: timestamp('ran_at', { withTimezone: true, mode: 'date' }).notNull(),
     runId: uuid('run_id'),

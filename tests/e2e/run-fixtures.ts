@@ -12,6 +12,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { loadPlan, type ValidPlan } from '../../app/plans/load-plans.server';
 import { checksOfPhase, type Check } from '../../app/plans/plan-schema';
+import { expectationOf } from '../../app/checks/object-expectation';
 import { RunEventBodySchema } from '../../app/runs/run-events';
 import { genesisHash, hashRunEvent, runEventBody } from '../../app/runs/run-log.server';
 import { signCheckpoint } from '../../app/runs/signing.server';
@@ -119,7 +120,7 @@ const runCreated = (plan: ValidPlan, target: string, kind: string) => ({ planId:
 
 /** A plausible actual value for a check that passed. */
 function passingActual(check: Check): unknown {
-  const expect = check.expect as { type: string; rows?: unknown; value?: unknown; column?: string; sqlstate?: string; status?: number };
+  const expect = expectationOf(check) as { type: string; rows?: unknown; value?: unknown; column?: string; sqlstate?: string; status?: number };
   switch (expect.type) {
     case 'no_rows':
       return [];
@@ -145,7 +146,7 @@ function checkResults(checks: readonly Check[], actualOf: (check: Check) => unkn
     kind: check.kind,
     passed: !failing.has(check.id),
     skipped: false,
-    expected: check.expect,
+    expected: expectationOf(check),
     actual: failing.has(check.id) ? [{ unexpected: 'row' }] : actualOf(check),
     sql: 'sql' in check && check.sql ? check.sql : '',
     error: null,
