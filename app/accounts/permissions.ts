@@ -16,6 +16,7 @@ export const PERMISSIONS = [
   'run-checks',
   'sign-off',
   'add-note',
+  'end-watch',
   'rehearse',
   'execute',
   'cancel',
@@ -26,7 +27,8 @@ export const PERMISSIONS = [
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
-const TPM: readonly Permission[] = ['view', 'tick', 'run-checks', 'sign-off', 'add-note'];
+// Ending a watch early or extending it is the TPM's call on the runbook's monitoring (docs/decisions/030).
+const TPM: readonly Permission[] = ['view', 'tick', 'run-checks', 'sign-off', 'add-note', 'end-watch'];
 
 /**
  * Roles × actions. Admin manages accounts and nothing else (separation of duties): no `view`

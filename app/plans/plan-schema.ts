@@ -466,6 +466,28 @@ export const PlanSchema = z
       .strict()
       .default({ api_tests: [], data_quality: [] })
       .meta({ description: 'Post-execution validation, after the verification.' }),
+    watch: z
+      .object({
+        for: Duration.refine((ms) => ms >= 1_000, 'a watch lasts at least "1s"').meta({ description: 'How long the window lasts after a verified apply, e.g. "24h".' }),
+        every: Duration.refine((ms) => ms >= 1_000, 'a watch re-runs its checks at most every "1s"').meta({ description: 'How often its checks run again, e.g. "15m".' }),
+        checks: z
+          .array(Identifier)
+          .default([])
+          .meta({ description: 'Ids of the verification and post-execution (data-quality, API) checks to run again, in this order.' }),
+        extra_checks: z
+          .array(CheckSchema)
+          .default([])
+          .meta({ description: "Checks only the watch runs (e.g. no active_org_id pointing at an organization the user left), after `checks`; read-only like every check." }),
+      })
+      .strict()
+      .refine((watch) => watch.checks.length + watch.extra_checks.length > 0, { message: 'a watch runs at least one check: name one in `checks` or add one to `extra_checks`' })
+      .optional()
+      .meta({
+        id: 'Watch',
+        description:
+          "The runbook's monitoring window (docs/decisions/030): after a verified apply the run is `watching`, its checks run again on schedule; the first check that passed and now fails turns it `watch_alarm`; a window that closes clean ends `watched`.",
+        examples: [{ for: '24h', every: '15m', checks: ['column-added'], extra_checks: [] }],
+      }),
     rollback: z
       .object({
         steps: z.array(StepSchema).min(1).meta({ description: 'The steps that undo the apply, in order; written to be idempotent (IF EXISTS), so they undo any part of it.' }),
@@ -594,6 +616,13 @@ export function checksOfPhase(plan: Plan, phase: CheckPhase): Check[] {
     case 'rollback':
       return plan.rollback.verification;
   }
+}
+
+/** The checks a plan's watch runs: the verification and post-execution checks it names, then its own. */
+export function watchChecks(plan: Plan): Check[] {
+  if (!plan.watch) return [];
+  const named = [...plan.verification, ...plan.post_execution.api_tests, ...plan.post_execution.data_quality];
+  return [...plan.watch.checks.flatMap((id) => named.filter((check) => check.id === id)), ...plan.watch.extra_checks];
 }
 
 /** Where a file of a plan named by `include_checks_from` sits in the including plan's manifest (as sha256sum run in its folder names it). */

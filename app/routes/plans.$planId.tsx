@@ -550,6 +550,7 @@ function RulesList({ rules }: { rules: ChecklistView['target']['rules'] }) {
     rules.require_signoff ? 'four-eyes sign-off' : null,
     rules.confirm_target_name ? 'type the target name to execute' : null,
     rules.require_applied_on.length > 0 ? `applied on ${rules.require_applied_on.join(', ')} first` : null,
+    rules.require_watched_on.length > 0 ? `a clean watch on ${rules.require_watched_on.join(', ')} first` : null,
     rules.require_lint_clean ? 'no squawk errors' : null,
   ].filter(Boolean);
   return (

@@ -144,6 +144,21 @@ export const RunOutcomeSchema = z.object({
       by: z.string().optional(),
     })
     .optional(),
+  /** The watch window after the apply (docs/decisions/030): its own start, end and outcome. */
+  watch: z
+    .looseObject({
+      result: RunStateSchema,
+      startedAt: z.string(),
+      endsAt: z.string(),
+      finishedAt: z.string().optional(),
+      rounds: z.number().optional(),
+      /** Every regression seen: the check, the round and when. */
+      alarms: z.array(z.object({ checkId: z.string(), round: z.number(), at: z.string() })).optional(),
+      /** Ended before its window closed, by whom and why; or by a rollback. */
+      endedEarly: z.object({ by: z.string(), note: z.string(), at: z.string() }).optional(),
+      endedBy: z.enum(['window_closed', 'ended_early', 'rolled_back']).optional(),
+    })
+    .optional(),
   interrupted: z
     .looseObject({
       previousState: RunStateSchema,
