@@ -20,7 +20,7 @@ import type { PayloadOf, RunEvent, RunEventInput } from '../runs/run-events';
 import { appendRunEvent, canonicalJson, inStoreTransaction, jsonPayload, readRunEvents, sha256Hex } from '../runs/run-log.server';
 import { transitionRun, type RunRecord } from '../runs/run-store.server';
 import { RunsheetError } from '../runtime/errors';
-import { formatDuration } from '../runtime/format';
+import { formatSpan } from '../runtime/format';
 import { checkpointRun } from './checkpoints.server';
 import { ownerProcess, whoOf, type EngineActor, type EngineDeps } from './engine-deps.server';
 import { thawPlan } from './frozen-plan.server';
@@ -92,7 +92,7 @@ export async function startWatch(deps: WatchDeps, run: RunRecord): Promise<RunRe
     runId: run.id,
     from: ['applied'],
     to: 'watching',
-    reason: `the plan's watch: ${checks.length} check(s) every ${formatDuration(plan.watch.every)} for ${formatDuration(plan.watch.for)}`,
+    reason: `the plan's watch: ${checks.length} check(s) every ${formatSpan(plan.watch.every)} for ${formatSpan(plan.watch.for)}`,
     actor: 'system',
     set: { outcome: { ...(run.outcome ?? {}), watch: { result: 'watching', startedAt, endsAt, rounds: 0, alarms: [] } } },
     also: async (client) => {
@@ -436,23 +436,32 @@ export function startWatchRunner(deps: WatchDeps, report: (line: string) => void
   };
 }
 
+/** What following a watch reports: its run-log events, who runs it when it is not this process, and rounds that changed nothing (kept only as a count). */
+export type FollowedWatchEvent = RunEvent | { type: 'watch.follow'; runner: string } | { type: 'watch.unchanged'; round: number };
+
 /**
  * `runsheet watch <run>`: runs the run's watch here (or follows it while another process holds it),
  * handing every watch event to `onEvent` as it is logged, until the watch ends.
  */
 export async function followWatch(
   deps: WatchDeps,
-  input: { runId: string; onEvent: (event: RunEvent | { type: 'watch.follow'; runner: string }) => void; signal?: AbortSignal } & WatchRunnerOptions,
+  input: { runId: string; onEvent: (event: FollowedWatchEvent) => void; signal?: AbortSignal } & WatchRunnerOptions,
 ): Promise<RunRecord> {
   const run = await getRun(deps, input.runId);
   const first = await readWatch(deps.store.pool, run.id);
   if (!first) throw new RunsheetError('state', `Run ${run.id} has no watch: its plan declares none (the run is ${run.state}).`);
-  let afterSeq = 0;
+  // From the watch's start: what the run did before is not the watch's.
+  const [started] = await readRunEvents(deps.store.pool, run.id, { types: ['watch.started'], limit: 1 });
+  let afterSeq = started ? started.seq - 1 : 0;
+  let roundTold = first.rounds;
   const drain = async () => {
     for (const event of await readRunEvents(deps.store.pool, run.id, { afterSeq })) {
       afterSeq = event.seq;
+      if (event.type === 'watch.round') roundTold = Math.max(roundTold, Number(event.payload.round));
       if (event.type.startsWith('watch.') || event.type === 'state.changed') input.onEvent(event);
     }
+    const now = await readWatch(deps.store.pool, run.id);
+    for (; now && roundTold < now.rounds; ) input.onEvent({ type: 'watch.unchanged', round: ++roundTold });
   };
   let toldRunner: string | null = null;
   for (;;) {

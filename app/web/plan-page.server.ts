@@ -32,7 +32,7 @@ import { evaluateGates, openGates, planGates } from '../engine/gates.server';
 import { previewRollback, type RollbackPreview } from '../engine/rollback-preview.server';
 import { waiveLintFinding } from '../engine/waive-lint.server';
 import { stepKindOf } from '../steps/step-kinds.server';
-import { ACTIVE_RUN_STATES, isActiveState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
+import { ACTIVE_RUN_STATES, isActiveState, isAppliedState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
 import { type Gate } from '../engine/engine-deps.server';
 import { findRunSummaries, type RunRecord, type RunSummaryRecord } from '../runs/run-store.server';
 import { DRIVE_EVENTS, eventsOf, type DriveAction } from '../runs/run-events';
@@ -479,7 +479,7 @@ function teamMessages(plan: Plan, facts: { target: Target; checksum: string; run
     return { notify: message.notify, text: text.trimEnd(), unfilled: [...unfilled] };
   };
   const rollback = run?.outcome?.rollback;
-  const applied = run?.state === 'applied' && run.outcome?.verified !== false;
+  const applied = run != null && isAppliedState(run.state) && run.outcome?.verified !== false;
   const rolledBack = run?.state === 'rolled_back';
   return {
     pre: fill(plan.team_messages.pre, { ...common, executor: run?.executedBy ?? undefined }),
@@ -496,7 +496,7 @@ function stepper(view: ChecklistView): StepperItem[] {
   const required = view.prerequisites.filter((item) => item.required);
   const tickedRequired = required.filter((item) => item.tick?.ticked).length;
   const preparing = run !== null && isPreparingState(run.state as RunState);
-  const executedStates = ['applying', 'applied', 'rolling_back', 'rolled_back', 'rollback_failed', 'interrupted', 'failed'];
+  const executedStates = ['applying', 'applied', 'watching', 'watched', 'watch_alarm', 'rolling_back', 'rolled_back', 'rollback_failed', 'interrupted', 'failed'];
   const executed = run !== null && executedStates.includes(run.state);
 
   const prerequisites: StepperItem = {
@@ -540,7 +540,7 @@ function stepper(view: ChecklistView): StepperItem[] {
     execute = { id: 'execute', label: 'Execute', anchor: '#execution-log', status: 'done', detail: `by ${run.executedBy ?? '?'}` };
   }
 
-  const applied = run !== null && ['applied', 'rolling_back', 'rolled_back', 'rollback_failed'].includes(run.state);
+  const applied = run !== null && ['applied', 'watching', 'watched', 'watch_alarm', 'rolling_back', 'rolled_back', 'rollback_failed'].includes(run.state);
   const verify: StepperItem = !applied
     ? { id: 'verify', label: 'Verify', anchor: '#verification', status: 'waiting', detail: 'after execute' }
     : run.verified === false

@@ -239,6 +239,48 @@ describe('the watch window of plan 008', () => {
   });
 });
 
+describe('npx runsheet watch <run>', () => {
+  it('runs the watch in the command line where no server runs, printing rounds, unchanged ones and the end as they come', async () => {
+    const runId = await appliedRun('120s');
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/runsheet.js'), 'watch', runId], {
+      cwd: ROOT,
+      env: {
+        NODE_ENV: 'test',
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        DATABASE_URL: harness.storeDb.url,
+        RUNSHEET_ALLOW_SUPERUSER: '1',
+        SESSION_SECRET: 'x'.repeat(48),
+        SIGNING_KEY: harness.signingKeyPem,
+        TARGET_SANDBOX_URL: harness.targets.get('sandbox')!.db.url,
+        RUNSHEET_PLANS_DIR: plansDir,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (chunk) => (stdout += chunk));
+    child.stderr!.on('data', (chunk) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    try {
+      await waitFor('two rounds printed', async () => stdout.includes('Round 2: unchanged.'), 60_000);
+      await endWatch(harness.deps, { runId, actor: TPM, note: 'seen enough' });
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    expect(stderr).toBe('');
+    const lines = stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^Watch: column-added, index-valid-partial, active-org-is-a-membership, index-in-use every 1s until \d{4}-.+Z\.$/);
+    expect(lines.slice(1, 3)).toEqual([expect.stringMatching(/^Run: applied → watching \(the plan's watch: 4 check\(s\) every 1s for 2m\)\.$/), expect.stringMatching(/^Runner .+: first claim: nobody ran the watch yet\.$/)]);
+    expect(lines[3]).toBe('Round 1: all passed; changed: column-added passed, index-valid-partial passed, active-org-is-a-membership passed, index-in-use passed.');
+    expect(lines[4]).toBe('Round 2: unchanged.');
+    expect(lines.slice(-2)).toEqual(['Watch ended (ended early): clean, ' + lines.at(-2)!.split('clean, ')[1], 'Run: watching → watched (tpm@example.com ended the watch early: seen enough).']);
+    expect(lines.at(-2)).toMatch(/^Watch ended \(ended early\): clean, \d+ round\(s\); note: seen enough\.$/);
+    await rollbackRun(harness.deps, { runId, actor: ENGINEER });
+  });
+});
+
 function startWorker(job: WatchWorkerJob): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'tests/integration/watch-worker.ts')], {
     cwd: ROOT,
