@@ -6,7 +6,7 @@ describe('the permission table', () => {
     expect(ROLE_PERMISSIONS.viewer).toEqual(['view']);
     expect([...ROLE_PERMISSIONS.tpm].sort()).toEqual(['add-note', 'end-watch', 'run-checks', 'sign-off', 'tick', 'view']);
     expect([...ROLE_PERMISSIONS.engineer].sort()).toEqual(
-      ['add-note', 'cancel', 'end-watch', 'execute', 'import-plan', 'rehearse', 'reset-sandbox', 'rollback', 'run-checks', 'sign-off', 'tick', 'view'].sort(),
+      ['add-note', 'cancel', 'end-watch', 'execute', 'import-plan', 'rehearse', 'reset-sandbox', 'restore', 'rollback', 'run-checks', 'sign-off', 'tick', 'view'].sort(),
     );
     for (const action of ROLE_PERMISSIONS.tpm) expect(roleCan('engineer', action)).toBe(true);
   });

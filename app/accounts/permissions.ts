@@ -21,6 +21,7 @@ export const PERMISSIONS = [
   'execute',
   'cancel',
   'rollback',
+  'restore',
   'import-plan',
   'reset-sandbox',
   'manage-accounts',
@@ -39,7 +40,8 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, readonly Permission[]>> = {
   viewer: ['view'],
   tpm: TPM,
   // Importing a runbook writes a plan folder, and resetting a sandbox rewrites a target: an engineer's work.
-  engineer: [...TPM, 'rehearse', 'execute', 'cancel', 'rollback', 'import-plan', 'reset-sandbox'],
+  // Putting a rollback's backup back writes the target, as a rollback does (docs/decisions/031).
+  engineer: [...TPM, 'rehearse', 'execute', 'cancel', 'rollback', 'restore', 'import-plan', 'reset-sandbox'],
   admin: ['manage-accounts'],
 };
 

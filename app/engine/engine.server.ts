@@ -385,11 +385,12 @@ async function rollbackWork(session: DriveSession, rollback: NonNullable<RunOutc
 
   if (await cancelledNow(session)) return cancelled({ phase: 'rollback', message: 'before the rollback began' });
   const steps = await phase(session, 'rollback', plan.estimated_duration.rollback, async () => {
-    const result = await runSteps(session, plan.rollback.steps, { mode: 'own', ledger: 'rollback' });
+    const result = await runSteps(session, plan.rollback.steps, { mode: 'own', ledger: 'rollback', keepDropped: true });
     return [result.ok, result] as const;
   });
   session.stepsCommitted = steps.ok;
   rollback.steps = steps.steps;
+  if (steps.backups.length > 0) rollback.backups = steps.backups;
   rollback.ledger = { written: steps.ledgerWritten as 'rolled_back' | 'partial' | null };
   if (!steps.ok) {
     rollback.failure = steps.failure;

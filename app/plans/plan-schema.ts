@@ -379,13 +379,17 @@ export const PlanObjectsSchema = z
     columns: z
       .array(z.object({ schema: z.string(), table: z.string(), column: z.string(), type: z.string(), nullable: z.boolean() }).strict())
       .default([])
-      .meta({ description: 'Columns the plan adds, with the type and nullability it gives them.' }),
+      .meta({ description: "Columns the plan adds, with the type and nullability it gives them. When the rollback drops one, its values (by the table's primary key) are copied to the target's runsheet_backup schema first (docs/decisions/031)." }),
     indexes: z
       .array(z.object({ ...QualifiedName, table: z.string(), partial: z.boolean().default(false) }).strict())
       .default([])
       .meta({ description: 'Indexes the plan builds (their validity is read from pg_index).' }),
     functions: z.array(z.object(QualifiedName).strict()).default([]).meta({ description: 'Functions the plan creates.' }),
     constraints: z.array(z.object({ ...QualifiedName, table: z.string() }).strict()).default([]).meta({ description: 'Constraints the plan adds.' }),
+    tables: z
+      .array(z.object(QualifiedName).strict())
+      .default([])
+      .meta({ description: "Tables the plan creates. When the rollback drops one, its rows are copied to the target's runsheet_backup schema first (docs/decisions/031)." }),
     backfill: z
       .object({ schema: z.string(), table: z.string(), column: z.string() })
       .strict()
@@ -535,7 +539,7 @@ export const PlanSchema = z
         description:
           "How a target's lint-clean gate judges the plan's SQL: `errors` (default) counts squawk's error level only; `strict` counts every squawk rule about locks and rewrites. A finding is passed only by a waiver in the run.",
       }),
-    objects: PlanObjectsSchema.default({ columns: [], indexes: [], functions: [], constraints: [] }),
+    objects: PlanObjectsSchema.default({ columns: [], indexes: [], functions: [], constraints: [], tables: [] }),
     notes: z
       .array(z.object({ title: z.string().min(1), body: z.string().min(1) }).strict())
       .default([])

@@ -14,6 +14,8 @@
  */
 import { z } from 'zod';
 import {
+  BackupCopySchema,
+  BackupObjectSchema,
   BlockerSchema,
   ChecksSummarySchema,
   LedgerRowOfRunSchema,
@@ -318,6 +320,24 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
       note: z.string().optional(),
     }),
   ),
+
+  // Keeping what a rollback destroys, and putting it back (docs/decisions/031)
+  event('backup.taken', z.object({ stepId: z.string(), copy: BackupCopySchema, durationMs: z.number() })),
+  event('backup.skipped', z.object({ stepId: z.string(), object: BackupObjectSchema, reason: z.string() })),
+  event('restore.started', z.object({ fromRunId: z.string(), backups: z.array(z.string()) })),
+  event(
+    'restore.finished',
+    z.object({
+      fromRunId: z.string(),
+      ok: z.boolean(),
+      objects: z.array(z.object({ object: BackupObjectSchema, backupTable: z.string(), rows: z.number(), restored: z.number(), unchanged: z.number(), skipped: z.number() })),
+      /** Every row not put back, with its key and why. */
+      skipped: z.array(z.object({ backupTable: z.string(), key: z.record(z.string(), z.unknown()), reason: z.string() })),
+      durationMs: z.number(),
+      error: z.string().optional(),
+    }),
+  ),
+  event('restore.refused', z.object({ fromRunId: z.string().nullable(), reason: z.string() })),
 
   // Step kinds: batched_backfill
   event(
