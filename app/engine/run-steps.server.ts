@@ -45,8 +45,8 @@ export interface RunStepsOptions {
   keepDropped?: boolean;
 }
 
-/** The declared objects a step's SQL drops. */
-async function objectsToKeep(sql: string, objects: PlanObjects): Promise<BackupObject[]> {
+/** The declared objects a step's SQL drops: what a rollback keeps a copy of. */
+export async function objectsToKeep(sql: string, objects: PlanObjects): Promise<BackupObject[]> {
   const dropped = await findDroppedObjects(sql).catch(() => ({ columns: [], tables: [] }));
   const columns = dropped.columns
     .filter((column) => objects.columns.some((declared) => declared.schema === column.schema && declared.table === column.table && declared.column === column.column))

@@ -20,6 +20,8 @@ export const TargetRulesSchema = z
     confirm_target_name: z.boolean().default(false),
     /** A plan with squawk errors is refused unless each finding is waived. */
     require_lint_clean: z.boolean().default(false),
+    /** Rollback backups older than this are listed for cleanup ("720h"; default 30 days); Runsheet never deletes one. */
+    backup_cleanup_after: DurationSchema.optional(),
     /** lock_timeout of every check on this target whose plan and check do not set one ("5s"; default 5 s). */
     check_lock_timeout: DurationSchema.optional(),
   })

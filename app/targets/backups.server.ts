@@ -15,6 +15,8 @@ import type { BackupCopy, BackupObject } from '../../db/schema/run-outcome';
 import { ensureLedger } from './ledger.server';
 
 export const BACKUP_SCHEMA = 'runsheet_backup';
+/** A target's `backup_cleanup_after` when it sets none. */
+export const DEFAULT_BACKUP_CLEANUP_AFTER_MS = 30 * 24 * 3_600_000;
 
 const q = (name: string) => pg.escapeIdentifier(name);
 

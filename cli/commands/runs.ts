@@ -15,6 +15,8 @@ import { cancelRequestedMessage, cancelRun, executeRun, rehearseRun, rollbackRun
 import { pauseBackfill, resumeBackfill } from '../../app/engine/backfill-control.server';
 import { waiveLintFinding } from '../../app/engine/waive-lint.server';
 import { endWatch, extendWatch, followWatch, type FollowedWatchEvent } from '../../app/engine/watch.server';
+import { restoreRun } from '../../app/engine/restore.server';
+import { DEFAULT_BACKUP_CLEANUP_AFTER_MS, listBackups } from '../../app/targets/backups.server';
 import { DurationSchema } from '../../app/runtime/duration';
 import { formatSpan } from '../../app/runtime/format';
 import { previewRollback, type RollbackPreview } from '../../app/engine/rollback-preview.server';
@@ -308,6 +310,7 @@ function printRollbackPreview(io: CliIo, preview: RollbackPreview): void {
     for (const statement of step.statements) io.out(`    line ${statement.line}: ${statement.sql.replace(/\s+/g, ' ').trim()}`);
   }
   if (preview.removes.length > 0) io.out(`and removes: ${preview.removes.join('; ')}`);
+  if (preview.keeps.length > 0) io.out(`keeping a copy (runsheet_backup on the target) of: ${preview.keeps.join('; ')}`);
   if (preview.confirmTargetName) io.out(`Target ${preview.target} asks for its name: --confirm ${preview.target}`);
 }
 
@@ -515,6 +518,49 @@ const resumeCommand: CliCommand = {
   },
 };
 
+const RESTORE_USAGE = 'restore <run-id> --confirm TARGET --as EMAIL';
+const restoreCommand: CliCommand = {
+  name: 'restore',
+  summary: "Put back what the plan's last rollback on the target kept (after a re-apply), by primary key; lists every row it skips (engineers)",
+  usage: RESTORE_USAGE,
+  needsRuntime: true,
+  touchesRuns: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { confirm: { type: 'string' }, as: { type: 'string' } }, RESTORE_USAGE);
+    const deps = needRuntime(runtime);
+    const runId = positionals[0]!;
+    const actor = await actorFor(deps, required(values, 'as', RESTORE_USAGE), 'restore', runId);
+    const result = await restoreRun(deps, { runId, actor, typedTargetName: values.confirm as string | undefined });
+    io.out(`Restored from run ${result.fromRunId}:`);
+    for (const object of result.objects) {
+      io.out(`  ${object.backupTable}: ${object.restored} put back, ${object.unchanged} already equal, ${object.skipped} skipped (of ${object.rows})`);
+    }
+    for (const row of result.skipped) io.out(`  skipped ${JSON.stringify(row.key)}: ${row.reason}`);
+    return result.skipped.length === 0 ? EXIT.ok : EXIT.failed;
+  },
+};
+
+const BACKUPS_USAGE = 'backups --target T';
+const backupsCommand: CliCommand = {
+  name: 'backups',
+  summary: "List the copies rollbacks kept on a target, marking those old enough to clean up (Runsheet never deletes one)",
+  usage: BACKUPS_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values } = parse(args, { target: { type: 'string' } }, BACKUPS_USAGE, [0, 0]);
+    const deps = needRuntime(runtime);
+    const target = deps.targets.get(required(values, 'target', BACKUPS_USAGE));
+    const after = target.rules.backup_cleanup_after ?? DEFAULT_BACKUP_CLEANUP_AFTER_MS;
+    const backups = await listBackups(deps.targets.pool(target.name));
+    if (backups.length === 0) io.out(`No rollback backups on ${target.name}.`);
+    for (const backup of backups) {
+      const old = backup.ageMs > after ? `  older than ${formatSpan(after)}: may be cleaned up (drop it by hand)` : '';
+      io.out(`${backup.backupTable}  run ${backup.runId}  ${backup.planId}  ${backup.rows} rows  ${backup.bytes} bytes  taken ${backup.takenAt}  restored ${backup.restores}×${old}`);
+    }
+    return EXIT.ok;
+  },
+};
+
 const WATCH_USAGE = 'watch <run-id> [--end --note "…" | --extend 12h [--note "…"]] [--as EMAIL]';
 const watchCommand: CliCommand = {
   name: 'watch',
@@ -581,6 +627,8 @@ export const runCommands: CliCommand[] = [
   rollbackCommand,
   cancelCommand,
   watchCommand,
+  restoreCommand,
+  backupsCommand,
   pauseCommand,
   resumeCommand,
   tickCommand,

@@ -6,7 +6,10 @@
  * constraint refuses now; the restore is refused to TPMs and viewers, and without the target's
  * name typed.
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executeRun, rollbackRun } from '../../app/engine/engine.server';
@@ -19,9 +22,10 @@ import { loadSigningKey } from '../../app/runs/signing.server';
 import { verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
 import { setActiveOrganization } from '../../app/sandbox/platform-api.server';
 import { listBackups } from '../../app/targets/backups.server';
-import { ENGINEER, REAL_PLANS, startEngineHarness, TPM, VIEWER, type EngineHarness } from './engine-harness';
+import { ENGINEER, REAL_PLANS, ROOT, startEngineHarness, TPM, VIEWER, type EngineHarness } from './engine-harness';
 
 const PLAN = '008-add-active-org-tracking';
+const execFileAsync = promisify(execFile);
 let harness: EngineHarness;
 let target: pg.Pool;
 
@@ -135,6 +139,23 @@ describe('a rollback of plan 008 keeps every active_org_id, and a restore after 
     const { rows: recorded } = await target.query('select run_id::text, from_run_id::text, restored, skipped, restored_by from runsheet.restores');
     expect(recorded).toEqual([{ run_id: reappliedRun, from_run_id: rolledBackRun, restored: String(result.objects[0]!.restored), skipped: String(result.skipped.length), restored_by: ENGINEER.email }]);
     expect(await verifyStoredRunLog(harness.store.pool, reappliedRun, [loadSigningKey(harness.signingKeyPem).publicKeyPem])).toMatchObject({ ok: true });
+  });
+
+  it('npx runsheet backups lists them on the target', async () => {
+    const { stdout } = await execFileAsync(process.execPath, [path.join(ROOT, 'bin/runsheet.js'), 'backups', '--target', 'sandbox'], {
+      cwd: ROOT,
+      env: {
+        NODE_ENV: 'test',
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        DATABASE_URL: harness.storeDb.url,
+        RUNSHEET_ALLOW_SUPERUSER: '1',
+        SESSION_SECRET: 'x'.repeat(48),
+        SIGNING_KEY: harness.signingKeyPem,
+        TARGET_SANDBOX_URL: harness.targets.get('sandbox')!.db.url,
+      },
+    });
+    expect(stdout.trim()).toMatch(new RegExp(`^"runsheet_backup"\\."r_${rolledBackRun.replace(/-/g, '')}_users_active_org_id"  run ${rolledBackRun}  ${PLAN}  ${beforeRollback.length} rows  \\d+ bytes  taken \\S+  restored 1×$`));
   });
 
   it('lists the backups with their age for cleanup, and never drops one', async () => {
