@@ -135,6 +135,11 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
       cancel: 'cancel',
       // Regenerates the sandbox target and runs the plan's sandbox.sql (only on a target marked sandbox: true).
       'reset-sandbox': 'reset-sandbox',
+      // The watch window after a verified apply (docs/decisions/030): the TPM's call.
+      'end-watch': 'end-watch',
+      'extend-watch': 'end-watch',
+      // Putting back what a rollback kept (docs/decisions/031): an engineer's, as rolling back is.
+      restore: 'restore',
     },
   },
   // Upload a Markdown runbook, see it as a plan with its import report, then save or download it.

@@ -31,6 +31,12 @@ import { addNote, authorize, openWorkingRun, readRunDetail, runRunChecks, signOf
 import { evaluateGates, openGates, planGates } from '../engine/gates.server';
 import { previewRollback, type RollbackPreview } from '../engine/rollback-preview.server';
 import { waiveLintFinding } from '../engine/waive-lint.server';
+import { endWatch, extendWatch } from '../engine/watch.server';
+import { restorableRunFor, restoreRun } from '../engine/restore.server';
+import { watchStripOf, type WatchStrip } from '../runs/watch-strip';
+import { DurationSchema } from '../runtime/duration';
+import { formatSpan } from '../runtime/format';
+import { isWatchRunningState } from '../../db/run-lifecycle';
 import { stepKindOf } from '../steps/step-kinds.server';
 import { ACTIVE_RUN_STATES, isActiveState, isAppliedState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
 import { type Gate } from '../engine/engine-deps.server';
@@ -176,7 +182,11 @@ export interface ChecklistView {
   teamMessages: { pre?: TeamMessageView; post?: TeamMessageView; rollback?: TeamMessageView };
   issues: { seq: number; at: string; actor: string; role: string | null; text: string }[];
   stepper: StepperItem[];
-  may: Record<'tick' | 'runChecks' | 'signOff' | 'addNote' | 'waiveLint' | 'execute' | 'rehearse' | 'rollback' | 'cancel' | 'resetSandbox', boolean>;
+  /** The working run's watch window (docs/decisions/030): its strip, and whether its checks still run. */
+  watch: { runId: string; strip: WatchStrip; running: boolean; nowIso: string } | null;
+  /** A rolled-back run's copies that a restore could put back into the working run (docs/decisions/031). */
+  restore: { runId: string; fromRunId: string; backups: string[] } | null;
+  may: Record<'tick' | 'runChecks' | 'signOff' | 'addNote' | 'waiveLint' | 'execute' | 'rehearse' | 'rollback' | 'cancel' | 'resetSandbox' | 'endWatch' | 'restore', boolean>;
   /** How many users a reset from this page generates. */
   sandboxResetUsers: number;
 }
@@ -250,6 +260,8 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   const logEvents = logDetail?.events ?? [];
 
   const criteria = successCriteria(plan, allResults, loaded.checksum, logDetail?.criteriaTicks ?? {});
+  const strip = working ? watchStripOf(events) : null;
+  const restorable = working && isAppliedState(working.state) ? await restorableRunFor(deps, working) : undefined;
   const rehearsalRefused = openGates(planGates(plan, 'rehearsal'));
   const ledger = onTarget.ledger;
   const view: ChecklistView = {
@@ -319,7 +331,11 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
       rollback: roleCan(user.role, 'rollback'),
       cancel: roleCan(user.role, 'cancel'),
       resetSandbox: roleCan(user.role, 'reset-sandbox') && target.rules.sandbox,
+      endWatch: roleCan(user.role, 'end-watch'),
+      restore: roleCan(user.role, 'restore'),
     },
+    watch: working && strip ? { runId: working.id, strip, running: isWatchRunningState(working.state) && strip.ended === null, nowIso: new Date().toISOString() } : null,
+    restore: working && restorable ? { runId: working.id, fromRunId: restorable.id, backups: (restorable.outcome?.rollback?.backups ?? []).map((copy) => copy.backupTable) } : null,
     sandboxResetUsers: PAGE_SANDBOX_USERS,
   };
   view.stepper = stepper(view);
@@ -575,7 +591,10 @@ export type ChecklistIntent =
   | { intent: 'rehearse' }
   | { intent: 'rollback'; runId: string; typedTargetName?: string }
   | { intent: 'new-attempt' }
-  | { intent: 'cancel'; runId: string };
+  | { intent: 'cancel'; runId: string }
+  | { intent: 'end-watch'; runId: string; note: string }
+  | { intent: 'extend-watch'; runId: string; by: string; note?: string }
+  | { intent: 'restore'; runId: string; typedTargetName?: string };
 
 export async function performChecklistIntent(
   deps: ChecklistDeps,
@@ -665,6 +684,24 @@ export async function performChecklistIntent(
         const { run, opened } = await openWorkingRun(deps, { ...scope, kind: 'execute', actor, newAttempt: true });
         const after = working ?? previous;
         return { kind: 'done', message: opened ? `Run ${run.id.slice(0, 8)} opened: a new attempt${after ? ` after run ${after.id.slice(0, 8)} (${after.state})` : ''}.` : `Run ${run.id.slice(0, 8)} is already being prepared: work on it.` };
+      }
+      case 'end-watch': {
+        if (!working || working.id !== intent.runId) return { kind: 'refused', status: 409, error: "That run is not this plan's current run on this target: reload the page." };
+        const ended = await endWatch(deps, { runId: working.id, actor, note: intent.note });
+        return { kind: 'done', message: `Watch ended early: the run is ${ended.state.replace(/_/g, ' ')}.` };
+      }
+      case 'extend-watch': {
+        if (!working || working.id !== intent.runId) return { kind: 'refused', status: 409, error: "That run is not this plan's current run on this target: reload the page." };
+        const by = DurationSchema.safeParse(intent.by);
+        if (!by.success) return { kind: 'refused', status: 400, error: `Extend by a duration such as "12h" or "30m", not "${intent.by}".` };
+        const extended = await extendWatch(deps, { runId: working.id, actor, byMs: by.data, ...(intent.note ? { note: intent.note } : {}) });
+        return { kind: 'done', message: `Watch extended by ${formatSpan(by.data)}: it now ends ${formatUtc(extended.outcome?.watch?.endsAt ?? null)}.` };
+      }
+      case 'restore': {
+        if (!working || working.id !== intent.runId) return { kind: 'refused', status: 409, error: "That run is not this plan's current run on this target: reload the page." };
+        const result = await restoreRun(deps, { runId: working.id, actor, typedTargetName: intent.typedTargetName });
+        const restored = result.objects.reduce((sum, object) => sum + object.restored, 0);
+        return { kind: 'done', message: `Restored ${restored} value(s) from run ${result.fromRunId.slice(0, 8)}; ${result.skipped.length} row(s) skipped${result.skipped.length > 0 ? ` (see the run log's restore.finished: ${result.skipped.slice(0, 3).map((row) => `${JSON.stringify(row.key)}: ${row.reason}`).join('; ')}${result.skipped.length > 3 ? '; …' : ''})` : ''}.` };
       }
       case 'cancel': {
         const [run] = (await findRunSummaries(deps.store.pool, { ...scope, limit: 20 })).filter((candidate) => candidate.id === intent.runId);
