@@ -22,6 +22,9 @@ import { loadSigningKey } from '../../app/runs/signing.server';
 import { verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
 import { setActiveOrganization } from '../../app/sandbox/platform-api.server';
 import { listBackups } from '../../app/targets/backups.server';
+import { loadPlan, type ValidPlan } from '../../app/plans/load-plans.server';
+import { loadChecklist, performChecklistIntent } from '../../app/web/plan-page.server';
+import type { SignedInUser } from '../../app/auth/require.server';
 import { ENGINEER, REAL_PLANS, ROOT, startEngineHarness, TPM, VIEWER, type EngineHarness } from './engine-harness';
 
 const PLAN = '008-add-active-org-tracking';
@@ -102,8 +105,15 @@ describe('a rollback of plan 008 keeps every active_org_id, and a restore after 
     await expect(restoreRun(harness.deps, { runId, actor: TPM, typedTargetName: 'sandbox' })).rejects.toMatchObject({ kind: 'permission' });
     await expect(restoreRun(harness.deps, { runId, actor: VIEWER, typedTargetName: 'sandbox' })).rejects.toMatchObject({ kind: 'permission' });
     await expect(restoreRun(harness.deps, { runId, actor: ENGINEER })).rejects.toMatchObject({ kind: 'invalid_input' });
+    // The checklist offers the restore; its intent is refused to a TPM there too.
+    const plan = (await loadPlan(REAL_PLANS, PLAN)) as ValidPlan;
+    const tpmUser: SignedInUser = { accountId: 'tpm', email: TPM.email, name: 'TPM', role: 'tpm', via: 'session' };
+    const view = await loadChecklist(harness.deps, { plan, target: harness.deps.targets.get('sandbox'), targets: harness.deps.targets.list(), user: tpmUser });
+    expect(view.restore).toEqual({ runId, fromRunId: rolledBackRun, backups: [`"runsheet_backup"."r_${rolledBackRun.replace(/-/g, '')}_users_active_org_id"`] });
+    expect(view.may.restore).toBe(false);
+    expect(await performChecklistIntent(harness.deps, { plan, target: harness.deps.targets.get('sandbox'), user: tpmUser, intent: { intent: 'restore', runId, typedTargetName: 'sandbox' } })).toMatchObject({ kind: 'refused', status: 403 });
     const events = await readRunEvents(harness.store.pool, runId);
-    expect(eventsOf(events, 'action.refused').map((event) => event.payload.action)).toEqual(['restore', 'restore']);
+    expect(eventsOf(events, 'action.refused').map((event) => event.payload.action)).toEqual(['restore', 'restore', 'restore']);
     expect(eventsOf(events, 'restore.refused')[0]!.payload.reason).toContain("type the target's name (sandbox)");
     expect(await activeOrgs()).toEqual(reapplied);
   });

@@ -24,6 +24,12 @@ import { loadSigningKey } from '../../app/runs/signing.server';
 import { verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
 import { ENGINEER, REAL_PLANS, ROOT, startEngineHarness, TPM, VIEWER, waitFor, type EngineHarness } from './engine-harness';
 import type { WatchWorkerJob } from './watch-worker';
+import { loadPlan, type ValidPlan } from '../../app/plans/load-plans.server';
+import { loadChecklist, performChecklistIntent } from '../../app/web/plan-page.server';
+import type { SignedInUser } from '../../app/auth/require.server';
+
+const TPM_USER: SignedInUser = { accountId: 'tpm', email: TPM.email, name: 'TPM', role: 'tpm', via: 'session' };
+const VIEWER_USER: SignedInUser = { accountId: 'viewer', email: VIEWER.email, name: 'Viewer', role: 'viewer', via: 'session' };
 
 const PLAN = '008-add-active-org-tracking';
 const RUNNER = 'test-runner:1';
@@ -213,7 +219,19 @@ describe('the watch window of plan 008', () => {
       expect((await readWatch(harness.store.pool, runId))!.runner).toBe(takeover.payload.runner);
 
       await expect(endWatch(harness.deps, { runId, actor: TPM, note: '  ' })).rejects.toMatchObject({ kind: 'invalid_input' });
-      const ended = await endWatch(harness.deps, { runId, actor: TPM, note: 'error logs and query times checked by hand: all clear' });
+      // The checklist shows the strip; a viewer may not end the watch there, a TPM may.
+      const plan = (await loadPlan(plansDir, PLAN)) as ValidPlan;
+      const page = (user: SignedInUser) => ({ plan, target: harness.deps.targets.get('sandbox'), user });
+      const view = await loadChecklist(harness.deps, { ...page(TPM_USER), targets: harness.deps.targets.list() });
+      expect(view.watch).toMatchObject({ runId, running: true, strip: { checks: ['column-added', 'index-valid-partial', 'active-org-is-a-membership', 'index-in-use'], ended: null } });
+      expect(view.watch!.strip.rounds[0]).toMatchObject({ round: 1, passed: true });
+      expect(view.may.endWatch).toBe(true);
+      expect(await performChecklistIntent(harness.deps, { ...page(VIEWER_USER), intent: { intent: 'end-watch', runId, note: 'no' } })).toMatchObject({ kind: 'refused', status: 403 });
+      expect(await performChecklistIntent(harness.deps, { ...page(TPM_USER), intent: { intent: 'end-watch', runId, note: 'error logs and query times checked by hand: all clear' } })).toMatchObject({
+        kind: 'done',
+        message: 'Watch ended early: the run is watched.',
+      });
+      const ended = (await findRun(harness.store.pool, runId))!;
       expect(ended.state).toBe('watched');
       events = await readRunEvents(harness.store.pool, runId);
       expect(eventsOf(events, 'watch.ended')[0]!.payload).toMatchObject({ reason: 'ended_early', clean: true, note: 'error logs and query times checked by hand: all clear' });
