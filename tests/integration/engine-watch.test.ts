@@ -11,7 +11,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { mayRollBackFrom } from '../../db/run-lifecycle';
 import { executeRun, rollbackRun } from '../../app/engine/engine.server';
 import { evaluateGates } from '../../app/engine/gates.server';
 import { openWorkingRun, runRunChecks, tickPrerequisite } from '../../app/engine/runs.server';
@@ -67,8 +68,18 @@ async function appliedRun(forDuration: string): Promise<string> {
   const done = await executeRun(harness.deps, { runId: run.id, actor: ENGINEER });
   expect(done.outcome?.failure).toBeUndefined();
   expect(done.state).toBe('watching');
+  applied.push(run.id);
   return run.id;
 }
+
+/** Runs a test applied: each is rolled back after its test (if the test did not), so the next one applies again. */
+const applied: string[] = [];
+afterEach(async () => {
+  for (const runId of applied.splice(0)) {
+    const run = await findRun(harness.store.pool, runId);
+    if (run && mayRollBackFrom(run.state)) await rollbackRun(harness.deps, { runId, actor: ENGINEER }).catch(() => {});
+  }
+});
 
 /** Claims and advances the watch as runner RUNNER until `until` says it did what was awaited. */
 async function advanceUntil(runId: string, want: 'round' | 'closed'): Promise<void> {
@@ -189,33 +200,34 @@ describe('the watch window of plan 008', () => {
     expect(rolledBack.state).toBe('rolled_back');
   });
 
-  it('with two runner processes only one runs the watch; when its process is killed the other takes over; a TPM ends it early with a note', async () => {
+  it('with two runner processes only one runs the watch; when its process is killed the other takes over; a TPM ends it early with a note', { timeout: 240_000 }, async () => {
     const runId = await appliedRun('120s');
     const job: WatchWorkerJob = {
       storeUrl: harness.storeDb.url,
       plansDir,
       signingKeyPem: harness.signingKeyPem,
       targets: [{ name: 'sandbox', url: harness.targets.get('sandbox')!.db.url }],
-      pollMs: 200,
-      staleAfterMs: 1_500,
+      // A heartbeat every 250 ms; stale after 5 s, so a runner slowed down by a busy machine is not taken over.
+      pollMs: 250,
+      staleAfterMs: 5_000,
     };
     const workers = [startWorker(job), startWorker(job)];
     try {
-      const firstClaim = await waitFor('a runner', async () => eventsOf(await readRunEvents(harness.store.pool, runId), 'watch.runner')[0]);
+      const firstClaim = await waitFor('a runner', async () => eventsOf(await readRunEvents(harness.store.pool, runId), 'watch.runner')[0], 60_000);
       const first = firstClaim.payload.runner;
       const firstWorker = workers.find((worker) => first.endsWith(`:${worker.pid}`))!;
       const other = workers.find((worker) => worker !== firstWorker)!;
-      await waitFor('three rounds', async () => ((await readWatch(harness.store.pool, runId))!.rounds >= 3 ? true : undefined));
+      await waitFor('three rounds', async () => ((await readWatch(harness.store.pool, runId))!.rounds >= 3 ? true : undefined), 60_000);
       let events = await readRunEvents(harness.store.pool, runId);
       expect(eventsOf(events, 'watch.runner')).toHaveLength(1);
       expect(new Set(eventsOf(events, 'watch.round').map((event) => event.payload.runner))).toEqual(new Set([first]));
 
       firstWorker.kill('SIGKILL');
-      const takeover = await waitFor('a takeover', async () => eventsOf(await readRunEvents(harness.store.pool, runId), 'watch.runner')[1], 30_000);
+      const takeover = await waitFor('a takeover', async () => eventsOf(await readRunEvents(harness.store.pool, runId), 'watch.runner')[1], 60_000);
       expect(takeover.payload).toMatchObject({ runner: expect.stringMatching(new RegExp(`:${other.pid}$`)), previous: first });
       expect(takeover.payload.reason).toMatch(/^took over: the watch's runner .* had not sent a heartbeat for \d+ s$/);
       const roundsAtTakeover = (await readWatch(harness.store.pool, runId))!.rounds;
-      await waitFor('a round by the new runner', async () => ((await readWatch(harness.store.pool, runId))!.rounds > roundsAtTakeover ? true : undefined));
+      await waitFor('a round by the new runner', async () => ((await readWatch(harness.store.pool, runId))!.rounds > roundsAtTakeover ? true : undefined), 60_000);
       expect((await readWatch(harness.store.pool, runId))!.runner).toBe(takeover.payload.runner);
 
       await expect(endWatch(harness.deps, { runId, actor: TPM, note: '  ' })).rejects.toMatchObject({ kind: 'invalid_input' });
@@ -258,7 +270,7 @@ describe('the watch window of plan 008', () => {
 });
 
 describe('npx runsheet watch <run>', () => {
-  it('runs the watch in the command line where no server runs, printing rounds, unchanged ones and the end as they come', async () => {
+  it('runs the watch in the command line where no server runs, printing rounds, unchanged ones and the end as they come', { timeout: 120_000 }, async () => {
     const runId = await appliedRun('120s');
     const child = spawn(process.execPath, [path.join(ROOT, 'bin/runsheet.js'), 'watch', runId], {
       cwd: ROOT,
