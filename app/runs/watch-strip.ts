@@ -2,7 +2,10 @@
  * A run's watch window as the plan page and the report draw it (a strip of results over time):
  * folded from its run-log events only, so every page that has the log can draw it the same way.
  */
-import { eventsOf, type RunEvent } from './run-events';
+import { eventsOf, type RunEvent, type RunEventType } from './run-events';
+
+/** The events a strip is folded from: what a page reads for it. */
+export const WATCH_EVENT_TYPES = ['watch.started', 'watch.runner', 'watch.round', 'watch.alarm', 'watch.extended', 'watch.ended'] as const satisfies readonly RunEventType[];
 
 export interface WatchStrip {
   startedAt: string;

@@ -33,7 +33,8 @@ import { previewRollback, type RollbackPreview } from '../engine/rollback-previe
 import { waiveLintFinding } from '../engine/waive-lint.server';
 import { endWatch, extendWatch } from '../engine/watch.server';
 import { restorableRunFor, restoreRun } from '../engine/restore.server';
-import { watchStripOf, type WatchStrip } from '../runs/watch-strip';
+import { WATCH_EVENT_TYPES, watchStripOf, type WatchStrip } from '../runs/watch-strip';
+import { readRunEventsOfTypes } from '../runs/run-log.server';
 import { DurationSchema } from '../runtime/duration';
 import { formatSpan } from '../runtime/format';
 import { isWatchRunningState } from '../../db/run-lifecycle';
@@ -260,7 +261,8 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   const logEvents = logDetail?.events ?? [];
 
   const criteria = successCriteria(plan, allResults, loaded.checksum, logDetail?.criteriaTicks ?? {});
-  const strip = working ? watchStripOf(events) : null;
+  // The page's run detail holds preparation events only: the watch's are read on their own.
+  const strip = working && (isWatchRunningState(working.state) || working.state === 'watched') ? watchStripOf(await readRunEventsOfTypes(deps.store.db, { runId: working.id, types: WATCH_EVENT_TYPES })) : null;
   const restorable = working && isAppliedState(working.state) ? await restorableRunFor(deps, working) : undefined;
   const rehearsalRefused = openGates(planGates(plan, 'rehearsal'));
   const ledger = onTarget.ledger;

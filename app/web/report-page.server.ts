@@ -13,7 +13,7 @@ import { publishedSigningKeys } from '../runs/signing.server';
 import { verifyRunAnchors, verifyStoredRunLog } from '../runs/verify-run-log.server';
 import { readRunAnchors } from '../targets/ledger.server';
 import { withTimeout } from '../runtime/with-timeout';
-import { watchStripOf, type WatchStrip } from '../runs/watch-strip';
+import { WATCH_EVENT_TYPES, watchStripOf, type WatchStrip } from '../runs/watch-strip';
 
 export interface RunReportData {
   header: ReportHeader;
@@ -148,7 +148,7 @@ export async function readRunReport(runtime: EngineDeps, input: { runId: string;
     readReportSummary(db, run.id),
     readSignatureVerdict(runtime, run),
     readRunEventsPage(db, { runId: run.id, afterSeq: Math.min(input.afterSeq ?? 0, Math.max(0, run.lastSeq - 1)), limit: INITIAL_EVENTS_PAGE }),
-    readRunEventsOfTypes(db, { runId: run.id, types: ['watch.started', 'watch.runner', 'watch.round', 'watch.alarm', 'watch.extended', 'watch.ended'] }),
+    readRunEventsOfTypes(db, { runId: run.id, types: WATCH_EVENT_TYPES }),
   ]);
   // The summary stored at the latest checkpoint, while the log has not moved past it (a drive between checkpoints is summarised now).
   const fresh = stored && stored.throughSeq === run.lastSeq ? (stored.summary as RunReport) : undefined;
