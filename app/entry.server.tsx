@@ -9,6 +9,7 @@ import { NonceProvider } from './components/nonce';
 // The server (server/index.ts) starts the runtime and the recovery pass through the build, so there is one copy of each.
 export { startRuntime } from './boot/runtime.server';
 export { startRecoveryPass } from './engine/crash-recovery.server';
+export { startWatchRunner } from './engine/watch.server';
 export { removeServerRecord, writeServerRecord } from './boot/server-record.server';
 
 const ABORT_DELAY = 5_000;

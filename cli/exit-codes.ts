@@ -2,7 +2,7 @@
 import type { ErrorKind } from '../app/runtime/errors';
 import { RunsheetError } from '../app/runtime/errors';
 import type { RunOutcome } from '../db/schema/run-outcome';
-import type { RunState } from '../db/run-lifecycle';
+import { isAppliedState, type RunState } from '../db/run-lifecycle';
 
 export const EXIT = {
   ok: 0,
@@ -48,7 +48,9 @@ export function phasesOfAction(outcome: RunOutcome | null | undefined, action: R
  * snapshot, verification or post-execution check) is 1; an apply must also be verified.
  */
 export function exitCodeOfRun(run: { state: RunState; outcome: RunOutcome | null }, action: RunAction): ExitCode {
-  if (run.state !== RUN_ACTION_SUCCESS[action]) return EXIT.failed;
+  // An apply whose plan declares a watch is already watching when the command returns (docs/decisions/030).
+  const reached = action === 'apply' ? isAppliedState(run.state) : run.state === RUN_ACTION_SUCCESS[action];
+  if (!reached) return EXIT.failed;
   if (phasesOfAction(run.outcome, action).some((phase) => phase.ok === false)) return EXIT.failed;
   if (action === 'apply' && run.outcome?.verified !== true) return EXIT.failed;
   return EXIT.ok;

@@ -25,6 +25,9 @@ export const RUN_STATES = [
   'rolling_back',
   'rolled_back',
   'rollback_failed',
+  'watching',
+  'watched',
+  'watch_alarm',
   'rehearsing',
   'rehearsed',
   'rehearsal_failed',
@@ -35,13 +38,29 @@ export type RunState = (typeof RUN_STATES)[number];
 export const PREPARING_STATES = ['draft', 'ready'] as const satisfies readonly RunState[];
 /** Holding its target (a dedicated session, the advisory lock, a heartbeat): at most one per target (runs_one_active_per_target). */
 export const ACTIVE_RUN_STATES = ['applying', 'rolling_back', 'rehearsing'] as const satisfies readonly RunState[];
-/** Nothing more happens by itself: a person may still start a rollback (see ROLLBACK_FROM_STATES). */
-export const SETTLED_STATES = ['superseded', 'applied', 'failed', 'cancelled', 'interrupted', 'rolled_back', 'rollback_failed', 'rehearsed', 'rehearsal_failed'] as const satisfies readonly RunState[];
+/**
+ * The runbook's monitoring window after a verified apply (docs/decisions/030): its checks re-run on
+ * schedule. Not active states: a watch never holds the target's run lock nor blocks other runs, and
+ * the target's ledger still says applied. `watching` (no regression yet) and `watch_alarm` (a check
+ * that passed has failed; the watch goes on until it is ended) may still have checks running;
+ * `watched` is a window that closed clean, or was ended early by a person with a note.
+ */
+export const WATCH_STATES = ['watching', 'watched', 'watch_alarm'] as const satisfies readonly RunState[];
+/** A watch may still be re-running checks in these (the run_watches row says whether it is). */
+export const WATCH_RUNNING_STATES = ['watching', 'watch_alarm'] as const satisfies readonly RunState[];
+/** The apply stands, verified: applied, or in or after its watch. require_applied_on counts each. */
+export const APPLIED_STATES = ['applied', ...WATCH_STATES] as const satisfies readonly RunState[];
+/**
+ * Nothing more happens by itself: a person may still start a rollback (see ROLLBACK_FROM_STATES).
+ * `watching` and `watch_alarm` are left out on purpose: the watch scheduler still acts on them.
+ */
+export const SETTLED_STATES = ['superseded', 'applied', 'failed', 'cancelled', 'interrupted', 'rolled_back', 'rollback_failed', 'watched', 'rehearsed', 'rehearsal_failed'] as const satisfies readonly RunState[];
 /**
  * States a rollback may start from; the rollback gate then asks the target's ledger whether
- * anything is there to undo. A rollback that failed (or was cancelled) may be tried again.
+ * anything is there to undo. A rollback that failed (or was cancelled) may be tried again. From a
+ * watch state the rollback ends the watch first.
  */
-export const ROLLBACK_FROM_STATES = ['applied', 'failed', 'cancelled', 'interrupted', 'rollback_failed'] as const satisfies readonly RunState[];
+export const ROLLBACK_FROM_STATES = ['applied', 'watching', 'watched', 'watch_alarm', 'failed', 'cancelled', 'interrupted', 'rollback_failed'] as const satisfies readonly RunState[];
 /** States only a rehearsal takes (and the ones it shares with every run). */
 export const REHEARSAL_STATES = ['draft', 'ready', 'superseded', 'rehearsing', 'rehearsed', 'rehearsal_failed', 'interrupted'] as const satisfies readonly RunState[];
 
@@ -54,9 +73,14 @@ export const RUN_TRANSITIONS: { readonly [From in RunState]: readonly RunState[]
   // A drive ends in its outcome, or gives its claim back when the target's lock was held; a dead driver leaves it interrupted.
   // A cancelled apply ends 'cancelled'; a cancelled rollback ends 'rollback_failed' (and may be tried again); a cancelled rehearsal fails.
   applying: ['applied', 'failed', 'cancelled', 'ready', 'interrupted'],
-  rolling_back: ['rolled_back', 'rollback_failed', 'applied', 'failed', 'cancelled', 'interrupted'],
+  // A rollback whose target lock was held gives its claim back to the state it started from (a watch state included).
+  rolling_back: ['rolled_back', 'rollback_failed', 'applied', 'failed', 'cancelled', 'interrupted', 'watching', 'watched', 'watch_alarm'],
   rehearsing: ['rehearsed', 'rehearsal_failed', 'ready', 'interrupted'],
-  applied: ['rolling_back'],
+  // A verified apply whose plan declares a watch enters it; the watch closes clean or alarms on the first regression.
+  applied: ['rolling_back', 'watching'],
+  watching: ['watched', 'watch_alarm', 'rolling_back'],
+  watch_alarm: ['rolling_back'],
+  watched: ['rolling_back'],
   failed: ['rolling_back'],
   cancelled: ['rolling_back'],
   interrupted: ['rolling_back'],
@@ -85,6 +109,9 @@ const within = <S extends RunState>(states: readonly S[]) => (state: RunState): 
 export const isPreparingState = within(PREPARING_STATES);
 export const isActiveState = within(ACTIVE_RUN_STATES);
 export const isSettledState = within(SETTLED_STATES);
+export const isWatchState = within(WATCH_STATES);
+export const isWatchRunningState = within(WATCH_RUNNING_STATES);
+export const isAppliedState = within(APPLIED_STATES);
 export const mayRollBackFrom = within(ROLLBACK_FROM_STATES);
 
 export const isAllowedTransition = (from: RunState, to: RunState): boolean => RUN_TRANSITIONS[from].includes(to);
@@ -115,7 +142,8 @@ export interface WorkingRunChoice<R> {
 /**
  * Which run of a plan on a target "we are working on" (both front ends use this one rule): among
  * its runs of one kind, newest first, the newest while it still has something to do: being
- * prepared at the plan's current checksum, holding the target, applied, failed in a rollback, or
+ * prepared at the plan's current checksum, holding the target, applied (watching, watched or in a
+ * watch alarm: each may still be rolled back), failed in a rollback, or
  * failed, cancelled or interrupted after part of its apply committed (each waits for a person; a
  * rehearsal never does). A run that rolled back, or failed, was cancelled or was interrupted with
  * nothing committed, or was superseded, is history: the next action opens a new run.
@@ -133,7 +161,7 @@ export function pickWorkingRun<R extends RunForWorkingRule>(runsNewestFirst: rea
   const waitsOnAPerson =
     isActiveState(latest.state) ||
     (kind === 'execute' &&
-      (latest.state === 'applied' ||
+      (isAppliedState(latest.state) ||
         latest.state === 'rollback_failed' ||
         ((latest.state === 'failed' || latest.state === 'cancelled' || latest.state === 'interrupted') && latest.changedTarget)));
   if (waitsOnAPerson) return { working: latest, ...optional('previous', previousOf(latest)) };

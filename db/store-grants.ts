@@ -18,6 +18,8 @@ export const STORE_GRANTS: Readonly<Record<string, readonly TablePrivilege[]>> =
   run_state_transitions: ['SELECT'],
   // A run's row moves through its states (the trigger checks each move).
   runs: ['SELECT', 'INSERT', 'UPDATE'],
+  // A watch's claim, schedule and the results its next round compares with (docs/decisions/030); never deleted.
+  run_watches: ['SELECT', 'INSERT', 'UPDATE'],
   // People: roles, disabling and passwords change; accounts are never deleted (the audit log names them).
   accounts: ['SELECT', 'INSERT', 'UPDATE'],
   // Working state that comes and goes.

@@ -19,6 +19,7 @@ type RunsheetBuild = ServerBuild & {
     module: {
       startRuntime(options: StartRuntimeOptions): Promise<Runtime>;
       startRecoveryPass(runtime: Runtime, report: (line: string) => void): () => void;
+      startWatchRunner(runtime: Runtime, report: (line: string) => void): () => Promise<void>;
       writeServerRecord(dataDir: string, url: string): void;
       removeServerRecord(dataDir: string): void;
     };
@@ -64,6 +65,8 @@ export async function startServer(): Promise<void> {
   hsts = runtime.env.RUNSHEET_HSTS;
   // Runs whose driving process died are marked interrupted now and every few seconds after (never by a page read).
   const stopRecovery = entry.startRecoveryPass(runtime, log);
+  // Watch windows after verified applies: this process runs those no other live process runs (docs/decisions/030).
+  const stopWatches = entry.startWatchRunner(runtime, log);
   for (const demo of runtime.demoAccounts ?? []) log(`Demo account ${demo.role.padEnd(8)} ${demo.email.padEnd(24)} password: ${demo.password}`);
   // Before Remix, whose own Origin/Host check would answer a cross-origin form with an unlogged 500.
   app.use(crossOriginGuard(runtime));
@@ -95,6 +98,7 @@ export async function startServer(): Promise<void> {
         : `[runsheet] ${error.message}`,
     );
     stopRecovery();
+    await stopWatches();
     await runtime.stop();
     process.exit(1);
   });
@@ -104,6 +108,7 @@ export async function startServer(): Promise<void> {
     server.close();
     server.closeAllConnections();
     stopRecovery();
+    await stopWatches();
     if (runtime.env.embedded) entry.removeServerRecord(runtime.env.dataDir);
     await runtime.stop();
     process.exit(0);

@@ -4,9 +4,9 @@ import { PERMISSIONS, ROLES, ROLE_PERMISSIONS, ROUTE_ACCESS, accessAllows, can, 
 describe('the permission table', () => {
   it('says what PRODUCT.md says each person does', () => {
     expect(ROLE_PERMISSIONS.viewer).toEqual(['view']);
-    expect([...ROLE_PERMISSIONS.tpm].sort()).toEqual(['add-note', 'run-checks', 'sign-off', 'tick', 'view']);
+    expect([...ROLE_PERMISSIONS.tpm].sort()).toEqual(['add-note', 'end-watch', 'run-checks', 'sign-off', 'tick', 'view']);
     expect([...ROLE_PERMISSIONS.engineer].sort()).toEqual(
-      ['add-note', 'cancel', 'execute', 'import-plan', 'rehearse', 'reset-sandbox', 'rollback', 'run-checks', 'sign-off', 'tick', 'view'].sort(),
+      ['add-note', 'cancel', 'end-watch', 'execute', 'import-plan', 'rehearse', 'reset-sandbox', 'restore', 'rollback', 'run-checks', 'sign-off', 'tick', 'view'].sort(),
     );
     for (const action of ROLE_PERMISSIONS.tpm) expect(roleCan('engineer', action)).toBe(true);
   });

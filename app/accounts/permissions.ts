@@ -16,17 +16,20 @@ export const PERMISSIONS = [
   'run-checks',
   'sign-off',
   'add-note',
+  'end-watch',
   'rehearse',
   'execute',
   'cancel',
   'rollback',
+  'restore',
   'import-plan',
   'reset-sandbox',
   'manage-accounts',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
-const TPM: readonly Permission[] = ['view', 'tick', 'run-checks', 'sign-off', 'add-note'];
+// Ending a watch early or extending it is the TPM's call on the runbook's monitoring (docs/decisions/030).
+const TPM: readonly Permission[] = ['view', 'tick', 'run-checks', 'sign-off', 'add-note', 'end-watch'];
 
 /**
  * Roles × actions. Admin manages accounts and nothing else (separation of duties): no `view`
@@ -37,7 +40,8 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, readonly Permission[]>> = {
   viewer: ['view'],
   tpm: TPM,
   // Importing a runbook writes a plan folder, and resetting a sandbox rewrites a target: an engineer's work.
-  engineer: [...TPM, 'rehearse', 'execute', 'cancel', 'rollback', 'import-plan', 'reset-sandbox'],
+  // Putting a rollback's backup back writes the target, as a rollback does (docs/decisions/031).
+  engineer: [...TPM, 'rehearse', 'execute', 'cancel', 'rollback', 'restore', 'import-plan', 'reset-sandbox'],
   admin: ['manage-accounts'],
 };
 
@@ -131,6 +135,11 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
       cancel: 'cancel',
       // Regenerates the sandbox target and runs the plan's sandbox.sql (only on a target marked sandbox: true).
       'reset-sandbox': 'reset-sandbox',
+      // The watch window after a verified apply (docs/decisions/030): the TPM's call.
+      'end-watch': 'end-watch',
+      'extend-watch': 'end-watch',
+      // Putting back what a rollback kept (docs/decisions/031): an engineer's, as rolling back is.
+      restore: 'restore',
     },
   },
   // Upload a Markdown runbook, see it as a plan with its import report, then save or download it.

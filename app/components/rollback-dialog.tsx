@@ -50,6 +50,19 @@ export function RollbackDialog({ preview, allowed, busy, disabledReason }: { pre
               </ul>
             </section>
           ) : null}
+          {preview.keeps.length > 0 ? (
+            <section aria-label="What the rollback keeps a copy of">
+              <h3 className="font-semibold">It keeps a copy of</h3>
+              <ul className="list-disc pl-4">
+                {preview.keeps.map((object) => (
+                  <li key={object} className="font-mono">
+                    {object}
+                  </li>
+                ))}
+              </ul>
+              <p className="text-xs text-slate-600">In the target's runsheet_backup schema, named after the run: an engineer can put it back after a re-apply.</p>
+            </section>
+          ) : null}
           <input type="hidden" name="runId" value={preview.runId} />
           {preview.confirmTargetName ? (
             <label className="block">

@@ -5,7 +5,7 @@
  * hands drive-run.server.ts its phases (claim, lock, drive, finish live there).
  */
 import type { RunOutcome, RunStop } from '../../db/schema/index';
-import { isActiveState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
+import { isActiveState, isAppliedState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
 import type { Check } from '../plans/plan-schema';
 import { phaseLabel } from '../runs/run-timeline';
 import { blockersInWords } from '../runtime/lock-wait-words';
@@ -40,6 +40,7 @@ import { decideResume, resumeSkipsOf } from './resume.server';
 import { authorize, getRun, refuseFromLocalCommandLine } from './runs.server';
 import type { RunWait } from './lock-wait-watch.server';
 import { runApplicationName } from './target-session.server';
+import { endWatchForRollback, startWatch } from './watch.server';
 
 export interface RunOptions {
   /** Called with every event the run appends while it drives the target (the command line prints phases). */
@@ -127,7 +128,7 @@ async function refuseUnlessLogIntact(deps: EngineDeps, runId: string, refuse: Re
  * is a new run (outcome.retryable says whether one may help, e.g. after a lock timeout).
  */
 export async function executeRun(deps: EngineDeps, input: { runId: string; actor: EngineActor; typedTargetName?: string } & RunOptions): Promise<RunRecord> {
-  return claimAndDrive(deps, input, {
+  const run = await claimAndDrive(deps, input, {
     action: 'execute',
     kind: 'execute',
     activeState: 'applying',
@@ -146,6 +147,12 @@ export async function executeRun(deps: EngineDeps, input: { runId: string; actor
       },
       reason: `the engine stopped: ${message}`,
     }),
+  });
+  // A verified apply whose plan declares a watch enters it (docs/decisions/030); the apply stands either way.
+  if (run.state !== 'applied') return run;
+  return startWatch(deps, run).catch(async (error: Error) => {
+    await appendRunEvent(deps.store.pool, { runId: run.id, actor: 'system', type: 'run.error', payload: { message: `the watch could not start: ${error.message}` } }).catch(() => {});
+    return run;
   });
 }
 
@@ -328,6 +335,7 @@ export async function rollbackGate(deps: Pick<EngineDeps, 'targets'>, run: RunRe
   const gate = (passed: boolean, detail: string): Gate => ({ id: 'rollback-state', label: 'The run has something to roll back', passed, detail });
   if (!mayRollBackFrom(run.state)) return gate(false, `the run is ${run.state}: only an applied run, or one that committed part of its apply, is rolled back`);
   if (run.state === 'applied') return gate(true, 'the run applied');
+  if (isAppliedState(run.state)) return gate(true, `the run applied and is ${run.state}: the watch ends first`);
   let rows;
   try {
     rows = await readLedgerRowsOfRun(deps.targets.pool(run.target), run.id);
@@ -356,6 +364,10 @@ async function rollbackPhases(session: DriveSession): Promise<Finish> {
   const previous = session.run.outcome ?? {};
   const rollback: NonNullable<RunOutcome['rollback']> = { result: 'rollback_failed', steps: [], phases: session.phases, startedAt: new Date().toISOString(), by: session.actor.email };
   const outcome: RunOutcome = { ...previous, rollback };
+  // A rollback ends the watch first: its checks would otherwise judge a schema being taken apart.
+  if (await endWatchForRollback(session.deps, session.run.id, session.actor)) {
+    outcome.watch = { ...(previous.watch ?? { result: 'watching', startedAt: '', endsAt: '' }), finishedAt: new Date().toISOString(), endedBy: 'rolled_back' };
+  }
   const work = await rollbackWork(session, rollback, outcome);
   rollback.finishedAt = new Date().toISOString();
   return work;
@@ -373,11 +385,12 @@ async function rollbackWork(session: DriveSession, rollback: NonNullable<RunOutc
 
   if (await cancelledNow(session)) return cancelled({ phase: 'rollback', message: 'before the rollback began' });
   const steps = await phase(session, 'rollback', plan.estimated_duration.rollback, async () => {
-    const result = await runSteps(session, plan.rollback.steps, { mode: 'own', ledger: 'rollback' });
+    const result = await runSteps(session, plan.rollback.steps, { mode: 'own', ledger: 'rollback', keepDropped: true });
     return [result.ok, result] as const;
   });
   session.stepsCommitted = steps.ok;
   rollback.steps = steps.steps;
+  if (steps.backups.length > 0) rollback.backups = steps.backups;
   rollback.ledger = { written: steps.ledgerWritten as 'rolled_back' | 'partial' | null };
   if (!steps.ok) {
     rollback.failure = steps.failure;

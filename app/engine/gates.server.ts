@@ -3,7 +3,7 @@
  * log, the run's check results, the plan on disk, the target's ledger, the other runs), never
  * from a flag someone set. A refusal names every open gate.
  */
-import { ACTIVE_RUN_STATES, type RunKind } from '../../db/run-lifecycle';
+import { ACTIVE_RUN_STATES, APPLIED_STATES, type RunKind } from '../../db/run-lifecycle';
 import { latestRunPhaseResults } from '../checks/run-checks.server';
 import { loadPlan } from '../plans/load-plans.server';
 import type { Plan } from '../plans/plan-schema';
@@ -131,6 +131,7 @@ export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: G
     });
   }
   for (const other of target.rules.require_applied_on) gates.push(await appliedOnGate(deps, run, other));
+  for (const other of target.rules.require_watched_on) gates.push(await watchedOnGate(deps, run, other));
   const confirm = confirmTargetNameGate(target, options.typedTargetName, 'executing');
   if (confirm) gates.push(confirm);
   if (target.rules.require_lint_clean) {
@@ -284,7 +285,8 @@ async function appliedOnGate(deps: EngineDeps, run: RunRecord, other: string): P
   } catch (error) {
     ledgerDetail = `cannot read the ledger of ${other}: ${(error as Error).message}`;
   }
-  const [verified] = await findRuns(deps.store.pool, { target: other, checksum: run.planChecksum, kind: 'execute', states: ['applied'], verified: true, limit: 1 });
+  // Watching, watched or in a watch alarm: the apply still stands (a rollback would have left these states).
+  const [verified] = await findRuns(deps.store.pool, { target: other, checksum: run.planChecksum, kind: 'execute', states: APPLIED_STATES, verified: true, limit: 1 });
   const verifiedRun = verified?.id;
   const passed = ledgerApplied && verifiedRun !== undefined;
   return {
@@ -294,5 +296,26 @@ async function appliedOnGate(deps: EngineDeps, run: RunRecord, other: string): P
     detail: passed
       ? `${ledgerDetail}; run ${verifiedRun} verified it`
       : [ledgerDetail, verifiedRun ? `run ${verifiedRun} verified it` : `no run on ${other} applied and verified this checksum`].join('; '),
+  };
+}
+
+/**
+ * require_watched_on: the same checksum went through a clean watch window on `other` first: a run
+ * there ended `watched` because its window closed with no regression (a watch ended early by a
+ * person does not count: its window never closed).
+ */
+async function watchedOnGate(deps: EngineDeps, run: RunRecord, other: string): Promise<Gate> {
+  const runs = await findRuns(deps.store.pool, { target: other, checksum: run.planChecksum, kind: 'execute', states: ['watched'], verified: true, limit: 20 });
+  const closed = runs.find((candidate) => candidate.outcome?.watch?.endedBy === 'window_closed');
+  const early = runs.find((candidate) => candidate.outcome?.watch?.endedBy === 'ended_early');
+  return {
+    id: `watched-on:${other}`,
+    label: `The same checksum watched on ${other} through a clean window first`,
+    passed: closed !== undefined,
+    detail: closed
+      ? `run ${closed.id} on ${other} closed its watch window clean (${closed.outcome?.watch?.rounds ?? 0} rounds)`
+      : early
+        ? `run ${early.id} on ${other} had its watch ended early by a person: its window never closed; watch a run there to the end`
+        : `no run on ${other} closed a watch window clean at checksum ${run.planChecksum.slice(0, 12)}`,
   };
 }

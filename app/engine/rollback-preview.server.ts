@@ -11,6 +11,7 @@ import type { EngineDeps, Gate } from './engine-deps.server';
 import { rollbackGate } from './engine.server';
 import { thawPlan } from './frozen-plan.server';
 import { stepKindOf } from '../steps/step-kinds.server';
+import { objectsToKeep } from './run-steps.server';
 
 export interface RollbackPreview {
   runId: string;
@@ -21,6 +22,8 @@ export interface RollbackPreview {
   steps: { id: string; title: string; file: string; transactional: boolean; statements: { line: number; sql: string }[] }[];
   /** The plan's objects the rollback removes, in words ("column platform.users.active_org_id"). */
   removes: string[];
+  /** What it copies to the target's runsheet_backup schema before dropping it (docs/decisions/031), in words. */
+  keeps: string[];
 }
 
 export function objectsInWords(objects: PlanObjects): string[] {
@@ -29,14 +32,19 @@ export function objectsInWords(objects: PlanObjects): string[] {
     ...objects.constraints.map((constraint) => `constraint ${constraint.name} on ${constraint.schema}.${constraint.table}`),
     ...objects.indexes.map((index) => `index ${index.schema}.${index.name}`),
     ...objects.functions.map((fn) => `function ${fn.schema}.${fn.name}`),
+    ...objects.tables.map((table) => `table ${table.schema}.${table.name}`),
   ];
 }
 
 export async function previewRollback(deps: Pick<EngineDeps, 'targets'>, run: RunRecord): Promise<RollbackPreview> {
   const thawed = thawPlan(run.frozenPlan);
   const steps = [];
+  const keeps: string[] = [];
   for (const step of thawed.plan.rollback.steps) {
     const sql = await stepKindOf(step).sqlToRun(step, thawed.stepSql(step));
+    for (const object of await objectsToKeep(sql, thawed.plan.objects)) {
+      keeps.push(object.kind === 'column' ? `column ${object.schema}.${object.table}.${object.column} (its values by primary key)` : `table ${object.schema}.${object.table} (every row)`);
+    }
     const split = await splitSql(sql);
     steps.push({
       id: step.id,
@@ -53,5 +61,6 @@ export async function previewRollback(deps: Pick<EngineDeps, 'targets'>, run: Ru
     gate: await rollbackGate(deps, run),
     steps,
     removes: objectsInWords(thawed.plan.objects),
+    keeps,
   };
 }

@@ -7,9 +7,12 @@
  * target already says the run changed it); a failure after something committed writes 'partial'
  * with the completed steps.
  */
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
-import type { StepFailure, StepSummary } from '../../db/schema/index';
-import type { Step } from '../plans/plan-schema';
+import type { BackupCopy, BackupObject, StepFailure, StepSummary } from '../../db/schema/index';
+import type { PlanObjects, Step } from '../plans/plan-schema';
+import { findDroppedObjects } from '../sql/dropped-objects.server';
+import { takeBackup } from '../targets/backups.server';
 import { prepareStep } from '../steps/execute-step.server';
 import type { KindOutcome, StepKindContext } from '../steps/step-kind';
 import { stepKindOf } from '../steps/step-kinds.server';
@@ -24,6 +27,8 @@ export interface StepsRun {
   failure?: StepFailure;
   cancelledBy?: string;
   ledgerWritten: 'applied' | 'rolled_back' | 'partial' | null;
+  /** What the steps kept of the declared columns and tables they dropped (a rollback's backups). */
+  backups: BackupCopy[];
 }
 
 export interface RunStepsOptions {
@@ -33,6 +38,23 @@ export interface RunStepsOptions {
   ledger?: 'apply' | 'rollback';
   /** A resumed apply (docs/decisions/027): the steps an earlier run completed, skipped and carried into this run's ledger rows. */
   resume?: ResumeSkips;
+  /**
+   * Copy every column and table of the plan's `objects` a step drops before it is dropped: in the
+   * step's own transaction, or just before a non-transactional step (docs/decisions/031).
+   */
+  keepDropped?: boolean;
+}
+
+/** The declared objects a step's SQL drops: what a rollback keeps a copy of. */
+export async function objectsToKeep(sql: string, objects: PlanObjects): Promise<BackupObject[]> {
+  const dropped = await findDroppedObjects(sql).catch(() => ({ columns: [], tables: [] }));
+  const columns = dropped.columns
+    .filter((column) => objects.columns.some((declared) => declared.schema === column.schema && declared.table === column.table && declared.column === column.column))
+    .map((column): BackupObject => ({ kind: 'column', schema: column.schema, table: column.table, column: column.column }));
+  const tables = dropped.tables
+    .filter((table) => objects.tables.some((declared) => declared.schema === table.schema && declared.name === table.name))
+    .map((table): BackupObject => ({ kind: 'table', schema: table.schema, table: table.name }));
+  return [...tables, ...columns.filter((column) => !tables.some((table) => table.schema === column.schema && table.table === column.table))];
 }
 
 interface StepProgress {
@@ -81,8 +103,10 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
   // A ledger row written on the run's session after statements committed records what is already
   // true: a cancel signal landing on it (57014) must not leave the target's ledger silent.
   const writeLedgerAfterCommit = (outcome: LedgerRowToWrite['outcome']) => retryIfCancelled(() => writeLedger(client, outcome));
+  const backups: BackupCopy[] = [];
   const failed = (failure: StepFailure, cancelledBy: string | undefined, ledgerWritten: StepsRun['ledgerWritten']): StepsRun => ({
     ok: false,
+    backups,
     steps: summaries,
     failure,
     ...(cancelledBy ? { cancelledBy } : {}),
@@ -109,7 +133,7 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
       if (!last) continue;
       const ledgerWritten = ownsLedger ? successOutcome : null;
       if (ownsLedger) await writeLedgerAfterCommit(successOutcome);
-      return { ok: true, steps: summaries, ledgerWritten };
+      return { ok: true, steps: summaries, ledgerWritten, backups };
     }
     const kind = stepKindOf(step);
     const spec = {
@@ -145,6 +169,38 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
         ...(retries > 0 ? { retries } : {}),
       },
     });
+    const keep = options.keepDropped && options.mode === 'own' ? await objectsToKeep(spec.sql, thawed.plan.objects) : [];
+    type Kept = { object: BackupObject; copy?: BackupCopy; skipped?: string; durationMs: number };
+    let kept: Kept[] = [];
+    const keepAll = async (transaction: pg.ClientBase) => {
+      kept = [];
+      for (const object of keep) {
+        const started = performance.now();
+        const result = await takeBackup(transaction, { runId: run.id, planId: run.planId, checksum: run.planChecksum }, object);
+        kept.push({ object, ...('copy' in result ? { copy: result.copy } : { skipped: result.skipped }), durationMs: Math.round(performance.now() - started) });
+      }
+    };
+    const logKept = async () => {
+      for (const entry of kept) {
+        if (entry.copy) {
+          backups.push(entry.copy);
+          await session.log({ type: 'backup.taken', payload: { stepId: step.id, copy: entry.copy, durationMs: entry.durationMs } });
+        } else await session.log({ type: 'backup.skipped', payload: { stepId: step.id, object: entry.object, reason: entry.skipped! } });
+      }
+      kept = [];
+    };
+    if (keep.length > 0 && !step.transactional) {
+      // A step that commits statement by statement: the copy commits on its own just before it.
+      await client.query('begin');
+      try {
+        await keepAll(client);
+        await client.query('commit');
+      } catch (error) {
+        await client.query('rollback').catch(() => {});
+        throw error;
+      }
+      await logKept();
+    }
     const writesLedgerInTransaction = ownsLedger && last && step.transactional;
     // A resumable plan's ledger says exactly which steps completed, even if this process dies: each
     // transactional step records itself in its own transaction, and every step that commits as it goes
@@ -161,6 +217,7 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
       spec,
       mode: { kind: options.mode },
       hooks: {
+        ...(keep.length > 0 && step.transactional ? { afterBegin: keepAll } : {}),
         onStatement: async (event) => {
           await session.log({
             type: 'statement.completed',
@@ -236,13 +293,15 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
     }
 
     if (ok) {
+      // The copies committed with the step (in its transaction): now they are facts.
+      if (step.transactional) await logKept();
       let ledgerWritten: StepsRun['ledgerWritten'] = null;
       if (ownsLedger && last) {
         if (!step.transactional) await writeLedgerAfterCommit(successOutcome);
         ledgerWritten = successOutcome;
       }
       await session.log({ type: 'step.completed', payload: summary });
-      if (last) return { ok: true, steps: summaries, ledgerWritten };
+      if (last) return { ok: true, steps: summaries, ledgerWritten, backups };
       continue;
     }
 
@@ -297,7 +356,7 @@ export async function runSteps(session: DriveSession, steps: Step[], options: Ru
     }
     return failed(failure, cancelledBy, ledgerWritten);
   }
-  return { ok: true, steps: summaries, ledgerWritten: null };
+  return { ok: true, steps: summaries, ledgerWritten: null, backups };
 }
 
 /** Runs `write` again (up to 3 times) when a cancel signal cancelled it (57014). */

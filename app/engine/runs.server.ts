@@ -290,7 +290,7 @@ export function summarizeChecks(results: readonly CheckResult[]): { passed: bool
   return { passed: failed.length === 0, failed, skipped: results.filter((result) => result.skipped).map((result) => result.checkId) };
 }
 
-function checkResultPayload(result: CheckResult): PayloadOf<'checks.ran'>['results'][number] {
+export function checkResultPayload(result: CheckResult): PayloadOf<'checks.ran'>['results'][number] {
   return {
     checkId: result.checkId,
     title: result.title,

@@ -160,7 +160,7 @@ export function checkSql(loaded: ValidPlan, check: SqlCheck | ProbeCheck): strin
 /** Every check of a plan with where it sits in plan.yaml ("prechecks[0]"). */
 export function planChecks(plan: Plan): { path: string; check: Check }[] {
   return CHECK_SECTIONS.flatMap((sectionPath) =>
-    (valueAt(plan, sectionPath) as Check[]).map((check, index) => ({ path: formatPath([...sectionPath, index]), check })),
+    ((valueAt(plan, sectionPath) as Check[] | undefined) ?? []).map((check, index) => ({ path: formatPath([...sectionPath, index]), check })),
   );
 }
 
@@ -172,6 +172,7 @@ const CHECK_SECTIONS: readonly (readonly string[])[] = [
   ['post_execution', 'api_tests'],
   ['post_execution', 'data_quality'],
   ['rollback', 'verification'],
+  ['watch', 'extra_checks'],
 ];
 
 /** The schema's own rule for ids: a folder name that breaks it can never be a plan's id. */
@@ -420,6 +421,17 @@ async function crossCheck(context: CrossCheckContext): Promise<void> {
       elsewhere
         ? `"${reference}" is the check at ${elsewhere}, not a pre-check: a prerequisite is backed by a pre-check. Move the check to prechecks or name a pre-check.`
         : `No pre-check has the id "${reference}": name one of ${quoteList(precheckIds)}.`,
+    );
+  }
+  const watchable = [...(checksBySection.get('verification') ?? []), ...(checksBySection.get('post_execution.api_tests') ?? []), ...(checksBySection.get('post_execution.data_quality') ?? [])];
+  for (const [index, reference] of asArray(asRecord(raw.watch).checks).entries()) {
+    if (typeof reference !== 'string' || watchable.includes(reference)) continue;
+    const elsewhere = checkIds.get(reference);
+    planError(
+      ['watch', 'checks', index],
+      elsewhere
+        ? `"${reference}" is the check at ${elsewhere}: a watch runs verification and post-execution checks again. Name one of those, or add the check to watch.extra_checks.`
+        : `No verification or post-execution check has the id "${reference}": name one of ${quoteList(watchable)}, or add it to watch.extra_checks.`,
     );
   }
   for (const [index, criterion] of asArray(raw.success_criteria).entries()) {

@@ -56,6 +56,7 @@ describe('loadPlans on the fixtures', () => {
       ['path-traversal', false],
       ['several-errors', false],
       ['unknown-check-kind', false],
+      ['watch-errors', false],
       ['wrong-expectation-type', false],
       ['yaml-cascade', false],
     ]);
@@ -111,6 +112,14 @@ describe('loadPlans on the fixtures', () => {
     expect(errorAt(errors, { path: 'prechecks[1].expect.type' }).message).toContain('"maybe"');
     expect(errorAt(errors, { path: 'post_execution.api_tests[0].expect.type' }).message).toMatch(/http check/);
     expect(errors).toHaveLength(3);
+  });
+
+  it('refuses a watch naming a check that is no verification or post-execution check, and a watch-only check reusing an id', () => {
+    const { errors } = invalid(byId('watch-errors'));
+    expect(errors.map((error) => error.path).sort()).toEqual(['watch.checks[1]', 'watch.checks[2]', 'watch.extra_checks[0].id']);
+    expect(errorAt(errors, { path: 'watch.checks[1]' }).message).toContain('"table-present" is the check at prechecks[0]');
+    expect(errorAt(errors, { path: 'watch.checks[2]' }).message).toContain('No verification or post-execution check has the id "nowhere"');
+    expect(errorAt(errors, { path: 'watch.extra_checks[0].id' }).message).toContain('already used at verification[0]');
   });
 
   it('reports all the errors of one plan, schema and cross-checks together', () => {

@@ -379,13 +379,17 @@ export const PlanObjectsSchema = z
     columns: z
       .array(z.object({ schema: z.string(), table: z.string(), column: z.string(), type: z.string(), nullable: z.boolean() }).strict())
       .default([])
-      .meta({ description: 'Columns the plan adds, with the type and nullability it gives them.' }),
+      .meta({ description: "Columns the plan adds, with the type and nullability it gives them. When the rollback drops one, its values (by the table's primary key) are copied to the target's runsheet_backup schema first (docs/decisions/031)." }),
     indexes: z
       .array(z.object({ ...QualifiedName, table: z.string(), partial: z.boolean().default(false) }).strict())
       .default([])
       .meta({ description: 'Indexes the plan builds (their validity is read from pg_index).' }),
     functions: z.array(z.object(QualifiedName).strict()).default([]).meta({ description: 'Functions the plan creates.' }),
     constraints: z.array(z.object({ ...QualifiedName, table: z.string() }).strict()).default([]).meta({ description: 'Constraints the plan adds.' }),
+    tables: z
+      .array(z.object(QualifiedName).strict())
+      .default([])
+      .meta({ description: "Tables the plan creates. When the rollback drops one, its rows are copied to the target's runsheet_backup schema first (docs/decisions/031)." }),
     backfill: z
       .object({ schema: z.string(), table: z.string(), column: z.string() })
       .strict()
@@ -466,6 +470,28 @@ export const PlanSchema = z
       .strict()
       .default({ api_tests: [], data_quality: [] })
       .meta({ description: 'Post-execution validation, after the verification.' }),
+    watch: z
+      .object({
+        for: Duration.refine((ms) => ms >= 1_000, 'a watch lasts at least "1s"').meta({ description: 'How long the window lasts after a verified apply, e.g. "24h".' }),
+        every: Duration.refine((ms) => ms >= 1_000, 'a watch re-runs its checks at most every "1s"').meta({ description: 'How often its checks run again, e.g. "15m".' }),
+        checks: z
+          .array(Identifier)
+          .default([])
+          .meta({ description: 'Ids of the verification and post-execution (data-quality, API) checks to run again, in this order.' }),
+        extra_checks: z
+          .array(CheckSchema)
+          .default([])
+          .meta({ description: "Checks only the watch runs (e.g. no active_org_id pointing at an organization the user left), after `checks`; read-only like every check." }),
+      })
+      .strict()
+      .refine((watch) => watch.checks.length + watch.extra_checks.length > 0, { message: 'a watch runs at least one check: name one in `checks` or add one to `extra_checks`' })
+      .optional()
+      .meta({
+        id: 'Watch',
+        description:
+          "The runbook's monitoring window (docs/decisions/030): after a verified apply the run is `watching`, its checks run again on schedule; the first check that passed and now fails turns it `watch_alarm`; a window that closes clean ends `watched`.",
+        examples: [{ for: '24h', every: '15m', checks: ['column-added'], extra_checks: [] }],
+      }),
     rollback: z
       .object({
         steps: z.array(StepSchema).min(1).meta({ description: 'The steps that undo the apply, in order; written to be idempotent (IF EXISTS), so they undo any part of it.' }),
@@ -513,7 +539,7 @@ export const PlanSchema = z
         description:
           "How a target's lint-clean gate judges the plan's SQL: `errors` (default) counts squawk's error level only; `strict` counts every squawk rule about locks and rewrites. A finding is passed only by a waiver in the run.",
       }),
-    objects: PlanObjectsSchema.default({ columns: [], indexes: [], functions: [], constraints: [] }),
+    objects: PlanObjectsSchema.default({ columns: [], indexes: [], functions: [], constraints: [], tables: [] }),
     notes: z
       .array(z.object({ title: z.string().min(1), body: z.string().min(1) }).strict())
       .default([])
@@ -594,6 +620,13 @@ export function checksOfPhase(plan: Plan, phase: CheckPhase): Check[] {
     case 'rollback':
       return plan.rollback.verification;
   }
+}
+
+/** The checks a plan's watch runs: the verification and post-execution checks it names, then its own. */
+export function watchChecks(plan: Plan): Check[] {
+  if (!plan.watch) return [];
+  const named = [...plan.verification, ...plan.post_execution.api_tests, ...plan.post_execution.data_quality];
+  return [...plan.watch.checks.flatMap((id) => named.filter((check) => check.id === id)), ...plan.watch.extra_checks];
 }
 
 /** Where a file of a plan named by `include_checks_from` sits in the including plan's manifest (as sha256sum run in its folder names it). */

@@ -8,6 +8,7 @@ import { AppHeader } from '../components/app-header';
 import { useRevalidateWhile } from '../web/use-revalidate-while';
 import { DANGER_BUTTON, SECONDARY_BUTTON } from '../components/button-classes';
 import { RollbackDialog } from '../components/rollback-dialog';
+import { WatchStripView } from '../components/watch-strip';
 import { CheckResultsTable } from '../components/check-results-table';
 import { SchemaFactsPanel, TargetFactsPanel } from '../components/facts-panels';
 import { formatDuration, formatUtc } from '../runtime/format';
@@ -86,6 +87,28 @@ const IntentSchema = z.discriminatedUnion('intent', [
   z.object({ intent: z.literal('new-attempt') }),
   z.object({ intent: z.literal('cancel'), runId: RunId }),
   z.object({ intent: z.literal('reset-sandbox') }),
+  z.object({ intent: z.literal('end-watch'), runId: RunId, note: z.string().trim().min(1, 'Say why the watch ends early.').max(2_000) }),
+  z.object({
+    intent: z.literal('extend-watch'),
+    runId: RunId,
+    by: z.string().trim().min(1).max(20),
+    note: z
+      .string()
+      .trim()
+      .max(2_000)
+      .optional()
+      .transform((value) => value || undefined),
+  }),
+  z.object({
+    intent: z.literal('restore'),
+    runId: RunId,
+    typedTargetName: z
+      .string()
+      .trim()
+      .max(200)
+      .optional()
+      .transform((value) => value || undefined),
+  }),
 ]);
 
 interface ActionResult {
@@ -353,6 +376,7 @@ function Checklist({ view }: { view: ChecklistView }) {
       </Section>
 
       <RollbackSection view={view} busy={busy} />
+      {view.watch || view.restore ? <AfterTheRunSection view={view} busy={busy} /> : null}
 
       <Section id="success-criteria" title="Success criteria" subtitle="Ticked from check results where checks back them, by hand otherwise (recorded in the run log)">
         <ul className="divide-y divide-slate-100 rounded border border-slate-200 bg-white">
@@ -550,6 +574,7 @@ function RulesList({ rules }: { rules: ChecklistView['target']['rules'] }) {
     rules.require_signoff ? 'four-eyes sign-off' : null,
     rules.confirm_target_name ? 'type the target name to execute' : null,
     rules.require_applied_on.length > 0 ? `applied on ${rules.require_applied_on.join(', ')} first` : null,
+    rules.require_watched_on.length > 0 ? `a clean watch on ${rules.require_watched_on.join(', ')} first` : null,
     rules.require_lint_clean ? 'no squawk errors' : null,
   ].filter(Boolean);
   return (
@@ -814,6 +839,75 @@ function GoNoGo({ view, actionData, busy }: { view: ChecklistView; actionData?: 
           ) : null}
         </div>
       </div>
+    </Section>
+  );
+}
+
+function AfterTheRunSection({ view, busy }: { view: ChecklistView; busy: (intent: string) => boolean }) {
+  const { watch, restore, may } = view;
+  return (
+    <Section id="watch" title="After the run" subtitle="The watch window's rounds over time, and what a rollback kept">
+      {watch ? (
+        <div className="rounded border border-slate-200 bg-white p-3">
+          <WatchStripView strip={watch.strip} nowIso={watch.nowIso} />
+          {watch.running && may.endWatch ? (
+            <div className="mt-2 flex flex-wrap items-end gap-3 text-xs">
+              <Form method="post" className="flex items-end gap-2">
+                <input type="hidden" name="intent" value="end-watch" />
+                <input type="hidden" name="runId" value={watch.runId} />
+                <label className="block">
+                  <span className="block">Why end it now</span>
+                  <input name="note" required maxLength={2000} className="mt-0.5 w-64 rounded border border-slate-300 px-2 py-1" />
+                </label>
+                <button type="submit" className={SECONDARY_BUTTON} disabled={busy('end-watch')}>
+                  End the watch early
+                </button>
+              </Form>
+              <Form method="post" className="flex items-end gap-2">
+                <input type="hidden" name="intent" value="extend-watch" />
+                <input type="hidden" name="runId" value={watch.runId} />
+                <label className="block">
+                  <span className="block">Extend by</span>
+                  <input name="by" required defaultValue="12h" className="mt-0.5 w-20 rounded border border-slate-300 px-2 py-1 font-mono" />
+                </label>
+                <label className="block">
+                  <span className="block">Note (optional)</span>
+                  <input name="note" maxLength={2000} className="mt-0.5 w-48 rounded border border-slate-300 px-2 py-1" />
+                </label>
+                <button type="submit" className={SECONDARY_BUTTON} disabled={busy('extend-watch')}>
+                  Extend
+                </button>
+              </Form>
+            </div>
+          ) : null}
+        </div>
+      ) : null}
+      {restore ? (
+        <Form method="post" className="mt-3 rounded border border-slate-200 bg-white p-3 text-xs" aria-label="Restore what the rollback kept">
+          <p>
+            Run <span className="font-mono">{restore.fromRunId.slice(0, 8)}</span>'s rollback kept {restore.backups.map((table) => <span key={table} className="mr-1 font-mono">{table}</span>)}. A restore puts those values back into this run's
+            objects by primary key, skipping (and listing) rows that are gone or that a constraint refuses now.
+          </p>
+          <input type="hidden" name="intent" value="restore" />
+          <input type="hidden" name="runId" value={restore.runId} />
+          <div className="mt-2 flex flex-wrap items-end gap-2">
+            <label className="block">
+              <span className="block">
+                Type the target's name, <span className="font-mono font-semibold">{view.target.name}</span>, to confirm
+              </span>
+              <input name="typedTargetName" required autoComplete="off" spellCheck={false} disabled={!may.restore} className="mt-0.5 w-48 rounded border border-slate-300 px-2 py-1 font-mono" />
+            </label>
+            <button type="submit" className={DANGER_BUTTON} disabled={!may.restore || busy('restore')} aria-describedby={may.restore ? undefined : 'restore-why'}>
+              Restore…
+            </button>
+            {may.restore ? null : (
+              <span id="restore-why" className="text-[11px] text-ink-muted">
+                Only an engineer may restore.
+              </span>
+            )}
+          </div>
+        </Form>
+      ) : null}
     </Section>
   );
 }

@@ -548,6 +548,10 @@ function FinalState({
           ? `Cancelled${attempt?.cancelRequested ? ` by ${attempt.cancelRequested.by}` : ''}: the running statements were cancelled and their transaction rolled back. The checklist says whether anything had committed (then roll back) or offers a new attempt.`
           : state === 'rollback_failed'
           ? 'The rollback did not finish: see where it stopped above. It may be tried again from the checklist once the cause is gone.'
+          : state === 'watching' || state === 'watch_alarm'
+          ? `The apply stands; its watch re-runs the plan's checks until the window closes${state === 'watch_alarm' ? ', and a check that passed has failed: see the watch on the checklist, and decide whether to roll back' : ''}.`
+          : state === 'watched'
+          ? 'The apply stands and its watch ended (see the watch on the checklist). Send the post message — or roll back.'
           : state === 'applied'
           ? 'Next: check verification and post-execution results on the checklist, tick the success criteria, send the post message — or roll back.'
           : state === 'rolled_back'

@@ -7,6 +7,7 @@ import { CopyButton } from '../components/copy-button';
 import { EventLogWindow } from '../components/event-log-window';
 import { formatDuration, formatUtc } from '../runtime/format';
 import { PhaseTimeline, phaseLabel } from '../components/phase-timeline';
+import { WatchStripView } from '../components/watch-strip';
 import { ActionsTable, CheckRunHeading, FailureSummaryPanel, IssuesList, ReportChecksTable, ReportSection, ScrollTable, SignatureBadge, SnapshotTable, StatementsTable } from '../components/run-report-sections';
 import { RehearsalChip, StatusBadge } from '../components/status-badge';
 import { CHECK_PHASE_TITLES, INITIAL_EVENTS_PAGE } from '../runs/run-report';
@@ -28,7 +29,7 @@ export async function loader({ request, params, context }: LoaderFunctionArgs) {
 const ReportQuerySchema = z.object({ after: z.coerce.number().int().min(0).catch(0) });
 
 export default function RunReportPage() {
-  const { user, header, report, summaryTruncated, summarySource, signature, lastSeq, signedThroughSeq, firstEvents } = useLoaderData<typeof loader>();
+  const { user, header, report, summaryTruncated, summarySource, signature, lastSeq, signedThroughSeq, firstEvents, watch } = useLoaderData<typeof loader>();
   const rehearsal = header.kind === 'rehearsal';
   const base = `/runs/${header.runId}`;
   const eventHref = (seq: number) => `${base}/report?after=${Math.max(0, seq - 1)}#events`;
@@ -147,6 +148,12 @@ export default function RunReportPage() {
         {report.actions.length > 0 ? (
           <ReportSection id="actions" title="Actions" aside="Each with its own start, end and duration">
             <ActionsTable actions={report.actions} />
+          </ReportSection>
+        ) : null}
+
+        {watch ? (
+          <ReportSection id="watch" title="Watch window" aside="The plan's checks re-run after the apply: kept rounds, unchanged stretches and alarms">
+            <WatchStripView strip={watch.strip} nowIso={watch.nowIso} />
           </ReportSection>
         ) : null}
 

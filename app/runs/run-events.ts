@@ -14,6 +14,8 @@
  */
 import { z } from 'zod';
 import {
+  BackupCopySchema,
+  BackupObjectSchema,
   BlockerSchema,
   ChecksSummarySchema,
   LedgerRowOfRunSchema,
@@ -57,7 +59,7 @@ export const NoticeSchema = z.object({
 
 export const GateSchema = z.object({ id: z.string(), label: z.string(), passed: z.boolean(), detail: z.string(), atExecute: z.boolean().optional() });
 
-const CheckErrorSchema = z.object({ message: z.string(), sqlstate: z.string().optional(), line: z.number().optional(), detail: z.string().optional() });
+export const CheckErrorSchema = z.object({ message: z.string(), sqlstate: z.string().optional(), line: z.number().optional(), detail: z.string().optional() });
 
 /** One check's result as the run log keeps it (app/checks/run-checks.server.ts CheckResult). */
 export const CheckResultEventSchema = z.object({
@@ -269,6 +271,73 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
   event('ledger.write_failed', z.object({ outcome: z.string(), message: z.string() })),
   event('rehearsal.transaction.opened', z.object({ note: z.string() })),
   event('rehearsal.transaction.rolled_back', z.object({ rolledBack: z.boolean(), note: z.string() })),
+
+  // The watch window after a verified apply (docs/decisions/030)
+  event('watch.started', z.object({ checks: z.array(z.string()), everyMs: z.number(), forMs: z.number(), startedAt: z.string(), endsAt: z.string() })),
+  event('watch.runner', z.object({ runner: z.string(), previous: z.string().nullable(), reason: z.string() })),
+  event(
+    'watch.round',
+    z.object({
+      round: z.number(),
+      runner: z.string(),
+      passed: z.boolean(),
+      failed: z.array(z.string()),
+      /** The results that differ from the previous round (every result in the first), in full. */
+      results: z.array(CheckResultEventSchema),
+      /** The checks whose result is as it was in the previous round: named only. */
+      unchanged: z.array(z.string()),
+      /** Rounds since the previous round kept here in which no result changed: kept as a count. */
+      unchangedRounds: z.number(),
+      lastUnchangedAt: z.string().nullable(),
+    }),
+  ),
+  event(
+    'watch.alarm',
+    z.object({
+      round: z.number(),
+      checkId: z.string(),
+      title: z.string(),
+      expected: z.record(z.string(), z.unknown()).nullable(),
+      actual: z.unknown(),
+      error: CheckErrorSchema.nullable(),
+      reason: z.string().nullable(),
+      ranAt: z.string(),
+      /** When the check last passed (in this watch, or at the apply's verification); null: not since the watch began. */
+      lastPassedAt: z.string().nullable(),
+    }),
+  ),
+  event('watch.extended', z.object({ previousEndsAt: z.string(), endsAt: z.string(), note: z.string().optional() })),
+  event(
+    'watch.ended',
+    z.object({
+      reason: z.enum(['window_closed', 'ended_early', 'rolled_back']),
+      clean: z.boolean(),
+      rounds: z.number(),
+      unchangedRounds: z.number(),
+      lastUnchangedAt: z.string().nullable(),
+      alarms: z.number(),
+      endsAt: z.string(),
+      note: z.string().optional(),
+    }),
+  ),
+
+  // Keeping what a rollback destroys, and putting it back (docs/decisions/031)
+  event('backup.taken', z.object({ stepId: z.string(), copy: BackupCopySchema, durationMs: z.number() })),
+  event('backup.skipped', z.object({ stepId: z.string(), object: BackupObjectSchema, reason: z.string() })),
+  event('restore.started', z.object({ fromRunId: z.string(), backups: z.array(z.string()) })),
+  event(
+    'restore.finished',
+    z.object({
+      fromRunId: z.string(),
+      ok: z.boolean(),
+      objects: z.array(z.object({ object: BackupObjectSchema, backupTable: z.string(), rows: z.number(), restored: z.number(), unchanged: z.number(), skipped: z.number() })),
+      /** Every row not put back, with its key and why. */
+      skipped: z.array(z.object({ backupTable: z.string(), key: z.record(z.string(), z.unknown()), reason: z.string() })),
+      durationMs: z.number(),
+      error: z.string().optional(),
+    }),
+  ),
+  event('restore.refused', z.object({ fromRunId: z.string().nullable(), reason: z.string() })),
 
   // Step kinds: batched_backfill
   event(

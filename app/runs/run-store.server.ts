@@ -171,6 +171,11 @@ export interface RunTransition {
   events?: RunEventInput[];
   /** Extra fields of the 'state.changed' payload (the gates still open). */
   details?: { openGates?: { id: string; detail: string }[] };
+  /**
+   * More writes in the same store transaction, once the run is known to be in `from` and before
+   * its events (a watch's own row moves with its run); throwing rolls everything back.
+   */
+  also?: (client: pg.ClientBase, current: RunRecord) => Promise<void>;
 }
 
 export type TransitionResult = { changed: true; from: RunState; run: RunRecord; events: LoggedRunEvent[] } | { changed: false; state: RunState | undefined };
@@ -189,6 +194,7 @@ export async function transitionRun(store: { pool: pg.Pool }, transition: RunTra
   return inStoreTransaction(store.pool, async (client) => {
     const current = await findRun(client, transition.runId, { forUpdate: true });
     if (!current || !transition.from.includes(current.state)) return { changed: false, state: current?.state };
+    await transition.also?.(client, current);
     const set = { ...columnsOf(transition.set ?? {}), ...(transition.to ? { state: transition.to } : {}) };
     if (Object.keys(set).length > 0) await dbOf(client).update(runs).set(set).where(eq(runs.id, current.id));
     const events: LoggedRunEvent[] = [];

@@ -15,6 +15,19 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
+/** A span as a plan writes it: "24h", "1h 30m", "15m", "45s" (a watch's length and period). */
+export function formatSpan(ms: number): string {
+  const parts: string[] = [];
+  let rest = Math.round(ms / 1000);
+  for (const [unit, seconds] of [['h', 3600], ['m', 60], ['s', 1]] as const) {
+    if (rest >= seconds) {
+      parts.push(`${Math.floor(rest / seconds)}${unit}`);
+      rest %= seconds;
+    }
+  }
+  return parts.join(' ') || `${ms}ms`;
+}
+
 /** "2025-11-25 12:34:56 UTC" from an ISO time: the same on the server and in every browser (no locale, no time zone). */
 export function formatUtc(iso: string | null | undefined): string {
   if (!iso) return '—';

@@ -14,10 +14,14 @@ export const TargetRulesSchema = z
     require_signoff: z.boolean().default(false),
     /** The same checksum must be applied and verified on these targets first (production requires staging). */
     require_applied_on: z.array(z.string()).default([]),
+    /** The same checksum must have closed a clean watch window on these targets first (docs/decisions/030). */
+    require_watched_on: z.array(z.string()).default([]),
     /** The engineer types the target's name before executing. */
     confirm_target_name: z.boolean().default(false),
     /** A plan with squawk errors is refused unless each finding is waived. */
     require_lint_clean: z.boolean().default(false),
+    /** Rollback backups older than this are listed for cleanup ("720h"; default 30 days); Runsheet never deletes one. */
+    backup_cleanup_after: DurationSchema.optional(),
     /** lock_timeout of every check on this target whose plan and check do not set one ("5s"; default 5 s). */
     check_lock_timeout: DurationSchema.optional(),
   })

@@ -150,6 +150,8 @@ export interface StepOutcome {
 export interface ExecuteStepHooks {
   onStatement?(event: StatementEvent): void | Promise<void>;
   onStatementStart?(info: { stepId: string; index: number; line: number; endLine: number; sql: string; backendPid: number }): void | Promise<void>;
+  /** Transactional own-mode only: runs on the same client after BEGIN and the timeouts, before the first statement (a rollback's backups). Throwing aborts and rolls back. */
+  afterBegin?(client: pg.ClientBase): Promise<void>;
   /** Transactional own-mode only: runs on the same client after the last statement and before COMMIT (the ledger row goes in the same transaction). Throwing aborts and rolls back. */
   beforeCommit?(client: pg.ClientBase): Promise<void>;
   /** Non-transactional steps: after each statement commits on its own. */
@@ -409,6 +411,13 @@ class StepExecution {
     await this.setup(() => this.client.query('begin'), 'BEGIN failed');
     try {
       await this.setup(() => this.setTimeouts(true), 'could not set lock_timeout and statement_timeout');
+      if (this.hooks.afterBegin) {
+        try {
+          await this.hooks.afterBegin(this.client);
+        } catch (error) {
+          throw new StepStopped(this.phaseFailure(error, 'setup', 'the step was rolled back because its work after BEGIN failed (the backup of what it drops)'));
+        }
+      }
       for (const statement of this.statements) await this.runStatement(statement);
       this.stopIfCancelled(this.statements.length, 'before_commit');
       if (this.hooks.beforeCommit) {

@@ -49,6 +49,37 @@ create table if not exists runsheet.run_anchors (
 
 comment on table runsheet.run_anchors is
   'Written by Runsheet: the signed head of a run log when a drive of it ended. Append-only.';
+
+-- What rollbacks kept of what they dropped, and the restores from them (docs/decisions/031).
+create table if not exists runsheet.backups (
+  backup_table text primary key,
+  run_id uuid not null,
+  plan_id text not null,
+  checksum text not null,
+  object jsonb not null,
+  key_columns text[] not null,
+  columns text[] not null,
+  rows bigint not null,
+  bytes bigint not null,
+  sha256 text not null,
+  taken_at timestamptz not null default clock_timestamp()
+);
+
+create table if not exists runsheet.restores (
+  id bigserial primary key,
+  backup_table text not null,
+  from_run_id uuid not null,
+  run_id uuid not null,
+  restored bigint not null,
+  unchanged bigint not null,
+  skipped bigint not null,
+  skipped_rows jsonb not null default '[]',
+  restored_by text not null,
+  restored_at timestamptz not null default clock_timestamp()
+);
+
+comment on table runsheet.backups is
+  'Written by Runsheet: a copy in schema runsheet_backup of a column or table a rollback dropped. Never deleted by Runsheet.';
 `;
 
 
@@ -58,7 +89,7 @@ comment on table runsheet.run_anchors is
  */
 export async function ensureLedger(client: pg.ClientBase): Promise<void> {
   // The newest object of the DDL: a ledger made by an older version gets its additions too.
-  const { rows } = await client.query<{ present: boolean }>(`select to_regclass('runsheet.run_anchors') is not null as present`);
+  const { rows } = await client.query<{ present: boolean }>(`select to_regclass('runsheet.restores') is not null as present`);
   if (rows[0]?.present) return;
   await client.query(`select pg_advisory_xact_lock(${ADVISORY_LOCKS.ledgerDdl});\n${LEDGER_DDL}`);
 }

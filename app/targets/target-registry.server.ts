@@ -92,6 +92,6 @@ export function createTargetRegistry(input: TargetRegistryInput): TargetRegistry
 /** Sandbox first, production last. */
 function travelOrder(target: Target): number {
   if (target.rules.sandbox) return 0;
-  if (target.rules.require_applied_on.length > 0) return 2;
+  if (target.rules.require_applied_on.length > 0 || target.rules.require_watched_on.length > 0) return 2;
   return 1;
 }

@@ -31,8 +31,15 @@ import { addNote, authorize, openWorkingRun, readRunDetail, runRunChecks, signOf
 import { evaluateGates, openGates, planGates } from '../engine/gates.server';
 import { previewRollback, type RollbackPreview } from '../engine/rollback-preview.server';
 import { waiveLintFinding } from '../engine/waive-lint.server';
+import { endWatch, extendWatch } from '../engine/watch.server';
+import { restorableRunFor, restoreRun } from '../engine/restore.server';
+import { WATCH_EVENT_TYPES, watchStripOf, type WatchStrip } from '../runs/watch-strip';
+import { readRunEventsOfTypes } from '../runs/run-log.server';
+import { DurationSchema } from '../runtime/duration';
+import { formatSpan } from '../runtime/format';
+import { isWatchRunningState } from '../../db/run-lifecycle';
 import { stepKindOf } from '../steps/step-kinds.server';
-import { ACTIVE_RUN_STATES, isActiveState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
+import { ACTIVE_RUN_STATES, isActiveState, isAppliedState, isPreparingState, mayRollBackFrom } from '../../db/run-lifecycle';
 import { type Gate } from '../engine/engine-deps.server';
 import { findRunSummaries, type RunRecord, type RunSummaryRecord } from '../runs/run-store.server';
 import { DRIVE_EVENTS, eventsOf, type DriveAction } from '../runs/run-events';
@@ -176,7 +183,11 @@ export interface ChecklistView {
   teamMessages: { pre?: TeamMessageView; post?: TeamMessageView; rollback?: TeamMessageView };
   issues: { seq: number; at: string; actor: string; role: string | null; text: string }[];
   stepper: StepperItem[];
-  may: Record<'tick' | 'runChecks' | 'signOff' | 'addNote' | 'waiveLint' | 'execute' | 'rehearse' | 'rollback' | 'cancel' | 'resetSandbox', boolean>;
+  /** The working run's watch window (docs/decisions/030): its strip, and whether its checks still run. */
+  watch: { runId: string; strip: WatchStrip; running: boolean; nowIso: string } | null;
+  /** A rolled-back run's copies that a restore could put back into the working run (docs/decisions/031). */
+  restore: { runId: string; fromRunId: string; backups: string[] } | null;
+  may: Record<'tick' | 'runChecks' | 'signOff' | 'addNote' | 'waiveLint' | 'execute' | 'rehearse' | 'rollback' | 'cancel' | 'resetSandbox' | 'endWatch' | 'restore', boolean>;
   /** How many users a reset from this page generates. */
   sandboxResetUsers: number;
 }
@@ -250,6 +261,9 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   const logEvents = logDetail?.events ?? [];
 
   const criteria = successCriteria(plan, allResults, loaded.checksum, logDetail?.criteriaTicks ?? {});
+  // The page's run detail holds preparation events only: the watch's are read on their own.
+  const strip = working && (isWatchRunningState(working.state) || working.state === 'watched') ? watchStripOf(await readRunEventsOfTypes(deps.store.db, { runId: working.id, types: WATCH_EVENT_TYPES })) : null;
+  const restorable = working && isAppliedState(working.state) ? await restorableRunFor(deps, working) : undefined;
   const rehearsalRefused = openGates(planGates(plan, 'rehearsal'));
   const ledger = onTarget.ledger;
   const view: ChecklistView = {
@@ -319,7 +333,11 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
       rollback: roleCan(user.role, 'rollback'),
       cancel: roleCan(user.role, 'cancel'),
       resetSandbox: roleCan(user.role, 'reset-sandbox') && target.rules.sandbox,
+      endWatch: roleCan(user.role, 'end-watch'),
+      restore: roleCan(user.role, 'restore'),
     },
+    watch: working && strip ? { runId: working.id, strip, running: isWatchRunningState(working.state) && strip.ended === null, nowIso: new Date().toISOString() } : null,
+    restore: working && restorable ? { runId: working.id, fromRunId: restorable.id, backups: (restorable.outcome?.rollback?.backups ?? []).map((copy) => copy.backupTable) } : null,
     sandboxResetUsers: PAGE_SANDBOX_USERS,
   };
   view.stepper = stepper(view);
@@ -479,7 +497,7 @@ function teamMessages(plan: Plan, facts: { target: Target; checksum: string; run
     return { notify: message.notify, text: text.trimEnd(), unfilled: [...unfilled] };
   };
   const rollback = run?.outcome?.rollback;
-  const applied = run?.state === 'applied' && run.outcome?.verified !== false;
+  const applied = run != null && isAppliedState(run.state) && run.outcome?.verified !== false;
   const rolledBack = run?.state === 'rolled_back';
   return {
     pre: fill(plan.team_messages.pre, { ...common, executor: run?.executedBy ?? undefined }),
@@ -496,7 +514,7 @@ function stepper(view: ChecklistView): StepperItem[] {
   const required = view.prerequisites.filter((item) => item.required);
   const tickedRequired = required.filter((item) => item.tick?.ticked).length;
   const preparing = run !== null && isPreparingState(run.state as RunState);
-  const executedStates = ['applying', 'applied', 'rolling_back', 'rolled_back', 'rollback_failed', 'interrupted', 'failed'];
+  const executedStates = ['applying', 'applied', 'watching', 'watched', 'watch_alarm', 'rolling_back', 'rolled_back', 'rollback_failed', 'interrupted', 'failed'];
   const executed = run !== null && executedStates.includes(run.state);
 
   const prerequisites: StepperItem = {
@@ -540,7 +558,7 @@ function stepper(view: ChecklistView): StepperItem[] {
     execute = { id: 'execute', label: 'Execute', anchor: '#execution-log', status: 'done', detail: `by ${run.executedBy ?? '?'}` };
   }
 
-  const applied = run !== null && ['applied', 'rolling_back', 'rolled_back', 'rollback_failed'].includes(run.state);
+  const applied = run !== null && ['applied', 'watching', 'watched', 'watch_alarm', 'rolling_back', 'rolled_back', 'rollback_failed'].includes(run.state);
   const verify: StepperItem = !applied
     ? { id: 'verify', label: 'Verify', anchor: '#verification', status: 'waiting', detail: 'after execute' }
     : run.verified === false
@@ -575,7 +593,10 @@ export type ChecklistIntent =
   | { intent: 'rehearse' }
   | { intent: 'rollback'; runId: string; typedTargetName?: string }
   | { intent: 'new-attempt' }
-  | { intent: 'cancel'; runId: string };
+  | { intent: 'cancel'; runId: string }
+  | { intent: 'end-watch'; runId: string; note: string }
+  | { intent: 'extend-watch'; runId: string; by: string; note?: string }
+  | { intent: 'restore'; runId: string; typedTargetName?: string };
 
 export async function performChecklistIntent(
   deps: ChecklistDeps,
@@ -665,6 +686,24 @@ export async function performChecklistIntent(
         const { run, opened } = await openWorkingRun(deps, { ...scope, kind: 'execute', actor, newAttempt: true });
         const after = working ?? previous;
         return { kind: 'done', message: opened ? `Run ${run.id.slice(0, 8)} opened: a new attempt${after ? ` after run ${after.id.slice(0, 8)} (${after.state})` : ''}.` : `Run ${run.id.slice(0, 8)} is already being prepared: work on it.` };
+      }
+      case 'end-watch': {
+        if (!working || working.id !== intent.runId) return { kind: 'refused', status: 409, error: "That run is not this plan's current run on this target: reload the page." };
+        const ended = await endWatch(deps, { runId: working.id, actor, note: intent.note });
+        return { kind: 'done', message: `Watch ended early: the run is ${ended.state.replace(/_/g, ' ')}.` };
+      }
+      case 'extend-watch': {
+        if (!working || working.id !== intent.runId) return { kind: 'refused', status: 409, error: "That run is not this plan's current run on this target: reload the page." };
+        const by = DurationSchema.safeParse(intent.by);
+        if (!by.success) return { kind: 'refused', status: 400, error: `Extend by a duration such as "12h" or "30m", not "${intent.by}".` };
+        const extended = await extendWatch(deps, { runId: working.id, actor, byMs: by.data, ...(intent.note ? { note: intent.note } : {}) });
+        return { kind: 'done', message: `Watch extended by ${formatSpan(by.data)}: it now ends ${formatUtc(extended.outcome?.watch?.endsAt ?? null)}.` };
+      }
+      case 'restore': {
+        if (!working || working.id !== intent.runId) return { kind: 'refused', status: 409, error: "That run is not this plan's current run on this target: reload the page." };
+        const result = await restoreRun(deps, { runId: working.id, actor, typedTargetName: intent.typedTargetName });
+        const restored = result.objects.reduce((sum, object) => sum + object.restored, 0);
+        return { kind: 'done', message: `Restored ${restored} value(s) from run ${result.fromRunId.slice(0, 8)}; ${result.skipped.length} row(s) skipped${result.skipped.length > 0 ? ` (see the run log's restore.finished: ${result.skipped.slice(0, 3).map((row) => `${JSON.stringify(row.key)}: ${row.reason}`).join('; ')}${result.skipped.length > 3 ? '; …' : ''})` : ''}.` };
       }
       case 'cancel': {
         const [run] = (await findRunSummaries(deps.store.pool, { ...scope, limit: 20 })).filter((candidate) => candidate.id === intent.runId);

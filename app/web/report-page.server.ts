@@ -13,6 +13,7 @@ import { publishedSigningKeys } from '../runs/signing.server';
 import { verifyRunAnchors, verifyStoredRunLog } from '../runs/verify-run-log.server';
 import { readRunAnchors } from '../targets/ledger.server';
 import { withTimeout } from '../runtime/with-timeout';
+import { WATCH_EVENT_TYPES, watchStripOf, type WatchStrip } from '../runs/watch-strip';
 
 export interface RunReportData {
   header: ReportHeader;
@@ -27,6 +28,8 @@ export interface RunReportData {
   /** The last event the latest stored checkpoint covers; null when nothing was signed (nothing to download). */
   signedThroughSeq: number | null;
   firstEvents: RunEventsPage;
+  /** The run's watch window as a strip (docs/decisions/030); null when its plan had none. */
+  watch: { strip: WatchStrip; nowIso: string } | null;
 }
 
 function planTitleOf(run: RunForReport): string | null {
@@ -141,15 +144,17 @@ export async function readRunReport(runtime: EngineDeps, input: { runId: string;
   const db = runtime.store.db;
   const run = await readRunForReport(db, { runId: input.runId });
   if (!run) return undefined;
-  const [stored, signature, firstEvents] = await Promise.all([
+  const [stored, signature, firstEvents, watchEvents] = await Promise.all([
     readReportSummary(db, run.id),
     readSignatureVerdict(runtime, run),
     readRunEventsPage(db, { runId: run.id, afterSeq: Math.min(input.afterSeq ?? 0, Math.max(0, run.lastSeq - 1)), limit: INITIAL_EVENTS_PAGE }),
+    readRunEventsOfTypes(db, { runId: run.id, types: WATCH_EVENT_TYPES }),
   ]);
   // The summary stored at the latest checkpoint, while the log has not moved past it (a drive between checkpoints is summarised now).
   const fresh = stored && stored.throughSeq === run.lastSeq ? (stored.summary as RunReport) : undefined;
   const events = fresh ? [] : await readRunEventsOfTypes(db, { runId: run.id, types: REPORT_EVENT_TYPES });
   const report = fresh ?? buildRunReport(events, run.outcome);
+  const strip = watchStripOf(watchEvents);
   return {
     header: headerOf(run, runtime.targets.find(run.target)?.label ?? run.target, report),
     report,
@@ -159,5 +164,6 @@ export async function readRunReport(runtime: EngineDeps, input: { runId: string;
     lastSeq: run.lastSeq,
     signedThroughSeq: run.signedThroughSeq,
     firstEvents,
+    watch: strip ? { strip, nowIso: new Date().toISOString() } : null,
   };
 }

@@ -14,6 +14,11 @@ import { type EngineActor, type EngineDeps, type Gate } from '../../app/engine/e
 import { cancelRequestedMessage, cancelRun, executeRun, rehearseRun, rollbackRun } from '../../app/engine/engine.server';
 import { pauseBackfill, resumeBackfill } from '../../app/engine/backfill-control.server';
 import { waiveLintFinding } from '../../app/engine/waive-lint.server';
+import { endWatch, extendWatch, followWatch, type FollowedWatchEvent } from '../../app/engine/watch.server';
+import { restoreRun } from '../../app/engine/restore.server';
+import { DEFAULT_BACKUP_CLEANUP_AFTER_MS, listBackups } from '../../app/targets/backups.server';
+import { DurationSchema } from '../../app/runtime/duration';
+import { formatSpan } from '../../app/runtime/format';
 import { previewRollback, type RollbackPreview } from '../../app/engine/rollback-preview.server';
 import { getRun, openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunFor } from '../../app/engine/runs.server';
 import type { RunWait } from '../../app/engine/lock-wait-watch.server';
@@ -305,6 +310,7 @@ function printRollbackPreview(io: CliIo, preview: RollbackPreview): void {
     for (const statement of step.statements) io.out(`    line ${statement.line}: ${statement.sql.replace(/\s+/g, ' ').trim()}`);
   }
   if (preview.removes.length > 0) io.out(`and removes: ${preview.removes.join('; ')}`);
+  if (preview.keeps.length > 0) io.out(`keeping a copy (runsheet_backup on the target) of: ${preview.keeps.join('; ')}`);
   if (preview.confirmTargetName) io.out(`Target ${preview.target} asks for its name: --confirm ${preview.target}`);
 }
 
@@ -512,11 +518,117 @@ const resumeCommand: CliCommand = {
   },
 };
 
+const RESTORE_USAGE = 'restore <run-id> --confirm TARGET --as EMAIL';
+const restoreCommand: CliCommand = {
+  name: 'restore',
+  summary: "Put back what the plan's last rollback on the target kept (after a re-apply), by primary key; lists every row it skips (engineers)",
+  usage: RESTORE_USAGE,
+  needsRuntime: true,
+  touchesRuns: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { confirm: { type: 'string' }, as: { type: 'string' } }, RESTORE_USAGE);
+    const deps = needRuntime(runtime);
+    const runId = positionals[0]!;
+    const actor = await actorFor(deps, required(values, 'as', RESTORE_USAGE), 'restore', runId);
+    const result = await restoreRun(deps, { runId, actor, typedTargetName: values.confirm as string | undefined });
+    io.out(`Restored from run ${result.fromRunId}:`);
+    for (const object of result.objects) {
+      io.out(`  ${object.backupTable}: ${object.restored} put back, ${object.unchanged} already equal, ${object.skipped} skipped (of ${object.rows})`);
+    }
+    for (const row of result.skipped) io.out(`  skipped ${JSON.stringify(row.key)}: ${row.reason}`);
+    return result.skipped.length === 0 ? EXIT.ok : EXIT.failed;
+  },
+};
+
+const BACKUPS_USAGE = 'backups --target T';
+const backupsCommand: CliCommand = {
+  name: 'backups',
+  summary: "List the copies rollbacks kept on a target, marking those old enough to clean up (Runsheet never deletes one)",
+  usage: BACKUPS_USAGE,
+  needsRuntime: true,
+  async run(args, { io, runtime }) {
+    const { values } = parse(args, { target: { type: 'string' } }, BACKUPS_USAGE, [0, 0]);
+    const deps = needRuntime(runtime);
+    const target = deps.targets.get(required(values, 'target', BACKUPS_USAGE));
+    const after = target.rules.backup_cleanup_after ?? DEFAULT_BACKUP_CLEANUP_AFTER_MS;
+    const backups = await listBackups(deps.targets.pool(target.name));
+    if (backups.length === 0) io.out(`No rollback backups on ${target.name}.`);
+    for (const backup of backups) {
+      const old = backup.ageMs > after ? `  older than ${formatSpan(after)}: may be cleaned up (drop it by hand)` : '';
+      io.out(`${backup.backupTable}  run ${backup.runId}  ${backup.planId}  ${backup.rows} rows  ${backup.bytes} bytes  taken ${backup.takenAt}  restored ${backup.restores}×${old}`);
+    }
+    return EXIT.ok;
+  },
+};
+
+const WATCH_USAGE = 'watch <run-id> [--end --note "…" | --extend 12h [--note "…"]] [--as EMAIL]';
+const watchCommand: CliCommand = {
+  name: 'watch',
+  summary: "Run a run's watch window here (or follow the process that runs it), printing its results until it ends; --end or --extend it (TPM)",
+  usage: WATCH_USAGE,
+  needsRuntime: true,
+  touchesRuns: true,
+  async run(args, { io, runtime }) {
+    const { values, positionals } = parse(args, { end: { type: 'boolean' }, extend: { type: 'string' }, note: { type: 'string' }, as: { type: 'string' } }, WATCH_USAGE);
+    const deps = needRuntime(runtime);
+    const runId = positionals[0]!;
+    if (values.end === true || values.extend !== undefined) {
+      if (values.end === true && values.extend !== undefined) throw usageError(`Give --end or --extend, not both.\nUsage: npx runsheet ${WATCH_USAGE}`);
+      const actor = await actorFor(deps, required(values, 'as', WATCH_USAGE), 'end-watch', runId);
+      if (values.end === true) {
+        const run = await endWatch(deps, { runId, actor, note: required(values, 'note', WATCH_USAGE) });
+        io.out(`Ended the watch of run ${runId} early: the run is ${run.state}.`);
+        return EXIT.ok;
+      }
+      const by = DurationSchema.safeParse(values.extend);
+      if (!by.success) throw usageError(`--extend takes a duration such as "12h" or "30m", not "${String(values.extend)}".\nUsage: npx runsheet ${WATCH_USAGE}`);
+      const run = await extendWatch(deps, { runId, actor, byMs: by.data, ...(typeof values.note === 'string' ? { note: values.note } : {}) });
+      io.out(`Extended the watch of run ${runId} by ${formatSpan(by.data)}: it now ends ${run.outcome?.watch?.endsAt ?? '?'}.`);
+      return EXIT.ok;
+    }
+    if (values.as !== undefined) await actorFor(deps, required(values, 'as', WATCH_USAGE), 'view', runId);
+    const run = await followWatch(deps, { runId, onEvent: (event) => io.out(watchLine(event)) });
+    return run.state === 'watched' ? EXIT.ok : EXIT.failed;
+  },
+};
+
+/** One line per thing a watch did, as `runsheet watch` prints it. */
+export function watchLine(event: FollowedWatchEvent): string {
+  switch (event.type) {
+    case 'watch.follow':
+      return `The watch is run by ${event.runner}: following its results (this process takes over if that one stops).`;
+    case 'watch.unchanged':
+      return `Round ${event.round}: unchanged.`;
+    case 'watch.started':
+      return `Watch: ${event.payload.checks.join(', ')} every ${formatSpan(event.payload.everyMs)} until ${event.payload.endsAt}.`;
+    case 'watch.runner':
+      return `Runner ${event.payload.runner}: ${event.payload.reason}.`;
+    case 'watch.round': {
+      const changed = event.payload.results.map((result) => `${result.checkId} ${result.skipped ? 'skipped' : result.passed ? 'passed' : 'FAILED'}`).join(', ');
+      const quiet = event.payload.unchangedRounds > 0 ? ` (after ${event.payload.unchangedRounds} unchanged round(s))` : '';
+      return `Round ${event.payload.round}${quiet}: ${event.payload.passed ? 'all passed' : `failing: ${event.payload.failed.join(', ')}`}; changed: ${changed || 'nothing'}.`;
+    }
+    case 'watch.alarm':
+      return `ALARM round ${event.payload.round}: ${event.payload.checkId} (${event.payload.title}) expected ${JSON.stringify(event.payload.expected)}, found ${JSON.stringify(event.payload.actual)}${event.payload.reason ? ` (${event.payload.reason})` : ''}; last passed ${event.payload.lastPassedAt ?? 'not since the watch began'}.`;
+    case 'watch.extended':
+      return `Extended to ${event.payload.endsAt}${event.payload.note ? `: ${event.payload.note}` : ''}.`;
+    case 'watch.ended':
+      return `Watch ended (${event.payload.reason.replace('_', ' ')}): ${event.payload.clean ? 'clean' : `${event.payload.alarms} alarm(s)`}, ${event.payload.rounds} round(s)${event.payload.note ? `; note: ${event.payload.note}` : ''}.`;
+    case 'state.changed':
+      return `Run: ${event.payload.from} → ${event.payload.to} (${event.payload.reason}).`;
+    default:
+      return `${event.type}`;
+  }
+}
+
 export const runCommands: CliCommand[] = [
   runCommand,
   rehearseCommand,
   rollbackCommand,
   cancelCommand,
+  watchCommand,
+  restoreCommand,
+  backupsCommand,
   pauseCommand,
   resumeCommand,
   tickCommand,

@@ -97,6 +97,31 @@ const StepsRunSchema = z.object({ ok: z.boolean(), steps: z.array(StepSummarySch
 
 export const LedgerRowOfRunSchema = z.object({ action: z.string(), outcome: z.string(), at: z.string(), stepsCompleted: z.unknown() });
 
+/** A column or table of the plan's `objects` that a rollback drops: what a backup keeps (docs/decisions/031). */
+export const BackupObjectSchema = z.object({
+  kind: z.enum(['column', 'table']),
+  schema: z.string(),
+  table: z.string(),
+  column: z.string().optional(),
+});
+export type BackupObject = z.infer<typeof BackupObjectSchema>;
+
+/** One copy a rollback made in the target's runsheet_backup schema, and what it holds. */
+export const BackupCopySchema = z.object({
+  object: BackupObjectSchema,
+  /** The copy, schema-qualified (runsheet_backup."…"). */
+  backupTable: z.string(),
+  /** The primary key it is put back by. */
+  keyColumns: z.array(z.string()),
+  /** Every column the copy holds (the key and the column's value, or the whole table). */
+  columns: z.array(z.string()),
+  rows: z.number(),
+  bytes: z.number(),
+  /** sha256 over the copy's rows as text, in key order: the same rows give the same digest. */
+  sha256: z.string(),
+});
+export type BackupCopy = z.infer<typeof BackupCopySchema>;
+
 /** What a run did, kept in runs.outcome (and signed with the run). */
 export const RunOutcomeSchema = z.object({
   result: RunStateSchema.optional(),
@@ -142,6 +167,23 @@ export const RunOutcomeSchema = z.object({
       startedAt: z.string().optional(),
       finishedAt: z.string().optional(),
       by: z.string().optional(),
+      /** What the rollback kept of what it destroyed (docs/decisions/031): one copy per dropped column or table the plan declares. */
+      backups: z.array(BackupCopySchema).optional(),
+    })
+    .optional(),
+  /** The watch window after the apply (docs/decisions/030): its own start, end and outcome. */
+  watch: z
+    .looseObject({
+      result: RunStateSchema,
+      startedAt: z.string(),
+      endsAt: z.string(),
+      finishedAt: z.string().optional(),
+      rounds: z.number().optional(),
+      /** Every regression seen: the check, the round and when. */
+      alarms: z.array(z.object({ checkId: z.string(), round: z.number(), at: z.string() })).optional(),
+      /** Ended before its window closed, by whom and why; or by a rollback. */
+      endedEarly: z.object({ by: z.string(), note: z.string(), at: z.string() }).optional(),
+      endedBy: z.enum(['window_closed', 'ended_early', 'rolled_back']).optional(),
     })
     .optional(),
   interrupted: z
