@@ -63,7 +63,8 @@ export async function proxyAccount(runtime: Runtime, input: { email: string; ip:
     }
     [row] = await db.select().from(accounts).where(eq(accounts.email, input.email)).limit(1);
   }
-  if (!row || row.disabled || !isRole(row.role)) return undefined;
+  // A service account never signs in to the dashboard, whoever vouches for it.
+  if (!row || row.disabled || row.kind === 'service' || !isRole(row.role)) return undefined;
   const [signedIn] = await db
     .update(accounts)
     .set({ lastSignInAt: sql`now()` })

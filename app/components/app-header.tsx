@@ -5,8 +5,8 @@ export interface HeaderUser {
   email: string;
   name: string;
   role: Role;
-  /** Proxy (single sign-on) users sign out at their identity provider, not here. */
-  via: 'session' | 'proxy';
+  /** Proxy (single sign-on) users sign out at their identity provider, not here. ('token' is the JSON API's: never a page.) */
+  via: 'session' | 'proxy' | 'token';
 }
 
 const ROLE_BADGE: Record<Role, string> = {
