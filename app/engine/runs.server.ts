@@ -59,16 +59,13 @@ export async function refuseFromLocalCommandLine(deps: EngineDeps, input: { runI
 }
 
 /**
- * A service account is a pipeline: its sign-off of a run it opened or acted on would be the
- * pipeline approving itself (docs/decisions/029). Refused in the run log and the audit log.
+ * A service account is a pipeline: its sign-off of a run it opened would be the pipeline approving
+ * its own run (docs/decisions/029). Refused in the run log and the audit log.
  */
 async function refuseServiceAccountOwnRun(deps: EngineDeps, input: { run: RunRecord; actor: EngineActor }): Promise<void> {
   const { run, actor } = input;
-  if (actor.accountKind !== 'service') return;
-  const events = await readRunEvents(deps.store.pool, run.id);
-  const own = run.createdBy === actor.email || events.some((event) => event.actor === actor.email);
-  if (!own) return;
-  const reason = `a service account never signs off its own run (${actor.email} opened or acted on run ${run.id}): a person, or another account, signs off`;
+  if (actor.accountKind !== 'service' || run.createdBy !== actor.email) return;
+  const reason = `a service account never signs off its own run (${actor.email} opened run ${run.id}): a person, or another account, signs off`;
   await appendRunEvent(deps.store.pool, { runId: run.id, ...whoOf(actor), type: 'action.refused', payload: { action: 'sign-off', reason } });
   await recordAudit(deps.store.db, { actor: actor.email, actorRole: actor.role, action: 'sign-off', subject: run.id, outcome: 'refused', reason });
   throw new RunsheetError('permission', `Refused: ${reason}.`);
