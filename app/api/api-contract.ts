@@ -68,29 +68,31 @@ export interface ApiEndpoint {
   status: 200 | 201 | 202;
   /** The answer is a server-sent event stream, not JSON. */
   stream?: boolean;
+  /** An example request body (docs/api.md's curl example). */
+  example?: Record<string, unknown>;
 }
 
 export const API_ENDPOINTS: Readonly<Record<ApiRouteKey, ApiEndpoint>> = {
   'GET /me': { summary: 'The account and token of this request.', status: 200 },
   'GET /plans': { summary: 'Every plan: valid or its errors, its checksum, lint count and state on each target.', status: 200 },
   'GET /plans/{planId}': { summary: 'One plan: its validation errors, or its steps, checks, checksum and lint findings.', query: PlanQuerySchema, status: 200 },
-  'POST /plans/{planId}/check': { summary: "Run the plan's checks of one phase against a target (outside any run); returns the results.", body: PlanChecksBodySchema, status: 200 },
-  'POST /plans/{planId}/runs': { summary: "The plan's working run on a target: the open one, or a new one (201).", body: OpenRunBodySchema, status: 200 },
-  'POST /plans/{planId}/rehearse': { summary: 'Rehearse the plan on a target (in one transaction, always rolled back). Answers 202; follow the events.', body: RehearseBodySchema, status: 202 },
+  'POST /plans/{planId}/check': { example: { target: 'sandbox', phase: 'pre' },  summary: "Run the plan's checks of one phase against a target (outside any run); returns the results.", body: PlanChecksBodySchema, status: 200 },
+  'POST /plans/{planId}/runs': { example: { target: 'staging' },  summary: "The plan's working run on a target: the open one, or a new one (201).", body: OpenRunBodySchema, status: 200 },
+  'POST /plans/{planId}/rehearse': { example: { target: 'sandbox' },  summary: 'Rehearse the plan on a target (in one transaction, always rolled back). Answers 202; follow the events.', body: RehearseBodySchema, status: 202 },
   'GET /runs': { summary: 'Runs, newest first.', query: RunsQuerySchema, status: 200 },
   'GET /runs/{runId}': { summary: 'One run: its state, ticks, sign-offs, check results, outcome and gates.', status: 200 },
-  'POST /runs/{runId}/ticks': { summary: 'Tick (or untick) a prerequisite.', body: TickBodySchema, status: 200 },
-  'POST /runs/{runId}/criteria': { summary: 'Tick (or untick) a success criterion judged by hand.', body: CriterionBodySchema, status: 200 },
-  'POST /runs/{runId}/checks': { summary: "Run the plan's checks of one phase inside the run (pre-checks count for its gate); returns the results.", body: RunChecksBodySchema, status: 200 },
-  'POST /runs/{runId}/sign-off': { summary: 'Sign off the run (four-eyes: the executor must be another account).', body: EmptyBodySchema, status: 200 },
-  'POST /runs/{runId}/notes': { summary: 'Add a note to the run log.', body: NoteBodySchema, status: 200 },
-  'POST /runs/{runId}/waivers': { summary: 'Waive one lint finding for this run, with a reason.', body: WaiverBodySchema, status: 200 },
-  'POST /runs/{runId}/execute': { summary: 'Execute the run (every gate judged again). Answers 202 once the drive started; follow the events.', body: ExecuteBodySchema, status: 202 },
+  'POST /runs/{runId}/ticks': { example: { itemId: 'backup-taken', ticked: true },  summary: 'Tick (or untick) a prerequisite.', body: TickBodySchema, status: 200 },
+  'POST /runs/{runId}/criteria': { example: { number: 1, ticked: true },  summary: 'Tick (or untick) a success criterion judged by hand.', body: CriterionBodySchema, status: 200 },
+  'POST /runs/{runId}/checks': { example: { phase: 'pre' },  summary: "Run the plan's checks of one phase inside the run (pre-checks count for its gate); returns the results.", body: RunChecksBodySchema, status: 200 },
+  'POST /runs/{runId}/sign-off': { example: {},  summary: 'Sign off the run (four-eyes: the executor must be another account).', body: EmptyBodySchema, status: 200 },
+  'POST /runs/{runId}/notes': { example: { text: 'Paused for the 14:00 deploy freeze.' },  summary: 'Add a note to the run log.', body: NoteBodySchema, status: 200 },
+  'POST /runs/{runId}/waivers': { example: { file: '008_add_active_org_tracking.sql', line: 12, rule: 'require-timeout-settings', reason: 'statement_timeout is set by the plan for this step' },  summary: 'Waive one lint finding for this run, with a reason.', body: WaiverBodySchema, status: 200 },
+  'POST /runs/{runId}/execute': { example: {},  summary: 'Execute the run (every gate judged again). Answers 202 once the drive started; follow the events.', body: ExecuteBodySchema, status: 202 },
   'GET /runs/{runId}/rollback': { summary: 'What a rollback of the run would run and remove.', status: 200 },
-  'POST /runs/{runId}/rollback': { summary: 'Roll the run back. Answers 202 once the drive started; follow the events.', body: RollbackBodySchema, status: 202 },
-  'POST /runs/{runId}/cancel': { summary: 'Cancel an applying, rolling back or rehearsing run.', body: CancelBodySchema, status: 200 },
-  'POST /runs/{runId}/pause': { summary: "Pause the run's batched backfill before its next batch.", body: CancelBodySchema, status: 200 },
-  'POST /runs/{runId}/resume': { summary: "Resume the run's paused backfill.", body: EmptyBodySchema, status: 200 },
+  'POST /runs/{runId}/rollback': { example: { confirm: 'production' },  summary: 'Roll the run back. Answers 202 once the drive started; follow the events.', body: RollbackBodySchema, status: 202 },
+  'POST /runs/{runId}/cancel': { example: { reason: 'blocking the checkout service' },  summary: 'Cancel an applying, rolling back or rehearsing run.', body: CancelBodySchema, status: 200 },
+  'POST /runs/{runId}/pause': { example: { reason: 'peak traffic' },  summary: "Pause the run's batched backfill before its next batch.", body: CancelBodySchema, status: 200 },
+  'POST /runs/{runId}/resume': { example: {},  summary: "Resume the run's paused backfill.", body: EmptyBodySchema, status: 200 },
   'GET /runs/{runId}/events': {
     summary: "The run's events as server-sent events (`id:` is the seq; reconnect with Last-Event-ID), then `end` once the run is final: the live view's stream.",
     query: EventsQuerySchema,
