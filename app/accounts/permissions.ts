@@ -117,8 +117,13 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
       'reset-password': 'manage-accounts',
       // Lifts a sign-in lock (someone's failed passwords); audited as account.unlock.
       unlock: 'manage-accounts',
+      'create-service-account': 'manage-accounts',
+      'create-service-token': 'manage-accounts',
+      'revoke-token': 'manage-accounts',
     },
   },
+  // Anyone signed in manages their own API tokens (a service account never signs in).
+  'routes/account.tokens': { loader: 'signed-in', actions: { 'create-token': 'signed-in', 'revoke-token': 'signed-in' } },
   'routes/plans.$planId': {
     loader: 'view',
     actions: {

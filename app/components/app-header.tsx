@@ -43,6 +43,9 @@ export function AppHeader({ user }: { user: HeaderUser }) {
               Accounts
             </NavLink>
           ) : null}
+          <NavLink to="/account/tokens" className={navClass}>
+            API tokens
+          </NavLink>
         </nav>
         <div className="ml-auto flex items-center gap-3 text-sm">
           <span className="text-right leading-tight">
