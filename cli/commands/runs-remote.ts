@@ -53,7 +53,7 @@ const RECONNECT_ATTEMPTS = 10;
  * dropped stream reconnects with Last-Event-ID. Then prints the outcome; the exit code is the
  * local one (exitCodeOfRun).
  */
-async function followRun(client: ApiClient, io: CliIo, runId: string, action: RunAction, afterSeq: number): Promise<number> {
+export async function followRun(client: ApiClient, io: CliIo, runId: string, action: RunAction, afterSeq: number): Promise<number> {
   const print = progressPrinter(io);
   let lastSeq = afterSeq;
   let failures = 0;
