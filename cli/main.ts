@@ -65,11 +65,9 @@ export async function main(argv: string[], rawIo: CliIo = processIo, env: NodeJS
   try {
     // Remote mode (RUNSHEET_URL + RUNSHEET_TOKEN): what acts on runs goes through the JSON API, never the store.
     const remote = remoteConfigOf(env);
-    if (remote && command.touchesRuns) {
-      const runner = remoteRunner(command.name);
-      if (!runner) throw usageError(`runsheet ${command.name} works on the store of this machine only: unset RUNSHEET_URL to use it here.`);
-      return await runner(rest, { io, client: new ApiClient(remote) });
-    }
+    const runner = remote ? remoteRunner(command.name) : undefined;
+    if (remote && runner) return await runner(rest, { io, client: new ApiClient(remote) });
+    if (remote && command.touchesRuns) throw usageError(`runsheet ${command.name} works on the store of this machine only: unset RUNSHEET_URL to use it here.`);
     if (command.needsRuntime) runtime = await startRuntime({ log: (line) => io.err(line) });
     if (runtime && command.touchesRuns) await markInterruptedRuns(runtime).catch((error: Error) => io.err(`Could not check for interrupted runs: ${error.message}`));
     return await runCommand(command, rest, { io, runtime });

@@ -16,6 +16,7 @@ import { isRunsheetError } from '../../app/runtime/errors';
 import { ApiClient, readEventStream } from '../api-client';
 import type { CliIo } from '../command';
 import { CliError, EXIT, exitCodeOfRun, usageError, type RunAction } from '../exit-codes';
+import { formatResult, parseCheckArgs } from './check';
 import { parse, printChecks, printGates, printOutcome, printRollbackPreview, progressPrinter, required } from './runs';
 
 type RemoteRun = (args: string[], context: { io: CliIo; client: ApiClient }) => Promise<number>;
@@ -233,6 +234,25 @@ export const REMOTE_RUN_COMMANDS: Readonly<Record<string, RemoteRun>> = {
       io.err(`Wrote the signed log of run ${runId} to ${out}.\nVerify it with: npx runsheet log verify ${out} --url ${client.config.url}`);
     }
     return EXIT.ok;
+  },
+
+  async check(args, { io, client }) {
+    const { values, positionals } = parseCheckArgs(args);
+    const phase = values.phase!;
+    const outcome = await client.call<{ plan: string; checksum: string; target: string; passed: boolean; results: CheckResult[] }>('POST /plans/{planId}/check', {
+      params: { planId: positionals[0]! },
+      body: { target: values.target, phase },
+    });
+    const failed = outcome.results.filter((result) => !result.passed && !result.skipped);
+    if (values.json) {
+      io.out(JSON.stringify({ plan: outcome.plan, checksum: outcome.checksum, target: outcome.target, phase, passed: outcome.passed, results: outcome.results }, null, 2));
+    } else {
+      io.out(`${outcome.plan} on ${outcome.target}, phase ${phase} (checksum ${outcome.checksum.slice(0, 12)})`);
+      for (const result of outcome.results) io.out(formatResult(result));
+      const skipped = outcome.results.filter((result) => result.skipped).length;
+      io.out(`${outcome.results.length - failed.length - skipped} passed, ${failed.length} failed${skipped ? `, ${skipped} skipped` : ''}`);
+    }
+    return failed.length === 0 ? EXIT.ok : EXIT.failed;
   },
 
   async runs(args, { io, client }) {

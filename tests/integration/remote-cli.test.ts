@@ -100,6 +100,15 @@ describe('the remote command line against a live server', () => {
     runId = /Opened run ([0-9a-f-]{36})/.exec(prechecks.stdout)![1]!;
     expect(prechecks.stdout).toMatch(/PASS/);
 
+    // Checks outside a run go through the API too, with the local output and exit code.
+    const check = await runsheet(['check', PLAN, '--target', 'sandbox', '--phase', 'pre'], tokens.engineer.token);
+    expect(check.code, check.stdout + check.stderr).toBe(0);
+    expect(check.stdout).toMatch(new RegExp(`${PLAN} on sandbox, phase pre \\(checksum [0-9a-f]{12}\\)`));
+    expect(check.stdout).toMatch(/\d+ passed, 0 failed/);
+    const sandboxReset = await runsheet(['sandbox', 'reset'], tokens.engineer.token);
+    expect(sandboxReset.code).toBe(2);
+    expect(sandboxReset.stderr).toMatch(/works on the store of this machine only: unset RUNSHEET_URL/);
+
     const withAs = await runsheet(['tick', PLAN, '--target', 'sandbox', '--item', PREREQUISITES[0]!, '--as', 'engineer@runsheet.local'], tokens.tpm.token);
     expect(withAs.code).toBe(2);
     expect(withAs.stderr).toMatch(/--as is refused in remote mode/);
