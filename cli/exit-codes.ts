@@ -22,6 +22,8 @@ export const EXIT_CODE_BY_KIND: Record<ErrorKind, ExitCode> = {
   invalid_input: EXIT.usage,
   invalid_plan: EXIT.usage,
   conflict: EXIT.usage,
+  // A missing, unknown, revoked or expired API token (remote mode): fix RUNSHEET_TOKEN.
+  unauthenticated: EXIT.usage,
   permission: EXIT.failed,
   state: EXIT.failed,
   gate: EXIT.failed,

@@ -6,8 +6,10 @@ import { startRuntime, type Runtime } from '../app/boot/runtime.server';
 import { terminalSafeIo, type CliCommand, type CliIo } from './command';
 import { markInterruptedRuns } from '../app/engine/crash-recovery.server';
 import { isRunsheetError } from '../app/runtime/errors';
-import { CliError, EXIT, EXIT_CODE_BY_KIND } from './exit-codes';
+import { CliError, EXIT, EXIT_CODE_BY_KIND, usageError } from './exit-codes';
 import { commands } from './commands/index';
+import { ApiClient, remoteConfigOf } from './api-client';
+import { remoteRunner } from './commands/runs-remote';
 
 const processIo: CliIo = {
   out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
@@ -28,6 +30,7 @@ export function helpText(): string {
     ...commands.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}`),
     '',
     'Exit codes: 0 ok; 1 something ran and failed, or a gate refused; 2 bad usage or input; 3 could not run.',
+    'Remote mode: with RUNSHEET_URL and RUNSHEET_TOKEN set, the commands that act on runs use that server\'s API (the token says who acts; --as is refused).',
     'Run `npx runsheet <command> --help` for a command\'s options.',
   ].join('\n');
 }
@@ -42,7 +45,7 @@ function findCommand(argv: string[]): { command: CliCommand; rest: string[] } | 
   return best ? { command: best.command, rest: argv.slice(best.words.length) } : undefined;
 }
 
-export async function main(argv: string[], rawIo: CliIo = processIo): Promise<number> {
+export async function main(argv: string[], rawIo: CliIo = processIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const io = terminalSafeIo(rawIo);
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === 'help') {
     io.out(helpText());
@@ -60,6 +63,11 @@ export async function main(argv: string[], rawIo: CliIo = processIo): Promise<nu
   }
   let runtime: Runtime | undefined;
   try {
+    // Remote mode (RUNSHEET_URL + RUNSHEET_TOKEN): what acts on runs goes through the JSON API, never the store.
+    const remote = remoteConfigOf(env);
+    const runner = remote ? remoteRunner(command.name) : undefined;
+    if (remote && runner) return await runner(rest, { io, client: new ApiClient(remote) });
+    if (remote && command.touchesRuns) throw usageError(`runsheet ${command.name} works on the store of this machine only: unset RUNSHEET_URL to use it here.`);
     if (command.needsRuntime) runtime = await startRuntime({ log: (line) => io.err(line) });
     if (runtime && command.touchesRuns) await markInterruptedRuns(runtime).catch((error: Error) => io.err(`Could not check for interrupted runs: ${error.message}`));
     return await runCommand(command, rest, { io, runtime });

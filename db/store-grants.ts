@@ -22,6 +22,9 @@ export const STORE_GRANTS: Readonly<Record<string, readonly TablePrivilege[]>> =
   run_watches: ['SELECT', 'INSERT', 'UPDATE'],
   // People: roles, disabling and passwords change; accounts are never deleted (the audit log names them).
   accounts: ['SELECT', 'INSERT', 'UPDATE'],
+  // API tokens: revoked and last-used change, never deleted (events name them); addresses seen are appended.
+  api_tokens: ['SELECT', 'INSERT', 'UPDATE'],
+  api_token_addresses: ['SELECT', 'INSERT'],
   // Working state that comes and goes.
   sessions: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   login_attempts: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],

@@ -4,6 +4,7 @@
  */
 import { renderPlanFormatDoc, renderPlanJsonSchema } from '../app/plans/plan-format-doc';
 import { renderRunEventsDoc, renderRunEventsJsonSchema } from '../app/runs/run-events-doc';
+import { renderApiDoc, renderOpenApi } from '../app/api/api-docs';
 
 export function generatedDocs(): Record<string, string> {
   return {
@@ -11,5 +12,7 @@ export function generatedDocs(): Record<string, string> {
     'docs/run-log-events.schema.json': renderRunEventsJsonSchema(),
     'docs/plan-format.md': renderPlanFormatDoc(),
     'docs/plan.schema.json': renderPlanJsonSchema(),
+    'docs/api.md': renderApiDoc(),
+    'docs/openapi.json': renderOpenApi(),
   };
 }

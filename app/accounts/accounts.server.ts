@@ -10,6 +10,7 @@ import { recordAudit } from '../audit/audit-log.server';
 import { RunsheetError } from '../runtime/errors';
 import type { StoreDb } from '../runtime/store.server';
 import { hashPassword, passwordProblem } from './password.server';
+import { SERVICE_ACCOUNT_NAME_PATTERN, isServiceAccountEmail, serviceAccountEmail } from './api-token-format';
 import type { Role } from './permissions';
 
 /** Who makes a change: an account (the admin page), "cli:<os user>", "proxy" or "system". */
@@ -75,6 +76,7 @@ export async function createAccount(
   input: { email: string; name?: string; role: Role; password?: string | null; actor: Actor },
 ): Promise<Account> {
   const email = normalizeEmail(input.email);
+  if (isServiceAccountEmail(email)) throw new RunsheetError('invalid_input', `${email} is a service account's name: create it as a service account (an admin, or npx runsheet service-account add).`);
   if (input.password != null) {
     const problem = passwordProblem(input.password);
     if (problem) throw new RunsheetError('invalid_input', problem);
@@ -92,6 +94,29 @@ export async function createAccount(
   });
 }
 
+/**
+ * A service account: a pipeline's identity, with one role, no password and no web sign-in; it acts
+ * only through the API tokens an admin gives it. Never an admin (the API manages no accounts).
+ */
+export async function createServiceAccount(db: StoreDb, input: { name: string; role: Role; description?: string; actor: Actor }): Promise<Account> {
+  const name = input.name.trim().toLowerCase();
+  if (!SERVICE_ACCOUNT_NAME_PATTERN.test(name)) {
+    throw new RunsheetError('invalid_input', `"${input.name}" is not a service account name: 2 to 63 lower-case letters, digits and dashes (e.g. ci-staging).`);
+  }
+  if (input.role === 'admin') throw new RunsheetError('invalid_input', 'A service account cannot be an admin: pick viewer, tpm or engineer.');
+  const email = serviceAccountEmail(name);
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .insert(accounts)
+      .values({ email, name: input.description?.trim() || name, role: input.role, kind: 'service', passwordHash: null })
+      .onConflictDoNothing({ target: accounts.email })
+      .returning();
+    if (!row) throw new RunsheetError('conflict', `A service account named ${name} already exists.`);
+    await audit(tx, input.actor, 'service-account.create', email, { role: input.role, name: row.name });
+    return toAccount(row);
+  });
+}
+
 /** An admin changing their own role would hand themselves the duties they are separated from. */
 function refuseSelf(actor: Actor, row: AccountRow, what: string): void {
   if (actor.accountId && actor.accountId === row.id) {
@@ -104,6 +129,7 @@ export async function setAccountRole(db: StoreDb, input: { email: string; role: 
   return db.transaction(async (tx) => {
     const before = await lockAccount(tx, email);
     refuseSelf(input.actor, before, 'change the role of');
+    if (before.kind === 'service' && input.role === 'admin') throw new RunsheetError('invalid_input', `${email} is a service account: it cannot be an admin.`);
     const [row] = await tx.update(accounts).set({ role: input.role, updatedAt: new Date() }).where(eq(accounts.id, before.id)).returning();
     await audit(tx, input.actor, 'account.set-role', email, { from: before.role, to: input.role });
     return toAccount(row!);
@@ -132,6 +158,7 @@ export async function setAccountPassword(db: StoreDb, input: { email: string; pa
   const passwordHash = await hashPassword(input.password);
   return db.transaction(async (tx) => {
     const before = await lockAccount(tx, email);
+    if (before.kind === 'service') throw new RunsheetError('invalid_input', `${email} is a service account: it has no password (it acts through its API tokens).`);
     const [row] = await tx.update(accounts).set({ passwordHash, updatedAt: new Date() }).where(eq(accounts.id, before.id)).returning();
     const ended = (await tx.delete(sessions).where(eq(sessions.accountId, before.id)).returning({ id: sessions.idHash })).length;
     await audit(tx, input.actor, 'account.set-password', email, { sessionsEnded: ended });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PERMISSIONS, ROLES, ROLE_PERMISSIONS, ROUTE_ACCESS, accessAllows, can, homePathFor, isPublicPath, roleCan, type Access } from './permissions';
+import { API_ACCESS, PERMISSIONS, ROLES, ROLE_PERMISSIONS, ROUTE_ACCESS, accessAllows, can, homePathFor, isPublicPath, roleCan, type Access } from './permissions';
 
 describe('the permission table', () => {
   it('says what PRODUCT.md says each person does', () => {
@@ -35,12 +35,14 @@ describe('the permission table', () => {
   });
 
   it('names only known permissions in the route table', () => {
-    const valid = (access: Access) => ['public', 'signed-in', 'bearer-token', ...PERMISSIONS].includes(access);
+    const valid = (access: Access) => ['public', 'signed-in', 'bearer-token', 'api-token', ...PERMISSIONS].includes(access);
     for (const [id, entry] of Object.entries(ROUTE_ACCESS)) {
       if (entry.loader) expect(valid(entry.loader), id).toBe(true);
       for (const access of Object.values(entry.actions ?? {})) expect(valid(access), id).toBe(true);
     }
     expect(ROUTE_ACCESS['routes/login']?.loader).toBe('public');
+    // The JSON API's endpoints name permissions of the same table (or any valid token).
+    for (const [endpoint, access] of Object.entries(API_ACCESS)) expect(['signed-in', ...PERMISSIONS].includes(access), endpoint).toBe(true);
   });
 
   it('knows the public paths', () => {

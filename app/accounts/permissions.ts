@@ -79,9 +79,11 @@ export function homePathFor(role: Role): string {
  * - a Permission: a signed-in account whose role has it;
  * - 'signed-in': any signed-in account (signing out);
  * - 'public': nobody (the login page, the public signing key);
- * - 'bearer-token': the sandbox stand-in API, which checks its own bearer tokens and reads no cookie.
+ * - 'bearer-token': the sandbox stand-in API, which checks its own bearer tokens and reads no cookie;
+ * - 'api-token': Runsheet's JSON API (/api/v1): a Runsheet API token, never a cookie; what each
+ *   endpoint needs is API_ACCESS below.
  */
-export type Access = Permission | 'signed-in' | 'public' | 'bearer-token';
+export type Access = Permission | 'signed-in' | 'public' | 'bearer-token' | 'api-token';
 
 export interface RouteAccess {
   /** What the loader needs. Absent: the route has no loader. */
@@ -115,8 +117,13 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
       'reset-password': 'manage-accounts',
       // Lifts a sign-in lock (someone's failed passwords); audited as account.unlock.
       unlock: 'manage-accounts',
+      'create-service-account': 'manage-accounts',
+      'create-service-token': 'manage-accounts',
+      'revoke-token': 'manage-accounts',
     },
   },
+  // Anyone signed in manages their own API tokens (a service account never signs in).
+  'routes/account.tokens': { loader: 'signed-in', actions: { 'create-token': 'signed-in', 'revoke-token': 'signed-in' } },
   'routes/plans.$planId': {
     loader: 'view',
     actions: {
@@ -157,8 +164,49 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'routes/bench.bare': { loader: 'view' },
   'routes/signing-key[.]pem': { loader: 'public' },
   'routes/sandbox-api.api.auth.validate': { loader: 'bearer-token' },
+  // The JSON API: one route hands every /api/v1 request to its endpoint; API_ACCESS says what each needs.
+  'routes/api.v1.$': { loader: 'api-token', actions: { [ANY_INTENT]: 'api-token' } },
   'routes/sandbox-api.api.auth.set-active-org': { actions: { [ANY_INTENT]: 'bearer-token' } },
 };
+
+/**
+ * Every endpoint of the JSON API (`METHOD path` under /api/v1) and what its token's account needs:
+ * a permission of the same table as the web app, or 'signed-in' (any valid token). The endpoints
+ * themselves (app/api/api-contract.ts) are typed by these keys, so neither can miss one, and
+ * tests/integration/route-matrix.test.ts sends each of them with every role's token, none, and a
+ * cookie session (refused: the API takes bearer tokens only).
+ */
+export const API_ACCESS = {
+  'GET /me': 'signed-in',
+  'GET /plans': 'view',
+  'GET /plans/{planId}': 'view',
+  'POST /plans/{planId}/check': 'run-checks',
+  'POST /plans/{planId}/runs': 'tick',
+  'POST /plans/{planId}/rehearse': 'rehearse',
+  'GET /runs': 'view',
+  'GET /runs/{runId}': 'view',
+  'POST /runs/{runId}/ticks': 'tick',
+  'POST /runs/{runId}/criteria': 'tick',
+  'POST /runs/{runId}/checks': 'run-checks',
+  'POST /runs/{runId}/sign-off': 'sign-off',
+  'POST /runs/{runId}/notes': 'add-note',
+  // Waiving a squawk finding opens a gate of one run: an engineer's call, as on the plan page.
+  'POST /runs/{runId}/waivers': 'execute',
+  'POST /runs/{runId}/execute': 'execute',
+  'GET /runs/{runId}/rollback': 'view',
+  'POST /runs/{runId}/rollback': 'rollback',
+  'POST /runs/{runId}/cancel': 'cancel',
+  // Pausing a backfill stops a drive between batches, as cancelling does.
+  'POST /runs/{runId}/pause': 'cancel',
+  'POST /runs/{runId}/resume': 'cancel',
+  'GET /runs/{runId}/events': 'view',
+  'GET /runs/{runId}/log': 'view',
+} as const satisfies Record<string, Permission | 'signed-in'>;
+
+export type ApiRouteKey = keyof typeof API_ACCESS;
+
+/** Runsheet's JSON API lives under this prefix: bearer API tokens only, so no Origin check applies (there is no cookie to ride on). */
+export const API_PREFIX = '/api/v1/';
 
 /** The sandbox stand-in API lives under this prefix: bearer tokens, no cookies, no Origin check. */
 export const SANDBOX_API_PREFIX = '/sandbox-api/';
@@ -175,6 +223,7 @@ export function accessAllows(access: Access, role: Role | undefined): boolean {
   switch (access) {
     case 'public':
     case 'bearer-token':
+    case 'api-token':
       return true;
     case 'signed-in':
       return role !== undefined;

@@ -8,8 +8,10 @@
  *
  * A non-GET request passes when its Origin is one of those; without Origin, when Sec-Fetch-Site
  * says same-origin; without either, when the Referer's origin is one of those. Anything else,
- * including no header at all and `Origin: null`, is refused with 403 and audited. The sandbox
- * stand-in API (bearer tokens, no cookies) is exempt.
+ * including no header at all and `Origin: null`, is refused with 403 and audited. Exempt: the
+ * sandbox stand-in API (bearer tokens, no cookies), and a request to Runsheet's JSON API that
+ * carries a bearer token (the API reads no cookie, so a forged cross-site request has nothing to
+ * ride on); a JSON API request without one is judged like any other.
  *
  * Two places run it: the HTTP server, before Remix (whose own host check would otherwise answer a
  * foreign Origin with an unlogged 500), and requireStateChange, inside every action.
@@ -18,7 +20,7 @@ import type { AppLoadContext } from '@remix-run/node';
 import { recordAudit } from '../audit/audit-log.server';
 import type { RunsheetEnv } from '../runtime/env.server';
 import type { Runtime } from '../boot/runtime.server';
-import { SANDBOX_API_PREFIX } from '../accounts/permissions';
+import { API_PREFIX, SANDBOX_API_PREFIX } from '../accounts/permissions';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -33,7 +35,11 @@ export interface OriginFacts {
   origin: string | null;
   secFetchSite: string | null;
   referer: string | null;
+  /** The Authorization header's scheme is Bearer. */
+  bearer: boolean;
 }
+
+const isBearer = (authorization: string | null): boolean => /^Bearer\s+\S/i.test(authorization ?? '');
 
 export type OriginVerdict = { ok: true } | { ok: false; reason: string };
 
@@ -41,6 +47,7 @@ export type OriginVerdict = { ok: true } | { ok: false; reason: string };
 export function originVerdict(facts: OriginFacts, allowed: readonly string[]): OriginVerdict {
   if (SAFE_METHODS.has(facts.method.toUpperCase())) return { ok: true };
   if (facts.pathname.startsWith(SANDBOX_API_PREFIX)) return { ok: true };
+  if (facts.pathname.startsWith(API_PREFIX) && facts.bearer) return { ok: true };
   if (facts.origin !== null) {
     return allowed.includes(facts.origin) ? { ok: true } : { ok: false, reason: `Origin ${facts.origin} is not this app's origin` };
   }
@@ -66,6 +73,7 @@ export function originFactsOf(request: Request): OriginFacts {
     origin: request.headers.get('origin'),
     secFetchSite: request.headers.get('sec-fetch-site'),
     referer: request.headers.get('referer'),
+    bearer: isBearer(request.headers.get('authorization')),
   };
 }
 
@@ -123,6 +131,7 @@ export function crossOriginGuard(runtime: Runtime) {
       origin: single(request.headers.origin),
       secFetchSite: single(request.headers['sec-fetch-site']),
       referer: single(request.headers.referer),
+      bearer: isBearer(single(request.headers.authorization)),
     };
     const verdict = originVerdict(facts, allowed);
     if (verdict.ok) return next();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { allowedOrigins, originVerdict, type OriginFacts } from './origin.server';
 
 const allowed = allowedOrigins({ PORT: 3000, RUNSHEET_ORIGIN: undefined });
-const post = (facts: Partial<OriginFacts>): OriginFacts => ({ method: 'POST', pathname: '/admin/accounts', origin: null, secFetchSite: null, referer: null, ...facts });
+const post = (facts: Partial<OriginFacts>): OriginFacts => ({ method: 'POST', pathname: '/admin/accounts', origin: null, secFetchSite: null, referer: null, bearer: false, ...facts });
 
 describe('the Origin check', () => {
   it('accepts the configured origin only (never one derived from Host)', () => {
@@ -27,5 +27,16 @@ describe('the Origin check', () => {
   it('leaves reads and the bearer-token sandbox API alone', () => {
     expect(originVerdict(post({ method: 'GET', origin: 'https://evil.example' }), allowed).ok).toBe(true);
     expect(originVerdict(post({ pathname: '/sandbox-api/api/auth/set-active-org', origin: 'https://evil.example' }), allowed).ok).toBe(true);
+  });
+
+  it('exempts exactly the JSON API requests that carry a bearer token', () => {
+    const evil = 'https://evil.example';
+    expect(originVerdict(post({ pathname: '/api/v1/runs/x/execute', origin: evil, bearer: true }), allowed).ok).toBe(true);
+    // Without a bearer token an API request is judged like any other (a cookie would ride on it).
+    expect(originVerdict(post({ pathname: '/api/v1/runs/x/execute', origin: evil }), allowed).ok).toBe(false);
+    expect(originVerdict(post({ pathname: '/api/v1/runs/x/execute' }), allowed).ok).toBe(false);
+    // A bearer header elsewhere exempts nothing.
+    expect(originVerdict(post({ pathname: '/plans/008', origin: evil, bearer: true }), allowed).ok).toBe(false);
+    expect(originVerdict(post({ pathname: '/api/v2/x', origin: evil, bearer: true }), allowed).ok).toBe(false);
   });
 });

@@ -8,6 +8,7 @@
  * An unknown e-mail becomes a viewer account (audited); a sign-in is audited when the account had
  * none for a session's lifetime (12 h), not on every request.
  */
+import { isServiceAccountEmail } from '../accounts/api-token-format';
 import { and, eq, isNull, lt, or, sql } from 'drizzle-orm';
 import { accounts } from '../../db/schema/index';
 import { recordAudit } from '../audit/audit-log.server';
@@ -53,6 +54,8 @@ export function proxyEmail(request: Request, env: RunsheetEnv, clientAddress: st
 /** The enabled account of a proxy-vouched e-mail, created as a viewer when unknown. */
 export async function proxyAccount(runtime: Runtime, input: { email: string; ip: string }): Promise<ProxyAccount | undefined> {
   const db = runtime.store.db;
+  // A service account's name is no person's address: the proxy never signs one in, nor makes one.
+  if (isServiceAccountEmail(input.email)) return undefined;
   let [row] = await db.select().from(accounts).where(eq(accounts.email, input.email)).limit(1);
   if (!row) {
     try {
@@ -63,7 +66,7 @@ export async function proxyAccount(runtime: Runtime, input: { email: string; ip:
     }
     [row] = await db.select().from(accounts).where(eq(accounts.email, input.email)).limit(1);
   }
-  if (!row || row.disabled || !isRole(row.role)) return undefined;
+  if (!row || row.disabled || row.kind === 'service' || !isRole(row.role)) return undefined;
   const [signedIn] = await db
     .update(accounts)
     .set({ lastSignInAt: sql`now()` })

@@ -20,10 +20,14 @@ export interface SignedInUser {
   email: string;
   name: string;
   role: Role;
-  /** How this request was authenticated: a password session, or the single-sign-on proxy. */
-  via: 'session' | 'proxy';
+  /** How this request was authenticated: a password session, the single-sign-on proxy, or an API token (the JSON API only). */
+  via: 'session' | 'proxy' | 'token';
   /** The session's id hash (password sessions): what a long-lived answer (an event stream) re-checks. */
   sessionIdHash?: string;
+  /** The API token's id, when `via` is 'token' (events record it). */
+  tokenId?: string;
+  /** A service account (reached only through its API tokens) or a person. */
+  accountKind?: 'person' | 'service';
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);

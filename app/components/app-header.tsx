@@ -5,8 +5,8 @@ export interface HeaderUser {
   email: string;
   name: string;
   role: Role;
-  /** Proxy (single sign-on) users sign out at their identity provider, not here. */
-  via: 'session' | 'proxy';
+  /** Proxy (single sign-on) users sign out at their identity provider, not here. ('token' is the JSON API's: never a page.) */
+  via: 'session' | 'proxy' | 'token';
 }
 
 const ROLE_BADGE: Record<Role, string> = {
@@ -43,6 +43,9 @@ export function AppHeader({ user }: { user: HeaderUser }) {
               Accounts
             </NavLink>
           ) : null}
+          <NavLink to="/account/tokens" className={navClass}>
+            API tokens
+          </NavLink>
         </nav>
         <div className="ml-auto flex items-center gap-3 text-sm">
           <span className="text-right leading-tight">

@@ -386,7 +386,10 @@ export function ActionsTable({ actions }: { actions: ReportAction[] }) {
               <th scope="row" className="px-2 py-1.5 text-left font-medium">
                 {ACTION_LABELS[action.action]}
               </th>
-              <td className="px-2 py-1.5">{action.actor}</td>
+              <td className="px-2 py-1.5">
+                {action.actor}
+                {action.via ? <span className="block text-ink-muted">via {action.via}</span> : null}
+              </td>
               <td className="whitespace-nowrap px-2 py-1.5">{formatUtc(action.startedAt)}</td>
               <td className="whitespace-nowrap px-2 py-1.5">{action.finishedAt ? formatUtc(action.finishedAt) : '—'}</td>
               <td className="px-2 py-1.5 text-right tabular-nums">{action.durationMs !== null ? formatDuration(action.durationMs) : '—'}</td>

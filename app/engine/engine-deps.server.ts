@@ -27,6 +27,8 @@ export interface EngineActor {
   role: Role;
   /** How the person reached Runsheet (the dashboard, the API, the command line): every event they cause records it. */
   via?: Via;
+  /** A service account (a pipeline's identity, through an API token): it never signs off a run it opened or acted on. */
+  accountKind?: 'person' | 'service';
 }
 
 /** `host:pid` of this process, stored on the run it drives. */

@@ -58,6 +58,19 @@ export async function refuseFromLocalCommandLine(deps: EngineDeps, input: { runI
   throw new RunsheetError('permission', `Refused: ${reason}.`);
 }
 
+/**
+ * A service account is a pipeline: its sign-off of a run it opened would be the pipeline approving
+ * its own run (docs/decisions/029). Refused in the run log and the audit log.
+ */
+async function refuseServiceAccountOwnRun(deps: EngineDeps, input: { run: RunRecord; actor: EngineActor }): Promise<void> {
+  const { run, actor } = input;
+  if (actor.accountKind !== 'service' || run.createdBy !== actor.email) return;
+  const reason = `a service account never signs off its own run (${actor.email} opened run ${run.id}): a person, or another account, signs off`;
+  await appendRunEvent(deps.store.pool, { runId: run.id, ...whoOf(actor), type: 'action.refused', payload: { action: 'sign-off', reason } });
+  await recordAudit(deps.store.db, { actor: actor.email, actorRole: actor.role, action: 'sign-off', subject: run.id, outcome: 'refused', reason });
+  throw new RunsheetError('permission', `Refused: ${reason}.`);
+}
+
 /** A run by id, as stored (reading never changes it). */
 export async function getRun(deps: Pick<EngineDeps, 'store'>, runId: string): Promise<RunRecord> {
   const run = await findRun(deps.store.pool, assertRunId(runId));
@@ -315,6 +328,7 @@ export async function signOff(deps: EngineDeps, input: { runId: string; actor: E
   await refuseFromLocalCommandLine(deps, { runId, actor: input.actor, action: 'sign-off', why: 'a sign-off is the second person of four-eyes' });
   const run = await requirePreparingRun(deps, runId, input.actor, 'sign-off');
   if (run.kind !== 'execute') throw new RunsheetError('invalid_input', 'A rehearsal is not signed off: it changes nothing.');
+  await refuseServiceAccountOwnRun(deps, { run, actor: input.actor });
   const result = await transitionRun(deps.store, {
     runId,
     from: PREPARING_STATES,

@@ -9,21 +9,27 @@ import { ROLES, ROLE_LABELS, ROLE_PERMISSIONS } from '../accounts/permissions';
 import { requirePermission, requireStateChange } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { refusalOf } from '../web/http-answers.server';
+import { NewTokenSecret, TokensTable } from '../components/api-tokens';
+import { DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS } from '../accounts/api-token-format';
+import { loadAllTokens, parseTokenIntent, performTokenIntent } from '../web/tokens-page.server';
 
 export const meta: MetaFunction = () => [{ title: 'Accounts · Runsheet' }];
 
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'manage-accounts');
   const db = context.runtime.store.db;
-  const [accounts, audit, locks] = await Promise.all([listAccounts(db), listAudit(db, { limit: 50 }), listSignInLocks(db)]);
+  const [accounts, audit, locks, tokens] = await Promise.all([listAccounts(db), listAudit(db, { limit: 50 }), listSignInLocks(db), loadAllTokens(db)]);
   const lockOf = new Map(locks.map((lock) => [lock.email, lock]));
   return {
     user,
+    tokens: tokens.tokens,
+    serviceAccounts: tokens.serviceAccounts,
     accounts: accounts.map((account) => ({
       id: account.id,
       email: account.email,
       name: account.name,
       role: account.role,
+      kind: account.kind,
       disabled: account.disabled,
       hasPassword: account.hasPassword,
       lastSignInAt: account.lastSignInAt?.toISOString() ?? null,
@@ -67,11 +73,22 @@ const AccountFormSchema = z.discriminatedUnion('intent', [
   z.object({ intent: z.literal('unlock'), email: EmailSchema }),
 ]);
 
-type ActionResult = { ok: true; message: string; generatedPassword?: { email: string; password: string } } | { ok: false; error: string };
+type ActionResult =
+  | { ok: true; message: string; generatedPassword?: { email: string; password: string }; secret?: { tokenId: string; token: string; account: string } }
+  | { ok: false; error: string };
+
+const TOKEN_INTENTS = new Set(['create-service-account', 'create-service-token', 'revoke-token']);
 
 export async function action({ request, context }: ActionFunctionArgs) {
   const user = await requireStateChange(request, context, 'manage-accounts');
-  const parsed = AccountFormSchema.safeParse(Object.fromEntries(await request.formData()));
+  const formData = await request.formData();
+  if (TOKEN_INTENTS.has(String(formData.get('intent')))) {
+    const token = parseTokenIntent(formData);
+    if ('error' in token) return data<ActionResult>({ ok: false, error: token.error }, { status: 400 });
+    const result = await performTokenIntent(context.runtime.store.db, { user, ip: context.clientAddress, intent: token.intent });
+    return result.ok ? data<ActionResult>(result) : data<ActionResult>({ ok: false, error: result.error }, { status: result.status });
+  }
+  const parsed = AccountFormSchema.safeParse(Object.fromEntries(formData));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     return data<ActionResult>({ ok: false, error: issue ? `${issue.path.join('.') || 'form'}: ${issue.message}` : 'Invalid form.' }, { status: 400 });
@@ -127,7 +144,7 @@ const label = 'block text-xs font-medium text-slate-700';
 const smallButton = 'rounded border border-slate-300 bg-white px-2 py-0.5 text-xs hover:bg-slate-100 disabled:opacity-50';
 
 export default function AccountsPage() {
-  const { user, accounts, audit } = useLoaderData<typeof loader>();
+  const { user, accounts, audit, tokens, serviceAccounts } = useLoaderData<typeof loader>();
   const result = useActionData<typeof action>();
   const navigation = useNavigation();
   const busy = navigation.state === 'submitting';
@@ -155,6 +172,7 @@ export default function AccountsPage() {
                 <code className="rounded bg-white px-1 font-mono text-xs ring-1 ring-emerald-200">{result.generatedPassword.password}</code>
               </p>
             ) : null}
+            {result.ok && result.secret ? <NewTokenSecret secret={result.secret} /> : null}
           </div>
         ) : null}
 
@@ -263,7 +281,7 @@ export default function AccountsPage() {
                     </td>
                     <td className="px-2 py-1.5 text-xs">
                       {account.disabled ? 'Disabled' : 'Active'}
-                      {account.hasPassword ? '' : ' · single sign-on only'}
+                      {account.kind === 'service' ? ' · service account (API tokens only)' : account.hasPassword ? '' : ' · single sign-on only'}
                       {account.signInLock ? (
                         <span className="block text-red-700">
                           Sign-in locked from {account.signInLock.addresses} address{account.signInLock.addresses === 1 ? '' : 'es'} until{' '}
@@ -297,12 +315,14 @@ export default function AccountsPage() {
                             </button>
                           </Form>
                         ) : null}
-                        <Form method="post">
-                          <input type="hidden" name="email" value={account.email} />
-                          <button type="submit" name="intent" value="reset-password" disabled={busy} className={smallButton}>
-                            New password<span className="sr-only"> for {account.email}</span>
-                          </button>
-                        </Form>
+                        {account.kind === 'service' ? null : (
+                          <Form method="post">
+                            <input type="hidden" name="email" value={account.email} />
+                            <button type="submit" name="intent" value="reset-password" disabled={busy} className={smallButton}>
+                              New password<span className="sr-only"> for {account.email}</span>
+                            </button>
+                          </Form>
+                        )}
                       </div>
                     </td>
                   </tr>
@@ -310,6 +330,84 @@ export default function AccountsPage() {
               })}
             </tbody>
           </table>
+        </section>
+
+        <section aria-labelledby="service-heading" className="rounded border border-slate-200 bg-white p-4">
+          <h2 id="service-heading" className="text-sm font-semibold">
+            Service accounts
+          </h2>
+          <p className="text-xs text-ink-muted">
+            A pipeline's identity: one role (never admin), no password, no sign-in; it acts only through its API tokens, and never signs off a
+            run it opened.
+          </p>
+          <Form method="post" className="mt-3 grid grid-cols-1 gap-3 sm:grid-cols-4 sm:items-end">
+            <div>
+              <label htmlFor="service-name" className={label}>
+                Name (e.g. ci-staging)
+              </label>
+              <input id="service-name" name="serviceName" type="text" required pattern="[a-z0-9][a-z0-9-]{1,62}" autoComplete="off" className={input} />
+            </div>
+            <div>
+              <label htmlFor="service-description" className={label}>
+                Description
+              </label>
+              <input id="service-description" name="description" type="text" autoComplete="off" className={input} />
+            </div>
+            <div>
+              <label htmlFor="service-role" className={label}>
+                Role of the service account
+              </label>
+              <select id="service-role" name="role" defaultValue="viewer" className={input}>
+                {ROLES.filter((role) => role !== 'admin').map((role) => (
+                  <option key={role} value={role}>
+                    {ROLE_LABELS[role]}
+                  </option>
+                ))}
+              </select>
+            </div>
+            <button type="submit" name="intent" value="create-service-account" disabled={busy} className="rounded bg-slate-900 px-3 py-1.5 text-sm font-medium text-white hover:bg-slate-700 disabled:opacity-60">
+              Add service account
+            </button>
+          </Form>
+          {serviceAccounts.length > 0 ? (
+            <Form method="post" className="mt-4 grid grid-cols-1 gap-3 border-t border-slate-100 pt-3 sm:grid-cols-4 sm:items-end">
+              <div>
+                <label htmlFor="service-token-account" className={label}>
+                  Service account
+                </label>
+                <select id="service-token-account" name="serviceName" className={input}>
+                  {serviceAccounts.map((account) => (
+                    <option key={account.email} value={account.email}>
+                      {account.email} ({account.role})
+                    </option>
+                  ))}
+                </select>
+              </div>
+              <div>
+                <label htmlFor="service-token-name" className={label}>
+                  Token for
+                </label>
+                <input id="service-token-name" name="name" type="text" required maxLength={100} autoComplete="off" className={input} />
+              </div>
+              <div>
+                <label htmlFor="service-token-days" className={label}>
+                  Days until it expires (1 to {MAX_TOKEN_DAYS})
+                </label>
+                <input id="service-token-days" name="days" type="number" min={1} max={MAX_TOKEN_DAYS} defaultValue={DEFAULT_TOKEN_DAYS} className={input} />
+              </div>
+              <button type="submit" name="intent" value="create-service-token" disabled={busy} className="rounded bg-slate-900 px-3 py-1.5 text-sm font-medium text-white hover:bg-slate-700 disabled:opacity-60">
+                Create token
+              </button>
+            </Form>
+          ) : null}
+        </section>
+
+        <section aria-labelledby="all-tokens-heading" className="overflow-x-auto rounded border border-slate-200 bg-white">
+          <h2 id="all-tokens-heading" className="px-4 pt-3 text-sm font-semibold">
+            API tokens of every account
+          </h2>
+          <p className="px-4 text-xs text-ink-muted">Metadata only: a token's secret is shown once, to whoever created it.</p>
+          <TokensTable tokens={tokens} showAccount busy={busy} caption="API tokens of every account" />
         </section>
 
         <section aria-labelledby="roles-heading" className="rounded border border-slate-200 bg-white p-4">

@@ -10,7 +10,22 @@ import { phaseStatusOf, type PhaseStatus } from '../../db/run-lifecycle';
 import { describeExpectation } from '../checks/describe-expectation';
 import { formatUtc } from '../runtime/format';
 import { blockersInWords } from '../runtime/lock-wait-words';
-import { driveEdgeOf, eventsOf, type DriveAction, type PayloadOf, type RunEvent, type RunEventOf, type RunEventType } from './run-events';
+import { driveEdgeOf, eventsOf, type DriveAction, type PayloadOf, type RunEvent, type RunEventOf, type RunEventType, type Via } from './run-events';
+
+/** How an event came, in words for the report: which API token, the dashboard, or which command line. */
+export function viaInWords(via: Via | undefined): string | null {
+  if (!via) return null;
+  switch (via.channel) {
+    case 'api':
+      return `API token ${via.tokenId}`;
+    case 'web':
+      return via.auth === 'proxy' ? 'dashboard (single sign-on)' : 'dashboard';
+    case 'cli':
+      return `command line (${via.osUser}@${via.host})`;
+  }
+}
+
+const viaOf = (event: RunEvent): string | null => viaInWords((event.payload as { via?: Via }).via);
 
 /** The event types the report summarises (the event list pages through every type). */
 export const REPORT_EVENT_TYPES: readonly RunEventType[] = [
@@ -115,6 +130,8 @@ export interface ReportIssue {
 export interface ReportAction {
   action: DriveAction | 'cancel';
   actor: string;
+  /** How the actor came, in words ("API token 1a2b…", "dashboard", "command line as ops on host-1"); null on older logs. */
+  via: string | null;
   startedAt: string;
   finishedAt: string | null;
   durationMs: number | null;
@@ -171,6 +188,8 @@ export interface RunReport {
     transactional: boolean | null;
   } | null;
   stateChanges: { seq: number; at: string; from: string; to: string; reason: string | null }[];
+  /** Every sign-off, with how it came (four-eyes is read from these and the actions' actors). */
+  signoffs: { seq: number; at: string; actor: string; via: string | null }[];
 }
 
 type CheckResultEvent = PayloadOf<'checks.ran'>['results'][number];
@@ -274,14 +293,14 @@ function actionsOf(events: readonly RunEvent[]): ReportAction[] {
   for (const event of events) {
     const edge = driveEdgeOf(event);
     if (edge?.edge === 'started') {
-      open = { action: edge.action, actor: event.actor, startedAt: event.at, finishedAt: null, durationMs: null, state: null };
+      open = { action: edge.action, actor: event.actor, via: viaOf(event), startedAt: event.at, finishedAt: null, durationMs: null, state: null };
       actions.push(open);
     } else if (edge?.edge === 'finished' && event.type.endsWith('.finished')) {
       close(event.at, (event.payload as { state: string }).state);
     } else if (event.type === 'run.interrupted') {
       close(event.at, 'interrupted');
     } else if (event.type === 'cancel.requested' && open && !cancel) {
-      cancel = { action: 'cancel', actor: event.actor, startedAt: event.at, finishedAt: null, durationMs: null, state: null };
+      cancel = { action: 'cancel', actor: event.actor, via: viaOf(event), startedAt: event.at, finishedAt: null, durationMs: null, state: null };
       actions.push(cancel);
     }
   }
@@ -475,6 +494,7 @@ export function buildRunReport(events: readonly RunEvent[], outcome: RunOutcome 
     verification,
     issues,
     stateChanges,
+    signoffs: eventsOf(events, 'signoff').map((event) => ({ seq: event.seq, at: event.at, actor: event.actor, via: viaOf(event) })),
   };
 }
 
@@ -582,6 +602,11 @@ function issueLines(issue: ReportIssue): string {
  * The report as Markdown, in the shape of the runbook's "Execution Log" section: Executor,
  * Execution Time, Duration, Execution Output, Issues Encountered, Post-Execution Verification.
  */
+const signedOffVia = (report: RunReport, by: string): string => {
+  const via = report.signoffs.filter((signoff) => signoff.actor === by).at(-1)?.via;
+  return via ? ` via ${via}` : '';
+};
+
 export function runReportMarkdown(header: ReportHeader, report: RunReport, signature: SignatureVerdict): string {
   const rehearsal = header.kind === 'rehearsal';
   const output: string[] = [];
@@ -658,7 +683,7 @@ export function runReportMarkdown(header: ReportHeader, report: RunReport, signa
     : [];
   const actionLines = report.actions.map(
     (action) =>
-      `- ${ACTION_WORDS[action.action]} by ${action.actor}: ${formatUtc(action.startedAt)} - ${action.finishedAt ? formatUtc(action.finishedAt) : 'not finished'}${
+      `- ${ACTION_WORDS[action.action]} by ${action.actor}${action.via ? ` via ${action.via}` : ''}: ${formatUtc(action.startedAt)} - ${action.finishedAt ? formatUtc(action.finishedAt) : 'not finished'}${
         action.durationMs !== null ? ` (${formatMs(action.durationMs)})` : ''
       }${action.state ? ` → ${action.state}` : ''}`,
   );
@@ -671,7 +696,7 @@ export function runReportMarkdown(header: ReportHeader, report: RunReport, signa
     `**Target**: ${header.targetLabel} (\`${header.target}\`)  `,
     `**Run**: \`${header.runId}\` — ${rehearsal ? 'rehearsal' : 'execution'}  `,
     `**Executor**: ${header.executedBy ?? '—'}  `,
-    `**Signed off by**: ${header.signedOffBy ? `${header.signedOffBy} at ${formatUtc(header.signedOffAt)}` : '—'}  `,
+    `**Signed off by**: ${header.signedOffBy ? `${header.signedOffBy} at ${formatUtc(header.signedOffAt)}${signedOffVia(report, header.signedOffBy)}` : '—'}  `,
     `**Execution Time**: ${formatUtc(header.startedAt)} - ${formatUtc(header.finishedAt)}  `,
     `**Duration**: ${formatMs(header.durationMs)}`,
     '',

@@ -12,6 +12,8 @@ export const ERROR_KINDS = [
   'invalid_input',
   /** The plan on disk does not validate. */
   'invalid_plan',
+  /** No valid credentials: an API request without a bearer token, or with an unknown, revoked or expired one. */
+  'unauthenticated',
   /** The actor's role does not allow the action. */
   'permission',
   /** The run (or account) is not in a state that allows the action. */

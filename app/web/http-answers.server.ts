@@ -9,6 +9,7 @@ export const HTTP_STATUS_BY_KIND: Record<ErrorKind, number> = {
   invalid_input: 400,
   invalid_plan: 409,
   conflict: 409,
+  unauthenticated: 401,
   permission: 403,
   state: 409,
   gate: 409,

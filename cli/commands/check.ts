@@ -46,7 +46,7 @@ export const checkCommand: CliCommand = {
   },
 };
 
-function parseCheckArgs(args: string[]) {
+export function parseCheckArgs(args: string[]) {
   let parsed;
   try {
     parsed = parseArgs({
@@ -68,7 +68,7 @@ function parseCheckArgs(args: string[]) {
   return parsed;
 }
 
-function formatResult(result: CheckResult): string {
+export function formatResult(result: CheckResult): string {
   const mark = result.skipped ? 'SKIP' : result.passed ? 'PASS' : 'FAIL';
   const lines = [`  ${mark}  ${result.checkId}  ${result.title}  (${result.durationMs} ms)`];
   if (!result.passed || result.skipped) {

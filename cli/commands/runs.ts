@@ -34,7 +34,7 @@ import type { Blocker, RunStop } from '../../db/schema/run-outcome';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, usage: string, positionals: [number, number] = [1, 1]) {
+export function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, usage: string, positionals: [number, number] = [1, 1]) {
   let parsed;
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
@@ -46,7 +46,7 @@ function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>,
   return parsed as { values: Record<string, string | boolean | undefined>; positionals: string[] };
 }
 
-function required(values: Record<string, string | boolean | undefined>, name: string, usage: string): string {
+export function required(values: Record<string, string | boolean | undefined>, name: string, usage: string): string {
   const value = values[name];
   if (typeof value !== 'string' || value === '') throw usageError(`--${name} is required.\nUsage: npx runsheet ${usage}`);
   return value;
@@ -88,7 +88,7 @@ async function workingRun(deps: EngineDeps, io: CliIo, input: { planId: string; 
   return run;
 }
 
-function printGates(io: CliIo, gates: Gate[] | undefined): void {
+export function printGates(io: CliIo, gates: Gate[] | undefined): void {
   for (const gate of gates ?? []) io.out(`  ${gate.passed ? '✓' : gate.atExecute ? '·' : '✗'} ${gate.label}: ${gate.detail}`);
 }
 
@@ -120,7 +120,7 @@ function drivePrinters(io: CliIo): { onEvent: (event: RunEvent) => void; onWaits
 }
 
 /** Live progress: phases, steps and failures as the engine logs them. */
-function progressPrinter(io: CliIo): (event: RunEvent) => void {
+export function progressPrinter(io: CliIo): (event: RunEvent) => void {
   return (event) => {
     switch (event.type) {
       case 'wait.changed':
@@ -191,7 +191,7 @@ function printFailure(io: CliIo, stop: Pick<RunStop, 'stepId' | 'checkId' | 'lin
   for (const blocker of stop.blockers) io.out(`  ${describeBlocker(blocker)}`);
 }
 
-function printOutcome(io: CliIo, run: RunRecord, action: RunAction): void {
+export function printOutcome(io: CliIo, run: RunRecord, action: RunAction): void {
   const outcome = run.outcome ?? {};
   io.out(`Run ${run.id} ended ${run.state}.`);
   const failedPhases = phasesOfAction(outcome, action).filter((phase) => phase.ok === false).map((phase) => phase.phase);
@@ -218,7 +218,7 @@ function printOutcome(io: CliIo, run: RunRecord, action: RunAction): void {
   }
 }
 
-function printChecks(io: CliIo, results: CheckResult[]): void {
+export function printChecks(io: CliIo, results: CheckResult[]): void {
   for (const result of results) {
     io.out(`  ${result.skipped ? 'SKIP' : result.passed ? 'PASS' : 'FAIL'}  ${result.checkId}  ${result.title}  (${result.durationMs} ms)`);
     if (!result.passed && result.reason) io.out(`        ${result.reason}`);
@@ -303,7 +303,7 @@ const rollbackCommand: CliCommand = {
 };
 
 /** What the rollback runs and removes: the same as the dashboard's confirmation dialog. */
-function printRollbackPreview(io: CliIo, preview: RollbackPreview): void {
+export function printRollbackPreview(io: CliIo, preview: RollbackPreview): void {
   io.out(`The rollback of run ${preview.runId} on ${preview.target} runs:`);
   for (const step of preview.steps) {
     io.out(`  ${step.id} (${step.file}${step.transactional ? ', one transaction' : ', statement by statement'})`);

@@ -12,7 +12,7 @@ import type { CliCommand, CliIo } from '../command';
 import { CliError, EXIT, usageError } from '../exit-codes';
 import { oneLine } from '../terminal-text';
 
-function cliActor(): Actor {
+export function cliActor(): Actor {
   let user: string;
   try {
     user = os.userInfo().username;
@@ -22,17 +22,17 @@ function cliActor(): Actor {
   return { name: `cli:${user}` };
 }
 
-function needRuntime(runtime: Runtime | undefined): Runtime {
+export function needRuntime(runtime: Runtime | undefined): Runtime {
   if (!runtime) throw new CliError('runsheet users needs the store, which did not start.', EXIT.unavailable);
   return runtime;
 }
 
-function parseRole(value: string | undefined): Role {
+export function parseRole(value: string | undefined): Role {
   if (!isRole(value)) throw usageError(`--role must be one of ${ROLES.join(', ')}${value ? ` (got "${value}")` : ''}.`);
   return value;
 }
 
-function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number, usage: string) {
+export function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number, usage: string) {
   let parsed: { values: Record<string, string | boolean | (string | boolean)[] | undefined>; positionals: string[] };
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true });

@@ -3,9 +3,15 @@ import { bigserial, boolean, check, index, integer, jsonb, pgTable, primaryKey, 
 
 const ROLE_CHECK = sql`role in ('viewer', 'tpm', 'engineer', 'admin')`;
 
+/** A person (signs in to the dashboard) or a service account (a pipeline: API tokens only, no password, never an admin). */
+export const ACCOUNT_KINDS = ['person', 'service'] as const;
+export type AccountKind = (typeof ACCOUNT_KINDS)[number];
+
 /**
- * People who may sign in. `email` is stored lower-cased (one account per address). A null
- * `password_hash` means the account signs in only through the single-sign-on proxy.
+ * People who may sign in, and service accounts (`kind = 'service'`: a pipeline's identity, reached
+ * only through its API tokens; its `email` is `<name>@service.invalid`, a name no mail reaches).
+ * `email` is stored lower-cased (one account per address). A null `password_hash` means the
+ * account signs in only through the single-sign-on proxy (a person) or not at all (a service).
  * `password_hash` is `scrypt$<N>$<r>$<p>$<salt b64url>$<hash b64url>` (app/auth/password.server.ts).
  */
 export const accounts = pgTable(
@@ -15,6 +21,7 @@ export const accounts = pgTable(
     email: text('email').notNull(),
     name: text('name').notNull().default(''),
     role: text('role', { enum: ['viewer', 'tpm', 'engineer', 'admin'] }).notNull(),
+    kind: text('kind', { enum: ACCOUNT_KINDS }).notNull().default('person'),
     disabled: boolean('disabled').notNull().default(false),
     passwordHash: text('password_hash'),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
@@ -25,7 +32,55 @@ export const accounts = pgTable(
     uniqueIndex('accounts_email_key').on(table.email),
     check('accounts_email_lower', sql`${table.email} = lower(${table.email})`),
     check('accounts_role_known', ROLE_CHECK),
+    check('accounts_kind_known', sql`${table.kind} in ('person', 'service')`),
+    // A service account has no password (no web sign-in) and holds no admin power.
+    check('accounts_service_no_password_no_admin', sql`${table.kind} = 'person' or (${table.passwordHash} is null and ${table.role} <> 'admin')`),
   ],
+);
+
+/**
+ * API tokens (docs/decisions/028): `rs_<id>_<secret>`, shown once. The store keeps the secret's
+ * sha256 only (the secret is 32 random bytes, so a fast hash is enough). A token acts as its
+ * account, with the account's role at each request; a disabled account's tokens stop working.
+ * Never deleted: a revoked or expired token stays listed (and named by the events it caused).
+ */
+export const apiTokens = pgTable(
+  'api_tokens',
+  {
+    /** The public part of the token (hex): what events record as `via.tokenId`. */
+    id: text('id').primaryKey(),
+    accountId: uuid('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    name: text('name').notNull(),
+    secretHash: text('secret_hash').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    /** Who created it: the account's own e-mail (a personal token), an admin's, or "cli:<os user>". */
+    createdBy: text('created_by').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true, mode: 'date' }),
+    lastUsedIp: text('last_used_ip'),
+    revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+    revokedBy: text('revoked_by'),
+  },
+  (table) => [
+    index('api_tokens_account_idx').on(table.accountId),
+    check('api_tokens_id_hex', sql`${table.id} ~ '^[0-9a-f]{16}$'`),
+    check('api_tokens_expiry_after_creation', sql`${table.expiresAt} > ${table.createdAt}`),
+  ],
+);
+
+/** Every address a token was used from (its first use from each is audited). */
+export const apiTokenAddresses = pgTable(
+  'api_token_addresses',
+  {
+    tokenId: text('token_id')
+      .notNull()
+      .references(() => apiTokens.id),
+    ip: text('ip').notNull(),
+    firstSeenAt: timestamp('first_seen_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (table) => [primaryKey({ columns: [table.tokenId, table.ip] })],
 );
 
 /**
@@ -107,3 +162,4 @@ export const auditLog = pgTable(
 export type AccountRow = typeof accounts.$inferSelect;
 export type SessionRow = typeof sessions.$inferSelect;
 export type AuditLogRow = typeof auditLog.$inferSelect;
+export type ApiTokenRow = typeof apiTokens.$inferSelect;

@@ -50,6 +50,10 @@ test('admin accounts', async ({ page }) => {
   await scan(page, 'admin', '/admin/accounts', (p) => expect(p.getByRole('heading', { level: 1 })).toBeVisible());
 });
 
+test('API tokens', async ({ page }) => {
+  await scan(page, 'tpm', '/account/tokens', (p) => expect(p.getByRole('heading', { level: 1, name: 'API tokens' })).toBeVisible());
+});
+
 test.describe('the pages of a run', () => {
   let runId: string;
 

@@ -5,7 +5,7 @@
 import { createRequestHandler, type ServerBuild } from '@remix-run/node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAccount, setAccountDisabled } from '../../app/accounts/accounts.server';
+import { createAccount, createServiceAccount, setAccountDisabled } from '../../app/accounts/accounts.server';
 import type { Runtime } from '../../app/boot/runtime.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import { ensureFreshBuild, importBuild, makeSecrets, openRuntime, serverEnv, sessionCookieFor } from './auth-harness';
@@ -89,6 +89,14 @@ describe('proxy sign-in', () => {
     await createAccount(withProxy.store.db, { email: 'gone@proxy.test', role: 'admin', actor: { name: 'test' } });
     await setAccountDisabled(withProxy.store.db, { email: 'gone@proxy.test', disabled: true, actor: { name: 'test' } });
     expect((await get(withProxy, PROXY, { [HEADER]: 'gone@proxy.test' })).status).toBe(302);
+  });
+
+  it('never signs in a service account, nor makes one, whoever vouches for it', async () => {
+    await createServiceAccount(withProxy.store.db, { name: 'ci-proxy', role: 'engineer', actor: { name: 'test' } });
+    expect((await get(withProxy, PROXY, { [HEADER]: 'ci-proxy@service.invalid' }, '/')).status).toBe(302);
+    expect((await get(withProxy, PROXY, { [HEADER]: 'made-up@service.invalid' }, '/')).status).toBe(302);
+    const { rows } = await sql.query("select email from accounts where email like '%@service.invalid'");
+    expect(rows).toEqual([{ email: 'ci-proxy@service.invalid' }]);
   });
 
   it('ignores a header that is not an e-mail address', async () => {

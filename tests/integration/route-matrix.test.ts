@@ -6,13 +6,18 @@
  * - every action is POSTed, once per intent, as each of them, as anonymous asking for JSON,
  *   once from a foreign Origin, and once with no Origin at all;
  * - every refusal of a state-changing request leaves one audit row;
- * - no answer carries a configured secret.
+ * - no answer carries a configured secret;
+ * - every endpoint of the JSON API (API_ACCESS) is sent with every role's API token, no token, a
+ *   cookie session (refused: the API takes bearer tokens only) and a revoked and an expired token.
  * Requests go over HTTP to the real server (bin/start.js: server/index.ts + the build) on a test database.
  */
 import type { ServerBuild } from '@remix-run/node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANY_INTENT, ROLES, ROUTE_ACCESS, accessAllows, type Access, type Role, type RouteAccess } from '../../app/accounts/permissions';
+import { ANY_INTENT, API_ACCESS, ROLES, ROUTE_ACCESS, accessAllows, roleCan, type Access, type Role, type RouteAccess } from '../../app/accounts/permissions';
+import { findAccount } from '../../app/accounts/accounts.server';
+import { createApiToken, revokeApiToken } from '../../app/accounts/api-tokens.server';
+import { API_ROUTES, apiPath } from '../../app/api/api-contract';
 import type { Runtime } from '../../app/boot/runtime.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import {
@@ -176,8 +181,8 @@ describe('route × identity matrix over HTTP (real build, real server)', () => {
   /** Expected answer of a request with a same-origin Origin: a short description, or undefined when it matches. */
   function mismatch(access: Access, identity: Identity, answer: Answer, reference?: Answer): string | undefined {
     if (answer.status >= 500) return `server error ${answer.status}`;
-    if (access === 'bearer-token') {
-      // No cookies, no Origin check: every identity gets what anonymous gets, never a sign-in page or our 403.
+    if (access === 'bearer-token' || access === 'api-token') {
+      // No cookies: every identity gets what anonymous gets, never a sign-in page or our 403.
       if (isLoginRedirect(answer)) return 'sent to sign in (a bearer-token route must ignore cookies)';
       if (reference && answer.status !== reference.status) return `status ${answer.status} differs from anonymous (${reference.status})`;
       return undefined;
@@ -209,7 +214,7 @@ describe('route × identity matrix over HTTP (real build, real server)', () => {
         if (wrong) problems.push(`GET ${url} (${route.id}, needs ${access}) as ${identity}: ${wrong}`);
         for (const secret of secretValues()) if (answer.body.includes(secret)) problems.push(`GET ${url} as ${identity}: the answer contains a secret`);
       }
-      if (access !== 'public' && access !== 'bearer-token') {
+      if (access !== 'public' && access !== 'bearer-token' && access !== 'api-token') {
         const json = await send('GET', url, { identity: 'anonymous', accept: 'application/json' });
         if (json.status !== 401) problems.push(`GET ${url} as anonymous asking for JSON: expected 401, got ${json.status}`);
       }
@@ -243,6 +248,11 @@ describe('route × identity matrix over HTTP (real build, real server)', () => {
         const noOrigin = await send('POST', url, { identity: allowed, body, origin: null });
         if (access === 'bearer-token') {
           if (foreign.status !== anonymous.status) problems.push(`${label} from ${FOREIGN_ORIGIN}: ${foreign.status}, expected the same as same-origin (${anonymous.status}): the Origin check must not apply`);
+        } else if (access === 'api-token') {
+          // Exempt only with a bearer token (the API endpoint block below): a cookie-carrying request is judged.
+          if (foreign.status !== 403) problems.push(`${label} as ${allowed} from ${FOREIGN_ORIGIN} without a bearer token: expected 403, got ${foreign.status}`);
+          if (noOrigin.status !== 403) problems.push(`${label} as ${allowed} without Origin and without a bearer token: expected 403, got ${noOrigin.status}`);
+          expectedRefusals += 2;
         } else {
           if (foreign.status !== 403) problems.push(`${label} as ${allowed} from ${FOREIGN_ORIGIN}: expected 403, got ${foreign.status}`);
           if (noOrigin.status !== 403) problems.push(`${label} as ${allowed} without Origin/Sec-Fetch-Site/Referer: expected 403, got ${noOrigin.status}`);
@@ -270,6 +280,61 @@ describe('route × identity matrix over HTTP (real build, real server)', () => {
     await expect(admin.query('update audit_log set reason = null')).rejects.toThrow(/append-only/);
     await expect(admin.query('delete from audit_log')).rejects.toThrow(/append-only/);
     await expect(admin.query('truncate audit_log')).rejects.toThrow(/append-only/);
+  });
+
+  it('every JSON API endpoint answers every role\'s token, no token, a cookie session, a revoked and an expired token as API_ACCESS says', async () => {
+    const tokens = new Map<Role, string>();
+    for (const role of ROLES) {
+      await sessionCookieFor(runtime, `${role}@matrix.test`, role);
+      const account = (await findAccount(runtime.store.db, { email: `${role}@matrix.test` }))!;
+      tokens.set(role, (await createApiToken(runtime.store.db, { account: account.email, name: 'matrix', actor: { name: account.email, role, accountId: account.id } })).token);
+    }
+    const engineer = (await findAccount(runtime.store.db, { email: 'engineer@matrix.test' }))!;
+    const engineerActor = { name: engineer.email, role: 'engineer' as const, accountId: engineer.id };
+    const revoked = await createApiToken(runtime.store.db, { account: engineer.email, name: 'revoked', actor: engineerActor });
+    await revokeApiToken(runtime.store.db, { tokenId: revoked.info.id, actor: engineerActor });
+    const expired = await createApiToken(runtime.store.db, { account: engineer.email, name: 'expired', actor: engineerActor });
+    await admin.query("update api_tokens set created_at = now() - interval '2 days', expires_at = now() - interval '1 minute' where id = $1", [expired.info.id]);
+
+    const problems: string[] = [];
+    const call = async (method: string, url: string, headers: Record<string, string>) => {
+      const response = await fetch(`${server.origin}${url}`, { method, headers: { Accept: 'application/json', ...(method === 'POST' ? { 'Content-Type': 'application/json' } : {}), ...headers }, body: method === 'POST' ? '{}' : undefined, redirect: 'manual' });
+      const text = await response.text();
+      let kind: string | undefined;
+      try {
+        kind = (JSON.parse(text) as { error?: { kind?: string } }).error?.kind;
+      } catch {
+        kind = undefined;
+      }
+      return { status: response.status, kind, type: response.headers.get('content-type') ?? '' };
+    };
+    expect(API_ROUTES.length).toBe(Object.keys(API_ACCESS).length);
+    for (const route of API_ROUTES) {
+      const url = apiPath(route.key, { planId: 'matrix-plan', runId: '00000000-0000-4000-8000-000000000000' });
+      const label = `${route.key} (needs ${API_ACCESS[route.key]})`;
+      for (const role of ROLES) {
+        const answer = await call(route.method, url, { Authorization: `Bearer ${tokens.get(role)}`, Origin: FOREIGN_ORIGIN });
+        const needed = API_ACCESS[route.key];
+        const allowed = needed === 'signed-in' || roleCan(role, needed);
+        if (answer.status >= 500) problems.push(`${label} with ${role}'s token: server error ${answer.status}`);
+        else if (allowed && (answer.status === 401 || answer.status === 403)) problems.push(`${label} with ${role}'s token: refused (${answer.status}) although allowed`);
+        else if (!allowed && (answer.status !== 403 || answer.kind !== 'permission')) problems.push(`${label} with ${role}'s token: expected 403 permission, got ${answer.status} ${answer.kind}`);
+      }
+      const refusals: [string, Record<string, string>][] = [
+        ['no token', {}],
+        ['a cookie session', { Cookie: (await cookieFor('engineer'))!, Origin: server.origin }],
+        ['a revoked token', { Authorization: `Bearer ${revoked.token}` }],
+        ['an expired token', { Authorization: `Bearer ${expired.token}` }],
+        ['a malformed token', { Authorization: 'Bearer rs_nope' }],
+      ];
+      for (const [what, headers] of refusals) {
+        const answer = await call(route.method, url, { Origin: server.origin, ...headers });
+        if (answer.status !== 401 || answer.kind !== 'unauthenticated' || !answer.type.startsWith('application/json')) problems.push(`${label} with ${what}: expected 401 JSON unauthenticated, got ${answer.status} ${answer.kind ?? answer.type}`);
+      }
+    }
+    const unknown = await call('GET', '/api/v1/no-such-endpoint', { Authorization: `Bearer ${tokens.get('viewer')}` });
+    expect(unknown).toMatchObject({ status: 404, kind: 'not_found' });
+    expect(problems).toEqual([]);
   });
 
   async function countRefusals(): Promise<number> {
