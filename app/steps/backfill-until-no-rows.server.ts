@@ -27,12 +27,12 @@ import { performance } from 'node:perf_hooks';
 import { loadModule, parseSync, scanSync } from 'libpg-query';
 import pg from 'pg';
 import type { BatchedBackfillStep } from '../plans/plan-schema';
-import { blockersInWords } from '../runtime/lock-wait-words';
 import { BlockerSampler } from '../targets/lock-waits.server';
 import { NO_ROWS_PLACEHOLDERS, translateBatchTemplate } from './batch-template.server';
 import { BackfillPauseGate } from './backfill-pause.server';
 import type { BlockerInfo, ExecuteStepHooks, ExecuteStepOptions, StatementEvent, StepFailure, StepToRun } from './execute-step.server';
 import { splitOrProblems } from './sql-step.server';
+import { backfillFailure } from './backfill-failure.server';
 import { retryDelayMs, sleepUnlessCancelled, type KindOutcome, type StepKindContext, type StepSqlProblem } from './step-kind';
 
 const PROGRESS_EVERY_MS = 1_000;
@@ -650,35 +650,19 @@ class NoRowsBackfill {
   }
 
   private failureOf(error: unknown, during: StepFailure['during'], what: string, blockers: BlockerInfo[] = []): StepFailure {
-    const fields = (error ?? {}) as { code?: unknown; detail?: unknown; hint?: unknown; where?: unknown; severity?: unknown };
-    const sqlstate = typeof fields.code === 'string' && /^[0-9A-Z]{5}$/.test(fields.code) ? fields.code : undefined;
-    const message = error instanceof Error ? error.message : String(error);
-    const cancelledBy = this.context.cancelledBy();
-    const cancelled = sqlstate === '57014' && cancelledBy !== undefined;
-    const lost = fields.severity === 'FATAL' || sqlstate?.startsWith('08') === true || sqlstate === '57P01' || (!sqlstate && /connection|terminat|ECONNRESET|Client has encountered/i.test(message));
-    if (lost) this.connectionBroken = true;
-    const timeout = sqlstate === '55P03' ? 'lock_timeout' : sqlstate === '57014' && !cancelled && /statement timeout/i.test(message) ? 'statement_timeout' : undefined;
-    let why = '';
-    if (cancelled) why = ` (cancelled by ${cancelledBy})`;
-    else if (timeout === 'lock_timeout') {
-      why = ` (lock_timeout ${this.step.lock_timeout} ms per batch${this.pass === 'final' ? ', in the final pass that waits for rows other sessions held' : ''}${blockers.length ? `; blocked by ${blockersInWords(blockers)}` : ''})`;
-    } else if (timeout === 'statement_timeout') why = ` (statement_timeout ${this.step.statement_timeout} ms per batch: make batch_size smaller)`;
-    const kept = `${this.totals.batches} batch(es) had committed and stay committed; a new run takes the rows that still need it`;
-    return {
-      statementIndex: during === 'statement' ? 0 : -1,
-      line: during === 'statement' ? this.sql.line : 0,
+    const { failure, connectionLost } = backfillFailure({
+      error,
       during,
-      ...(sqlstate ? { sqlstate } : {}),
-      message,
-      ...(typeof fields.detail === 'string' && fields.detail ? { detail: fields.detail } : {}),
-      ...(typeof fields.hint === 'string' && fields.hint ? { hint: fields.hint } : {}),
-      ...(typeof fields.where === 'string' && fields.where ? { where: fields.where } : {}),
-      summary: `Step ${this.step.id}: ${what}${sqlstate ? ` with SQLSTATE ${sqlstate}` : ''}: ${message}${why}; ${kept}`,
+      what,
       blockers,
-      cancelled,
-      ...(timeout ? { timeout } : {}),
-      ...(lost ? { outcomeUnknown: true } : {}),
-    };
+      cancelledBy: this.context.cancelledBy(),
+      step: this.step,
+      statementLine: this.sql.line,
+      finalPass: this.pass === 'final',
+      kept: `${this.totals.batches} batch(es) had committed and stay committed; a new run takes the rows that still need it`,
+    });
+    if (connectionLost) this.connectionBroken = true;
+    return failure;
   }
 
   private elapsed(): number {

@@ -19,7 +19,6 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import type { BatchedBackfillStep } from '../plans/plan-schema';
 import { ensureBackfillProgress } from '../targets/ledger.server';
-import { blockersInWords } from '../runtime/lock-wait-words';
 import { BlockerSampler } from '../targets/lock-waits.server';
 import {
   type BlockerInfo,
@@ -33,6 +32,7 @@ import { BATCH_PLACEHOLDERS, NO_ROWS_PLACEHOLDERS, translateBatchTemplate, updat
 import { analyseNoRowsStatement, refusedUntilNoRows, runUntilNoRows, validateUntilNoRows } from './backfill-until-no-rows.server';
 import { prepareStep, executeStep } from './execute-step.server';
 import { splitOrProblems } from './sql-step.server';
+import { backfillFailure } from './backfill-failure.server';
 import { BackfillPauseGate } from './backfill-pause.server';
 import { refusedInTransaction, retryDelayMs, sleepUnlessCancelled, type KindOutcome, type StepKind, type StepKindContext, type StepSqlProblem } from './step-kind';
 
@@ -438,34 +438,18 @@ class BackfillRun {
 
   /** A server error as the step's failure, with the UPDATE's line when the UPDATE failed. */
   private failureOf(error: unknown, during: StepFailure['during'], what: string, blockers: BlockerInfo[] = []): StepFailure {
-    const fields = (error ?? {}) as { code?: unknown; detail?: unknown; hint?: unknown; where?: unknown; severity?: unknown };
-    const sqlstate = typeof fields.code === 'string' && /^[0-9A-Z]{5}$/.test(fields.code) ? fields.code : undefined;
-    const message = error instanceof Error ? error.message : String(error);
-    const cancelledBy = this.context.cancelledBy();
-    const cancelled = sqlstate === '57014' && cancelledBy !== undefined;
-    const lost = fields.severity === 'FATAL' || sqlstate?.startsWith('08') === true || sqlstate === '57P01' || !sqlstate && /connection|terminat|ECONNRESET|Client has encountered/i.test(message);
-    if (lost) this.connectionBroken = true;
-    const timeout = sqlstate === '55P03' ? 'lock_timeout' : sqlstate === '57014' && !cancelled && /statement timeout/i.test(message) ? 'statement_timeout' : undefined;
-    let why = '';
-    if (cancelled) why = ` (cancelled by ${cancelledBy})`;
-    else if (timeout === 'lock_timeout') why = ` (lock_timeout ${this.step.lock_timeout} ms per batch${blockers.length ? `; blocked by ${blockersInWords(blockers)}` : ''})`;
-    else if (timeout === 'statement_timeout') why = ` (statement_timeout ${this.step.statement_timeout} ms per batch: make batch_size smaller)`;
-    const kept = `${this.cursor.batches} batch(es) had committed and stay committed; the next run resumes after key ${this.cursor.lastKey ?? '(none)'}`;
-    return {
-      statementIndex: during === 'statement' ? 0 : -1,
-      line: during === 'statement' ? this.statement.line : 0,
+    const { failure, connectionLost } = backfillFailure({
+      error,
       during,
-      ...(sqlstate ? { sqlstate } : {}),
-      message,
-      ...(typeof fields.detail === 'string' && fields.detail ? { detail: fields.detail } : {}),
-      ...(typeof fields.hint === 'string' && fields.hint ? { hint: fields.hint } : {}),
-      ...(typeof fields.where === 'string' && fields.where ? { where: fields.where } : {}),
-      summary: `Step ${this.step.id}: ${what}${sqlstate ? ` with SQLSTATE ${sqlstate}` : ''}: ${message}${why}; ${kept}`,
+      what,
       blockers,
-      cancelled,
-      ...(timeout ? { timeout } : {}),
-      ...(lost ? { outcomeUnknown: true } : {}),
-    };
+      cancelledBy: this.context.cancelledBy(),
+      step: this.step,
+      statementLine: this.statement.line,
+      kept: `${this.cursor.batches} batch(es) had committed and stay committed; the next run resumes after key ${this.cursor.lastKey ?? '(none)'}`,
+    });
+    if (connectionLost) this.connectionBroken = true;
+    return failure;
   }
 
   private elapsed(): number {
