@@ -63,8 +63,6 @@ class RunEventFeed {
   private timer: NodeJS.Timeout | undefined;
   private stopListening: (() => void) | undefined;
   private stopModes: (() => void) | undefined;
-  /** Reads made by this feed (announcement-driven, swept and polled): what the benchmark compares with the store's own counters. */
-  reads = 0;
 
   constructor(private readonly pool: pg.Pool) {
     this.listener = storeListenerOf(pool);
@@ -138,7 +136,6 @@ class RunEventFeed {
         try {
           let more = true;
           while (more) {
-            this.reads++;
             const since = await readRunEventsSince(this.pool, runId, { afterSeq: run.lastSeq, limit: READ_LIMIT });
             if (since.state === undefined) {
               for (const follower of run.followers) follower.handlers.gone();
@@ -210,9 +207,4 @@ function feedOf(pool: pg.Pool): RunEventFeed {
  */
 export function followRunEvents(pool: pg.Pool, input: { runId: string; afterSeq: number }, handlers: RunFeedHandlers): () => void {
   return feedOf(pool).follow(input.runId, input.afterSeq, handlers);
-}
-
-/** How many reads this instance's feed made on the store (the benchmark reports it beside the store's own counters). */
-export function runFeedReads(pool: pg.Pool): number {
-  return feeds.get(pool)?.reads ?? 0;
 }

@@ -47,8 +47,6 @@ class RunAudience {
   private nextId = 1;
   private timer: NodeJS.Timeout | undefined;
   private stopListening: (() => void) | undefined;
-  /** Store statements of this instance's presence (writes, heartbeats and reads), for the benchmark. */
-  statements = 0;
   /** This instance (its store pool), as its rows in run_watchers name it. */
   private readonly instanceId = randomUUID();
 
@@ -128,7 +126,6 @@ class RunAudience {
     }
     if (runIds.length === 0) return;
     try {
-      this.statements++;
       const { rows } = await this.pool.query<{ runId: string; email: string; role: string }>(
         `with beat as (
            insert into run_watchers (instance_id, run_id, email, role)
@@ -149,7 +146,6 @@ class RunAudience {
   /** Reads the audience of some runs and tells their listeners what changed (`force`: one listener is told whatever it is). */
   private async refresh(runIds: string[], force?: Listener): Promise<void> {
     try {
-      this.statements++;
       const { rows } = await this.pool.query<{ runId: string; email: string; role: string }>(READ_SQL, [runIds]);
       this.tell(rows, runIds, force);
     } catch (error) {
@@ -178,7 +174,6 @@ class RunAudience {
 
   private async write(text: string, values: unknown[]): Promise<void> {
     try {
-      this.statements++;
       await this.pool.query(text, values);
     } catch (error) {
       console.warn(`runsheet: could not record who is watching: ${(error as Error).message}`);
@@ -210,9 +205,4 @@ export function watchRun(pool: pg.Pool, runId: string, watcher: Watcher, onChang
 export async function readRunWatchers(pool: pg.Pool, runId: string): Promise<Watcher[]> {
   const { rows } = await pool.query<{ email: string; role: string }>(READ_SQL, [[runId]]);
   return rows.map(({ email, role }) => ({ email, role }));
-}
-
-/** How many store statements this instance's presence made (the benchmark reports them per second). */
-export function presenceStatements(pool: pg.Pool): number {
-  return audiences.get(pool)?.statements ?? 0;
 }

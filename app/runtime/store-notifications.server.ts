@@ -54,20 +54,6 @@ class StoreListener {
     return () => this.modeHandlers.delete(handler);
   }
 
-  /** Resolves once the listening connection is up (tests and start-up wait for it; subscribers need not). */
-  async ready(): Promise<void> {
-    if (this.mode === 'live') return;
-    if (!this.client && !this.connecting) void this.connect();
-    await new Promise<void>((resolve) => {
-      const stop = this.onMode((mode) => {
-        if (mode === 'live') {
-          stop();
-          resolve();
-        }
-      });
-    });
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
