@@ -13,7 +13,7 @@ import { NOTIFICATION_KIND_WORDS, type NotificationKind } from '../notifications
 import { claimDueDelivery, giveUpOldDeliveries, msUntilNextDelivery, recordDeliveryAttempt, type AttemptResult, type DeliveryRow, type RetryPolicy } from '../notifications/outbox.server';
 import { DELIVERY_HEADER, SIGNATURE_HEADER, signWebhookBody } from '../notifications/webhook-signature';
 import { fillTeamMessage, teamMessageValues } from '../plans/team-messages';
-import { eventsOf, type RunEvent } from '../runs/run-events';
+import type { RunEvent } from '../runs/run-events';
 import { readRunEvents } from '../runs/run-log.server';
 import { findRun, type RunRecord } from '../runs/run-store.server';
 import { NOTIFICATIONS_CHANNEL, storeListenerOf } from '../runtime/store-notifications.server';
@@ -98,12 +98,11 @@ async function runFacts(deps: NotificationDeps, row: DeliveryRow): Promise<RunFa
   if (!run) throw new Error(`run ${runId} does not exist`);
   const [event] = await readRunEvents(deps.store.pool, runId, { afterSeq: seq - 1, limit: 1 });
   if (!event || event.seq !== seq) throw new Error(`run ${runId} has no event ${seq}`);
-  const moves = eventsOf(await readRunEvents(deps.store.pool, runId, { types: ['state.changed'] }), 'state.changed').filter((move) => move.seq <= seq);
   return {
     row: row as RunFacts['row'],
     run,
     event,
-    state: moves.at(-1)?.payload.to ?? 'draft',
+    state: row.runState ?? run.state,
     targetLabel: deps.targets.find(run.target)?.label ?? run.target,
     ...(deps.origin ? { url: `${deps.origin.replace(/\/+$/, '')}/runs/${runId}` } : {}),
   };
@@ -115,14 +114,14 @@ function detailOf(facts: RunFacts): Record<string, unknown> {
   switch (event.type) {
     case 'signoff.ready':
       return { prerequisites: event.payload.prerequisites, prechecks: event.payload.prechecks };
-    case 'phase.completed':
-      return { phase: event.payload.phase, actual_ms: event.payload.actualMs };
     case 'watch.alarm':
       return { check: event.payload.checkId, title: event.payload.title, expected: event.payload.expected, actual: event.payload.actual ?? null, last_passed_at: event.payload.lastPassedAt };
     case 'watch.ended':
       return { reason: event.payload.reason, clean: event.payload.clean, rounds: event.payload.rounds, alarms: event.payload.alarms, ...(event.payload.note ? { note: event.payload.note } : {}) };
-    case 'state.changed':
-      return { from: event.payload.from, reason: event.payload.reason };
+    case 'state.changed': {
+      const failedPhase = facts.row.kind === 'phase.failed' ? facts.run.outcome?.phases?.find((phase) => phase.ok === false)?.phase : undefined;
+      return { from: event.payload.from, reason: event.payload.reason, ...(failedPhase ? { phase: failedPhase } : {}) };
+    }
     default:
       return {};
   }
@@ -133,19 +132,19 @@ function oneLine(facts: RunFacts): string {
   const detail = detailOf(facts);
   const what = NOTIFICATION_KIND_WORDS[facts.row.kind];
   const extra =
-    facts.event.type === 'phase.completed'
-      ? ` (phase ${String(detail.phase)})`
+    facts.row.kind === 'phase.failed'
+      ? `${detail.phase ? ` (phase ${String(detail.phase)})` : ''}: ${String(detail.reason)}`
       : facts.event.type === 'watch.alarm'
         ? `: check ${String(detail.check)} (${String(detail.title)}) now fails`
         : facts.event.type === 'watch.ended'
           ? detail.reason === 'ended_early'
             ? ' (ended early)'
             : detail.clean ? ' (the window closed clean)' : ` (the window closed with ${String(detail.alarms)} alarm(s))`
-          : facts.event.type === 'state.changed' && facts.row.kind === 'cancelled'
+          : facts.row.kind === 'cancelled'
             ? `: ${String(detail.reason)}`
             : '';
-  const by = facts.event.actor !== 'system' ? ` by ${facts.event.actor}` : '';
-  return `Plan ${facts.run.planId} on ${facts.targetLabel} ${what}${by}${extra}.${facts.url ? ` ${facts.url}` : ''}`;
+  const byWhom = facts.event.actor !== 'system' && facts.row.kind !== 'phase.failed' && facts.row.kind !== 'watch.regression';
+  return `Plan ${facts.run.planId} on ${facts.targetLabel} ${what}${byWhom ? ` by ${facts.event.actor}` : ''}${extra}.${facts.url ? ` ${facts.url}` : ''}`;
 }
 
 /** The plan's team message for this kind, filled by the one filler the plan page uses; undefined when the plan has none for it. */

@@ -25,7 +25,7 @@ export type DeliveryKind = NotificationKind | 'test';
 export const NOTIFICATION_KIND_WORDS: Record<DeliveryKind, string> = {
   'signoff.ready': 'is ready for sign-off',
   'signoff.given': 'was signed off',
-  'execute.started': 'started executing',
+  'execute.started': 'is being executed',
   'phase.failed': 'had a phase fail',
   applied: 'was applied and verified',
   rolled_back: 'was rolled back',
@@ -47,6 +47,9 @@ const BY_TYPE: Partial<Record<RunEventInput['type'], NotificationKind>> = {
 
 /** State changes that notify, by the state entered. */
 const BY_STATE: Partial<Record<string, NotificationKind>> = {
+  // A failed phase ends the drive in one of these (a cancel ends it cancelled, announced as such).
+  failed: 'phase.failed',
+  rollback_failed: 'phase.failed',
   applied: 'applied',
   rolled_back: 'rolled_back',
   cancelled: 'cancelled',
@@ -60,8 +63,6 @@ export function notificationKindOf(event: EventBody): NotificationKind | undefin
   switch (event.type) {
     case 'state.changed':
       return BY_STATE[String(payload.to)];
-    case 'phase.completed':
-      return payload.ok === false ? 'phase.failed' : undefined;
     // A watch ended by a rollback is announced by the rollback itself.
     case 'watch.ended':
       return payload.reason === 'rolled_back' ? undefined : 'watch.ended';

@@ -15,6 +15,8 @@ export interface DeliveryRow {
   channel: string;
   runId: string | null;
   seq: number | null;
+  /** The run's state in the event's transaction. */
+  runState: string | null;
   kind: DeliveryKind;
   requestedBy: string | null;
   status: DeliveryStatus;
@@ -30,7 +32,7 @@ export interface DeliveryRow {
 
 const iso = (column: string) => `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
-const COLUMNS = `d.id::text as id, d.channel, d.run_id::text as "runId", d.seq, d.kind, d.requested_by as "requestedBy", d.status, d.attempts,
+const COLUMNS = `d.id::text as id, d.channel, d.run_id::text as "runId", d.seq, d.run_state as "runState", d.kind, d.requested_by as "requestedBy", d.status, d.attempts,
   ${iso('d.created_at')} as "createdAt", ${iso('d.next_attempt_at')} as "nextAttemptAt", ${iso('d.last_attempt_at')} as "lastAttemptAt",
   ${iso('d.delivered_at')} as "deliveredAt", d.response_code as "responseCode", d.last_error as "lastError"`;
 
@@ -69,20 +71,20 @@ export interface RetryPolicy {
   giveUpAfterMs: number;
 }
 
-/** Records one attempt on a claimed row: delivered, or the next retry (exponential, capped, up to 20 % jitter), or given up. */
+/** Records one attempt on a claimed row (the clock after the attempt, not the transaction's start): delivered, or the next retry (exponential, capped, up to 20 % jitter), or given up. */
 export async function recordDeliveryAttempt(client: pg.ClientBase, id: string, result: AttemptResult, retry: RetryPolicy): Promise<DeliveryRow> {
   const { rows } = await client.query<DeliveryRow>(
     `update notification_deliveries d set
         attempts = d.attempts + 1,
-        last_attempt_at = now(),
+        last_attempt_at = clock_timestamp(),
         response_code = $2,
         last_error = $3,
         status = case when $4 then 'delivered'
-                      when now() - d.created_at >= make_interval(secs => $7::float8 / 1000) then 'failed'
+                      when clock_timestamp() - d.created_at >= make_interval(secs => $7::float8 / 1000) then 'failed'
                       else 'pending' end,
-        delivered_at = case when $4 then now() else null end,
+        delivered_at = case when $4 then clock_timestamp() else null end,
         next_attempt_at = case when $4 then d.next_attempt_at
-                               else now() + make_interval(secs => least($6::float8, $5::float8 * power(2, d.attempts)) * (1 + random() * 0.2) / 1000) end
+                               else clock_timestamp() + make_interval(secs => least($6::float8, $5::float8 * power(2, d.attempts)) * (1 + random() * 0.2) / 1000) end
       where d.id = $1
       returning ${COLUMNS}`,
     [id, result.responseCode, result.delivered ? null : result.error, result.delivered, retry.baseMs, retry.capMs, retry.giveUpAfterMs],

@@ -235,8 +235,8 @@ async function enqueueNotifications(client: pg.ClientBase, event: { runId: strin
   const kind = notificationKindOf({ type: event.type, payload: event.payload } as Parameters<typeof notificationKindOf>[0]);
   if (!kind) return;
   const { rowCount } = await client.query(
-    `insert into notification_deliveries (channel, run_id, seq, kind)
-     select channel, r.id, $2, $3 from runs r cross join lateral unnest(r.notify_channels) as channel
+    `insert into notification_deliveries (channel, run_id, seq, kind, run_state)
+     select channel, r.id, $2, $3, r.state from runs r cross join lateral unnest(r.notify_channels) as channel
       where r.id = $1 and r.kind = 'execute'`,
     [event.runId, event.seq, kind],
   );

@@ -3,6 +3,7 @@ CREATE TABLE "notification_deliveries" (
 	"channel" text NOT NULL,
 	"run_id" uuid,
 	"seq" integer,
+	"run_state" text,
 	"kind" text NOT NULL,
 	"requested_by" text,
 	"status" text DEFAULT 'pending' NOT NULL,

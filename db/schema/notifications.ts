@@ -23,6 +23,8 @@ export const notificationDeliveries = pgTable(
     /** The run and the event announced; null for a test send. */
     runId: uuid('run_id').references(() => runs.id),
     seq: integer('seq'),
+    /** The run's state in the event's transaction (a drive's start event: the state it claimed); null for a test send. */
+    runState: text('run_state'),
     /** app/notifications/notification-kinds.ts NotificationKind, or 'test'. */
     kind: text('kind').notNull(),
     /** Who asked for a test send; null for a run event (its actor is in the log). */
