@@ -124,10 +124,13 @@ export async function enqueueTestDelivery(pool: pg.Pool, input: { channel: strin
   return rows[0]!;
 }
 
-/** A channel's newest deliveries, newest first. */
-export async function readDeliveries(pool: pg.Pool | pg.ClientBase, input: { channel?: string; runId?: string; limit?: number }): Promise<DeliveryRow[]> {
-  const { rows } = await pool.query<DeliveryRow>(
-    `select ${COLUMNS} from notification_deliveries d
+/** A delivery as the notifications page lists it: with the run's plan and target. */
+export type ListedDelivery = DeliveryRow & { planId: string | null; target: string | null };
+
+/** A channel's newest deliveries (or a run's), newest first. */
+export async function readDeliveries(pool: pg.Pool | pg.ClientBase, input: { channel?: string; runId?: string; limit?: number }): Promise<ListedDelivery[]> {
+  const { rows } = await pool.query<ListedDelivery>(
+    `select ${COLUMNS}, r.plan_id as "planId", r.target from notification_deliveries d left join runs r on r.id = d.run_id
       where ($1::text is null or d.channel = $1) and ($2::uuid is null or d.run_id = $2)
       order by d.created_at desc, d.seq desc nulls last
       limit $3`,

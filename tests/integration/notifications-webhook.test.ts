@@ -25,6 +25,9 @@ import { verifyWebhookSignature } from '../../app/notifications/webhook-signatur
 import { eventsOf } from '../../app/runs/run-events';
 import { readRunEvents, type LoggedRunEvent } from '../../app/runs/run-log.server';
 import { RunsheetConfigSchema } from '../../app/runtime/target-config';
+import { readEnv } from '../../app/runtime/env.server';
+import { loadNotificationsPage, performNotificationsIntent } from '../../app/web/notifications-page.server';
+import type { SignedInUser } from '../../app/auth/require.server';
 import { ENGINE_PLANS, ENGINEER, REAL_PLANS, startEngineHarness, TPM, waitFor, type EngineHarness } from './engine-harness';
 
 const PLAN = '008-add-active-org-tracking';
@@ -238,6 +241,37 @@ describe('notifications to real receivers', () => {
     expect(texts.some((text) => text.includes('has a watch regression: check active-org-is-a-membership'))).toBe(true);
     expect(texts.join('\n')).not.toContain('to be filled');
   });
+  it('shows engineers each channel (its host, never its secret or path) and its deliveries, and sends an audited test', async () => {
+    const runtime = { store: harness.store, notificationChannels: deps.channels, env: readEnv({}) };
+    const engineer: SignedInUser = { accountId: 'engineer', email: ENGINEER.email, name: 'Engineer', role: 'engineer', via: 'session' };
+    const form = new FormData();
+    form.set('intent', 'send-test');
+    form.set('channel', 'ops');
+    const sent = await performNotificationsIntent(runtime, { user: engineer, ip: '127.0.0.1', form });
+    expect(sent).toMatchObject({ ok: true });
+    const testArrival = await waitFor('the test notification', async () =>
+      arrivals.find((arrival) => arrival.path === '/ops' && (JSON.parse(arrival.body) as { kind: string }).kind === 'test'),
+    );
+    expect(verifyWebhookSignature(testArrival.body, testArrival.signature, OPS_SECRET)).toMatchObject({ ok: true });
+    expect(JSON.parse(testArrival.body)).toMatchObject({ kind: 'test', channel: 'ops', actor: ENGINEER.email, delivery_id: testArrival.delivery });
+    const { rows: audit } = await harness.store.pool.query("select actor, action, subject, outcome, detail from audit_log where action = 'notification.test'");
+    expect(audit).toEqual([{ actor: ENGINEER.email, action: 'notification.test', subject: 'ops', outcome: 'ok', detail: { deliveryId: testArrival.delivery } }]);
+
+    const unknown = new FormData();
+    unknown.set('intent', 'send-test');
+    unknown.set('channel', 'nowhere');
+    expect(await performNotificationsIntent(runtime, { user: engineer, ip: '127.0.0.1', form: unknown })).toMatchObject({ ok: false, status: 404, error: expect.stringContaining('declares no channel "nowhere"') });
+
+    await waitFor('the test delivery recorded', async () => (await readDeliveries(harness.store.pool, { channel: 'ops' })).some((row) => row.kind === 'test' && row.status === 'delivered'));
+    const page = await loadNotificationsPage(runtime);
+    const ops = page.channels.find((channel) => channel.name === 'ops')!;
+    expect(ops).toMatchObject({ format: 'json', host: expect.stringMatching(/^127\.0\.0\.1:\d+$/), signed: true, targets: ['staging', 'other'], problem: null });
+    expect(ops.deliveries[0]).toMatchObject({ kind: 'test', status: 'delivered', responseCode: 200, attempts: 1 });
+    expect(ops.deliveries.find((row) => row.kind === 'applied')).toMatchObject({ status: 'delivered', attempts: 2, planId: PLAN, target: 'staging' });
+    expect(JSON.stringify(page)).not.toContain(OPS_SECRET);
+    expect(JSON.stringify(page)).not.toContain('/ops');
+  });
+
   it('keeps retrying a receiver that always answers 500, at growing delays, holding that run’s later notifications behind it, while the run ended as if nothing happened', async () => {
     await waitFor('four attempts at the failing receiver', async () => arrivals.filter((arrival) => arrival.path === '/down').length >= 4);
     const down = arrivals.filter((arrival) => arrival.path === '/down');
