@@ -279,8 +279,13 @@ export function startNotificationWorker(deps: NotificationDeps, report: (line: s
       }
     }
   };
+  let sweptAt = 0;
   const pass = async () => {
-    await giveUpOldDeliveries(deps.store.pool, retry.giveUpAfterMs);
+    // Rows no process delivers are given up too; a sweep a minute is enough for a 24 h age.
+    if (Date.now() - sweptAt >= Math.min(60_000, retry.giveUpAfterMs)) {
+      sweptAt = Date.now();
+      await giveUpOldDeliveries(deps.store.pool, retry.giveUpAfterMs);
+    }
     await Promise.all(Array.from({ length: concurrency }, lane));
   };
   const schedule = async () => {

@@ -13,7 +13,7 @@ describe('notification channels', () => {
   });
 
   it('reads NOTIFY_<NAME>_URL and _SECRET, and warns (never fails) for a channel without its address or a JSON channel without its secret', () => {
-    const env = notifyChannelsFromEnv({ NOTIFY_OPS_URL: 'https://hooks.example.com/ops/abc', NOTIFY_TEAM_SECRET: 'x', NOTIFY_STRAY_URL: 'https://example.com', TARGET_X_URL: 'postgres://x' });
+    const env = notifyChannelsFromEnv({ NOTIFY_OPS_URL: 'https://hooks.example.com/ops/abc', NOTIFY_TEAM_SECRET: 'x', NOTIFY_STRAY_URL: 'https://example.com', TARGET_X_URL: 'postgres://x' } as unknown as NodeJS.ProcessEnv);
     expect([...env.keys()].sort()).toEqual(['ops', 'stray', 'team']);
     const channels = buildNotificationChannels(config({ ops: { format: 'json' }, team: { format: 'slack' } }, ['ops', 'team']), env);
     expect(channels.deliverable()).toEqual([]);

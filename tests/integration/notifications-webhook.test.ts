@@ -242,7 +242,7 @@ describe('notifications to real receivers', () => {
     expect(texts.join('\n')).not.toContain('to be filled');
   });
   it('shows engineers each channel (its host, never its secret or path) and its deliveries, and sends an audited test', async () => {
-    const runtime = { store: harness.store, notificationChannels: deps.channels, env: readEnv({}) };
+    const runtime = { store: harness.store, notificationChannels: deps.channels, env: readEnv({} as NodeJS.ProcessEnv) };
     const engineer: SignedInUser = { accountId: 'engineer', email: ENGINEER.email, name: 'Engineer', role: 'engineer', via: 'session' };
     const form = new FormData();
     form.set('intent', 'send-test');
