@@ -125,8 +125,9 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
   }
   const targets = createTargetRegistry({ addresses: targetUrlsFromEnv(source), defaults, config: runsheetConfig });
   // A channel without its address is a warning, never a failed start: its notifications wait in the outbox.
+  // Only the web server delivers, so only it says so (the command line's output stays its own).
   const notificationChannels = buildNotificationChannels(runsheetConfig, notifyChannelsFromEnv(source));
-  for (const warning of notificationChannels.warnings) log(warning);
+  if (options.webServer) for (const warning of notificationChannels.warnings) log(warning);
 
   return {
     env,
