@@ -140,7 +140,7 @@ export async function readDeliveries(pool: pg.Pool | pg.ClientBase, input: { cha
 }
 
 /** How many deliveries of each channel are in each status. */
-export async function countDeliveries(pool: pg.Pool): Promise<Map<string, Record<DeliveryStatus, number>>> {
+export async function countDeliveries(pool: pg.Pool | pg.ClientBase): Promise<Map<string, Record<DeliveryStatus, number>>> {
   const { rows } = await pool.query<{ channel: string; status: DeliveryStatus; count: number }>(
     'select channel, status, count(*)::int as count from notification_deliveries group by channel, status',
   );

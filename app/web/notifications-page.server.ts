@@ -34,11 +34,15 @@ export interface NotificationsPage {
 }
 
 export async function loadNotificationsPage(runtime: Pick<Runtime, 'store' | 'notificationChannels' | 'env'>): Promise<NotificationsPage> {
-  const counts = await countDeliveries(runtime.store.pool);
-  const channels = await Promise.all(
-    runtime.notificationChannels.list().map(async (channel): Promise<ChannelView> => {
-      const deliveries = await readDeliveries(runtime.store.pool, { channel: channel.name, limit: DELIVERIES_SHOWN });
-      return {
+  // One snapshot: the counts and the rows agree while deliveries go on.
+  const client = await runtime.store.pool.connect();
+  try {
+    await client.query('begin isolation level repeatable read read only');
+    const counts = await countDeliveries(client);
+    const channels: ChannelView[] = [];
+    for (const channel of runtime.notificationChannels.list()) {
+      const deliveries = await readDeliveries(client, { channel: channel.name, limit: DELIVERIES_SHOWN });
+      channels.push({
         name: channel.name,
         format: channel.format,
         host: channelHost(channel) ?? null,
@@ -47,10 +51,14 @@ export async function loadNotificationsPage(runtime: Pick<Runtime, 'store' | 'no
         problem: channel.problem ?? null,
         counts: counts.get(channel.name) ?? { pending: 0, delivered: 0, failed: 0 },
         deliveries: deliveries.map((delivery) => ({ ...delivery, what: NOTIFICATION_KIND_WORDS[delivery.kind as DeliveryKind] ?? delivery.kind })),
-      };
-    }),
-  );
-  return { channels, retry: { baseMs: runtime.env.RUNSHEET_NOTIFY_RETRY_BASE, giveUpAfterMs: runtime.env.RUNSHEET_NOTIFY_GIVE_UP_AFTER } };
+      });
+    }
+    await client.query('commit');
+    return { channels, retry: { baseMs: runtime.env.RUNSHEET_NOTIFY_RETRY_BASE, giveUpAfterMs: runtime.env.RUNSHEET_NOTIFY_GIVE_UP_AFTER } };
+  } finally {
+    await client.query('rollback').catch(() => {});
+    client.release();
+  }
 }
 
 const NotificationsIntentSchema = z.discriminatedUnion('intent', [z.object({ intent: z.literal('send-test'), channel: z.string().trim().min(1, 'Name the channel to test.') })]);
