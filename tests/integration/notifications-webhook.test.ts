@@ -20,7 +20,8 @@ import { deliverOne, startNotificationWorker, type NotificationDeps, type RunNot
 import { openWorkingRun, runRunChecks, signOff, tickPrerequisite } from '../../app/engine/runs.server';
 import { advanceWatch, claimWatches, endWatch } from '../../app/engine/watch.server';
 import { buildNotificationChannels } from '../../app/notifications/channels.server';
-import { readDeliveries } from '../../app/notifications/outbox.server';
+import { enqueueTestDelivery, readDeliveries } from '../../app/notifications/outbox.server';
+import { openStore } from '../../app/runtime/store.server';
 import { verifyWebhookSignature } from '../../app/notifications/webhook-signature';
 import { eventsOf } from '../../app/runs/run-events';
 import { readRunEvents, type LoggedRunEvent } from '../../app/runs/run-log.server';
@@ -294,4 +295,22 @@ describe('notifications to real receivers', () => {
     await waitFor('the failing delivery given up', async () => (await deliverOne(deps, { retry: { ...RETRY, giveUpAfterMs: 1 } })) !== false && (await readDeliveries(harness.store.pool, { channel: 'down', runId: mainRun })).some((row) => row.id === head.id && row.status === 'failed'));
   });
 
+
+  it('two instances on one store post each notification once', async () => {
+    const instances = [openStore(harness.storeDb.url, { max: 4 }), openStore(harness.storeDb.url, { max: 4 })];
+    const queued = new Set<string>();
+    for (let index = 0; index < 24; index++) queued.add((await enqueueTestDelivery(harness.store.pool, { channel: 'ops', requestedBy: `batch-${index}@example.com` })).id);
+    const stops = instances.map((store) => startNotificationWorker({ ...deps, store }, () => {}, { ...RETRY, pollMs: 100, concurrency: 3 }));
+    try {
+      await waitFor('every queued test delivered', async () => {
+        const rows = await readDeliveries(harness.store.pool, { channel: 'ops', limit: 200 });
+        return rows.filter((row) => queued.has(row.id)).every((row) => row.status === 'delivered');
+      });
+    } finally {
+      for (const stop of stops) await stop();
+      for (const store of instances) await store.close();
+    }
+    const posts = arrivals.filter((arrival) => arrival.path === '/ops' && queued.has(arrival.delivery)).map((arrival) => arrival.delivery);
+    expect(posts.sort()).toEqual([...queued].sort());
+  });
 });
