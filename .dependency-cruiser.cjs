@@ -20,7 +20,7 @@ const BOOT = ['^app/boot/'];
 /** Drives runs: claims, steps, gates, crash recovery. */
 const ENGINE = ['^app/engine/'];
 /** Plans, checks, run logs, targets and friends: the rules of the product, free of framework code. */
-const DOMAIN = ['^app/(plans|checks|runs|targets|sql|steps|accounts|audit|sandbox|api)/'];
+const DOMAIN = ['^app/(plans|checks|runs|targets|sql|steps|accounts|audit|sandbox|api|notifications)/'];
 /** The bottom: database, paths, environment, configuration. */
 const STORE = ['^app/runtime/', '^db/', '^runsheet\\.config\\.ts$'];
 

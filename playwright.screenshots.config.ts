@@ -8,6 +8,9 @@ import { chromiumLaunchOptions } from './playwright.config';
  */
 const PORT = Number(process.env.SCREENSHOTS_PORT ?? 3124);
 export const SCREENSHOTS_DATA_DIR = '.data/screenshots';
+/** Where the spec's stand-in webhook receivers listen: the server posts the runs' notifications there. */
+export const SCREENSHOTS_RECEIVER_PORT = Number(process.env.SCREENSHOTS_RECEIVER_PORT ?? PORT + 500);
+export const SCREENSHOTS_NOTIFY_SECRET = 'screenshots-notify-secret';
 
 export default defineConfig({
   testDir: 'tests/screenshots',
@@ -27,7 +30,15 @@ export default defineConfig({
     url: `http://localhost:${PORT}/login`,
     reuseExistingServer: false,
     timeout: 180_000,
-    env: { PORT: String(PORT), RUNSHEET_DATA_DIR: SCREENSHOTS_DATA_DIR, NODE_ENV: 'production' },
+    env: {
+      PORT: String(PORT),
+      RUNSHEET_DATA_DIR: SCREENSHOTS_DATA_DIR,
+      NODE_ENV: 'production',
+      NOTIFY_OPS_URL: `http://127.0.0.1:${SCREENSHOTS_RECEIVER_PORT}/ops`,
+      NOTIFY_OPS_SECRET: SCREENSHOTS_NOTIFY_SECRET,
+      NOTIFY_TEAM_URL: `http://127.0.0.1:${SCREENSHOTS_RECEIVER_PORT}/team`,
+      RUNSHEET_NOTIFY_RETRY_BASE: '1s',
+    },
     stdout: 'pipe',
   },
 });

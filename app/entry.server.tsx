@@ -10,6 +10,7 @@ import { NonceProvider } from './components/nonce';
 export { startRuntime } from './boot/runtime.server';
 export { startRecoveryPass } from './engine/crash-recovery.server';
 export { startWatchRunner } from './engine/watch.server';
+export { startNotificationDelivery } from './boot/notification-delivery.server';
 export { removeServerRecord, writeServerRecord } from './boot/server-record.server';
 
 const ABORT_DELAY = 5_000;

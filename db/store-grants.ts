@@ -20,6 +20,8 @@ export const STORE_GRANTS: Readonly<Record<string, readonly TablePrivilege[]>> =
   runs: ['SELECT', 'INSERT', 'UPDATE'],
   // A watch's claim, schedule and the results its next round compares with (docs/decisions/030); never deleted.
   run_watches: ['SELECT', 'INSERT', 'UPDATE'],
+  // The notifications outbox: each attempt updates its row; rows are kept (the page lists them), never deleted.
+  notification_deliveries: ['SELECT', 'INSERT', 'UPDATE'],
   // People: roles, disabling and passwords change; accounts are never deleted (the audit log names them).
   accounts: ['SELECT', 'INSERT', 'UPDATE'],
   // API tokens: revoked and last-used change, never deleted (events name them); addresses seen are appended.

@@ -20,6 +20,7 @@ type RunsheetBuild = ServerBuild & {
       startRuntime(options: StartRuntimeOptions): Promise<Runtime>;
       startRecoveryPass(runtime: Runtime, report: (line: string) => void): () => void;
       startWatchRunner(runtime: Runtime, report: (line: string) => void): () => Promise<void>;
+      startNotificationDelivery(runtime: Runtime, report: (line: string) => void): () => Promise<void>;
       writeServerRecord(dataDir: string, url: string): void;
       removeServerRecord(dataDir: string): void;
     };
@@ -67,6 +68,8 @@ export async function startServer(): Promise<void> {
   const stopRecovery = entry.startRecoveryPass(runtime, log);
   // Watch windows after verified applies: this process runs those no other live process runs (docs/decisions/030).
   const stopWatches = entry.startWatchRunner(runtime, log);
+  // Notifications in the store's outbox: this process delivers those of the channels it has an address for (docs/decisions/033).
+  const stopNotifications = entry.startNotificationDelivery(runtime, log);
   for (const demo of runtime.demoAccounts ?? []) log(`Demo account ${demo.role.padEnd(8)} ${demo.email.padEnd(24)} password: ${demo.password}`);
   // Before Remix, whose own Origin/Host check would answer a cross-origin form with an unlogged 500.
   app.use(crossOriginGuard(runtime));
@@ -99,6 +102,7 @@ export async function startServer(): Promise<void> {
     );
     stopRecovery();
     await stopWatches();
+    await stopNotifications();
     await runtime.stop();
     process.exit(1);
   });
@@ -109,6 +113,7 @@ export async function startServer(): Promise<void> {
     server.closeAllConnections();
     stopRecovery();
     await stopWatches();
+    await stopNotifications();
     if (runtime.env.embedded) entry.removeServerRecord(runtime.env.dataDir);
     await runtime.stop();
     process.exit(0);

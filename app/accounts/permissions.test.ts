@@ -6,13 +6,13 @@ describe('the permission table', () => {
     expect(ROLE_PERMISSIONS.viewer).toEqual(['view']);
     expect([...ROLE_PERMISSIONS.tpm].sort()).toEqual(['add-note', 'end-watch', 'run-checks', 'sign-off', 'tick', 'view']);
     expect([...ROLE_PERMISSIONS.engineer].sort()).toEqual(
-      ['add-note', 'cancel', 'end-watch', 'execute', 'import-plan', 'rehearse', 'reset-sandbox', 'restore', 'rollback', 'run-checks', 'sign-off', 'tick', 'view'].sort(),
+      ['add-note', 'cancel', 'end-watch', 'execute', 'import-plan', 'notifications', 'rehearse', 'reset-sandbox', 'restore', 'rollback', 'run-checks', 'sign-off', 'tick', 'view'].sort(),
     );
     for (const action of ROLE_PERMISSIONS.tpm) expect(roleCan('engineer', action)).toBe(true);
   });
 
   it('keeps duties apart: a TPM never applies or rolls back; an admin only manages accounts', () => {
-    for (const action of ['execute', 'rollback', 'rehearse', 'cancel', 'import-plan', 'reset-sandbox'] as const) expect(roleCan('tpm', action)).toBe(false);
+    for (const action of ['execute', 'rollback', 'rehearse', 'cancel', 'import-plan', 'reset-sandbox', 'notifications'] as const) expect(roleCan('tpm', action)).toBe(false);
     for (const action of ['import-plan', 'reset-sandbox'] as const) expect(roleCan('viewer', action)).toBe(false);
     expect(ROLE_PERMISSIONS.admin).toEqual(['manage-accounts']);
     for (const role of ROLES.filter((role) => role !== 'admin')) expect(roleCan(role, 'manage-accounts')).toBe(false);

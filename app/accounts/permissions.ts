@@ -24,6 +24,7 @@ export const PERMISSIONS = [
   'restore',
   'import-plan',
   'reset-sandbox',
+  'notifications',
   'manage-accounts',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
@@ -41,7 +42,8 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, readonly Permission[]>> = {
   tpm: TPM,
   // Importing a runbook writes a plan folder, and resetting a sandbox rewrites a target: an engineer's work.
   // Putting a rollback's backup back writes the target, as a rollback does (docs/decisions/031).
-  engineer: [...TPM, 'rehearse', 'execute', 'cancel', 'rollback', 'restore', 'import-plan', 'reset-sandbox'],
+  // The notification channels' deliveries and test sends (docs/decisions/033): the engineers who run the changes.
+  engineer: [...TPM, 'rehearse', 'execute', 'cancel', 'rollback', 'restore', 'import-plan', 'reset-sandbox', 'notifications'],
   admin: ['manage-accounts'],
 };
 
@@ -149,6 +151,8 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
       restore: 'restore',
     },
   },
+  // Each notification channel, its deliveries, and a test send (audited as notification.test).
+  'routes/notifications': { loader: 'notifications', actions: { 'send-test': 'notifications' } },
   // Upload a Markdown runbook, see it as a plan with its import report, then save or download it.
   'routes/import': { loader: 'import-plan', actions: { preview: 'import-plan', save: 'import-plan' } },
   // The imported folder as a zip, where the plans folder cannot be written.

@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import runsheetConfig from '../../runsheet.config';
-import { readEnv, targetUrlsFromEnv, type RunsheetEnv } from '../runtime/env.server';
+import { notifyChannelsFromEnv, readEnv, targetUrlsFromEnv, type RunsheetEnv } from '../runtime/env.server';
+import { buildNotificationChannels, type NotificationChannels } from '../notifications/channels.server';
 import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from '../runtime/embedded-postgres.server';
 import { applyStoreGrants, migrateStore, openStore, storeRoleOf, type Store } from '../runtime/store.server';
 import { RunsheetError } from '../runtime/errors';
@@ -34,6 +35,8 @@ export interface Runtime {
   targets: TargetRegistry;
   /** RUNSHEET_ANCHOR_URL, when set. */
   anchorWebhookUrl?: string;
+  /** The notification channels (runsheet.config.ts and NOTIFY_<NAME>_URL / _SECRET; docs/decisions/033). */
+  notificationChannels: NotificationChannels;
   stop(): Promise<void>;
 }
 
@@ -121,6 +124,10 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
     sandbox.apiToken = source.TARGET_SANDBOX_API_TOKEN || readSandboxApiToken(env.dataDir);
   }
   const targets = createTargetRegistry({ addresses: targetUrlsFromEnv(source), defaults, config: runsheetConfig });
+  // A channel without its address is a warning, never a failed start: its notifications wait in the outbox.
+  // Only the web server delivers, so only it says so (the command line's output stays its own).
+  const notificationChannels = buildNotificationChannels(runsheetConfig, notifyChannelsFromEnv(source));
+  if (options.webServer) for (const warning of notificationChannels.warnings) log(warning);
 
   return {
     env,
@@ -132,6 +139,7 @@ export async function startRuntime(options: StartRuntimeOptions = {}): Promise<R
     ...(env.RUNSHEET_ANCHOR_URL ? { anchorWebhookUrl: env.RUNSHEET_ANCHOR_URL } : {}),
     demoAccounts,
     targets,
+    notificationChannels,
     stop: async () => {
       await targets.close();
       await store.close().catch(() => {});

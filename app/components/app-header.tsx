@@ -38,6 +38,11 @@ export function AppHeader({ user }: { user: HeaderUser }) {
               History
             </NavLink>
           ) : null}
+          {can(user, 'notifications') ? (
+            <NavLink to="/notifications" className={navClass}>
+              Notifications
+            </NavLink>
+          ) : null}
           {can(user, 'manage-accounts') ? (
             <NavLink to="/admin/accounts" className={navClass}>
               Accounts

@@ -69,7 +69,7 @@ export interface GateOptions {
   events?: RunEvent[];
 }
 
-type PrecheckRow = Awaited<ReturnType<typeof latestRunPhaseResults>>[number];
+export type PrecheckRow = Awaited<ReturnType<typeof latestRunPhaseResults>>[number];
 
 export async function evaluateGates(deps: EngineDeps, run: RunRecord, options: GateOptions = {}): Promise<Gate[]> {
   const events = options.events ?? (await readRunEvents(deps.store.pool, run.id, { types: PREPARATION_EVENT_TYPES }));
@@ -206,7 +206,7 @@ function transactionalStepsGate(plan: Plan): Gate {
 export const openGates = (gates: readonly Gate[], options: { includeAtExecute?: boolean } = {}): Gate[] =>
   gates.filter((gate) => !gate.passed && (options.includeAtExecute !== false || !gate.atExecute));
 
-function prerequisitesGate(plan: Plan, events: readonly RunEvent[]): Gate {
+export function prerequisitesGate(plan: Plan, events: readonly RunEvent[]): Gate {
   const ticks = ticksFromEvents(events);
   const missing = plan.prerequisites.filter((item) => item.required && !ticks.get(item.id)?.ticked).map((item) => item.id);
   return {
@@ -222,7 +222,7 @@ function prerequisitesGate(plan: Plan, events: readonly RunEvent[]): Gate {
  * left out, and one of them skipped while the run would have resumed counts as not run when it no
  * longer does.
  */
-function prechecksGate(plan: Plan, rows: readonly PrecheckRow[], skippedByResume: ReadonlySet<string>): Gate {
+export function prechecksGate(plan: Plan, rows: readonly PrecheckRow[], skippedByResume: ReadonlySet<string>): Gate {
   const byId = new Map(rows.map((row) => [row.checkId, row]));
   const problems: string[] = [];
   const judged = plan.prechecks.filter((check) => !skippedByResume.has(check.id));

@@ -21,6 +21,7 @@ import { checkpointRun } from './checkpoints.server';
 import { whoOf, type EngineActor, type EngineDeps, type Gate } from './engine-deps.server';
 import { freezePlan, thawPlan, type ThawedPlan } from './frozen-plan.server';
 import { decideResume, runPrechecksResuming } from './resume.server';
+import { appendSignoffReadyIfDue } from './signoff-ready.server';
 import { PREPARATION_EVENT_TYPES, evaluateGates, openGates, planGates, signoffsFromEvents, ticksFromEvents, criteriaTicksFromEvents, type PrerequisiteTick } from './gates.server';
 
 /**
@@ -141,7 +142,7 @@ export async function openWorkingRun(
   let runId: string;
   try {
     runId = await inStoreTransaction(deps.store.pool, async (client) => {
-      const id = await insertDraftRun(client, { planId: loaded.id, planChecksum: loaded.checksum, target: target.name, kind: input.kind, frozenPlan: frozen, createdBy: actor.email });
+      const id = await insertDraftRun(client, { planId: loaded.id, planChecksum: loaded.checksum, target: target.name, kind: input.kind, frozenPlan: frozen, createdBy: actor.email, notifyChannels: target.rules.notify });
       await appendRunEvent(client, {
         runId: id,
         ...whoOf(actor),
@@ -218,11 +219,15 @@ export async function tickPrerequisite(deps: EngineDeps, input: { runId: string;
   if (!item) {
     throw new RunsheetError('invalid_input', `The plan has no prerequisite "${input.itemId}": use one of ${prerequisites.map((candidate) => candidate.id).join(', ') || '(none)'}.`);
   }
-  const event = await appendRunEvent(deps.store.pool, {
-    runId,
-    ...whoOf(input.actor),
-    type: input.ticked ? 'prerequisite.ticked' : 'prerequisite.unticked',
-    payload: { itemId: item.id, text: item.text, required: item.required },
+  const event = await inStoreTransaction(deps.store.pool, async (client) => {
+    const ticked = await appendRunEvent(client, {
+      runId,
+      ...whoOf(input.actor),
+      type: input.ticked ? 'prerequisite.ticked' : 'prerequisite.unticked',
+      payload: { itemId: item.id, text: item.text, required: item.required },
+    });
+    if (input.ticked) await appendSignoffReadyIfDue(deps, client, run);
+    return ticked;
   });
   await refreshReadiness(deps, runId);
   await checkpointRun(deps, runId, 'delta');
@@ -290,11 +295,14 @@ export async function recordRunChecks(
     { target: run.target, planId: run.planId, planChecksum: thawed.checksum, runId: run.id, ranBy: input.actor.email },
     input.results,
   );
-  await appendRunEvent(deps.store.pool, {
-    runId: run.id,
-    ...whoOf(input.actor),
-    type: 'checks.ran',
-    payload: { phase: input.phase, planChecksum: thawed.checksum, ...summarizeChecks(input.results), results: input.results.map(checkResultPayload) },
+  await inStoreTransaction(deps.store.pool, async (client) => {
+    await appendRunEvent(client, {
+      runId: run.id,
+      ...whoOf(input.actor),
+      type: 'checks.ran',
+      payload: { phase: input.phase, planChecksum: thawed.checksum, ...summarizeChecks(input.results), results: input.results.map(checkResultPayload) },
+    });
+    if (input.phase === 'pre') await appendSignoffReadyIfDue(deps, client, run);
   });
 }
 

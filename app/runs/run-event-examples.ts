@@ -58,6 +58,7 @@ export const RUN_EVENT_EXAMPLES: { readonly [T in RunEventType]: PayloadOf<T> } 
     ],
   },
   signoff: { checksum: CHECKSUM },
+  'signoff.ready': { checksum: CHECKSUM, prerequisites: ['backup-verified', 'maintenance-window'], prechecks: ['column-absent', 'memberships-exist'] },
   'note.added': { text: 'Backup snapshot rds-2026-12-03 verified by restoring it to a scratch instance.' },
   'lint.waived': {
     planId: '008-add-active-org-tracking',
@@ -320,6 +321,8 @@ export const RUN_EVENT_DESCRIPTIONS: { readonly [T in RunEventType]: string } = 
   'criterion.unticked': 'A person took such a tick back.',
   'checks.ran': "A phase's checks ran against the target: every result with expected, actual, SQL, time and duration.",
   signoff: 'A person signed the run off (four-eyes: the executor must be someone else).',
+  'signoff.ready':
+    'On a target that requires a sign-off: the moment every required prerequisite is ticked and every pre-check has passed, the run waits for a second person. Appended once per run, in the same transaction as the tick or the pre-check results that completed it; the channels the target notifies are told (docs/decisions/033).',
   'note.added': 'A note in the run log (the runbook\'s "Issues encountered").',
   'lint.waived': 'An engineer waived one squawk finding for this run, saying why.',
   'backfill.pause': 'A person asked the batched backfill to pause before its next batch.',

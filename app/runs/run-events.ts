@@ -137,6 +137,8 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
     z.object({ phase: z.string(), planChecksum: z.string(), passed: z.boolean(), failed: z.array(z.string()), skipped: z.array(z.string()), results: z.array(CheckResultEventSchema) }),
   ),
   event('signoff', z.object({ checksum: z.string() })),
+  /** On a four-eyes target: every required prerequisite ticked and every pre-check passed (once per run; docs/decisions/033). */
+  event('signoff.ready', z.object({ checksum: z.string(), prerequisites: z.array(z.string()), prechecks: z.array(z.string()) })),
   event('note.added', z.object({ text: z.string() })),
   event(
     'lint.waived',

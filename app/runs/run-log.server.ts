@@ -17,7 +17,8 @@ import type { StoreDb } from '../runtime/store.server';
 import { parseRunEvent, RunEventBodySchema, type RunEvent, type RunEventInput, type RunEventType, type Via } from './run-events';
 import { RunsheetError } from '../runtime/errors';
 import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
-import { announceStoreChange, RUN_EVENTS_CHANNEL } from '../runtime/store-notifications.server';
+import { announceStoreChange, NOTIFICATIONS_CHANNEL, RUN_EVENTS_CHANNEL } from '../runtime/store-notifications.server';
+import { notificationKindOf } from '../notifications/notification-kinds';
 
 /** Versions the genesis and the hash input; a different scheme gets a new tag. */
 export const RUN_LOG_VERSION = 'runsheet/run-log/v1';
@@ -205,6 +206,7 @@ async function ownTransaction<T>(
     return result;
   } catch (error) {
     appendedInTransaction.delete(client);
+    notifiedInTransaction.delete(client);
     await client.query('rollback').catch((rollbackError: Error) => onBroken(rollbackError));
     throw error;
   }
@@ -213,11 +215,32 @@ async function ownTransaction<T>(
 /** Runs whose log got events in the transaction open on a client: announced once it commits. */
 const appendedInTransaction = new WeakMap<pg.ClientBase, Set<string>>();
 
+/** Transactions open on a client that added rows to the notifications outbox: delivery workers are woken once it commits. */
+const notifiedInTransaction = new WeakSet<pg.ClientBase>();
+
 /** After the commit, in statements of their own: listening instances read the new events (store-notifications.server.ts). */
 async function announceAppendedRuns(client: pg.ClientBase): Promise<void> {
   const runIds = appendedInTransaction.get(client);
   appendedInTransaction.delete(client);
   for (const runId of runIds ?? []) await announceStoreChange(client, RUN_EVENTS_CHANNEL, runId);
+  if (notifiedInTransaction.delete(client)) await announceStoreChange(client, NOTIFICATIONS_CHANNEL, '');
+}
+
+/**
+ * The outbox rows of an event that notifies (app/notifications/notification-kinds.ts): one per
+ * channel the run notifies, in the event's own transaction, so a committed event is never left
+ * unannounced and a rolled-back one never announced. Rehearsals notify nobody.
+ */
+async function enqueueNotifications(client: pg.ClientBase, event: { runId: string; seq: number; type: string; payload: Record<string, unknown> }): Promise<void> {
+  const kind = notificationKindOf({ type: event.type, payload: event.payload } as Parameters<typeof notificationKindOf>[0]);
+  if (!kind) return;
+  const { rowCount } = await client.query(
+    `insert into notification_deliveries (channel, run_id, seq, kind, run_state)
+     select channel, r.id, $2, $3, r.state from runs r cross join lateral unnest(r.notify_channels) as channel
+      where r.id = $1 and r.kind = 'execute'`,
+    [event.runId, event.seq, kind],
+  );
+  if (rowCount) notifiedInTransaction.add(client);
 }
 
 /**
@@ -303,6 +326,7 @@ export async function appendRunEvent(executor: StoreExecutor, event: NewRunEvent
        values ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)`,
       [runId, seq, stored.at, stored.actor, role, stored.type, payloadText, prevHash, stored.hash],
     );
+    await enqueueNotifications(client, stored);
     return parseRunEvent(stored);
   });
 }

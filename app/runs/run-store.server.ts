@@ -114,6 +114,8 @@ export interface NewRun {
   kind: RunKind;
   frozenPlan: FrozenPlan;
   createdBy: string;
+  /** The target's notification channels now (runsheet.config.ts `notify`): the run's events that notify go there. */
+  notifyChannels?: string[];
 }
 
 /** Inserts a draft run (inside the caller's transaction); a second open run of one plan, target and kind fails with 23505 on runs_one_open_per_plan. */

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { fromRoot } from './paths.server';
 import { RunsheetError } from './errors';
+import { DurationSchema } from './duration';
 
 const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
@@ -42,6 +43,10 @@ const EnvSchema = z.object({
       }
       return bytes;
     }),
+  /** Notifications: the first retry's delay after a failed delivery (doubling after each, at most an hour); default 10s. */
+  RUNSHEET_NOTIFY_RETRY_BASE: DurationSchema.default(10_000),
+  /** Notifications: a delivery still failing this long after its event is given up (status failed); default 24h. */
+  RUNSHEET_NOTIFY_GIVE_UP_AFTER: DurationSchema.default(24 * 3_600_000),
   /** Strict-Transport-Security for deployments behind TLS, e.g. "max-age=31536000; includeSubDomains"; unset: not sent. */
   RUNSHEET_HSTS: z
     .string()
@@ -91,4 +96,19 @@ export function targetUrlsFromEnv(source: NodeJS.ProcessEnv = process.env): Map<
     });
   }
   return targets;
+}
+
+/** A notification channel's address and secret from NOTIFY_<NAME>_URL and NOTIFY_<NAME>_SECRET; the name is NAME lower-cased. */
+export function notifyChannelsFromEnv(source: NodeJS.ProcessEnv = process.env): Map<string, { url?: string; secret?: string }> {
+  const channels = new Map<string, { url?: string; secret?: string }>();
+  for (const [key, value] of Object.entries(source)) {
+    const match = /^NOTIFY_([A-Z0-9_]+?)_(URL|SECRET)$/.exec(key);
+    if (!match || !value) continue;
+    const name = match[1]!.toLowerCase();
+    const entry = channels.get(name) ?? {};
+    if (match[2] === 'URL') entry.url = value;
+    else entry.secret = value;
+    channels.set(name, entry);
+  }
+  return channels;
 }

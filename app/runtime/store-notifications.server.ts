@@ -13,6 +13,8 @@ import pg from 'pg';
 
 /** New events in a run's log; the payload is the run's id. */
 export const RUN_EVENTS_CHANNEL = 'runsheet_run_events';
+/** New rows in the notifications outbox (docs/decisions/033): delivery workers look for due rows; the payload is empty. */
+export const NOTIFICATIONS_CHANNEL = 'runsheet_notifications';
 /** Someone started or stopped watching a run; the payload is the run's id. */
 export const RUN_WATCHERS_CHANNEL = 'runsheet_run_watchers';
 

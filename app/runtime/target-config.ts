@@ -24,12 +24,38 @@ export const TargetRulesSchema = z
     backup_cleanup_after: DurationSchema.optional(),
     /** lock_timeout of every check on this target whose plan and check do not set one ("5s"; default 5 s). */
     check_lock_timeout: DurationSchema.optional(),
+    /** Notification channels (declared under `channels`) told of this target's runs: ready for sign-off, applied, rolled back… (docs/decisions/033). */
+    notify: z.array(z.string()).default([]),
   })
   .strict();
 
+/** How a channel's deliveries are worded: Runsheet's signed JSON event, or Slack incoming-webhook text. */
+export const NOTIFICATION_FORMATS = ['json', 'slack'] as const;
+export type NotificationFormat = (typeof NOTIFICATION_FORMATS)[number];
+
+/** A notification channel; where it points and its secret come from NOTIFY_<NAME>_URL and NOTIFY_<NAME>_SECRET, never from here. */
+export const ChannelSchema = z.object({ format: z.enum(NOTIFICATION_FORMATS).default('json') }).strict();
+export type ChannelRules = z.infer<typeof ChannelSchema>;
+
 export const RunsheetConfigSchema = z
-  .object({ targets: z.record(z.string().regex(/^[a-z0-9_]+$/, 'target names are lower-case'), TargetRulesSchema) })
-  .strict();
+  .object({
+    targets: z.record(z.string().regex(/^[a-z0-9_]+$/, 'target names are lower-case'), TargetRulesSchema),
+    channels: z.record(z.string().regex(/^[a-z0-9_]+$/, 'channel names are lower-case letters, digits and _ (NOTIFY_<NAME>_URL names them upper-cased)'), ChannelSchema).default({}),
+  })
+  .strict()
+  .superRefine((config, context) => {
+    for (const [target, rules] of Object.entries(config.targets)) {
+      for (const [index, channel] of rules.notify.entries()) {
+        if (channel in config.channels) continue;
+        const declared = Object.keys(config.channels);
+        context.addIssue({
+          code: 'custom',
+          path: ['targets', target, 'notify', index],
+          message: `target ${target} notifies channel "${channel}", which runsheet.config.ts does not declare: add channels: { ${channel}: { format: 'json' } }${declared.length > 0 ? ` (declared: ${declared.join(', ')})` : ''}`,
+        });
+      }
+    }
+  });
 
 export type TargetRules = z.infer<typeof TargetRulesSchema>;
 export type RunsheetConfig = z.infer<typeof RunsheetConfigSchema>;

@@ -41,7 +41,7 @@ export interface TargetRegistryInput {
   addresses: ReadonlyMap<string, TargetAddress>;
   /** Addresses used where the environment names none (embedded mode's sandbox); the environment wins. */
   defaults?: ReadonlyMap<string, TargetAddress>;
-  config: RunsheetConfig;
+  config: Pick<RunsheetConfig, 'targets'>;
   /** Explicit rules per target, over the config's (tests). */
   rules?: ReadonlyMap<string, TargetRules>;
   poolSize?: number;

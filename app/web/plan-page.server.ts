@@ -8,7 +8,8 @@
  * the command line uses): the newest execute run while it still has something to do. A run that
  * rolled back or failed cleanly is history: the next tick or pre-check opens a new run.
  */
-import { checksOfPhase, CHECK_PHASES, type Check, type CheckPhase, type Plan, type TeamMessagePlaceholder } from '../plans/plan-schema';
+import { fillTeamMessage, teamMessageValues } from '../plans/team-messages';
+import { checksOfPhase, CHECK_PHASES, type Check, type CheckPhase, type Plan } from '../plans/plan-schema';
 import type { ValidPlan } from '../plans/load-plans.server';
 import { readPlanOnTarget, type Aged, type LatestCheckResult } from '../plans/plan-on-target.server';
 import { refreshPlanFacts } from '../plans/plan-overview.server';
@@ -468,8 +469,6 @@ function successCriteria(plan: Plan, results: Record<string, LatestCheckResult>,
   });
 }
 
-const PLACEHOLDER = /\{\{\s*([a-z_]+)\s*\}\}/g;
-
 /**
  * The plan's team messages with {{target}}, {{checksum}}, {{executor}}, {{finished_at}} filled
  * from the run's facts. The post message is offered only for a verified apply, with the apply's own
@@ -477,34 +476,15 @@ const PLACEHOLDER = /\{\{\s*([a-z_]+)\s*\}\}/g;
  */
 function teamMessages(plan: Plan, facts: { target: Target; checksum: string; run?: RunRecord }): ChecklistView['teamMessages'] {
   const { run } = facts;
-  const common: Record<Exclude<TeamMessagePlaceholder, 'executor' | 'finished_at'>, string | undefined> = {
-    target: facts.target.label,
-    target_name: facts.target.name,
-    checksum: facts.checksum,
-    plan: plan.id,
-    run: run?.id,
-    started_at: run?.startedAt ? formatUtc(run.startedAt.toISOString()) : undefined,
-  };
-  const fill = (message: { notify: string[]; body: string } | undefined, values: Record<string, string | undefined>): TeamMessageView | undefined => {
-    if (!message) return undefined;
-    const unfilled = new Set<string>();
-    const text = message.body.replace(PLACEHOLDER, (whole, name: string) => {
-      const value = name in values ? values[name as TeamMessagePlaceholder] : undefined;
-      if (value) return value;
-      unfilled.add(name);
-      return `[${name.replace(/_/g, ' ')}: to be filled]`;
-    });
-    return { notify: message.notify, text: text.trimEnd(), unfilled: [...unfilled] };
-  };
-  const rollback = run?.outcome?.rollback;
+  const messageFacts = { target: facts.target, checksum: facts.checksum, planId: plan.id, run };
+  const fill = (message: { notify: string[]; body: string } | undefined, which: 'pre' | 'post' | 'rollback'): TeamMessageView | undefined =>
+    message ? fillTeamMessage(message, teamMessageValues(messageFacts, which)) : undefined;
   const applied = run != null && isAppliedState(run.state) && run.outcome?.verified !== false;
   const rolledBack = run?.state === 'rolled_back';
   return {
-    pre: fill(plan.team_messages.pre, { ...common, executor: run?.executedBy ?? undefined }),
-    ...(applied ? { post: fill(plan.team_messages.post, { ...common, executor: run.executedBy ?? undefined, finished_at: run.finishedAt ? formatUtc(run.finishedAt.toISOString()) : undefined }) } : {}),
-    ...(rolledBack
-      ? { rollback: fill(plan.team_messages.rollback, { ...common, executor: rollback?.by ?? undefined, finished_at: rollback?.finishedAt ? formatUtc(rollback.finishedAt) : undefined }) }
-      : {}),
+    pre: fill(plan.team_messages.pre, 'pre'),
+    ...(applied ? { post: fill(plan.team_messages.post, 'post') } : {}),
+    ...(rolledBack ? { rollback: fill(plan.team_messages.rollback, 'rollback') } : {}),
   };
 }
 

@@ -4,3 +4,4 @@ export * from './runs';
 export * from './run-outcome';
 export * from './watches';
 export * from '../run-lifecycle';
+export * from './notifications';

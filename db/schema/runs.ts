@@ -44,6 +44,8 @@ export const runs = pgTable(
     /** `host:pid` of the Runsheet process driving the run. */
     ownerProcess: text('owner_process'),
     outcome: jsonb('outcome').$type<RunOutcome>(),
+    /** The notification channels of the target when the run was opened (runsheet.config.ts `notify`): its events that notify go to these (docs/decisions/033). */
+    notifyChannels: text('notify_channels').array().notNull().default(sql`'{}'::text[]`),
   },
   (table) => [
     check('runs_kind_known', sql`${table.kind} in (${inList(RUN_KINDS)})`),

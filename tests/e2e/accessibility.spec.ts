@@ -54,6 +54,10 @@ test('API tokens', async ({ page }) => {
   await scan(page, 'tpm', '/account/tokens', (p) => expect(p.getByRole('heading', { level: 1, name: 'API tokens' })).toBeVisible());
 });
 
+test('notifications', async ({ page }) => {
+  await scan(page, 'engineer', '/notifications', (p) => expect(p.getByRole('heading', { level: 1, name: 'Notifications' })).toBeVisible());
+});
+
 test.describe('the pages of a run', () => {
   let runId: string;
 

@@ -3,16 +3,20 @@
  * the sandbox: the plans list; the checklist before apply (prerequisites ticked, pre-checks run,
  * signed off); a run waiting for a lock another session holds on platform.users, then its failure
  * when ALTER TABLE hits its lock_timeout, and that failed run's report; a live run (the same lock, released after a few seconds so the apply goes on);
- * the checklist after apply; the post-run report; the history.
+ * the checklist after apply; the post-run report; the history; and the notifications page, whose
+ * channels post to stand-in receivers started here (the team channel's first post answered 503,
+ * so one delivery shows its retry).
  *
  * Everything is done through the UI by role and label, as a TPM (ticks, pre-checks, sign-off) and
  * an engineer (execute). The lock is the only thing done beside the UI, on the sandbox database.
  */
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { expect, test, type Browser, type Page } from '@playwright/test';
 import pg from 'pg';
-import { SCREENSHOTS_DATA_DIR } from '../../playwright.screenshots.config';
+import { SCREENSHOTS_DATA_DIR, SCREENSHOTS_NOTIFY_SECRET, SCREENSHOTS_RECEIVER_PORT } from '../../playwright.screenshots.config';
+import { verifyWebhookSignature } from '../../app/notifications/webhook-signature';
 
 const PLAN = '008-add-active-org-tracking';
 const CHECKLIST = `/plans/${PLAN}?target=sandbox`;
@@ -102,6 +106,28 @@ async function execute(engineer: Page): Promise<string> {
 
 const runState = (page: Page) => page.getByRole('status', { name: 'Run state' });
 
+/** The stand-in receivers of the ops (signed JSON) and team (Slack) channels: what they were sent. */
+const received: { path: string; body: string; verified: boolean }[] = [];
+let receiver: http.Server;
+test.beforeAll(async () => {
+  let teamAnswered = false;
+  receiver = http.createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+    request.on('end', () => {
+      const verified = request.url !== '/ops' || verifyWebhookSignature(body, request.headers['x-runsheet-signature'] as string | undefined, SCREENSHOTS_NOTIFY_SECRET).ok;
+      received.push({ path: request.url ?? '', body, verified });
+      const unavailableOnce = request.url === '/team' && !teamAnswered;
+      teamAnswered = true;
+      response.writeHead(unavailableOnce ? 503 : 200).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(SCREENSHOTS_RECEIVER_PORT, '127.0.0.1', resolve));
+});
+test.afterAll(async () => {
+  await new Promise((resolve) => receiver?.close(resolve));
+});
+
 test('screenshots of the plans list, checklist, failure, live run, checklist after apply, report and history', async ({ browser }, testInfo) => {
   fs.mkdirSync(OUT, { recursive: true });
   const tpm = await signedIn(browser, 'tpm');
@@ -168,4 +194,22 @@ test('screenshots of the plans list, checklist, failure, live run, checklist aft
   await viewer.goto('/runs');
   await expect(viewer.getByRole('heading', { level: 1, name: 'History' })).toBeVisible();
   await shoot(viewer, 'history');
+});
+
+test('screenshot of the notifications page', async ({ browser }) => {
+  const engineer = await signedIn(browser, 'engineer');
+  await engineer.getByRole('link', { name: 'Notifications' }).click();
+  await expect(engineer.getByRole('heading', { level: 1, name: 'Notifications' })).toBeVisible();
+  await engineer.getByRole('button', { name: 'Send test to ops' }).click();
+  await expect(engineer.getByRole('status')).toContainText('Test notification');
+  await expect(async () => {
+    await engineer.reload();
+    const ops = engineer.getByRole('region', { name: /^ops/ });
+    await expect(ops.getByRole('row', { name: /test by/ }).first()).toContainText('delivered');
+    await expect(engineer.getByRole('region', { name: /^team/ }).getByRole('cell', { name: 'pending' })).toHaveCount(0);
+  }).toPass({ timeout: 60_000 });
+  expect(received.some((post) => post.path === '/ops' && JSON.parse(post.body).kind === 'applied')).toBe(true);
+  expect(received.every((post) => post.verified)).toBe(true);
+  expect(received.some((post) => post.path === '/team' && (JSON.parse(post.body) as { text: string }).text.startsWith('Migration 008 deployed successfully to Sandbox'))).toBe(true);
+  await shoot(engineer, 'notifications');
 });
