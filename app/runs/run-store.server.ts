@@ -91,9 +91,32 @@ export async function findRunSummaries(executor: StoreExecutor, filter: RunFilte
 
 /** One run by id (locked FOR UPDATE inside the caller's transaction when asked). */
 export async function findRun(executor: StoreExecutor, runId: string, options: { forUpdate?: boolean } = {}): Promise<RunRecord | undefined> {
-  const query = dbOf(executor).select().from(runs).where(eq(runs.id, assertRunId(runId)));
+  const id = assertRunId(runId);
+  const known = frozenPlans.get(id);
+  if (known) {
+    const query = dbOf(executor).select(SUMMARY_COLUMNS).from(runs).where(eq(runs.id, id));
+    const [row] = options.forUpdate ? await query.for('update') : await query;
+    return row ? { ...row, frozenPlan: known } : undefined;
+  }
+  const query = dbOf(executor).select().from(runs).where(eq(runs.id, id));
   const [row] = options.forUpdate ? await query.for('update') : await query;
+  if (row) keepFrozenPlan(id, row.frozenPlan);
   return row;
+}
+
+/**
+ * Frozen plans by run id. A run's frozen plan is written once, when the run is opened, and never
+ * changed (every file of the plan, ~50 KB of JSON): a page that reads a few runs per request reads
+ * their rows without it once this process has seen it. Per process; immutable, so never stale on
+ * another instance.
+ */
+const frozenPlans = new Map<string, FrozenPlan>();
+const FROZEN_PLANS_KEPT = 64;
+
+function keepFrozenPlan(runId: string, frozen: FrozenPlan): void {
+  frozenPlans.delete(runId);
+  if (frozenPlans.size >= FROZEN_PLANS_KEPT) frozenPlans.delete(frozenPlans.keys().next().value!);
+  frozenPlans.set(runId, frozen);
 }
 
 /** Whether a run exists; false for a malformed id too. */
