@@ -29,7 +29,7 @@ import { blocksLintGate, type LintFinding } from '../plans/lint-plan.server';
 import { lintWaiversFromEvents, waiverFor } from '../engine/lint-waivers.server';
 import { formatUtc } from '../runtime/format';
 import { cancelRequestedMessage, cancelRun, executeRun, rehearseRun, rollbackRun } from '../engine/engine.server';
-import { addNote, authorize, openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunFor, type RunDetail } from '../engine/runs.server';
+import { addNote, authorize, openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunAmong, workingRunFor, type RunDetail } from '../engine/runs.server';
 import { evaluateGates, openGates, planGates } from '../engine/gates.server';
 import { previewRollback, type RollbackPreview } from '../engine/rollback-preview.server';
 import { waiveLintFinding } from '../engine/waive-lint.server';
@@ -211,16 +211,19 @@ export function resolveChecklistTarget(deps: Pick<ChecklistDeps, 'targets'>, tar
   return { target: targetName ? targets.find((candidate) => candidate.name === targetName) : targets[0], targets };
 }
 
+/** The plan and target's newest runs the page reads: its history list, and the working-run rule's input. */
+const RUNS_READ = 20;
+
 export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPlan; target: Target; targets: Target[]; user: SignedInUser }): Promise<ChecklistView> {
   const { plan: loaded, target, user } = input;
   const plan = loaded.plan;
-  const runs = await findRunSummaries(deps.store.pool, { planId: loaded.id, target: target.name, limit: 20 });
-  const { working, previous, stale: staleDraft } = await workingRunFor(deps, { planId: loaded.id, target: target.name, kind: 'execute', checksum: loaded.checksum });
+  const runs = await findRunSummaries(deps.store.pool, { planId: loaded.id, target: target.name, limit: RUNS_READ });
+  const { working, previous, stale: staleDraft } = await workingRunAmong(deps, { runs, limit: RUNS_READ, planId: loaded.id, target: target.name, kind: 'execute', checksum: loaded.checksum });
   const rehearsal = runs.find((run) => run.kind === 'rehearsal') ?? null;
   const mayExecute = roleCan(user.role, 'execute');
 
   const [detail, onTarget, otherActive, rollback] = await Promise.all([
-    working ? readRunDetail(deps, working.id, { gates: true, executor: mayExecute ? user.email : undefined, preparationOnly: true }) : Promise.resolve(undefined),
+    working ? readRunDetail(deps, working.id, { gates: true, executor: mayExecute ? user.email : undefined, preparationOnly: true, run: working }) : Promise.resolve(undefined),
     readPlanOnTarget(deps, loaded, target),
     findRunSummaries(deps.store.pool, { target: target.name, states: ACTIVE_RUN_STATES, limit: 5 }).then((active) => active.find((run) => run.planId !== loaded.id)),
     working && mayRollBackFrom(working.state) ? previewRollback(deps, working) : Promise.resolve(null),
@@ -262,7 +265,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   const gates = detail?.gates ? detail.gates.map((gate) => ({ ...gate, waitsOn: waitsOn(gate, target) })) : null;
   const runSummary = working ? summarize(detail?.run ?? working) : null;
   const logRun = working ?? previous;
-  const logDetail = working ? detail : previous ? await readRunDetail(deps, previous.id, { preparationOnly: true }) : undefined;
+  const logDetail = working ? detail : previous ? await readRunDetail(deps, previous.id, { preparationOnly: true, run: previous }) : undefined;
   const logEvents = logDetail?.events ?? [];
 
   const criteria = successCriteria(plan, allResults, loaded.checksum, logDetail?.criteriaTicks ?? {});
