@@ -165,6 +165,7 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'routes/runs.$runId_.report[.]md': { loader: 'view' },
   'routes/runs.$runId_.log[.]json': { loader: 'view' },
   'routes/runs.$runId_.events[.]json': { loader: 'view' },
+  'routes/plans.$planId_.sql[.]json': { loader: 'view' },
   'routes/bench.bare': { loader: 'view' },
   'routes/signing-key[.]pem': { loader: 'public' },
   'routes/sandbox-api.api.auth.validate': { loader: 'bearer-token' },

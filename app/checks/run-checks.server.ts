@@ -601,6 +601,15 @@ export async function readRunCheckResults(db: StoreDb, runId: string): Promise<C
   return db.select().from(checkResults).where(eq(checkResults.runId, runId)).orderBy(asc(checkResults.ranAt), asc(checkResults.id));
 }
 
+/** The SQL one stored result ran, when it belongs to the plan (a page shows it on demand); undefined otherwise. */
+export async function readCheckResultSql(db: StoreDb, input: { resultId: number; planId: string }): Promise<{ resultId: number; checkId: string; planChecksum: string; sql: string | null } | undefined> {
+  const [row] = await db
+    .select({ resultId: checkResults.id, checkId: checkResults.checkId, planChecksum: checkResults.planChecksum, sql: checkResults.sqlText })
+    .from(checkResults)
+    .where(and(eq(checkResults.id, input.resultId), eq(checkResults.planId, input.planId)));
+  return row;
+}
+
 /** The newest result of each check of one phase in a run, with its age by the store's clock (a gate judges freshness). */
 export async function latestRunPhaseResults(db: StoreDb, input: { runId: string; phase: string }): Promise<(CheckResultRow & { ageMs: number })[]> {
   const rows = await db

@@ -1,3 +1,4 @@
+import { useState } from 'react';
 import type { LatestCheckResult } from '../plans/plan-on-target.server';
 import { describeExpectation } from '../checks/describe-expectation';
 import { CopyButton } from './copy-button';
@@ -11,8 +12,25 @@ interface CheckRow {
   expect: { type: string } & Record<string, unknown>;
 }
 
-/** Expected vs actual for each check of a phase, with its age and the exact SQL on demand. */
-export function CheckResultsTable({ checks, results, checksum }: { checks: CheckRow[]; results: Record<string, LatestCheckResult>; checksum: string }) {
+/** A result as a table shows it: with its SQL inline, or only whether it has one (`hasSql`), fetched by `sqlHref` when opened. */
+export type TableCheckResult = Omit<LatestCheckResult, 'sql' | 'id'> & { id?: number; sql?: string | null; hasSql?: boolean };
+
+/**
+ * Expected vs actual for each check of a phase, with its age and the exact SQL on demand: inline
+ * when the results carry it, else fetched from `sqlHref(result id)` when its disclosure opens (a
+ * page of many checks does not send every SQL body in its first answer).
+ */
+export function CheckResultsTable({
+  checks,
+  results,
+  checksum,
+  sqlHref,
+}: {
+  checks: CheckRow[];
+  results: Record<string, TableCheckResult>;
+  checksum: string;
+  sqlHref?: (resultId: number) => string;
+}) {
   if (checks.length === 0) return <p className="mt-2 text-xs text-ink-muted">No checks in this phase.</p>;
   return (
     <div className="mt-2 overflow-x-auto rounded border border-slate-200 bg-white">
@@ -47,6 +65,8 @@ export function CheckResultsTable({ checks, results, checksum }: { checks: Check
                         <CopyButton text={result.sql} label={`Copy SQL of ${check.id}`} />
                       </div>
                     </details>
+                  ) : result?.hasSql && result.id !== undefined && sqlHref ? (
+                    <SqlOnDemand href={sqlHref(result.id)} checkId={check.id} />
                   ) : null}
                 </td>
                 <td className="px-2 py-1.5">
@@ -88,4 +108,54 @@ function describeActual(actual: unknown): string {
   if (typeof actual === 'string') return actual;
   const text = JSON.stringify(actual);
   return text.length > 400 ? `${text.slice(0, 400)}…` : text;
+}
+
+type SqlState = { kind: 'idle' } | { kind: 'loading' } | { kind: 'loaded'; sql: string } | { kind: 'failed'; message: string };
+
+/** A check's SQL, fetched when its disclosure is first opened; a failed fetch says why and offers a retry. */
+function SqlOnDemand({ href, checkId }: { href: string; checkId: string }) {
+  const [state, setState] = useState<SqlState>({ kind: 'idle' });
+  const load = async () => {
+    setState({ kind: 'loading' });
+    try {
+      const response = await fetch(href, { headers: { Accept: 'application/json' } });
+      const body = (await response.json().catch(() => null)) as { sql?: unknown; error?: unknown } | null;
+      if (!response.ok || typeof body?.sql !== 'string') throw new Error(typeof body?.error === 'string' ? body.error : `the server answered ${response.status}`);
+      setState({ kind: 'loaded', sql: body.sql });
+    } catch (cause) {
+      setState({ kind: 'failed', message: cause instanceof Error ? cause.message : String(cause) });
+    }
+  };
+  return (
+    <details
+      className="mt-1"
+      data-sql-on-demand={checkId}
+      onToggle={(event) => {
+        if (event.currentTarget.open && state.kind === 'idle') void load();
+      }}
+    >
+      <summary className="cursor-pointer text-blue-700">SQL</summary>
+      <div className="mt-1" aria-live="polite">
+        {state.kind === 'loaded' ? (
+          <div className="flex items-start gap-2">
+            <pre className="max-w-xl overflow-x-auto whitespace-pre-wrap rounded bg-slate-50 p-2 font-mono text-[11px]">{state.sql}</pre>
+            <CopyButton text={state.sql} label={`Copy SQL of ${checkId}`} />
+          </div>
+        ) : state.kind === 'failed' ? (
+          <p role="alert" className="text-red-800">
+            Could not load the SQL of {checkId}: {state.message}.{' '}
+            <button type="button" className="underline" onClick={() => void load()}>
+              Try again
+            </button>
+          </p>
+        ) : state.kind === 'loading' ? (
+          <p className="text-ink-muted">Loading the SQL…</p>
+        ) : (
+          <a href={href} className="text-blue-700 underline">
+            Open the SQL of {checkId}
+          </a>
+        )}
+      </div>
+    </details>
+  );
 }

@@ -1,3 +1,4 @@
+import { useVirtualizer } from '@tanstack/react-virtual';
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { storedTypeOf, type RunEvent } from '../runs/run-events';
 
@@ -26,9 +27,9 @@ function payloadSummary(event: EventLogRow): string {
 const atText = (at: string) => `${at.slice(0, 10)} ${at.slice(11, 23)} UTC`;
 
 /**
- * A run's whole log in a fixed-height window: only the rows in view (plus a few) are in the DOM,
- * and pages of events are fetched from /runs/:id/events.json as they scroll into view, so a log of
- * 10,000 events never lands in the page at once. Without JavaScript it is a plain list of the
+ * A run's whole log in a fixed-height window, virtualised by @tanstack/react-virtual: only the rows
+ * in view (plus a few) are in the DOM, and pages of events are fetched from /runs/:id/events.json
+ * as they scroll into view, so a log of 10,000 events never lands in the page at once. Without JavaScript it is a plain list of the
  * first page, with a link to the next one (`nextHref`).
  */
 export function EventLogWindow({
@@ -46,28 +47,27 @@ export function EventLogWindow({
   previousHref: string | null;
 }) {
   const [hydrated, setHydrated] = useState(false);
-  const [scrollTop, setScrollTop] = useState(0);
   const [selected, setSelected] = useState<number | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [, setVersion] = useState(0);
+  const [version, setVersion] = useState(0);
   const loaded = useRef(new Map<number, EventLogRow>(initial.map((event) => [event.seq, event])));
   const inFlight = useRef(new Set<number>());
   const failed = useRef(new Set<number>());
   const scroller = useRef<HTMLDivElement>(null);
-  const frame = useRef<number | null>(null);
+  const virtualizer = useVirtualizer({ count: total, getScrollElement: () => scroller.current, estimateSize: () => ROW_HEIGHT, overscan: OVERSCAN });
 
   useEffect(() => setHydrated(true), []);
 
   // Open at the first event the page was asked for (a link to "event 4,812" lands there).
   const startSeq = initial[0]?.seq ?? 1;
   useEffect(() => {
-    if (!hydrated || !scroller.current) return;
-    scroller.current.scrollTop = (startSeq - 1) * ROW_HEIGHT;
-    setScrollTop(scroller.current.scrollTop);
-  }, [hydrated, startSeq]);
+    if (!hydrated) return;
+    virtualizer.scrollToOffset((startSeq - 1) * ROW_HEIGHT);
+  }, [hydrated, startSeq, virtualizer]);
 
-  const first = Math.max(0, Math.floor(scrollTop / ROW_HEIGHT) - OVERSCAN);
-  const last = Math.min(total, Math.ceil(scrollTop / ROW_HEIGHT) + VISIBLE_ROWS + OVERSCAN);
+  const items = hydrated ? virtualizer.getVirtualItems() : [];
+  const first = items[0]?.index ?? 0;
+  const last = (items.at(-1)?.index ?? -1) + 1;
 
   const loadPage = useCallback(
     async (afterSeq: number) => {
@@ -100,19 +100,11 @@ export function EventLogWindow({
       if (!failed.current.has(afterSeq)) void loadPage(afterSeq);
       index = afterSeq + PAGE - 1; // the rest of this page is on its way
     }
-  }, [hydrated, first, last, loadPage]);
-
-  const onScroll = () => {
-    if (frame.current !== null) return;
-    frame.current = requestAnimationFrame(() => {
-      frame.current = null;
-      if (scroller.current) setScrollTop(scroller.current.scrollTop);
-    });
-  };
+  }, [hydrated, first, last, loadPage, version]);
 
   const goTo = (seq: number) => {
     const clamped = Math.min(Math.max(1, Math.trunc(seq)), total);
-    if (scroller.current) scroller.current.scrollTop = (clamped - 1) * ROW_HEIGHT;
+    virtualizer.scrollToIndex(clamped - 1, { align: 'start' });
     setSelected(clamped);
   };
 
@@ -183,11 +175,7 @@ export function EventLogWindow({
     );
   }
 
-  const rows: React.ReactNode[] = [];
-  for (let index = first; index < last; index++) {
-    const seq = index + 1;
-    rows.push(row(loaded.current.get(seq), seq, { position: 'absolute', top: index * ROW_HEIGHT, left: 0, right: 0, height: ROW_HEIGHT }));
-  }
+  const rows = items.map((item) => row(loaded.current.get(item.index + 1), item.index + 1, { position: 'absolute', top: item.start, left: 0, right: 0, height: item.size }));
 
   return (
     <div>
@@ -212,14 +200,13 @@ export function EventLogWindow({
         {header}
         <div
           ref={scroller}
-          onScroll={onScroll}
           tabIndex={0}
           role="region"
           aria-label={`Run events, ${total} in all (scrollable)`}
           className="relative overflow-y-auto"
           style={{ height: Math.min(VISIBLE_ROWS, total) * ROW_HEIGHT }}
         >
-          <ol className="relative m-0 list-none p-0" style={{ height: total * ROW_HEIGHT }}>
+          <ol className="relative m-0 list-none p-0" style={{ height: virtualizer.getTotalSize() }}>
             {rows}
           </ol>
         </div>
@@ -233,7 +220,7 @@ export function EventLogWindow({
             onClick={() => {
               failed.current.clear();
               setError(null);
-              setScrollTop((top) => top + 0.001);
+              setVersion((current) => current + 1);
             }}
           >
             Retry

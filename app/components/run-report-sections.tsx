@@ -220,9 +220,27 @@ export function SnapshotTable({ rows, beforeAt, afterAt }: { rows: SnapshotRow[]
   );
 }
 
-export function StatementsTable({ statements, failed }: { statements: ReportStatement[]; failed: RunReport['failedStatement'] }) {
+/**
+ * The statements a run completed, and the one that failed. `total` above the rows given: they are
+ * a digest (the first, the slowest and the last few); the rest are in the event log (`eventHref`)
+ * and the Markdown report.
+ */
+export function StatementsTable({
+  statements,
+  failed,
+  total = statements.length,
+  slowestSeqs = [],
+  eventHref,
+}: {
+  statements: ReportStatement[];
+  failed: RunReport['failedStatement'];
+  total?: number;
+  slowestSeqs?: number[];
+  eventHref?: (seq: number) => string;
+}) {
   if (statements.length === 0 && !failed) return <p className="text-xs text-ink-muted">No statement ran.</p>;
   const shown = statements.slice(0, SECTION_ROW_LIMIT);
+  const slowest = new Set(slowestSeqs);
   return (
     <>
       <ScrollTable label="Step output">
@@ -259,10 +277,24 @@ export function StatementsTable({ statements, failed }: { statements: ReportStat
                 <td className="px-2 py-1.5">
                   <StepName label={statement.stepLabel} id={statement.stepId} />
                 </td>
-                <td className="px-2 py-1.5 tabular-nums">{statement.index + 1}</td>
+                <td className="px-2 py-1.5 tabular-nums">
+                  {eventHref ? (
+                    <a href={eventHref(statement.seq)} className="underline" title={`Event ${statement.seq} in the event log`}>
+                      {statement.index + 1}
+                    </a>
+                  ) : (
+                    statement.index + 1
+                  )}
+                </td>
                 <td className="px-2 py-1.5 tabular-nums">{statement.line ?? '—'}</td>
                 <td className="px-2 py-1.5">
                   <span className="font-mono">{statement.command ?? '—'}</span>
+                  {slowest.has(statement.seq) && total > shown.length ? (
+                    <>
+                      {' '}
+                      <StatusBadge status="slowest" label="One of the slowest" />
+                    </>
+                  ) : null}
                   {statement.sql ? (
                     <details className="mt-1 print:hidden">
                       <summary className="cursor-pointer text-blue-700">SQL</summary>
@@ -306,8 +338,12 @@ export function StatementsTable({ statements, failed }: { statements: ReportStat
           </tbody>
         </table>
       </ScrollTable>
-      {statements.length > shown.length ? (
-        <p className="mt-1 text-xs text-ink-muted">{statements.length - shown.length} more statements are in the event list below and in the Markdown report.</p>
+      {total > shown.length ? (
+        <p className="mt-1 text-xs text-ink-muted" data-statements-shown={shown.length} data-statements-total={total}>
+          {shown.length < statements.length
+            ? `${statements.length - shown.length} more statements are in the event list below and in the Markdown report.`
+            : `${shown.length} of ${total.toLocaleString('en-US')} statements shown: the first, the slowest and the last. Every one is in the event list below and in the Markdown report.`}
+        </p>
       ) : null}
     </>
   );

@@ -62,6 +62,7 @@ const STATUS: Record<string, { tone: StatusTone; label: string }> = {
   // the live view
   running: { tone: 'busy', label: 'Running' },
   over_estimate: { tone: 'warn', label: 'Over estimate' },
+  slowest: { tone: 'warn', label: 'Slowest' },
   cancelled: { tone: 'warn', label: 'Cancelled' },
 } satisfies Record<RunState, { tone: StatusTone; label: string }> & Record<string, { tone: StatusTone; label: string }>;
 

@@ -9,7 +9,7 @@ import { loadPlan } from '../plans/load-plans.server';
 import type { Plan } from '../plans/plan-schema';
 import { eventsOf, type RunEvent, type RunEventType } from '../runs/run-events';
 import { readRunEvents } from '../runs/run-log.server';
-import { findRuns, type RunRecord } from '../runs/run-store.server';
+import { findRunSummaries, type RunRecord } from '../runs/run-store.server';
 import { readPlanLedgerState } from '../targets/ledger.server';
 import type { EngineDeps, Gate } from './engine-deps.server';
 import { unknownTargetError } from '../targets/target-registry.server';
@@ -243,7 +243,7 @@ export function prechecksGate(plan: Plan, rows: readonly PrecheckRow[], skippedB
 }
 
 async function targetFreeGate(deps: EngineDeps, run: RunRecord): Promise<Gate> {
-  const rows = await findRuns(deps.store.pool, { target: run.target, states: ACTIVE_RUN_STATES, exceptId: run.id });
+  const rows = await findRunSummaries(deps.store.pool, { target: run.target, states: ACTIVE_RUN_STATES, exceptId: run.id });
   return {
     id: 'target-free',
     label: `No other run is applying, rolling back or rehearsing on ${run.target}`,
@@ -286,7 +286,7 @@ async function appliedOnGate(deps: EngineDeps, run: RunRecord, other: string): P
     ledgerDetail = `cannot read the ledger of ${other}: ${(error as Error).message}`;
   }
   // Watching, watched or in a watch alarm: the apply still stands (a rollback would have left these states).
-  const [verified] = await findRuns(deps.store.pool, { target: other, checksum: run.planChecksum, kind: 'execute', states: APPLIED_STATES, verified: true, limit: 1 });
+  const [verified] = await findRunSummaries(deps.store.pool, { target: other, checksum: run.planChecksum, kind: 'execute', states: APPLIED_STATES, verified: true, limit: 1 });
   const verifiedRun = verified?.id;
   const passed = ledgerApplied && verifiedRun !== undefined;
   return {
@@ -305,7 +305,7 @@ async function appliedOnGate(deps: EngineDeps, run: RunRecord, other: string): P
  * person does not count: its window never closed).
  */
 async function watchedOnGate(deps: EngineDeps, run: RunRecord, other: string): Promise<Gate> {
-  const runs = await findRuns(deps.store.pool, { target: other, checksum: run.planChecksum, kind: 'execute', states: ['watched'], verified: true, limit: 20 });
+  const runs = await findRunSummaries(deps.store.pool, { target: other, checksum: run.planChecksum, kind: 'execute', states: ['watched'], verified: true, limit: 20 });
   const closed = runs.find((candidate) => candidate.outcome?.watch?.endedBy === 'window_closed');
   const early = runs.find((candidate) => candidate.outcome?.watch?.endedBy === 'ended_early');
   return {

@@ -11,7 +11,7 @@ import { ACTIVE_RUN_STATES, isAppliedState } from '../../db/run-lifecycle';
 import type { BackupCopy } from '../../db/schema/index';
 import type { PayloadOf } from '../runs/run-events';
 import { appendRunEvent, assertRunId } from '../runs/run-log.server';
-import { findRuns, type RunRecord } from '../runs/run-store.server';
+import { findRunSummaries, type RunRecord, type RunSummaryRecord } from '../runs/run-store.server';
 import { RunsheetError, type ErrorKind } from '../runtime/errors';
 import { restoreBackup, type RestoredCopy, type SkippedRow } from '../targets/backups.server';
 import { readLedgerRowsOfRun } from '../targets/ledger.server';
@@ -22,8 +22,8 @@ import { authorize, getRun } from './runs.server';
 import { openTargetClient, releaseTargetLock, tryTargetLock } from './target-session.server';
 
 /** The newest rolled-back run of the plan on the target whose rollback kept copies. */
-export async function restorableRunFor(deps: Pick<EngineDeps, 'store'>, run: Pick<RunRecord, 'planId' | 'target'>): Promise<RunRecord | undefined> {
-  const rolledBack = await findRuns(deps.store.pool, { planId: run.planId, target: run.target, kind: 'execute', states: ['rolled_back'], limit: 20 });
+export async function restorableRunFor(deps: Pick<EngineDeps, 'store'>, run: Pick<RunRecord, 'planId' | 'target'>): Promise<RunSummaryRecord | undefined> {
+  const rolledBack = await findRunSummaries(deps.store.pool, { planId: run.planId, target: run.target, kind: 'execute', states: ['rolled_back'], limit: 20 });
   return rolledBack.find((candidate) => (candidate.outcome?.rollback?.backups?.length ?? 0) > 0);
 }
 
@@ -65,7 +65,7 @@ export async function restoreRun(deps: EngineDeps, input: { runId: string; actor
   if (!ledger.some((row) => row.action === 'apply' && row.outcome === 'applied') || ledger.some((row) => row.action === 'rollback')) {
     await refuse('state', `the ledger of ${run.target} does not say run ${run.id} applied the plan (and it was not rolled back since)`);
   }
-  const active = await findRuns(deps.store.pool, { target: run.target, states: ACTIVE_RUN_STATES, limit: 1 });
+  const active = await findRunSummaries(deps.store.pool, { target: run.target, states: ACTIVE_RUN_STATES, limit: 1 });
   if (active.length > 0) await refuse('busy', `run ${active[0]!.id} is ${active[0]!.state} on ${run.target}: restore when it ends`);
 
   const client = await openTargetClient(target, run.id);

@@ -9,7 +9,7 @@ import type { PlanObjects } from '../plans/plan-schema';
 import type { RunRecord } from '../runs/run-store.server';
 import type { EngineDeps, Gate } from './engine-deps.server';
 import { rollbackGate } from './engine.server';
-import { thawPlan } from './frozen-plan.server';
+import { thawPlan, type ThawedPlan } from './frozen-plan.server';
 import { stepKindOf } from '../steps/step-kinds.server';
 import { objectsToKeep } from './run-steps.server';
 
@@ -38,7 +38,33 @@ export function objectsInWords(objects: PlanObjects): string[] {
 
 export async function previewRollback(deps: Pick<EngineDeps, 'targets'>, run: RunRecord): Promise<RollbackPreview> {
   const thawed = thawPlan(run.frozenPlan);
-  const steps = [];
+  const { steps, keeps } = await rollbackStepsOf(thawed);
+  return {
+    runId: run.id,
+    target: run.target,
+    confirmTargetName: deps.targets.get(run.target).rules.confirm_target_name,
+    gate: await rollbackGate(deps, run),
+    steps,
+    removes: objectsInWords(thawed.plan.objects),
+    keeps,
+  };
+}
+
+/** The rollback's statements and what it keeps depend on the frozen plan only: worked out once per thawed plan (thawPlan keeps one per checksum), not per page view. */
+const rollbackStepsByPlan = new WeakMap<ThawedPlan, Promise<Pick<RollbackPreview, 'steps' | 'keeps'>>>();
+
+function rollbackStepsOf(thawed: ThawedPlan): Promise<Pick<RollbackPreview, 'steps' | 'keeps'>> {
+  let known = rollbackStepsByPlan.get(thawed);
+  if (!known) {
+    known = workOutRollbackSteps(thawed);
+    rollbackStepsByPlan.set(thawed, known);
+    known.catch(() => rollbackStepsByPlan.delete(thawed));
+  }
+  return known;
+}
+
+async function workOutRollbackSteps(thawed: ThawedPlan): Promise<Pick<RollbackPreview, 'steps' | 'keeps'>> {
+  const steps: RollbackPreview['steps'] = [];
   const keeps: string[] = [];
   for (const step of thawed.plan.rollback.steps) {
     const sql = await stepKindOf(step).sqlToRun(step, thawed.stepSql(step));
@@ -54,13 +80,5 @@ export async function previewRollback(deps: Pick<EngineDeps, 'targets'>, run: Ru
       statements: split.ok ? split.statements.map((statement) => ({ line: statement.startLine, sql: statement.sql })) : [{ line: 0, sql }],
     });
   }
-  return {
-    runId: run.id,
-    target: run.target,
-    confirmTargetName: deps.targets.get(run.target).rules.confirm_target_name,
-    gate: await rollbackGate(deps, run),
-    steps,
-    removes: objectsInWords(thawed.plan.objects),
-    keeps,
-  };
+  return { steps, keeps };
 }

@@ -94,6 +94,29 @@ export async function workingRunFor(deps: Pick<EngineDeps, 'store'>, input: { pl
     input.kind,
     input.checksum,
   );
+  return wholeChoice(deps, choice);
+}
+
+/**
+ * workingRunFor over the plan and target's newest runs (every kind, newest first, at most
+ * `limit`) that a page read already: the same rule on the same runs, without reading them again.
+ * When the list may end before the rule's lookback of this kind, the store is asked.
+ */
+export async function workingRunAmong(
+  deps: Pick<EngineDeps, 'store'>,
+  input: { runs: readonly RunSummaryRecord[]; limit: number; planId: string; target: string; kind: RunKind; checksum: string },
+): Promise<WorkingRunChoice<RunRecord>> {
+  const ofKind = input.runs.filter((run) => run.kind === input.kind && run.planId === input.planId && run.target === input.target);
+  if (input.runs.length >= input.limit && ofKind.length < WORKING_RUN_LOOKBACK) return workingRunFor(deps, input);
+  const choice = pickWorkingRun(
+    ofKind.slice(0, WORKING_RUN_LOOKBACK).map((run) => ({ ...run, changedTarget: changedTarget(run) })),
+    input.kind,
+    input.checksum,
+  );
+  return wholeChoice(deps, choice);
+}
+
+async function wholeChoice(deps: Pick<EngineDeps, 'store'>, choice: WorkingRunChoice<RunSummaryRecord>): Promise<WorkingRunChoice<RunRecord>> {
   const whole = async (run: RunSummaryRecord | undefined) => (run ? findRun(deps.store.pool, run.id) : undefined);
   const [working, previous, stale] = await Promise.all([whole(choice.working), whole(choice.previous), whole(choice.stale)]);
   return { ...(working ? { working } : {}), ...(previous ? { previous } : {}), ...(stale ? { stale } : {}) };
@@ -405,8 +428,8 @@ export interface RunDetail {
 }
 
 /** Everything the run page shows. Reads only. */
-export async function readRunDetail(deps: EngineDeps, runId: string, options: { gates?: boolean; executor?: string; preparationOnly?: boolean } = {}): Promise<RunDetail> {
-  const run = await getRun(deps, runId);
+export async function readRunDetail(deps: EngineDeps, runId: string, options: { gates?: boolean; executor?: string; preparationOnly?: boolean; /** The run as the caller just read it. */ run?: RunRecord } = {}): Promise<RunDetail> {
+  const run = options.run && options.run.id === runId ? options.run : await getRun(deps, runId);
   // A page about preparation (ticks, sign-offs, waivers, notes) needs only those events, not a backfill's thousands.
   const [events, checkResults] = await Promise.all([
     readRunEvents(deps.store.pool, run.id, options.preparationOnly ? { types: PREPARATION_EVENT_TYPES } : {}),

@@ -20,6 +20,8 @@ export interface Aged<T> {
 }
 
 export interface LatestCheckResult {
+  /** The stored result's id: a page fetches its SQL on demand by it. */
+  id: number;
   checkId: string;
   phase: string;
   passed: boolean;
@@ -70,6 +72,7 @@ export async function readPlanOnTarget(deps: OverviewDeps, plan: ValidPlan, targ
 
 function toLatest(row: CheckResultRow, now: number): LatestCheckResult {
   return {
+    id: row.id,
     checkId: row.checkId,
     phase: row.phase,
     passed: row.passed,

@@ -169,6 +169,9 @@ export default function PlanChecklistPage() {
 }
 
 const PREPARING = ['draft', 'ready'];
+
+/** Where a check result's SQL is fetched when its disclosure opens (routes/plans.$planId_.sql[.]json). */
+const sqlHref = (planId: string) => (resultId: number) => `/plans/${encodeURIComponent(planId)}/sql.json?result=${resultId}`;
 const ACTIVE = ['applying', 'rolling_back', 'rehearsing'];
 
 function Checklist({ view }: { view: ChecklistView }) {
@@ -303,7 +306,7 @@ function Checklist({ view }: { view: ChecklistView }) {
         }
       >
         <ResultsSource section={view.sections.pre} run={run} />
-        <CheckResultsTable checks={view.sections.pre.checks} results={view.sections.pre.results} checksum={view.plan.checksum} />
+        <CheckResultsTable checks={view.sections.pre.checks} results={view.sections.pre.results} checksum={view.plan.checksum}  sqlHref={sqlHref(view.plan.id)} />
       </Section>
 
       <GoNoGo view={view} actionData={actionData} busy={busy} />
@@ -316,7 +319,7 @@ function Checklist({ view }: { view: ChecklistView }) {
         {view.sections.snapshot.checks.length > 0 ? (
           <>
             <h3 className="mt-1 text-sm font-semibold">Snapshot</h3>
-            <CheckResultsTable checks={view.sections.snapshot.checks} results={view.sections.snapshot.results} checksum={view.plan.checksum} />
+            <CheckResultsTable checks={view.sections.snapshot.checks} results={view.sections.snapshot.results} checksum={view.plan.checksum}  sqlHref={sqlHref(view.plan.id)} />
           </>
         ) : null}
         <h3 className="mt-3 text-sm font-semibold">Apply</h3>
@@ -360,7 +363,7 @@ function Checklist({ view }: { view: ChecklistView }) {
           ) : null}
         </SchemaFactsPanel>
         <ResultsSource section={view.sections.verify} run={run} />
-        <CheckResultsTable checks={view.sections.verify.checks} results={view.sections.verify.results} checksum={view.plan.checksum} />
+        <CheckResultsTable checks={view.sections.verify.checks} results={view.sections.verify.results} checksum={view.plan.checksum}  sqlHref={sqlHref(view.plan.id)} />
       </Section>
 
       <Section
@@ -370,9 +373,9 @@ function Checklist({ view }: { view: ChecklistView }) {
         actions={may.runChecks && !active ? <RunChecksButton phase="post" label="Run post-execution checks" busy={busy('run-checks', ['phase', 'post'])} /> : null}
       >
         <h3 className="mt-1 text-sm font-semibold">API testing</h3>
-        <CheckResultsTable checks={view.sections.post.checks.filter((check) => check.kind === 'http')} results={view.sections.post.results} checksum={view.plan.checksum} />
+        <CheckResultsTable checks={view.sections.post.checks.filter((check) => check.kind === 'http')} results={view.sections.post.results} checksum={view.plan.checksum}  sqlHref={sqlHref(view.plan.id)} />
         <h3 className="mt-3 text-sm font-semibold">Data quality</h3>
-        <CheckResultsTable checks={view.sections.post.checks.filter((check) => check.kind !== 'http')} results={view.sections.post.results} checksum={view.plan.checksum} />
+        <CheckResultsTable checks={view.sections.post.checks.filter((check) => check.kind !== 'http')} results={view.sections.post.results} checksum={view.plan.checksum}  sqlHref={sqlHref(view.plan.id)} />
       </Section>
 
       <RollbackSection view={view} busy={busy} />
@@ -946,7 +949,7 @@ function RollbackSection({ view, busy }: { view: ChecklistView; busy: (intent: s
         )}
       </div>
       <h3 className="mt-3 text-sm font-semibold">Rollback verification</h3>
-      <CheckResultsTable checks={view.sections.rollback.checks} results={view.sections.rollback.results} checksum={view.plan.checksum} />
+      <CheckResultsTable checks={view.sections.rollback.checks} results={view.sections.rollback.results} checksum={view.plan.checksum}  sqlHref={sqlHref(view.plan.id)} />
     </Section>
   );
 }

@@ -20,7 +20,7 @@ export const meta: MetaFunction<typeof loader> = ({ data }) => [
 export async function loader({ request, params, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'view');
   const { after } = ReportQuerySchema.parse(Object.fromEntries(new URL(request.url).searchParams));
-  const data = await readRunReport(context.runtime, { runId: params.runId ?? '', afterSeq: after });
+  const data = await readRunReport(context.runtime, { runId: params.runId ?? '', afterSeq: after, statements: 'digest' });
   if (!data) throw new Response(`No run "${params.runId}". The history lists every run.`, { status: 404 });
   return { user, ...data };
 }
@@ -29,7 +29,7 @@ export async function loader({ request, params, context }: LoaderFunctionArgs) {
 const ReportQuerySchema = z.object({ after: z.coerce.number().int().min(0).catch(0) });
 
 export default function RunReportPage() {
-  const { user, header, report, summaryTruncated, summarySource, signature, lastSeq, signedThroughSeq, firstEvents, watch } = useLoaderData<typeof loader>();
+  const { user, header, report, statements, summaryTruncated, summarySource, signature, lastSeq, signedThroughSeq, firstEvents, watch } = useLoaderData<typeof loader>();
   const rehearsal = header.kind === 'rehearsal';
   const base = `/runs/${header.runId}`;
   const eventHref = (seq: number) => `${base}/report?after=${Math.max(0, seq - 1)}#events`;
@@ -251,8 +251,8 @@ export default function RunReportPage() {
           <SnapshotTable rows={report.snapshot.rows} beforeAt={report.snapshot.beforeAt} afterAt={report.snapshot.afterAt} />
         </ReportSection>
 
-        <ReportSection id="output" title="Step output" aside="Every statement, with its line, duration, rows and notices">
-          <StatementsTable statements={report.statements} failed={report.failedStatement} />
+        <ReportSection id="output" title="Step output" aside={statements.digest && statements.total > report.statements.length ? `${statements.total.toLocaleString('en-US')} statements: the first, the slowest and the last, with their line, duration, rows and notices` : 'Every statement, with its line, duration, rows and notices'}>
+          <StatementsTable statements={report.statements} failed={report.failedStatement} total={statements.total} slowestSeqs={statements.slowestSeqs} eventHref={eventHref} />
         </ReportSection>
 
         <ReportSection id="verification" title="Verification">

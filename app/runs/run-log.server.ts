@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
-import { and, asc, eq, gt, inArray } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, lte } from 'drizzle-orm';
 import type pg from 'pg';
 import { runEvents } from '../../db/schema/index';
 import { jsonSafe } from '../checks/evaluate-expectation';
@@ -404,12 +404,18 @@ export async function readRunEventsPage(db: StoreDb, input: { runId: string; aft
   const limit = Math.max(1, Math.min(MAX_EVENTS_PAGE, Math.trunc(input.limit)));
   const afterSeq = Math.max(0, Math.trunc(input.afterSeq));
   // One more than asked tells whether another page follows without a count over the whole log.
-  const rows = await db
-    .select(EVENT_SELECTION)
-    .from(runEvents)
-    .where(and(eq(runEvents.runId, id), gt(runEvents.seq, afterSeq)))
-    .orderBy(asc(runEvents.seq))
-    .limit(limit + 1);
+  // Seqs are 1…N without gaps, so the page is first read as a seq range: cheap whatever the
+  // planner believes about the run's size (a just-written log has no statistics yet). A short
+  // range (the log's end, or a gap in a damaged log) is read again without the bound.
+  const query = (bounded: boolean) =>
+    db
+      .select(EVENT_SELECTION)
+      .from(runEvents)
+      .where(and(eq(runEvents.runId, id), gt(runEvents.seq, afterSeq), bounded ? lte(runEvents.seq, afterSeq + limit + 1) : undefined))
+      .orderBy(asc(runEvents.seq))
+      .limit(limit + 1);
+  const ranged = await query(true);
+  const rows = ranged.length > limit ? ranged : await query(false);
   const events = rows.slice(0, limit).map(parseRunEvent);
   return { events, lastSeq: events.at(-1)?.seq ?? afterSeq, hasMore: rows.length > limit };
 }

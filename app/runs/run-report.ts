@@ -55,7 +55,33 @@ export const REPORT_EVENT_TYPES: readonly RunEventType[] = [
 ];
 
 /** Events in the report page's first HTML; the rest are paged from /runs/:id/events.json. */
-export const INITIAL_EVENTS_PAGE = 100;
+export const INITIAL_EVENTS_PAGE = 50;
+
+/**
+ * The report page shows a long statement list (a backfill's thousands of batches) as a digest: the
+ * first few, the slowest few and the last few, with the count; every one is in the event log and
+ * the Markdown report. The page never sends the whole list.
+ */
+export const STATEMENT_DIGEST = { first: 20, slowest: 5, last: 5 } as const;
+
+export interface StatementDigest {
+  statements: ReportStatement[];
+  /** Statements the run completed in all. */
+  total: number;
+  /** The seqs of the slowest few, slowest first. */
+  slowestSeqs: number[];
+}
+
+/** The digest of a statement list, in seq order (the same rule readReportSummaryDigest applies in the store). */
+export function digestStatements(statements: ReportStatement[], digest: { first: number; slowest: number; last: number } = STATEMENT_DIGEST): StatementDigest {
+  const slowestSeqs = [...statements]
+    .sort((a, b) => (b.durationMs ?? -Infinity) - (a.durationMs ?? -Infinity))
+    .slice(0, digest.slowest)
+    .map((statement) => statement.seq);
+  const slow = new Set(slowestSeqs);
+  const shown = statements.filter((statement, index) => index < digest.first || index >= statements.length - digest.last || slow.has(statement.seq));
+  return { statements: shown, total: statements.length, slowestSeqs };
+}
 
 export const CHECK_PHASE_TITLES: Record<string, string> = {
   pre: 'Pre-checks',

@@ -91,9 +91,32 @@ export async function findRunSummaries(executor: StoreExecutor, filter: RunFilte
 
 /** One run by id (locked FOR UPDATE inside the caller's transaction when asked). */
 export async function findRun(executor: StoreExecutor, runId: string, options: { forUpdate?: boolean } = {}): Promise<RunRecord | undefined> {
-  const query = dbOf(executor).select().from(runs).where(eq(runs.id, assertRunId(runId)));
+  const id = assertRunId(runId);
+  const known = frozenPlans.get(id);
+  if (known) {
+    const query = dbOf(executor).select(SUMMARY_COLUMNS).from(runs).where(eq(runs.id, id));
+    const [row] = options.forUpdate ? await query.for('update') : await query;
+    return row ? { ...row, frozenPlan: known } : undefined;
+  }
+  const query = dbOf(executor).select().from(runs).where(eq(runs.id, id));
   const [row] = options.forUpdate ? await query.for('update') : await query;
+  if (row) keepFrozenPlan(id, row.frozenPlan);
   return row;
+}
+
+/**
+ * Frozen plans by run id. A run's frozen plan is written once, when the run is opened, and never
+ * changed (every file of the plan, ~50 KB of JSON): a page that reads a few runs per request reads
+ * their rows without it once this process has seen it. Per process; immutable, so never stale on
+ * another instance.
+ */
+const frozenPlans = new Map<string, FrozenPlan>();
+const FROZEN_PLANS_KEPT = 64;
+
+function keepFrozenPlan(runId: string, frozen: FrozenPlan): void {
+  frozenPlans.delete(runId);
+  if (frozenPlans.size >= FROZEN_PLANS_KEPT) frozenPlans.delete(frozenPlans.keys().next().value!);
+  frozenPlans.set(runId, frozen);
 }
 
 /** Whether a run exists; false for a malformed id too. */
@@ -341,9 +364,6 @@ export async function listRunFacets(db: StoreDb): Promise<RunFacets> {
 }
 
 export type RunForReport = Pick<RunRecord, keyof typeof RUN_SUMMARY_COLUMNS | 'signedOffAt' | 'outcome'> & {
-  /** The frozen plan's manifest and its plan.yaml text (not every SQL file). */
-  frozenManifest: string | null;
-  frozenPlanYaml: string | null;
   eventCount: number;
   lastSeq: number;
   /** The latest signed checkpoint: through which event, and when. */
@@ -351,18 +371,24 @@ export type RunForReport = Pick<RunRecord, keyof typeof RUN_SUMMARY_COLUMNS | 's
   signedAt: Date | null;
 };
 
+/** The plan.yaml text frozen with a run (not every SQL file); null when there is none. */
+export async function readFrozenPlanYaml(db: StoreDb, runId: string): Promise<string | null> {
+  const [row] = await db
+    .select({ yaml: sql<string | null>`(select file->>'content' from jsonb_array_elements(${runs.frozenPlan}->'files') as file where file->>'path' = 'plan.yaml' limit 1)` })
+    .from(runs)
+    .where(eq(runs.id, assertRunId(runId)));
+  return row?.yaml ?? null;
+}
+
 /** One run with what its report header needs; undefined for an unknown or malformed id. */
 export async function readRunForReport(db: StoreDb, input: { runId: string }): Promise<RunForReport | undefined> {
   const id = parseRunId(input.runId);
   if (!id) return undefined;
-  const planYaml = sql<string | null>`(select file->>'content' from jsonb_array_elements(${runs.frozenPlan}->'files') as file where file->>'path' = 'plan.yaml' limit 1)`;
   const [row] = await db
     .select({
       ...RUN_SUMMARY_COLUMNS,
       signedOffAt: runs.signedOffAt,
       outcome: runs.outcome,
-      frozenManifest: sql<FrozenPlan['manifest'] | null>`${runs.frozenPlan}->>'manifest'`,
-      frozenPlanYaml: planYaml,
       eventCount: sql<number>`(select count(*)::int from ${runEvents} where ${runEvents.runId} = ${runs.id})`,
       lastSeq: sql<number>`(select coalesce(max(${runEvents.seq}), 0)::int from ${runEvents} where ${runEvents.runId} = ${runs.id})`,
     })
@@ -412,6 +438,47 @@ export async function readReportSummary(db: StoreDb, runId: string): Promise<{ t
     .from(runReportSummaries)
     .where(eq(runReportSummaries.runId, assertRunId(runId)));
   return row;
+}
+
+/** Which events the stored summary covers, without reading it. */
+export async function readReportSummaryHead(db: StoreDb, runId: string): Promise<{ throughSeq: number; head: string } | undefined> {
+  const [row] = await db
+    .select({ throughSeq: runReportSummaries.throughSeq, head: runReportSummaries.head })
+    .from(runReportSummaries)
+    .where(eq(runReportSummaries.runId, assertRunId(runId)));
+  return row;
+}
+
+/**
+ * The stored summary with its statement list cut to a digest in the store (the first, the slowest
+ * and the last few, as digestStatements does): a backfill's 2,000 statements are not read out of
+ * the store, parsed and sent for a page that shows thirty.
+ */
+export async function readReportSummaryDigest(
+  db: StoreDb,
+  runId: string,
+  digest: { first: number; slowest: number; last: number },
+): Promise<{ throughSeq: number; head: string; summary: Record<string, unknown>; statementCount: number; slowestSeqs: number[] } | undefined> {
+  const id = assertRunId(runId);
+  // The summary is detoasted once (the materialised CTE), its statements unnested once.
+  const { rows } = await db.execute<{ throughSeq: number; head: string; summary: Record<string, unknown>; statementCount: number; slowestSeqs: number[] | null; statements: unknown[] | null }>(sql`
+    with stored as materialized (
+      select through_seq, head, summary - 'statements' as rest, coalesce(summary->'statements', '[]'::jsonb) as list
+        from run_report_summaries where run_id = ${id}
+    ), listed as materialized (
+      select e.value, e.ord, (e.value->>'seq')::int as seq, (e.value->>'durationMs')::float8 as ms
+        from stored, jsonb_array_elements(stored.list) with ordinality as e(value, ord)
+    ), slowest as (
+      select array_agg(seq order by ms desc nulls last, ord) as seqs
+        from (select seq, ms, ord from listed order by ms desc nulls last, ord limit ${digest.slowest}) x
+    ), counted as (select count(*)::int as n from listed)
+    select stored.through_seq as "throughSeq", stored.head, stored.rest as summary, counted.n as "statementCount", slowest.seqs as "slowestSeqs",
+           (select jsonb_agg(listed.value order by listed.ord) from listed
+             where listed.ord <= ${digest.first} or listed.ord > counted.n - ${digest.last} or listed.seq = any(coalesce(slowest.seqs, '{}'))) as statements
+      from stored, slowest, counted`);
+  const row = rows[0];
+  if (!row) return undefined;
+  return { throughSeq: Number(row.throughSeq), head: row.head, summary: { ...row.summary, statements: row.statements ?? [] }, statementCount: Number(row.statementCount), slowestSeqs: row.slowestSeqs ?? [] };
 }
 
 /** Replaces the run's stored report summary (derived from its events through `throughSeq`). */

@@ -330,7 +330,7 @@ export interface PublishedKey {
 
 /** The current public key first, then every earlier one that signed, newest first. */
 export async function publishedSigningKeys(executor: StoreExecutor, currentSigningKeyPem: string): Promise<PublishedKey[]> {
-  const current = loadSigningKey(currentSigningKeyPem);
+  const current = currentPublicKey(currentSigningKeyPem);
   const target = pgExecutor(executor);
   const { rows } = await target.query<{ keyid: string; publicKeyPem: string; firstUsedAt: string }>(
     `select keyid, public_key_pem as "publicKeyPem", ${utcText('first_used_at')} as "firstUsedAt"
@@ -342,6 +342,17 @@ export async function publishedSigningKeys(executor: StoreExecutor, currentSigni
     ...rows.filter((row) => row.keyid !== current.keyid).map((row) => ({ ...row, current: false })),
   ];
 }
+
+/** The current key's public half and keyid, derived once per key (a report view asks for them every time). */
+function currentPublicKey(pkcs8Pem: string): { keyid: string; publicKeyPem: string } {
+  if (derivedPublic?.pem !== pkcs8Pem) {
+    const { keyid, publicKeyPem } = loadSigningKey(pkcs8Pem);
+    derivedPublic = { pem: pkcs8Pem, keyid, publicKeyPem };
+  }
+  return derivedPublic;
+}
+
+let derivedPublic: { pem: string; keyid: string; publicKeyPem: string } | undefined;
 
 /** The body of /signing-key.pem: every published key as a PUBLIC KEY block, each after a `#` line naming it. */
 export async function publishedSigningKeysPem(executor: StoreExecutor, currentSigningKeyPem: string): Promise<string> {

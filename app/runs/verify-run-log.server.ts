@@ -68,6 +68,22 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** Every key given, as Ed25519 public keys with the keyid derived from the key itself. */
 export function parsePublicKeys(inputs: readonly PublicKeyInput[]): TrustedKey[] {
+  // Published keys arrive as PEM text on every report view: parsed once per text.
+  if (inputs.every((input) => typeof input === 'string')) {
+    const cacheKey = inputs.join('\n');
+    const known = parsedKeyTexts.get(cacheKey);
+    if (known) return known;
+    const keys = parseKeys(inputs);
+    if (parsedKeyTexts.size >= 16) parsedKeyTexts.delete(parsedKeyTexts.keys().next().value!);
+    parsedKeyTexts.set(cacheKey, keys);
+    return keys;
+  }
+  return parseKeys(inputs);
+}
+
+const parsedKeyTexts = new Map<string, TrustedKey[]>();
+
+function parseKeys(inputs: readonly PublicKeyInput[]): TrustedKey[] {
   const keys: TrustedKey[] = [];
   for (const input of inputs) {
     const objects =

@@ -14,6 +14,7 @@ import type { ValidPlan } from '../plans/load-plans.server';
 import { readPlanOnTarget, type Aged, type LatestCheckResult } from '../plans/plan-on-target.server';
 import { refreshPlanFacts } from '../plans/plan-overview.server';
 import { runPlanChecks } from '../checks/plan-checks.server';
+import { readCheckResultSql } from '../checks/run-checks.server';
 import { expectationOf } from '../checks/object-expectation';
 import { roleCan } from '../accounts/permissions';
 import type { SignedInUser } from '../auth/require.server';
@@ -28,7 +29,7 @@ import { blocksLintGate, type LintFinding } from '../plans/lint-plan.server';
 import { lintWaiversFromEvents, waiverFor } from '../engine/lint-waivers.server';
 import { formatUtc } from '../runtime/format';
 import { cancelRequestedMessage, cancelRun, executeRun, rehearseRun, rollbackRun } from '../engine/engine.server';
-import { addNote, authorize, openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunFor, type RunDetail } from '../engine/runs.server';
+import { addNote, authorize, openWorkingRun, readRunDetail, runRunChecks, signOff, tickCriterion, tickPrerequisite, workingRunAmong, workingRunFor, type RunDetail } from '../engine/runs.server';
 import { evaluateGates, openGates, planGates } from '../engine/gates.server';
 import { previewRollback, type RollbackPreview } from '../engine/rollback-preview.server';
 import { waiveLintFinding } from '../engine/waive-lint.server';
@@ -91,11 +92,14 @@ export interface CheckRow {
   expect: { type: string } & Record<string, unknown>;
 }
 
+/** A result as the page shows it: its SQL is fetched on demand (readCheckSql), never in the first answer. */
+export type ShownCheckResult = Omit<LatestCheckResult, 'sql'> & { hasSql: boolean };
+
 export interface CheckSection {
   phase: CheckPhase;
   title: string;
   checks: CheckRow[];
-  results: Record<string, LatestCheckResult>;
+  results: Record<string, ShownCheckResult>;
   /** Where the results come from: this run, or the newest on the target (no working run). */
   source: 'run' | 'target';
 }
@@ -207,16 +211,19 @@ export function resolveChecklistTarget(deps: Pick<ChecklistDeps, 'targets'>, tar
   return { target: targetName ? targets.find((candidate) => candidate.name === targetName) : targets[0], targets };
 }
 
+/** The plan and target's newest runs the page reads: its history list, and the working-run rule's input. */
+const RUNS_READ = 20;
+
 export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPlan; target: Target; targets: Target[]; user: SignedInUser }): Promise<ChecklistView> {
   const { plan: loaded, target, user } = input;
   const plan = loaded.plan;
-  const runs = await findRunSummaries(deps.store.pool, { planId: loaded.id, target: target.name, limit: 20 });
-  const { working, previous, stale: staleDraft } = await workingRunFor(deps, { planId: loaded.id, target: target.name, kind: 'execute', checksum: loaded.checksum });
+  const runs = await findRunSummaries(deps.store.pool, { planId: loaded.id, target: target.name, limit: RUNS_READ });
+  const { working, previous, stale: staleDraft } = await workingRunAmong(deps, { runs, limit: RUNS_READ, planId: loaded.id, target: target.name, kind: 'execute', checksum: loaded.checksum });
   const rehearsal = runs.find((run) => run.kind === 'rehearsal') ?? null;
   const mayExecute = roleCan(user.role, 'execute');
 
   const [detail, onTarget, otherActive, rollback] = await Promise.all([
-    working ? readRunDetail(deps, working.id, { gates: true, executor: mayExecute ? user.email : undefined, preparationOnly: true }) : Promise.resolve(undefined),
+    working ? readRunDetail(deps, working.id, { gates: true, executor: mayExecute ? user.email : undefined, preparationOnly: true, run: working }) : Promise.resolve(undefined),
     readPlanOnTarget(deps, loaded, target),
     findRunSummaries(deps.store.pool, { target: target.name, states: ACTIVE_RUN_STATES, limit: 5 }).then((active) => active.find((run) => run.planId !== loaded.id)),
     working && mayRollBackFrom(working.state) ? previewRollback(deps, working) : Promise.resolve(null),
@@ -240,7 +247,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
       } satisfies CheckSection,
     ]),
   ) as Record<CheckPhase, CheckSection>;
-  const allResults: Record<string, LatestCheckResult> = Object.assign({}, ...CHECK_PHASES.map((phase) => sections[phase].results));
+  const allResults: Record<string, ShownCheckResult> = Object.assign({}, ...CHECK_PHASES.map((phase) => sections[phase].results));
 
   const prerequisites: PrerequisiteView[] = plan.prerequisites.map((item) => {
     const tick = detail?.ticks[item.id];
@@ -258,7 +265,7 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
   const gates = detail?.gates ? detail.gates.map((gate) => ({ ...gate, waitsOn: waitsOn(gate, target) })) : null;
   const runSummary = working ? summarize(detail?.run ?? working) : null;
   const logRun = working ?? previous;
-  const logDetail = working ? detail : previous ? await readRunDetail(deps, previous.id, { preparationOnly: true }) : undefined;
+  const logDetail = working ? detail : previous ? await readRunDetail(deps, previous.id, { preparationOnly: true, run: previous }) : undefined;
   const logEvents = logDetail?.events ?? [];
 
   const criteria = successCriteria(plan, allResults, loaded.checksum, logDetail?.criteriaTicks ?? {});
@@ -393,8 +400,21 @@ function checkRow(check: Check): CheckRow {
   return { id: check.id, title: check.title, kind: check.kind, expect: expectationOf(check) as CheckRow['expect'] };
 }
 
-function pick(results: Record<string, LatestCheckResult>, checks: Check[]): Record<string, LatestCheckResult> {
-  return Object.fromEntries(checks.filter((check) => results[check.id]).map((check) => [check.id, results[check.id]!]));
+function pick(results: Record<string, LatestCheckResult>, checks: Check[]): Record<string, ShownCheckResult> {
+  return Object.fromEntries(
+    checks
+      .filter((check) => results[check.id])
+      .map((check) => {
+        const { sql, ...shown } = results[check.id]!;
+        return [check.id, { ...shown, hasSql: sql !== null && sql !== '' }];
+      }),
+  );
+}
+
+/** The SQL one of the plan's stored check results ran, for the page's on-demand disclosure; undefined when the plan has no such result. */
+export async function readCheckSql(deps: Pick<ChecklistDeps, 'store'>, input: { planId: string; resultId: number }): Promise<{ resultId: number; checkId: string; planChecksum: string; sql: string } | undefined> {
+  const found = await readCheckResultSql(deps.store.db, input);
+  return found && found.sql !== null ? { ...found, sql: found.sql } : undefined;
 }
 
 /** The newest result of every check recorded in the run, shaped as the results table reads them. */
@@ -403,6 +423,7 @@ function latestRunResults(detail: RunDetail): Record<string, LatestCheckResult> 
   const latest: Record<string, LatestCheckResult> = {};
   for (const row of detail.checkResults) {
     latest[row.checkId] = {
+      id: row.id,
       checkId: row.checkId,
       phase: row.phase,
       passed: row.passed,
@@ -422,7 +443,7 @@ function latestRunResults(detail: RunDetail): Record<string, LatestCheckResult> 
   return latest;
 }
 
-export function resultStatus(result: LatestCheckResult | undefined, checksum: string): string {
+export function resultStatus(result: Pick<LatestCheckResult, 'skipped' | 'planChecksum' | 'actual' | 'passed' | 'error'> | undefined, checksum: string): string {
   if (!result) return 'pending';
   if (result.skipped) return 'skipped';
   if (result.planChecksum !== checksum) return 'stale';
@@ -457,7 +478,7 @@ function waitsOn(gate: Gate, target: Target): string {
 }
 
 /** Success criteria: from check results where checks back them, from the run log's ticks otherwise. */
-function successCriteria(plan: Plan, results: Record<string, LatestCheckResult>, checksum: string, manual: RunDetail['criteriaTicks']): CriterionView[] {
+function successCriteria(plan: Plan, results: Record<string, ShownCheckResult>, checksum: string, manual: RunDetail['criteriaTicks']): CriterionView[] {
   return plan.success_criteria.map((criterion, index) => {
     const checks = criterion.checks.map((id) => ({ id, status: resultStatus(results[id], checksum) }));
     let status: string;

@@ -4,10 +4,11 @@
  * verifyStoredRunLog, so a view does not re-hash an unchanged log) and the first page of events.
  */
 import { parse as parseYaml } from 'yaml';
-import { readReportSummary, readRunForReport, type RunForReport } from '../runs/run-store.server';
+import { readFrozenPlanYaml, readReportSummary, readReportSummaryDigest, readReportSummaryHead, readRunForReport, type RunForReport } from '../runs/run-store.server';
 import { readRunEventsOfTypes, readRunEventsPage, REPORT_EVENTS_LIMIT, type RunEventsPage } from '../runs/run-log.server';
 import type { EngineDeps } from '../engine/engine-deps.server';
-import { buildRunReport, INITIAL_EVENTS_PAGE, REPORT_EVENT_TYPES, type ReportHeader, type RunReport, type SignatureVerdict } from '../runs/run-report';
+import type { StoreDb } from '../runtime/store.server';
+import { buildRunReport, digestStatements, INITIAL_EVENTS_PAGE, REPORT_EVENT_TYPES, STATEMENT_DIGEST, type ReportHeader, type RunReport, type SignatureVerdict } from '../runs/run-report';
 import { readStoredRunEvents } from '../runs/run-log.server';
 import { publishedSigningKeys } from '../runs/signing.server';
 import { verifyRunAnchors, verifyStoredRunLog } from '../runs/verify-run-log.server';
@@ -18,6 +19,8 @@ import { WATCH_EVENT_TYPES, watchStripOf, type WatchStrip } from '../runs/watch-
 export interface RunReportData {
   header: ReportHeader;
   report: RunReport;
+  /** With `statements: 'digest'`, report.statements holds the digest (STATEMENT_DIGEST) of `total` statements; otherwise every one. */
+  statements: { digest: boolean; total: number; slowestSeqs: number[] };
   /** Where the summary came from: stored at the checkpoint through `throughSeq` (signed), or computed now from the events. */
   summarySource: { stored: true; throughSeq: number } | { stored: false };
   /** Whether the summarised events hit REPORT_EVENTS_LIMIT (the event list still has them all). */
@@ -32,10 +35,25 @@ export interface RunReportData {
   watch: { strip: WatchStrip; nowIso: string } | null;
 }
 
-function planTitleOf(run: RunForReport): string | null {
-  if (!run.frozenPlanYaml) return null;
+/**
+ * The plan's title, from the plan.yaml frozen with the run. A checksum names one manifest, so its
+ * title is read and parsed once per process, not per view (the YAML of a big plan is ~10 ms).
+ */
+async function planTitleOf(db: StoreDb, run: Pick<RunForReport, 'id' | 'planChecksum'>): Promise<string | null> {
+  if (titles.has(run.planChecksum)) return titles.get(run.planChecksum)!;
+  const title = titleOfYaml(await readFrozenPlanYaml(db, run.id));
+  if (titles.size >= TITLES_KEPT) titles.delete(titles.keys().next().value!);
+  titles.set(run.planChecksum, title);
+  return title;
+}
+
+const titles = new Map<string, string | null>();
+const TITLES_KEPT = 256;
+
+function titleOfYaml(yaml: string | null): string | null {
+  if (!yaml) return null;
   try {
-    const doc = parseYaml(run.frozenPlanYaml) as { title?: unknown } | null;
+    const doc = parseYaml(yaml) as { title?: unknown } | null;
     return typeof doc?.title === 'string' ? doc.title : null;
   } catch {
     return null;
@@ -46,7 +64,7 @@ function planTitleOf(run: RunForReport): string | null {
  * The header's times are the apply's (or the rehearsal's) own, from its drive events when the log
  * has them: a later rollback has its own line in the report's actions and never stretches them.
  */
-function headerOf(run: RunForReport, targetLabel: string, report: RunReport): ReportHeader {
+function headerOf(run: RunForReport, planTitle: string | null, targetLabel: string, report: RunReport): ReportHeader {
   const drive = report.actions.find((action) => action.action === 'execute' || action.action === 'rehearse');
   const startedAt = drive?.startedAt ?? run.startedAt?.toISOString() ?? null;
   const finishedAt = drive ? drive.finishedAt : (run.finishedAt?.toISOString() ?? null);
@@ -54,7 +72,7 @@ function headerOf(run: RunForReport, targetLabel: string, report: RunReport): Re
   return {
     runId: run.id,
     planId: run.planId,
-    planTitle: planTitleOf(run),
+    planTitle,
     planChecksum: run.planChecksum,
     target: run.target,
     targetLabel,
@@ -139,26 +157,65 @@ export async function readSignatureVerdict(runtime: EngineDeps, run: Pick<RunFor
   };
 }
 
-/** The report of one run (its event list opening after `afterSeq`); undefined when there is no such run. */
-export async function readRunReport(runtime: EngineDeps, input: { runId: string; afterSeq?: number }): Promise<RunReportData | undefined> {
+type StoredDigest = NonNullable<Awaited<ReturnType<typeof readReportSummaryDigest>>>;
+
+/**
+ * The stored summary's digest, kept per process by the events it covers (run, through seq, head):
+ * a stored summary is never changed, only replaced by one that covers more, so a kept digest is
+ * never stale; a view reads which summary is stored, not the summary.
+ */
+async function storedDigest(db: StoreDb, runId: string): Promise<StoredDigest | undefined> {
+  const head = await readReportSummaryHead(db, runId);
+  if (!head) return undefined;
+  const key = `${runId}|${head.throughSeq}|${head.head}`;
+  const known = digests.get(key);
+  if (known) return known;
+  const read = await readReportSummaryDigest(db, runId, STATEMENT_DIGEST);
+  if (read && read.throughSeq === head.throughSeq && read.head === head.head) {
+    if (digests.size >= DIGESTS_KEPT) digests.delete(digests.keys().next().value!);
+    digests.set(key, read);
+  }
+  return read;
+}
+
+const digests = new Map<string, StoredDigest>();
+const DIGESTS_KEPT = 64;
+
+/**
+ * The report of one run (its event list opening after `afterSeq`); undefined when there is no such
+ * run. The page asks for `statements: 'digest'` (a long statement list cut to its first, slowest
+ * and last few, in the store); the Markdown download for every statement.
+ */
+export async function readRunReport(runtime: EngineDeps, input: { runId: string; afterSeq?: number; statements?: 'all' | 'digest' }): Promise<RunReportData | undefined> {
   const db = runtime.store.db;
   const run = await readRunForReport(db, { runId: input.runId });
   if (!run) return undefined;
-  const [stored, signature, firstEvents, watchEvents] = await Promise.all([
-    readReportSummary(db, run.id),
+  const digest = input.statements === 'digest';
+  const [stored, signature, firstEvents, watchEvents, planTitle] = await Promise.all([
+    digest ? storedDigest(db, run.id) : readReportSummary(db, run.id).then((found) => (found ? { ...found, statementCount: undefined, slowestSeqs: undefined } : undefined)),
     readSignatureVerdict(runtime, run),
     readRunEventsPage(db, { runId: run.id, afterSeq: Math.min(input.afterSeq ?? 0, Math.max(0, run.lastSeq - 1)), limit: INITIAL_EVENTS_PAGE }),
     readRunEventsOfTypes(db, { runId: run.id, types: WATCH_EVENT_TYPES }),
+    planTitleOf(db, run),
   ]);
   // The summary stored at the latest checkpoint, while the log has not moved past it (a drive between checkpoints is summarised now).
-  const fresh = stored && stored.throughSeq === run.lastSeq ? (stored.summary as RunReport) : undefined;
+  const fresh = stored && stored.throughSeq === run.lastSeq ? stored : undefined;
   const events = fresh ? [] : await readRunEventsOfTypes(db, { runId: run.id, types: REPORT_EVENT_TYPES });
-  const report = fresh ?? buildRunReport(events, run.outcome);
+  let report = fresh ? (fresh.summary as unknown as RunReport) : buildRunReport(events, run.outcome);
+  let statements: RunReportData['statements'] = { digest: false, total: report.statements.length, slowestSeqs: [] };
+  if (digest && fresh) {
+    statements = { digest: true, total: fresh.statementCount ?? report.statements.length, slowestSeqs: fresh.slowestSeqs ?? [] };
+  } else if (digest) {
+    const cut = digestStatements(report.statements);
+    report = { ...report, statements: cut.statements };
+    statements = { digest: true, total: cut.total, slowestSeqs: cut.slowestSeqs };
+  }
   const strip = watchStripOf(watchEvents);
   return {
-    header: headerOf(run, runtime.targets.find(run.target)?.label ?? run.target, report),
+    header: headerOf(run, planTitle, runtime.targets.find(run.target)?.label ?? run.target, report),
     report,
-    summarySource: fresh ? { stored: true, throughSeq: stored!.throughSeq } : { stored: false },
+    statements,
+    summarySource: fresh ? { stored: true, throughSeq: fresh.throughSeq } : { stored: false },
     summaryTruncated: events.length >= REPORT_EVENTS_LIMIT,
     signature: { ...signature, eventCount: signature.eventCount || run.eventCount },
     lastSeq: run.lastSeq,

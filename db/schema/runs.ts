@@ -92,6 +92,8 @@ export const runEvents = pgTable(
   },
   (table) => [
     primaryKey({ columns: [table.runId, table.seq] }),
+    // The report, the plan page and the live view read a run's events of a few types (preparation, watch, drive) out of thousands.
+    index('run_events_run_type_seq_idx').on(table.runId, table.type, table.seq),
     check('run_events_seq_positive', sql`${table.seq} >= 1`),
     check('run_events_at_format', sql`${table.at} ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}Z$'`),
     check('run_events_payload_object', sql`jsonb_typeof(${table.payload}) = 'object'`),

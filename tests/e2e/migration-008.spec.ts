@@ -78,6 +78,19 @@ test('the TPM ticks the prerequisites, runs the pre-checks and signs off', async
   await expect(prechecks.locator('[data-status="fail"], [data-status="error"]')).toHaveCount(0);
   await expect(prechecks.getByText(/Results of run [0-9a-f]{8}/)).toBeVisible();
 
+  // A check's SQL is not in the page: its disclosure fetches it when opened, and says so when that fails.
+  const disclosures = prechecks.locator('details[data-sql-on-demand]');
+  await disclosures.first().locator('summary').click();
+  await expect(disclosures.first().locator('pre')).toContainText(/select/i);
+  await expect(disclosures.first().getByRole('button', { name: /^Copy SQL of / })).toBeVisible();
+  await page.route('**/sql.json?*', (route) => route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: 'the store is not answering' }) }));
+  await disclosures.nth(1).locator('summary').click();
+  await expect(disclosures.nth(1).getByRole('alert')).toContainText('Could not load the SQL');
+  await expect(disclosures.nth(1).getByRole('alert')).toContainText('the store is not answering');
+  await page.unroute('**/sql.json?*');
+  await disclosures.nth(1).getByRole('button', { name: 'Try again' }).click();
+  await expect(disclosures.nth(1).locator('pre')).toContainText(/select/i);
+
   // The sandbox has no four-eyes rule, so the sign-off is optional there; it is recorded all the same.
   const goNoGo = page.getByRole('region', { name: 'Go / no-go' });
   await goNoGo.getByRole('button', { name: 'Sign off' }).click();

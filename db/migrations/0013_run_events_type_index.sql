@@ -1,0 +1,1 @@
+CREATE INDEX "run_events_run_type_seq_idx" ON "run_events" USING btree ("run_id","type","seq");
