@@ -19,17 +19,13 @@ import { watchChecks, type Check } from '../plans/plan-schema';
 import type { PayloadOf, RunEvent, RunEventInput } from '../runs/run-events';
 import { appendRunEvent, canonicalJson, inStoreTransaction, jsonPayload, readRunEvents, sha256Hex } from '../runs/run-log.server';
 import { transitionRun, type RunRecord } from '../runs/run-store.server';
+import { WATCH_POLL_MS, WATCH_STALE_AFTER_MS } from '../runtime/env.server';
 import { RunsheetError } from '../runtime/errors';
 import { formatSpan } from '../runtime/format';
 import { checkpointRun } from './checkpoints.server';
 import { ownerProcess, whoOf, type EngineActor, type EngineDeps } from './engine-deps.server';
 import { thawPlan } from './frozen-plan.server';
 import { authorize, checkResultPayload, getRun } from './runs.server';
-
-/** How often a runner looks at its watches and refreshes its heartbeat. */
-export const WATCH_POLL_MS = 2_000;
-/** A runner whose heartbeat is older than this has stopped: another process takes its watches over. */
-export const WATCH_STALE_AFTER_MS = 30_000;
 
 export type WatchDeps = Pick<EngineDeps, 'store' | 'targets' | 'signingKeyPem' | 'anchorWebhookUrl'>;
 

@@ -587,7 +587,7 @@ const watchCommand: CliCommand = {
       return EXIT.ok;
     }
     if (values.as !== undefined) await actorFor(deps, required(values, 'as', WATCH_USAGE), 'view', runId);
-    const run = await followWatch(deps, { runId, onEvent: (event) => io.out(watchLine(event)) });
+    const run = await followWatch(deps, { runId, staleAfterMs: deps.env.RUNSHEET_WATCH_STALE_AFTER, onEvent: (event) => io.out(watchLine(event)) });
     return run.state === 'watched' ? EXIT.ok : EXIT.failed;
   },
 };
