@@ -27,6 +27,9 @@ import { ownerProcess, whoOf, type EngineActor, type EngineDeps } from './engine
 import { thawPlan } from './frozen-plan.server';
 import { authorize, checkResultPayload, getRun } from './runs.server';
 
+/** How the run log says a verified apply stays 'applied' because its watch could not start ('run.error'). */
+export const WATCH_COULD_NOT_START = 'the watch could not start';
+
 export type WatchDeps = Pick<EngineDeps, 'store' | 'targets' | 'signingKeyPem' | 'anchorWebhookUrl'>;
 
 export interface WatchRunnerOptions {
