@@ -200,6 +200,15 @@ export function judgeRound(before: Record<string, WatchCheckMemory>, results: Ch
   return judged;
 }
 
+/**
+ * A round in which the target could not be reached: no result, no regression; each check keeps
+ * whether it last passed, and forgets its last result, so the first round that reaches the target
+ * again is kept in full.
+ */
+export function outageRound(before: Record<string, WatchCheckMemory>): JudgedRound {
+  return { changed: [], unchanged: [], regressions: [], memory: Object.fromEntries(Object.entries(before).map(([id, memory]) => [id, { ...memory, digest: '' }])) };
+}
+
 function alarmReason(result: CheckResult): string {
   return result.error?.message ?? result.reason ?? `check ${result.checkId} failed`;
 }
@@ -211,10 +220,16 @@ async function runRound(deps: WatchDeps, watch: WatchRow, me: string): Promise<b
   const byId = new Map<string, Check>(watchChecks(thawed.plan).map((check) => [check.id, check]));
   const checks = watch.checks.flatMap((id) => byId.get(id) ?? []);
   const target = deps.targets.get(run.target);
-  const results = await runChecks({ checks, sqlOf: thawed.sqlOf, target: checkTargetOf(target, { pool: deps.targets.pool(run.target) }, thawed.plan), phase: 'watch' });
+  const pool = deps.targets.pool(run.target);
+  // A target that cannot be reached is an outage, not a regression: the round says so, no check is judged, nothing alarms.
+  const unreachable = await pool.query('select 1').then(
+    () => undefined,
+    (error: Error) => `the target ${run.target} could not be reached: ${error.message}`,
+  );
+  const results = unreachable ? [] : await runChecks({ checks, sqlOf: thawed.sqlOf, target: checkTargetOf(target, { pool }, thawed.plan), phase: 'watch' });
   const round = watch.rounds + 1;
-  const judged = judgeRound(watch.last_results, results);
-  const keep = round === 1 || judged.changed.length > 0;
+  const judged = unreachable ? outageRound(watch.last_results) : judgeRound(watch.last_results, results);
+  const keep = round === 1 || judged.changed.length > 0 || unreachable !== undefined;
   const failed = results.filter((result) => !result.passed && !result.skipped).map((result) => result.checkId);
   const events: RunEventInput[] = [];
   if (keep) {
@@ -223,12 +238,13 @@ async function runRound(deps: WatchDeps, watch: WatchRow, me: string): Promise<b
       payload: {
         round,
         runner: me,
-        passed: failed.length === 0,
+        passed: !unreachable && failed.length === 0,
         failed,
         results: judged.changed.map(checkResultPayload),
         unchanged: judged.unchanged,
         unchangedRounds: watch.unchanged_rounds,
         lastUnchangedAt: watch.last_unchanged_at,
+        ...(unreachable ? { unreachable } : {}),
       },
     });
   }

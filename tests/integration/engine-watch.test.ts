@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { parseDocument } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mayRollBackFrom } from '../../db/run-lifecycle';
@@ -28,6 +29,7 @@ import type { WatchWorkerJob } from './watch-worker';
 import { loadPlan, type ValidPlan } from '../../app/plans/load-plans.server';
 import { loadChecklist, performChecklistIntent } from '../../app/web/plan-page.server';
 import type { SignedInUser } from '../../app/auth/require.server';
+import { testAdminUrl } from '../support/databases';
 
 const TPM_USER: SignedInUser = { accountId: 'tpm', email: TPM.email, name: 'TPM', role: 'tpm', via: 'session' };
 const VIEWER_USER: SignedInUser = { accountId: 'viewer', email: VIEWER.email, name: 'Viewer', role: 'viewer', via: 'session' };
@@ -253,6 +255,47 @@ describe('the watch window of plan 008', () => {
     }
     const rolledBack = await rollbackRun(harness.deps, { runId, actor: ENGINEER });
     expect(rolledBack.state).toBe('rolled_back');
+  });
+
+  it('a round whose target cannot be reached is recorded as such, with no alarm; the next reachable round is kept in full', async () => {
+    const runId = await appliedRun('120s');
+    await advanceUntil(runId, 'round');
+    // The target refuses every new connection, and its open ones are gone: a database down for a while.
+    const database = harness.targets.get('sandbox')!.db.name;
+    const admin = new pg.Client({ connectionString: testAdminUrl() });
+    await admin.connect();
+    try {
+      await admin.query(`alter database ${pg.escapeIdentifier(database)} allow_connections false`);
+      await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [database]);
+      await advanceUntil(runId, 'round');
+    } finally {
+      await admin.query(`alter database ${pg.escapeIdentifier(database)} allow_connections true`);
+      await admin.end();
+    }
+    expect(await stateOf(runId)).toBe('watching');
+    let events = await readRunEvents(harness.store.pool, runId);
+    expect(eventsOf(events, 'watch.alarm')).toEqual([]);
+    const outage = eventsOf(events, 'watch.round').at(-1)!;
+    expect(outage.payload).toMatchObject({ round: 2, runner: RUNNER, passed: false, failed: [], results: [], unchanged: [] });
+    expect(outage.payload.unreachable).toMatch(/^the target sandbox could not be reached: .*not currently accepting connections/);
+
+    // Back: the next round runs every check again and is kept in full, all passing.
+    await advanceUntil(runId, 'round');
+    events = await readRunEvents(harness.store.pool, runId);
+    const back = eventsOf(events, 'watch.round').at(-1)!;
+    expect(back.payload).toMatchObject({ round: 3, passed: true, failed: [], unchanged: [] });
+    expect(back.payload.unreachable).toBeUndefined();
+    expect(back.payload.results.map((result) => result.checkId)).toEqual(['column-added', 'index-valid-partial', 'active-org-is-a-membership', 'index-in-use']);
+    expect(eventsOf(events, 'watch.alarm')).toEqual([]);
+    expect(await logVerifies(runId)).toMatchObject({ ok: true });
+    // The strip draws the outage as its own mark, neither passed nor failing.
+    const plan = (await loadPlan(plansDir, PLAN)) as ValidPlan;
+    const view = await loadChecklist(harness.deps, { plan, target: harness.deps.targets.get('sandbox'), targets: harness.deps.targets.list(), user: TPM_USER });
+    expect(view.watch!.strip.rounds.map((round) => [round.round, round.passed, round.unreachable])).toEqual([
+      [1, true, null],
+      [2, false, outage.payload.unreachable],
+      [3, true, null],
+    ]);
   });
 
   it('a rollback started while watching ends the watch first', async () => {
