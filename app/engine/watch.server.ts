@@ -222,11 +222,18 @@ async function runRound(deps: WatchDeps, watch: WatchRow, me: string): Promise<b
   const target = deps.targets.get(run.target);
   const pool = deps.targets.pool(run.target);
   // A target that cannot be reached is an outage, not a regression: the round says so, no check is judged, nothing alarms.
-  const unreachable = await pool.query('select 1').then(
-    () => undefined,
-    (error: Error) => `the target ${run.target} could not be reached: ${error.message}`,
-  );
-  const results = unreachable ? [] : await runChecks({ checks, sqlOf: thawed.sqlOf, target: checkTargetOf(target, { pool }, thawed.plan), phase: 'watch' });
+  const probe = () =>
+    pool.query('select 1').then(
+      () => undefined,
+      (error: Error) => `the target ${run.target} could not be reached: ${error.message}`,
+    );
+  let unreachable = await probe();
+  let results = unreachable ? [] : await runChecks({ checks, sqlOf: thawed.sqlOf, target: checkTargetOf(target, { pool }, thawed.plan), phase: 'watch' });
+  // A check that failed with an error may have lost the target mid-round: asked again, an unreachable target makes it an outage round too.
+  if (!unreachable && results.some((result) => result.error && !result.passed && !result.skipped)) {
+    unreachable = await probe();
+    if (unreachable) results = [];
+  }
   const round = watch.rounds + 1;
   const judged = unreachable ? outageRound(watch.last_results) : judgeRound(watch.last_results, results);
   const keep = round === 1 || judged.changed.length > 0 || unreachable !== undefined;

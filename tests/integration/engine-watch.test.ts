@@ -40,7 +40,7 @@ let harness: EngineHarness;
 let plansDir: string;
 
 /** Plan 008 with a watch: its verification and data-quality checks named, and one check only the watch runs. */
-function writeWatchPlan(forDuration: string): void {
+function writeWatchPlan(forDuration: string, options: { slowCheck?: boolean } = {}): void {
   const file = path.join(plansDir, PLAN, 'plan.yaml');
   const document = parseDocument(fs.readFileSync(path.join(REAL_PLANS, PLAN, 'plan.yaml'), 'utf8'));
   document.set('watch', {
@@ -55,13 +55,17 @@ function writeWatchPlan(forDuration: string): void {
         sql: "SELECT count(*) AS known FROM pg_stat_user_indexes WHERE schemaname = 'platform' AND indexrelname = 'idx_users_active_org'",
         expect: { type: 'value', column: 'known', op: '=', value: 1 },
       },
+      // A check that takes seconds: something can happen to the target while a round runs.
+      ...(options.slowCheck
+        ? [{ id: 'users-counted-slowly', kind: 'sql', title: 'platform.users counted, slowly', sql: 'SELECT count(*) AS users FROM platform.users, pg_sleep(3)', expect: { type: 'value', column: 'users', op: '>', value: 0 } }]
+        : []),
     ],
   });
   fs.writeFileSync(file, document.toString());
 }
 
-async function appliedRun(forDuration: string): Promise<string> {
-  writeWatchPlan(forDuration);
+async function appliedRun(forDuration: string, options: { slowCheck?: boolean } = {}): Promise<string> {
+  writeWatchPlan(forDuration, options);
   const { run } = await openWorkingRun(harness.deps, { planId: PLAN, target: 'sandbox', kind: 'execute', actor: TPM, newAttempt: true });
   for (const item of thawPlan(run.frozenPlan).plan.prerequisites.filter((candidate) => candidate.required)) {
     await tickPrerequisite(harness.deps, { runId: run.id, itemId: item.id, ticked: true, actor: TPM });
@@ -296,6 +300,37 @@ describe('the watch window of plan 008', () => {
       [2, false, outage.payload.unreachable],
       [3, true, null],
     ]);
+  });
+
+  it('a target lost in the middle of a round makes it an outage round, not an alarm for the check it cut short', { timeout: 120_000 }, async () => {
+    const runId = await appliedRun('120s', { slowCheck: true });
+    await advanceUntil(runId, 'round');
+    const database = harness.targets.get('sandbox')!.db.name;
+    const admin = new pg.Client({ connectionString: testAdminUrl() });
+    await admin.connect();
+    try {
+      const round = advanceUntil(runId, 'round');
+      // The slow check is running: now the target goes down (its sessions ended, no new ones accepted).
+      await waitFor('the slow check to run', async () => {
+        const { rows } = await admin.query<{ n: number }>(
+          "select count(*)::int as n from pg_stat_activity where datname = $1 and state = 'active' and query like '%pg_sleep(3)%' and pid <> pg_backend_pid()",
+          [database],
+        );
+        return rows[0]!.n > 0;
+      });
+      await admin.query(`alter database ${pg.escapeIdentifier(database)} allow_connections false`);
+      await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [database]);
+      await round;
+    } finally {
+      await admin.query(`alter database ${pg.escapeIdentifier(database)} allow_connections true`);
+      await admin.end();
+    }
+    expect(await stateOf(runId)).toBe('watching');
+    const events = await readRunEvents(harness.store.pool, runId);
+    expect(eventsOf(events, 'watch.alarm')).toEqual([]);
+    const outage = eventsOf(events, 'watch.round').at(-1)!;
+    expect(outage.payload).toMatchObject({ round: 2, passed: false, failed: [], results: [] });
+    expect(outage.payload.unreachable).toMatch(/^the target sandbox could not be reached: .*not currently accepting connections/);
   });
 
   it('a rollback started while watching ends the watch first', async () => {
