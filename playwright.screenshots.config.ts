@@ -11,6 +11,12 @@ export const SCREENSHOTS_DATA_DIR = '.data/screenshots';
 /** Where the spec's stand-in webhook receivers listen: the server posts the runs' notifications there. */
 export const SCREENSHOTS_RECEIVER_PORT = Number(process.env.SCREENSHOTS_RECEIVER_PORT ?? PORT + 500);
 export const SCREENSHOTS_NOTIFY_SECRET = 'screenshots-notify-secret';
+/**
+ * The server's own copy of plans/ (still named plans, so the pages name files as they do for the
+ * committed folder): the walk gives plan 008 a watch window there late on, and plans/ stays as committed.
+ */
+const PLANS_COPY = '.data/screenshots-plans';
+export const SCREENSHOTS_PLANS_DIR = `${PLANS_COPY}/plans`;
 
 export default defineConfig({
   testDir: 'tests/screenshots',
@@ -26,13 +32,14 @@ export default defineConfig({
     trace: 'retain-on-failure',
   },
   webServer: {
-    command: `rm -rf ${SCREENSHOTS_DATA_DIR} && node bin/start.js`,
+    command: `rm -rf ${SCREENSHOTS_DATA_DIR} ${PLANS_COPY} && mkdir -p ${PLANS_COPY} && cp -R plans ${SCREENSHOTS_PLANS_DIR} && node bin/start.js`,
     url: `http://localhost:${PORT}/login`,
     reuseExistingServer: false,
     timeout: 180_000,
     env: {
       PORT: String(PORT),
       RUNSHEET_DATA_DIR: SCREENSHOTS_DATA_DIR,
+      RUNSHEET_PLANS_DIR: SCREENSHOTS_PLANS_DIR,
       NODE_ENV: 'production',
       NOTIFY_OPS_URL: `http://127.0.0.1:${SCREENSHOTS_RECEIVER_PORT}/ops`,
       NOTIFY_OPS_SECRET: SCREENSHOTS_NOTIFY_SECRET,

@@ -19,7 +19,7 @@ type RunsheetBuild = ServerBuild & {
     module: {
       startRuntime(options: StartRuntimeOptions): Promise<Runtime>;
       startRecoveryPass(runtime: Runtime, report: (line: string) => void): () => void;
-      startWatchRunner(runtime: Runtime, report: (line: string) => void): () => Promise<void>;
+      startWatchRunner(runtime: Runtime, report: (line: string) => void, options: { pollMs: number; staleAfterMs: number }): () => Promise<void>;
       startNotificationDelivery(runtime: Runtime, report: (line: string) => void): () => Promise<void>;
       writeServerRecord(dataDir: string, url: string): void;
       removeServerRecord(dataDir: string): void;
@@ -67,7 +67,7 @@ export async function startServer(): Promise<void> {
   // Runs whose driving process died are marked interrupted now and every few seconds after (never by a page read).
   const stopRecovery = entry.startRecoveryPass(runtime, log);
   // Watch windows after verified applies: this process runs those no other live process runs (docs/decisions/030).
-  const stopWatches = entry.startWatchRunner(runtime, log);
+  const stopWatches = entry.startWatchRunner(runtime, log, { pollMs: runtime.env.RUNSHEET_WATCH_POLL, staleAfterMs: runtime.env.RUNSHEET_WATCH_STALE_AFTER });
   // Notifications in the store's outbox: this process delivers those of the channels it has an address for (docs/decisions/033).
   const stopNotifications = entry.startNotificationDelivery(runtime, log);
   for (const demo of runtime.demoAccounts ?? []) log(`Demo account ${demo.role.padEnd(8)} ${demo.email.padEnd(24)} password: ${demo.password}`);

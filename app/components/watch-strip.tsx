@@ -34,8 +34,12 @@ export function WatchStripView({ strip, nowIso }: { strip: WatchStrip; nowIso: s
                   <title>{`${round.unchangedBefore} unchanged round(s)`}</title>
                 </rect>
               ) : null}
-              <rect x={Math.max(0, at - 2)} y={TOP} width={4} height={BAND} className={round.passed ? 'fill-emerald-600' : 'fill-red-600'}>
-                <title>{`Round ${round.round} at ${formatUtc(round.at)}: ${round.passed ? 'all passed' : `failing: ${round.failed.join(', ')}`}; changed: ${round.changed.join(', ') || 'nothing'}`}</title>
+              <rect x={Math.max(0, at - 2)} y={TOP} width={4} height={BAND} className={round.unreachable ? 'fill-amber-500' : round.passed ? 'fill-emerald-600' : 'fill-red-600'}>
+                <title>
+                  {round.unreachable
+                    ? `Round ${round.round} at ${formatUtc(round.at)}: no check ran (${round.unreachable})`
+                    : `Round ${round.round} at ${formatUtc(round.at)}: ${round.passed ? 'all passed' : `failing: ${round.failed.join(', ')}`}; changed: ${round.changed.join(', ') || 'nothing'}`}
+                </title>
               </rect>
             </g>
           );

@@ -40,7 +40,7 @@ import { decideResume, resumeSkipsOf } from './resume.server';
 import { authorize, getRun, refuseFromLocalCommandLine } from './runs.server';
 import type { RunWait } from './lock-wait-watch.server';
 import { runApplicationName } from './target-session.server';
-import { endWatchForRollback, startWatch } from './watch.server';
+import { endWatchForRollback, startWatch, WATCH_COULD_NOT_START } from './watch.server';
 
 export interface RunOptions {
   /** Called with every event the run appends while it drives the target (the command line prints phases). */
@@ -151,7 +151,7 @@ export async function executeRun(deps: EngineDeps, input: { runId: string; actor
   // A verified apply whose plan declares a watch enters it (docs/decisions/030); the apply stands either way.
   if (run.state !== 'applied') return run;
   return startWatch(deps, run).catch(async (error: Error) => {
-    await appendRunEvent(deps.store.pool, { runId: run.id, actor: 'system', type: 'run.error', payload: { message: `the watch could not start: ${error.message}` } }).catch(() => {});
+    await appendRunEvent(deps.store.pool, { runId: run.id, actor: 'system', type: 'run.error', payload: { message: `${WATCH_COULD_NOT_START}: ${error.message}` } }).catch(() => {});
     return run;
   });
 }

@@ -13,7 +13,7 @@ import type { PayloadOf } from '../runs/run-events';
 import { appendRunEvent, assertRunId } from '../runs/run-log.server';
 import { findRunSummaries, type RunRecord, type RunSummaryRecord } from '../runs/run-store.server';
 import { RunsheetError, type ErrorKind } from '../runtime/errors';
-import { restoreBackup, type RestoredCopy, type SkippedRow } from '../targets/backups.server';
+import { copyAsItIsNow, restoreBackup, type RestoredCopy, type SkippedRow } from '../targets/backups.server';
 import { readLedgerRowsOfRun } from '../targets/ledger.server';
 import { checkpointRun } from './checkpoints.server';
 import { whoOf, type EngineActor, type EngineDeps } from './engine-deps.server';
@@ -71,6 +71,18 @@ export async function restoreRun(deps: EngineDeps, input: { runId: string; actor
   const client = await openTargetClient(target, run.id);
   try {
     if (!(await tryTargetLock(client))) await refuse('busy', `the target's advisory lock is held by another migration session on ${run.target}: nothing was changed`);
+    // Only what the rollback kept goes back: a copy dropped or edited since is refused before anything changes.
+    for (const copy of copies) {
+      const now = await copyAsItIsNow(client, copy);
+      if (!now.present) {
+        await refuse('state', `the copy ${copy.backupTable} that run ${fromRunId}'s rollback kept is no longer on ${run.target} (dropped?): nothing was restored; npx runsheet backups --target ${run.target} lists the copies that remain`);
+      } else if (now.sha256 !== copy.sha256) {
+        await refuse(
+          'state',
+          `the copy ${copy.backupTable} changed since run ${fromRunId}'s rollback took it (sha256 now ${now.sha256.slice(0, 12)}, recorded ${copy.sha256.slice(0, 12)}): nothing was restored; Runsheet puts back only what the rollback kept: undo the edit, or put the values back by hand`,
+        );
+      }
+    }
     await appendRunEvent(deps.store.pool, { runId, ...whoOf(actor), type: 'restore.started', payload: { fromRunId: fromRunId!, backups: copies.map((copy) => copy.backupTable) } });
     const started = performance.now();
     const result: RestoreResult = { fromRunId: fromRunId!, objects: [], skipped: [] };

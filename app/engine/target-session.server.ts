@@ -11,6 +11,7 @@ import { type EngineDeps } from './engine-deps.server';
 import { RunsheetError } from '../runtime/errors';
 import { ADVISORY_LOCKS } from '../runtime/advisory-locks';
 import { touchHeartbeat } from '../runs/run-store.server';
+import { quietPoolErrors } from '../runtime/quiet-pool.server';
 
 /** pg_try_advisory_lock attempts and the pause between them: about 2 s in all. */
 const LOCK_ATTEMPTS = 6;
@@ -42,10 +43,8 @@ const RUN_POOL_SIZE = 4;
  * too, so a cancel finds every backend the run uses (pg_stat_activity), not only the step session.
  */
 export function openRunPool(target: Target, runId: string): pg.Pool {
-  const pool = new pg.Pool({ ...targetPoolConfig(target.url, { applicationName: runApplicationName(runId) }), max: RUN_POOL_SIZE });
   // A backend terminated by a cancel's escalation: the check that used it reports the error.
-  pool.on('error', () => {});
-  return pool;
+  return quietPoolErrors(new pg.Pool({ ...targetPoolConfig(target.url, { applicationName: runApplicationName(runId) }), max: RUN_POOL_SIZE }));
 }
 
 /** The target's facts; a read-only replica or a transaction-mode pooler is refused before anything is claimed. */

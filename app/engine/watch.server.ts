@@ -19,6 +19,7 @@ import { watchChecks, type Check } from '../plans/plan-schema';
 import type { PayloadOf, RunEvent, RunEventInput } from '../runs/run-events';
 import { appendRunEvent, canonicalJson, inStoreTransaction, jsonPayload, readRunEvents, sha256Hex } from '../runs/run-log.server';
 import { transitionRun, type RunRecord } from '../runs/run-store.server';
+import { WATCH_POLL_MS, WATCH_STALE_AFTER_MS } from '../runtime/env.server';
 import { RunsheetError } from '../runtime/errors';
 import { formatSpan } from '../runtime/format';
 import { checkpointRun } from './checkpoints.server';
@@ -26,10 +27,8 @@ import { ownerProcess, whoOf, type EngineActor, type EngineDeps } from './engine
 import { thawPlan } from './frozen-plan.server';
 import { authorize, checkResultPayload, getRun } from './runs.server';
 
-/** How often a runner looks at its watches and refreshes its heartbeat. */
-export const WATCH_POLL_MS = 2_000;
-/** A runner whose heartbeat is older than this has stopped: another process takes its watches over. */
-export const WATCH_STALE_AFTER_MS = 30_000;
+/** How the run log says a verified apply stays 'applied' because its watch could not start ('run.error'). */
+export const WATCH_COULD_NOT_START = 'the watch could not start';
 
 export type WatchDeps = Pick<EngineDeps, 'store' | 'targets' | 'signingKeyPem' | 'anchorWebhookUrl'>;
 
@@ -201,6 +200,15 @@ export function judgeRound(before: Record<string, WatchCheckMemory>, results: Ch
   return judged;
 }
 
+/**
+ * A round in which the target could not be reached: no result, no regression; each check keeps
+ * whether it last passed, and forgets its last result, so the first round that reaches the target
+ * again is kept in full.
+ */
+export function outageRound(before: Record<string, WatchCheckMemory>): JudgedRound {
+  return { changed: [], unchanged: [], regressions: [], memory: Object.fromEntries(Object.entries(before).map(([id, memory]) => [id, { ...memory, digest: '' }])) };
+}
+
 function alarmReason(result: CheckResult): string {
   return result.error?.message ?? result.reason ?? `check ${result.checkId} failed`;
 }
@@ -212,10 +220,23 @@ async function runRound(deps: WatchDeps, watch: WatchRow, me: string): Promise<b
   const byId = new Map<string, Check>(watchChecks(thawed.plan).map((check) => [check.id, check]));
   const checks = watch.checks.flatMap((id) => byId.get(id) ?? []);
   const target = deps.targets.get(run.target);
-  const results = await runChecks({ checks, sqlOf: thawed.sqlOf, target: checkTargetOf(target, { pool: deps.targets.pool(run.target) }, thawed.plan), phase: 'watch' });
+  const pool = deps.targets.pool(run.target);
+  // A target that cannot be reached is an outage, not a regression: the round says so, no check is judged, nothing alarms.
+  const probe = () =>
+    pool.query('select 1').then(
+      () => undefined,
+      (error: Error) => `the target ${run.target} could not be reached: ${error.message}`,
+    );
+  let unreachable = await probe();
+  let results = unreachable ? [] : await runChecks({ checks, sqlOf: thawed.sqlOf, target: checkTargetOf(target, { pool }, thawed.plan), phase: 'watch' });
+  // A check that failed with an error may have lost the target mid-round: asked again, an unreachable target makes it an outage round too.
+  if (!unreachable && results.some((result) => result.error && !result.passed && !result.skipped)) {
+    unreachable = await probe();
+    if (unreachable) results = [];
+  }
   const round = watch.rounds + 1;
-  const judged = judgeRound(watch.last_results, results);
-  const keep = round === 1 || judged.changed.length > 0;
+  const judged = unreachable ? outageRound(watch.last_results) : judgeRound(watch.last_results, results);
+  const keep = round === 1 || judged.changed.length > 0 || unreachable !== undefined;
   const failed = results.filter((result) => !result.passed && !result.skipped).map((result) => result.checkId);
   const events: RunEventInput[] = [];
   if (keep) {
@@ -224,12 +245,13 @@ async function runRound(deps: WatchDeps, watch: WatchRow, me: string): Promise<b
       payload: {
         round,
         runner: me,
-        passed: failed.length === 0,
+        passed: !unreachable && failed.length === 0,
         failed,
         results: judged.changed.map(checkResultPayload),
         unchanged: judged.unchanged,
         unchangedRounds: watch.unchanged_rounds,
         lastUnchangedAt: watch.last_unchanged_at,
+        ...(unreachable ? { unreachable } : {}),
       },
     });
   }

@@ -363,7 +363,7 @@ export const RUN_EVENT_DESCRIPTIONS: { readonly [T in RunEventType]: string } = 
   'rehearsal.transaction.rolled_back': "The rehearsal's transaction rolled back: the target is as it was.",
   'watch.started': "The watch window began after a verified apply: the checks it re-runs, how often, and until when (docs/decisions/030).",
   'watch.runner': 'A Runsheet process claimed the running of the watch: the first claim, or a takeover after the previous runner stopped sending heartbeats.',
-  'watch.round': 'A round of the watch whose results differ from the round before (or the first): the changed results in full, the unchanged ones by id, and how many rounds before it changed nothing.',
+  'watch.round': 'A round of the watch whose results differ from the round before (or the first): the changed results in full, the unchanged ones by id, and how many rounds before it changed nothing. A round in which the target could not be reached says so (`unreachable`), runs and judges no check, and alarms nothing; the next round that reaches it is kept in full.',
   'watch.alarm': 'A check of the watch failed (a regression when it had passed): what it expected, what it found, and when it last passed. The first one turns the run watch_alarm.',
   'watch.extended': 'A person moved the end of the watch window later, saying why.',
   'watch.ended': 'The watch ended: its window closed, a person ended it early with a note, or a rollback began; whether it stayed clean, and its rounds.',

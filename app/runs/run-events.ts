@@ -291,6 +291,8 @@ export const RunEventBodySchema = z.discriminatedUnion('type', [
       /** Rounds since the previous round kept here in which no result changed: kept as a count. */
       unchangedRounds: z.number(),
       lastUnchangedAt: z.string().nullable(),
+      /** The target could not be reached: no check ran this round, and nothing was judged (no alarm). */
+      unreachable: z.string().optional(),
     }),
   ),
   event(

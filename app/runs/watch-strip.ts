@@ -13,7 +13,8 @@ export interface WatchStrip {
   checks: string[];
   everyMs: number;
   /** The rounds the log keeps in full (the first, and each that changed a result). */
-  rounds: { round: number; at: string; passed: boolean; failed: string[]; changed: string[]; unchangedBefore: number }[];
+  /** `unreachable`: the target could not be reached that round (no check ran), with why. */
+  rounds: { round: number; at: string; passed: boolean; failed: string[]; changed: string[]; unchangedBefore: number; unreachable: string | null }[];
   alarms: { round: number; at: string; checkId: string; reason: string | null; lastPassedAt: string | null }[];
   extensions: { at: string; by: string; endsAt: string; note: string | null }[];
   runners: { at: string; runner: string; reason: string }[];
@@ -37,6 +38,7 @@ export function watchStripOf(events: readonly RunEvent[]): WatchStrip | null {
       failed: event.payload.failed,
       changed: event.payload.results.map((result) => result.checkId),
       unchangedBefore: event.payload.unchangedRounds,
+      unreachable: event.payload.unreachable ?? null,
     })),
     alarms: eventsOf(events, 'watch.alarm').map((event) => ({ round: event.payload.round, at: event.payload.ranAt, checkId: event.payload.checkId, reason: event.payload.reason, lastPassedAt: event.payload.lastPassedAt })),
     extensions,

@@ -8,6 +8,11 @@ import { fromRoot } from './paths.server';
 import { RunsheetError } from './errors';
 import { DurationSchema } from './duration';
 
+/** How often a watch runner looks at its watches and refreshes its heartbeat (docs/decisions/030). */
+export const WATCH_POLL_MS = 2_000;
+/** A watch runner whose heartbeat is older than this has stopped: another process takes its watches over. */
+export const WATCH_STALE_AFTER_MS = 30_000;
+
 const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
   PORT: z.coerce.number().int().min(1).max(65535).default(3000),
@@ -47,6 +52,10 @@ const EnvSchema = z.object({
   RUNSHEET_NOTIFY_RETRY_BASE: DurationSchema.default(10_000),
   /** Notifications: a delivery still failing this long after its event is given up (status failed); default 24h. */
   RUNSHEET_NOTIFY_GIVE_UP_AFTER: DurationSchema.default(24 * 3_600_000),
+  /** How often the server's watch runner looks at its watches and sends its heartbeat, e.g. "2s". */
+  RUNSHEET_WATCH_POLL: DurationSchema.default(WATCH_POLL_MS),
+  /** How long a watch runner's heartbeat may be silent before another process takes its watches over, e.g. "30s". */
+  RUNSHEET_WATCH_STALE_AFTER: DurationSchema.default(WATCH_STALE_AFTER_MS),
   /** Strict-Transport-Security for deployments behind TLS, e.g. "max-age=31536000; includeSubDomains"; unset: not sent. */
   RUNSHEET_HSTS: z
     .string()
@@ -74,6 +83,13 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): RunsheetEnv {
     throw new RunsheetError('configuration', `The environment is not valid:\n${lines.join('\n')}`);
   }
   const env = parsed.data;
+  if (env.RUNSHEET_WATCH_POLL < 100) throw new RunsheetError('configuration', `The environment is not valid:\n  RUNSHEET_WATCH_POLL: ${env.RUNSHEET_WATCH_POLL} ms is too often: write at least "100ms" (default "2s").`);
+  if (env.RUNSHEET_WATCH_STALE_AFTER < 3 * env.RUNSHEET_WATCH_POLL) {
+    throw new RunsheetError(
+      'configuration',
+      `The environment is not valid:\n  RUNSHEET_WATCH_STALE_AFTER: ${env.RUNSHEET_WATCH_STALE_AFTER} ms must be at least three times RUNSHEET_WATCH_POLL (${env.RUNSHEET_WATCH_POLL} ms), or a live runner is taken over between two heartbeats.`,
+    );
+  }
   return {
     ...env,
     dataDir: path.resolve(env.RUNSHEET_DATA_DIR),

@@ -24,3 +24,16 @@ describe('RUNSHEET_BODY_LIMIT and RUNSHEET_HSTS', () => {
     for (const value of ['max-age=1y', 'includeSubDomains', 'max-age=10, evil: header']) expect(() => readEnv({ RUNSHEET_HSTS: value }), value).toThrow(/RUNSHEET_HSTS/);
   });
 });
+
+describe('RUNSHEET_WATCH_POLL and RUNSHEET_WATCH_STALE_AFTER', () => {
+  it('reads durations, 2 s and 30 s when unset', () => {
+    expect(readEnv({})).toMatchObject({ RUNSHEET_WATCH_POLL: 2_000, RUNSHEET_WATCH_STALE_AFTER: 30_000 });
+    expect(readEnv({ RUNSHEET_WATCH_POLL: '250ms', RUNSHEET_WATCH_STALE_AFTER: '3s' })).toMatchObject({ RUNSHEET_WATCH_POLL: 250, RUNSHEET_WATCH_STALE_AFTER: 3_000 });
+  });
+
+  it('refuses what is no duration, a poll under 100 ms, and a takeover sooner than three heartbeats', () => {
+    expect(() => readEnv({ RUNSHEET_WATCH_POLL: 'often' })).toThrow(/RUNSHEET_WATCH_POLL: "often" is not a duration/);
+    expect(() => readEnv({ RUNSHEET_WATCH_POLL: '10ms' })).toThrow(/RUNSHEET_WATCH_POLL: 10 ms is too often: write at least "100ms"/);
+    expect(() => readEnv({ RUNSHEET_WATCH_POLL: '2s', RUNSHEET_WATCH_STALE_AFTER: '5s' })).toThrow(/RUNSHEET_WATCH_STALE_AFTER: 5000 ms must be at least three times RUNSHEET_WATCH_POLL \(2000 ms\)/);
+  });
+});

@@ -10,6 +10,7 @@ import { STORE_GRANTS } from '../../db/store-grants';
 import { fromRoot } from './paths.server';
 import { ADVISORY_LOCKS } from './advisory-locks';
 import { stopStoreListener } from './store-notifications.server';
+import { quietPoolErrors } from './quiet-pool.server';
 
 export type StoreDb = NodePgDatabase<typeof schema>;
 
@@ -22,9 +23,8 @@ export interface Store {
 const MIGRATIONS_FOLDER = fromRoot('db', 'migrations');
 
 export function openStore(url: string, options: { max?: number } = {}): Store {
-  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10, application_name: 'runsheet' });
-  // An idle client's connection error must not crash the process; the next query reports it.
-  pool.on('error', () => {});
+  // A connection's error must not crash the process, idle or checked out; the query reports it.
+  const pool = quietPoolErrors(new pg.Pool({ connectionString: url, max: options.max ?? 10, application_name: 'runsheet' }));
   const db = drizzle(pool, { schema });
   return {
     pool,

@@ -80,20 +80,33 @@ export async function takeBackup(client: pg.ClientBase, context: BackupContext, 
   if (earlier.rows.length > 0) return { skipped: `kept already by an earlier attempt of this rollback, in ${qualifiedBackup(name)}` };
   await client.query(`create table ${qualifiedBackup(name)} as select ${columns.map(q).join(', ')} from ${q(object.schema)}.${q(object.table)}`);
   await client.query(`alter table ${qualifiedBackup(name)} add primary key (${keyColumns.map(q).join(', ')})`);
-  const { rows } = await client.query<{ rows: string; bytes: string; sha256: string }>(
-    `select count(*)::bigint as rows,
-            pg_total_relation_size(to_regclass(format('%I.%I', $1::text, $2::text)))::bigint as bytes,
-            encode(sha256(convert_to(coalesce(string_agg(b::text, E'\\n' order by ${keyColumns.map((key) => `b.${q(key)}`).join(', ')}), ''), 'UTF8')), 'hex') as sha256
-       from ${qualifiedBackup(name)} as b`,
-    [BACKUP_SCHEMA, name],
-  );
-  const copy: BackupCopy = { object, backupTable: qualifiedBackup(name), keyColumns, columns, rows: Number(rows[0]!.rows), bytes: Number(rows[0]!.bytes), sha256: rows[0]!.sha256 };
+  const measured = await measureCopy(client, qualifiedBackup(name), keyColumns);
+  const copy: BackupCopy = { object, backupTable: qualifiedBackup(name), keyColumns, columns, ...measured };
   await client.query(
     `insert into runsheet.backups (backup_table, run_id, plan_id, checksum, object, key_columns, columns, rows, bytes, sha256)
      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
     [copy.backupTable, context.runId, context.planId, context.checksum, JSON.stringify(object), keyColumns, columns, copy.rows, copy.bytes, copy.sha256],
   );
   return { copy };
+}
+
+/** A copy's rows, bytes and sha256 (its rows as text, in key order): recorded when it is taken, compared before a restore. */
+async function measureCopy(client: pg.ClientBase, backupTable: string, keyColumns: string[]): Promise<{ rows: number; bytes: number; sha256: string }> {
+  const { rows } = await client.query<{ rows: string; bytes: string; sha256: string }>(
+    `select count(*)::bigint as rows,
+            pg_total_relation_size(to_regclass($1))::bigint as bytes,
+            encode(sha256(convert_to(coalesce(string_agg(b::text, E'\\n' order by ${keyColumns.map((key) => `b.${q(key)}`).join(', ')}), ''), 'UTF8')), 'hex') as sha256
+       from ${backupTable} as b`,
+    [backupTable],
+  );
+  return { rows: Number(rows[0]!.rows), bytes: Number(rows[0]!.bytes), sha256: rows[0]!.sha256 };
+}
+
+/** Whether a copy is still on the target, and its sha256 now (a restore refuses one that is gone or changed). */
+export async function copyAsItIsNow(client: pg.ClientBase, copy: Pick<BackupCopy, 'backupTable' | 'keyColumns'>): Promise<{ present: false } | { present: true; sha256: string }> {
+  const { rows } = await client.query<{ present: boolean }>('select to_regclass($1) is not null as present', [copy.backupTable]);
+  if (!rows[0]!.present) return { present: false };
+  return { present: true, sha256: (await measureCopy(client, copy.backupTable, copy.keyColumns)).sha256 };
 }
 
 export interface RestoredCopy {

@@ -4,6 +4,7 @@
  */
 import pg from 'pg';
 import type { TargetRules } from '../runtime/target-config';
+import { quietPoolErrors } from '../runtime/quiet-pool.server';
 
 export interface Target {
   name: string;
@@ -46,7 +47,5 @@ export function targetPoolConfig(url: string, options: { max?: number; applicati
 }
 
 export function openTargetPool(url: string, options: { max?: number; applicationName?: string } = {}): pg.Pool {
-  const pool = new pg.Pool(targetPoolConfig(url, options));
-  pool.on('error', () => {});
-  return pool;
+  return quietPoolErrors(new pg.Pool(targetPoolConfig(url, options)));
 }

@@ -11,11 +11,11 @@ import { cancelRequestedMessage, cancelRun } from '../engine/engine.server';
 import { actorOf } from './actor.server';
 import { thawPlan } from '../engine/frozen-plan.server';
 import { getRun, readRunDetail } from '../engine/runs.server';
+import { WATCH_COULD_NOT_START } from '../engine/watch.server';
 import type { RunEvent } from '../runs/run-events';
 import { parseRunId } from '../runs/run-log.server';
 import { followRunEvents } from '../runs/run-event-feed.server';
 import { readRunWatchers, watchRun, type Watcher } from '../runs/run-watchers.server';
-import type { RunState } from '../../db/run-lifecycle';
 import { findRuns } from '../runs/run-store.server';
 import { isFinalState } from '../runs/run-timeline';
 import { isoOf } from '../runtime/format';
@@ -124,9 +124,13 @@ const RETRY_MS = 2_000;
 export async function streamRunEvents(deps: RunViewDeps, input: { runId: string; afterSeq: number; user: SignedInUser; signal: AbortSignal }): Promise<Response> {
   const { runId, user, signal } = input;
   // A missing run is a 404 before the stream opens, not an empty stream.
-  await getRun(deps, runId).catch((error: unknown) => {
+  const run = await getRun(deps, runId).catch((error: unknown) => {
     throw asHttpResponse(error);
   });
+  // An apply whose plan declares a watch is 'applied' for an instant before it is 'watching' (docs/decisions/030): not the end, unless the watch could not start.
+  const watchFollows = run.kind === 'execute' && Boolean(thawPlan(run.frozenPlan).plan.watch);
+  let watchCouldNotStart = false;
+  const endsHere = (state: string) => isFinalState(state) && !(state === 'applied' && watchFollows && !watchCouldNotStart);
 
   const encoder = new TextEncoder();
   let closed = false;
@@ -163,8 +167,9 @@ export async function streamRunEvents(deps: RunViewDeps, input: { runId: string;
           for (const event of events) {
             send(`id: ${event.seq}\nevent: run-event\ndata: ${JSON.stringify(event)}\n\n`);
             lastSeq = event.seq;
+            if (event.type === 'run.error' && event.payload.message.startsWith(WATCH_COULD_NOT_START)) watchCouldNotStart = true;
           }
-          if (state !== undefined && isFinalState(state as RunState)) {
+          if (state !== undefined && endsHere(state)) {
             send(`event: end\ndata: ${JSON.stringify({ state, lastSeq })}\n\n`);
             close();
           }

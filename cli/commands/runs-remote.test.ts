@@ -2,7 +2,9 @@
  * The remote command line's stream following, against a stand-in of the server's two endpoints
  * over real HTTP: a stream that drops mid-run is resumed with Last-Event-ID from the last event
  * printed (nothing printed twice, nothing missed), and the exit code is the local one. And a server
- * that cannot be reached is exit 3, a token without a URL exit 2.
+ * that cannot be reached is exit 3, a token without a URL exit 2. An apply that goes on into its
+ * watch is followed until the run watches (the stream goes on for the watch's rounds), not for the
+ * whole window.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +15,7 @@ import { main } from '../main';
 import { followRun } from './runs-remote';
 
 const RUN = '11111111-2222-4333-8444-555555555555';
+const WATCHED = '11111111-2222-4333-8444-666666666666';
 const event = (seq: number, phase: string) => ({ seq, type: 'phase.started', actor: 'ci@service.invalid', role: 'engineer', at: '2026-12-03T12:00:00.000Z', payload: { phase, plannedMs: 1000 } });
 
 let server: http.Server;
@@ -39,6 +42,19 @@ beforeAll(async () => {
       response.end(`event: end\ndata: ${JSON.stringify({ state: 'applied', lastSeq: 3 })}\n\n`);
       return;
     }
+    if (request.url === `/api/v1/runs/${WATCHED}/events`) {
+      // The apply ends verified, the run watches; the stream stays open for the watch's rounds.
+      response.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      response.write(`id: 1\nevent: run-event\ndata: ${JSON.stringify(event(1, 'apply'))}\n\n`);
+      const changed = (seq: number, from: string, to: string) => ({ ...event(seq, 'apply'), type: 'state.changed', payload: { from, to, reason: 'test' } });
+      response.write(`id: 2\nevent: run-event\ndata: ${JSON.stringify(changed(2, 'applying', 'applied'))}\n\n`);
+      response.write(`id: 3\nevent: run-event\ndata: ${JSON.stringify(changed(3, 'applied', 'watching'))}\n\n`);
+      return;
+    }
+    if (request.url === `/api/v1/runs/${WATCHED}`) {
+      response.writeHead(200, { 'Content-Type': 'application/json' });
+      return void response.end(JSON.stringify({ run: { id: WATCHED, state: 'watching', outcome: { verified: true, phases: [{ phase: 'apply', ok: true }] } }, lastSeq: 3 }));
+    }
     if (request.url === `/api/v1/runs/${RUN}`) {
       const outcome = state === 'applied' ? { verified: true, phases: [{ phase: 'apply', ok: true }] } : null;
       response.writeHead(200, { 'Content-Type': 'application/json' });
@@ -50,7 +66,13 @@ beforeAll(async () => {
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
 
-afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+afterAll(
+  () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+);
 
 function memoryIo(): CliIo & { lines: string[]; errors: string[] } {
   const lines: string[] = [];
@@ -66,6 +88,13 @@ describe('following a run remotely', () => {
     expect(io.lines.filter((line) => line.startsWith('▶'))).toEqual(['▶ snapshot (planned 1.0 s)', '▶ apply (planned 1.0 s)', '▶ verify (planned 1.0 s)']);
     expect(io.errors.join('\n')).toMatch(/the event stream dropped after event 2: reconnecting/);
     expect(io.lines).toContain(`Run ${RUN} ended applied.`);
+    expect(code).toBe(0);
+  });
+
+  it('follows an apply that goes on into its watch until the run watches, and exits 0 as locally', async () => {
+    const io = memoryIo();
+    const code = await followRun(new ApiClient({ url: origin, token: 'rs_test' }), io, WATCHED, 'apply', 0);
+    expect(io.lines).toContain(`Run ${WATCHED} ended watching.`);
     expect(code).toBe(0);
   });
 

@@ -9,7 +9,7 @@ import type { CheckResult } from '../../app/checks/run-checks.server';
 import type { RollbackPreview } from '../../app/engine/rollback-preview.server';
 import type { RunEvent } from '../../app/runs/run-events';
 import type { RunRecord } from '../../app/runs/run-store.server';
-import { mayRollBackFrom, type RunState } from '../../db/run-lifecycle';
+import { isWatchRunningState, mayRollBackFrom, type RunState } from '../../db/run-lifecycle';
 import { isFinalState } from '../../app/runs/run-timeline';
 import fs from 'node:fs';
 import { isRunsheetError } from '../../app/runtime/errors';
@@ -69,6 +69,11 @@ export async function followRun(client: ApiClient, io: CliIo, runId: string, act
           if (event.seq <= lastSeq) continue;
           lastSeq = event.seq;
           print(event);
+          // The drive is over once the run watches (the stream goes on for the watch's rounds): the local command returns here too.
+          if (event.type === 'state.changed' && isWatchRunningState(event.payload.to)) {
+            ended = true;
+            break;
+          }
         } else if (message.event === 'end') {
           ended = true;
           break;

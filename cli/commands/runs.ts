@@ -587,7 +587,7 @@ const watchCommand: CliCommand = {
       return EXIT.ok;
     }
     if (values.as !== undefined) await actorFor(deps, required(values, 'as', WATCH_USAGE), 'view', runId);
-    const run = await followWatch(deps, { runId, onEvent: (event) => io.out(watchLine(event)) });
+    const run = await followWatch(deps, { runId, staleAfterMs: deps.env.RUNSHEET_WATCH_STALE_AFTER, onEvent: (event) => io.out(watchLine(event)) });
     return run.state === 'watched' ? EXIT.ok : EXIT.failed;
   },
 };
@@ -606,6 +606,7 @@ export function watchLine(event: FollowedWatchEvent): string {
     case 'watch.round': {
       const changed = event.payload.results.map((result) => `${result.checkId} ${result.skipped ? 'skipped' : result.passed ? 'passed' : 'FAILED'}`).join(', ');
       const quiet = event.payload.unchangedRounds > 0 ? ` (after ${event.payload.unchangedRounds} unchanged round(s))` : '';
+      if (event.payload.unreachable) return `Round ${event.payload.round}${quiet}: no check ran, no alarm: ${event.payload.unreachable}.`;
       return `Round ${event.payload.round}${quiet}: ${event.payload.passed ? 'all passed' : `failing: ${event.payload.failed.join(', ')}`}; changed: ${changed || 'nothing'}.`;
     }
     case 'watch.alarm':

@@ -28,6 +28,7 @@ import type { SignedInUser } from '../../app/auth/require.server';
 import { ENGINEER, REAL_PLANS, ROOT, startEngineHarness, TPM, VIEWER, type EngineHarness } from './engine-harness';
 
 const PLAN = '008-add-active-org-tracking';
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const execFileAsync = promisify(execFile);
 let harness: EngineHarness;
 let target: pg.Pool;
@@ -174,5 +175,29 @@ describe('a rollback of plan 008 keeps every active_org_id, and a restore after 
     expect(listed[0]!.ageMs).toBeGreaterThanOrEqual(0);
     const { rows } = await target.query(`select count(*)::int as n from ${listed[0]!.backupTable}`);
     expect(rows[0].n).toBe(beforeRollback.length);
+  });
+
+  it('refuses a restore from a copy changed since the rollback took it, or dropped from the target, saying which and what to do', async () => {
+    const [copy] = (await listBackups(target)).map((backup) => backup.backupTable);
+    const reapplied = await activeOrgs();
+    // Someone edits the kept values by hand: the copy no longer matches its recorded checksum.
+    const { rows } = await target.query<{ id: string; active_org_id: string | null }>(`select id::text, active_org_id::text from ${copy} where active_org_id is not null order by id limit 1`);
+    await target.query(`update ${copy} set active_org_id = null where id = $1`, [rows[0]!.id]);
+    const changed = await restoreRun(harness.deps, { runId: reappliedRun, actor: ENGINEER, typedTargetName: 'sandbox' }).catch((error: unknown) => error);
+    expect(changed).toMatchObject({ kind: 'state' });
+    expect((changed as Error).message).toMatch(new RegExp(`^Refused: the copy ${escapeRegExp(copy!)} changed since run ${rolledBackRun}'s rollback took it \\(sha256 now [0-9a-f]{12}, recorded [0-9a-f]{12}\\): nothing was restored`));
+    await target.query(`update ${copy} set active_org_id = $2 where id = $1`, [rows[0]!.id, rows[0]!.active_org_id]);
+
+    // Someone drops it: the restore says so before anything changes, and where the remaining copies are listed.
+    await target.query(`drop table ${copy}`);
+    const dropped = await restoreRun(harness.deps, { runId: reappliedRun, actor: ENGINEER, typedTargetName: 'sandbox' }).catch((error: unknown) => error);
+    expect(dropped).toMatchObject({ kind: 'state' });
+    expect((dropped as Error).message).toBe(
+      `Refused: the copy ${copy} that run ${rolledBackRun}'s rollback kept is no longer on sandbox (dropped?): nothing was restored; npx runsheet backups --target sandbox lists the copies that remain.`,
+    );
+    expect(await activeOrgs()).toEqual(reapplied);
+    const events = await readRunEvents(harness.store.pool, reappliedRun);
+    expect(eventsOf(events, 'restore.refused').slice(-2).map((event) => event.payload.fromRunId)).toEqual([rolledBackRun, rolledBackRun]);
+    expect(eventsOf(events, 'restore.started')).toHaveLength(1);
   });
 });

@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { parseDocument } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mayRollBackFrom } from '../../db/run-lifecycle';
@@ -28,6 +29,7 @@ import type { WatchWorkerJob } from './watch-worker';
 import { loadPlan, type ValidPlan } from '../../app/plans/load-plans.server';
 import { loadChecklist, performChecklistIntent } from '../../app/web/plan-page.server';
 import type { SignedInUser } from '../../app/auth/require.server';
+import { testAdminUrl } from '../support/databases';
 
 const TPM_USER: SignedInUser = { accountId: 'tpm', email: TPM.email, name: 'TPM', role: 'tpm', via: 'session' };
 const VIEWER_USER: SignedInUser = { accountId: 'viewer', email: VIEWER.email, name: 'Viewer', role: 'viewer', via: 'session' };
@@ -38,7 +40,7 @@ let harness: EngineHarness;
 let plansDir: string;
 
 /** Plan 008 with a watch: its verification and data-quality checks named, and one check only the watch runs. */
-function writeWatchPlan(forDuration: string): void {
+function writeWatchPlan(forDuration: string, options: { slowCheck?: boolean } = {}): void {
   const file = path.join(plansDir, PLAN, 'plan.yaml');
   const document = parseDocument(fs.readFileSync(path.join(REAL_PLANS, PLAN, 'plan.yaml'), 'utf8'));
   document.set('watch', {
@@ -53,13 +55,17 @@ function writeWatchPlan(forDuration: string): void {
         sql: "SELECT count(*) AS known FROM pg_stat_user_indexes WHERE schemaname = 'platform' AND indexrelname = 'idx_users_active_org'",
         expect: { type: 'value', column: 'known', op: '=', value: 1 },
       },
+      // A check that takes seconds: something can happen to the target while a round runs.
+      ...(options.slowCheck
+        ? [{ id: 'users-counted-slowly', kind: 'sql', title: 'platform.users counted, slowly', sql: 'SELECT count(*) AS users FROM platform.users, pg_sleep(3)', expect: { type: 'value', column: 'users', op: '>', value: 0 } }]
+        : []),
     ],
   });
   fs.writeFileSync(file, document.toString());
 }
 
-async function appliedRun(forDuration: string): Promise<string> {
-  writeWatchPlan(forDuration);
+async function appliedRun(forDuration: string, options: { slowCheck?: boolean } = {}): Promise<string> {
+  writeWatchPlan(forDuration, options);
   const { run } = await openWorkingRun(harness.deps, { planId: PLAN, target: 'sandbox', kind: 'execute', actor: TPM, newAttempt: true });
   for (const item of thawPlan(run.frozenPlan).plan.prerequisites.filter((candidate) => candidate.required)) {
     await tickPrerequisite(harness.deps, { runId: run.id, itemId: item.id, ticked: true, actor: TPM });
@@ -253,6 +259,79 @@ describe('the watch window of plan 008', () => {
     }
     const rolledBack = await rollbackRun(harness.deps, { runId, actor: ENGINEER });
     expect(rolledBack.state).toBe('rolled_back');
+  });
+
+  it('a round whose target cannot be reached is recorded as such, with no alarm; the next reachable round is kept in full', async () => {
+    const runId = await appliedRun('120s');
+    await advanceUntil(runId, 'round');
+    // The target refuses every new connection, and its open ones are gone: a database down for a while.
+    const database = harness.targets.get('sandbox')!.db.name;
+    const admin = new pg.Client({ connectionString: testAdminUrl() });
+    await admin.connect();
+    try {
+      await admin.query(`alter database ${pg.escapeIdentifier(database)} allow_connections false`);
+      await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [database]);
+      await advanceUntil(runId, 'round');
+    } finally {
+      await admin.query(`alter database ${pg.escapeIdentifier(database)} allow_connections true`);
+      await admin.end();
+    }
+    expect(await stateOf(runId)).toBe('watching');
+    let events = await readRunEvents(harness.store.pool, runId);
+    expect(eventsOf(events, 'watch.alarm')).toEqual([]);
+    const outage = eventsOf(events, 'watch.round').at(-1)!;
+    expect(outage.payload).toMatchObject({ round: 2, runner: RUNNER, passed: false, failed: [], results: [], unchanged: [] });
+    expect(outage.payload.unreachable).toMatch(/^the target sandbox could not be reached: .*not currently accepting connections/);
+
+    // Back: the next round runs every check again and is kept in full, all passing.
+    await advanceUntil(runId, 'round');
+    events = await readRunEvents(harness.store.pool, runId);
+    const back = eventsOf(events, 'watch.round').at(-1)!;
+    expect(back.payload).toMatchObject({ round: 3, passed: true, failed: [], unchanged: [] });
+    expect(back.payload.unreachable).toBeUndefined();
+    expect(back.payload.results.map((result) => result.checkId)).toEqual(['column-added', 'index-valid-partial', 'active-org-is-a-membership', 'index-in-use']);
+    expect(eventsOf(events, 'watch.alarm')).toEqual([]);
+    expect(await logVerifies(runId)).toMatchObject({ ok: true });
+    // The strip draws the outage as its own mark, neither passed nor failing.
+    const plan = (await loadPlan(plansDir, PLAN)) as ValidPlan;
+    const view = await loadChecklist(harness.deps, { plan, target: harness.deps.targets.get('sandbox'), targets: harness.deps.targets.list(), user: TPM_USER });
+    expect(view.watch!.strip.rounds.map((round) => [round.round, round.passed, round.unreachable])).toEqual([
+      [1, true, null],
+      [2, false, outage.payload.unreachable],
+      [3, true, null],
+    ]);
+  });
+
+  it('a target lost in the middle of a round makes it an outage round, not an alarm for the check it cut short', { timeout: 120_000 }, async () => {
+    const runId = await appliedRun('120s', { slowCheck: true });
+    await advanceUntil(runId, 'round');
+    const database = harness.targets.get('sandbox')!.db.name;
+    const admin = new pg.Client({ connectionString: testAdminUrl() });
+    await admin.connect();
+    try {
+      const round = advanceUntil(runId, 'round');
+      // The slow check is running: now the target goes down (its sessions ended, no new ones accepted).
+      await waitFor('the slow check to run', async () => {
+        const { rows } = await admin.query<{ n: number }>(
+          "select count(*)::int as n from pg_stat_activity where datname = $1 and state = 'active' and query like '%pg_sleep(3)%' and pid <> pg_backend_pid()",
+          [database],
+        );
+        return rows[0]!.n > 0;
+      });
+      await admin.query(`alter database ${pg.escapeIdentifier(database)} allow_connections false`);
+      await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [database]);
+      await round;
+    } finally {
+      await admin.query(`alter database ${pg.escapeIdentifier(database)} allow_connections true`);
+      await admin.end();
+    }
+    expect(await stateOf(runId)).toBe('watching');
+    const events = await readRunEvents(harness.store.pool, runId);
+    expect(eventsOf(events, 'watch.alarm')).toEqual([]);
+    const outage = eventsOf(events, 'watch.round').at(-1)!;
+    expect(outage.payload).toMatchObject({ round: 2, passed: false, failed: [], results: [] });
+    // In the server's words: a new connection refused, or a pooled one that was ended under it.
+    expect(outage.payload.unreachable).toMatch(/^the target sandbox could not be reached: (.*not currently accepting connections|terminating connection due to administrator command)/);
   });
 
   it('a rollback started while watching ends the watch first', async () => {

@@ -3,7 +3,10 @@
  * the sandbox: the plans list; the checklist before apply (prerequisites ticked, pre-checks run,
  * signed off); a run waiting for a lock another session holds on platform.users, then its failure
  * when ALTER TABLE hits its lock_timeout, and that failed run's report; a live run (the same lock, released after a few seconds so the apply goes on);
- * the checklist after apply; the post-run report; the history; and the notifications page, whose
+ * the checklist after apply; the post-run report; the history. Then, after the first walk: a
+ * rollback and a re-apply, with the Restore form of what the rollback kept; plan 008 given a
+ * watch window (in the server's own copy of plans/), applied, a regression injected by SQL and
+ * undone, until the window closes: the watch strip; and the notifications page, whose
  * channels post to stand-in receivers started here (the team channel's first post answered 503,
  * so one delivery shows its retry).
  *
@@ -15,7 +18,8 @@ import http from 'node:http';
 import path from 'node:path';
 import { expect, test, type Browser, type Page } from '@playwright/test';
 import pg from 'pg';
-import { SCREENSHOTS_DATA_DIR, SCREENSHOTS_NOTIFY_SECRET, SCREENSHOTS_RECEIVER_PORT } from '../../playwright.screenshots.config';
+import { parseDocument } from 'yaml';
+import { SCREENSHOTS_DATA_DIR, SCREENSHOTS_NOTIFY_SECRET, SCREENSHOTS_PLANS_DIR, SCREENSHOTS_RECEIVER_PORT } from '../../playwright.screenshots.config';
 import { verifyWebhookSignature } from '../../app/notifications/webhook-signature';
 
 const PLAN = '008-add-active-org-tracking';
@@ -48,14 +52,20 @@ async function shoot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage: false });
 }
 
-/** A session on the sandbox database holding ACCESS SHARE on platform.users: ALTER TABLE waits behind it. */
-async function holdUsersLock(): Promise<{ release(): Promise<void> }> {
+/** A connection to the embedded sandbox database, beside the UI. */
+async function sandboxClient(applicationName: string): Promise<pg.Client> {
   const record = JSON.parse(fs.readFileSync(path.join(SCREENSHOTS_DATA_DIR, 'postgres.json'), 'utf8')) as { port: number; password: string };
   const client = new pg.Client({
     connectionString: `postgres://postgres:${encodeURIComponent(record.password)}@127.0.0.1:${record.port}/sandbox`,
-    application_name: 'screenshots-lock-holder',
+    application_name: applicationName,
   });
   await client.connect();
+  return client;
+}
+
+/** A session on the sandbox database holding ACCESS SHARE on platform.users: ALTER TABLE waits behind it. */
+async function holdUsersLock(): Promise<{ release(): Promise<void> }> {
+  const client = await sandboxClient('screenshots-lock-holder');
   await client.query('begin');
   await client.query('lock table platform.users in access share mode');
   let released = false;
@@ -69,10 +79,16 @@ async function holdUsersLock(): Promise<{ release(): Promise<void> }> {
   };
 }
 
-/** The TPM's part: tick every prerequisite, run the pre-checks, sign off. */
+/** The TPM's part: tick every prerequisite, run the pre-checks, sign off (after a finished run: a new attempt first). */
 async function prepareRun(tpm: Page): Promise<void> {
   await tpm.goto(CHECKLIST);
   await expect(tpm.getByRole('heading', { level: 1, name: /Migration 008/ })).toBeVisible();
+  const newAttempt = tpm.getByRole('button', { name: 'Start a new attempt' });
+  if (await newAttempt.isVisible()) {
+    await newAttempt.click();
+    await expect(newAttempt).toBeHidden();
+    await tpm.waitForLoadState('networkidle');
+  }
   const ticks = tpm.getByRole('button', { name: /^Tick: / });
   const count = await ticks.count();
   expect(count, 'the checklist shows a "Tick: …" button per prerequisite').toBeGreaterThan(0);
@@ -127,6 +143,37 @@ test.beforeAll(async () => {
 test.afterAll(async () => {
   await new Promise((resolve) => receiver?.close(resolve));
 });
+
+/** The engineer rolls the plan's current run back from the checklist, through the confirmation dialog. */
+async function rollBack(engineer: Page): Promise<void> {
+  await engineer.goto(CHECKLIST);
+  await engineer.getByRole('button', { name: 'Roll back…', exact: true }).click();
+  await engineer.getByRole('dialog', { name: /Roll back run [0-9a-f]{8} on sandbox\?/ }).getByRole('button', { name: 'Roll back now' }).click();
+  await engineer.waitForURL(/\/runs\/[0-9a-f-]{36}$/, { timeout: 30_000 });
+  await expect(runState(engineer)).toContainText('Rolled back', { timeout: 120_000 });
+}
+
+/** Plan 008 in the server's plans folder, given a short watch window (a new checksum: the next run is a new attempt). */
+function giveWatchWindow(): void {
+  const file = path.join(SCREENSHOTS_PLANS_DIR, PLAN, 'plan.yaml');
+  const document = parseDocument(fs.readFileSync(file, 'utf8'));
+  document.set('watch', { for: '45s', every: '2s', checks: ['column-added', 'index-valid-partial', 'backfill-complete', 'active-org-is-a-membership'] });
+  fs.writeFileSync(file, document.toString());
+}
+
+/** Reloads the checklist until the watch strip's label matches (the page does not refresh itself while a run only watches). */
+async function untilStrip(page: Page, label: RegExp): Promise<void> {
+  const strip = page.getByRole('img', { name: /^Watch strip: / });
+  await expect(async () => {
+    await page.reload();
+    await expect(strip).toHaveAttribute('aria-label', label, { timeout: 1_000 });
+  }).toPass({ timeout: 120_000, intervals: [1_000] });
+}
+
+/** Scrolls `region` to the middle of the viewport for a screenshot of it in its page. */
+async function centre(page: Page, selector: string): Promise<void> {
+  await page.locator(selector).evaluate((element) => element.scrollIntoView({ block: 'center' }));
+}
 
 test('screenshots of the plans list, checklist, failure, live run, checklist after apply, report and history', async ({ browser }, testInfo) => {
   fs.mkdirSync(OUT, { recursive: true });
@@ -194,6 +241,59 @@ test('screenshots of the plans list, checklist, failure, live run, checklist aft
   await viewer.goto('/runs');
   await expect(viewer.getByRole('heading', { level: 1, name: 'History' })).toBeVisible();
   await shoot(viewer, 'history');
+});
+
+test('screenshots of the Restore form after a rollback and a re-apply, and of the watch strip', async ({ browser }) => {
+  const tpm = await signedIn(browser, 'tpm');
+  const engineer = await signedIn(browser, 'engineer');
+
+  // Plan 008 is applied (the walk above): rolled back, the rollback keeps every user's active_org_id.
+  await rollBack(engineer);
+  await prepareRun(tpm);
+  await execute(engineer);
+  await expect(runState(engineer)).toContainText('Applied', { timeout: 120_000 });
+  await engineer.goto(CHECKLIST);
+  const restore = engineer.getByRole('form', { name: 'Restore what the rollback kept' });
+  await expect(restore).toContainText(/Run [0-9a-f]{8}'s rollback kept "runsheet_backup"\."r_[0-9a-f]{32}_users_active_org_id"/);
+  await restore.getByLabel(/Type the target's name/).fill('sandbox');
+  await expect(restore.getByRole('button', { name: 'Restore…' })).toBeEnabled();
+  await centre(engineer, '#watch');
+  await shoot(engineer, 'restore');
+  await restore.getByRole('button', { name: 'Restore…' }).click();
+  await expect(engineer.getByText(/^Restored \d+ value\(s\) from run [0-9a-f]{8}; 0 row\(s\) skipped\.$/)).toBeVisible({ timeout: 60_000 });
+
+  // The same plan with a watch window: applied, it watches; a regression injected by SQL, undone two rounds later.
+  await rollBack(engineer);
+  giveWatchWindow();
+  await prepareRun(tpm);
+  await execute(engineer);
+  await expect(runState(engineer)).toContainText('Watching', { timeout: 120_000 });
+  await engineer.goto(CHECKLIST);
+  await untilStrip(engineer, /^Watch strip: Watching: 1 round\(s\) kept, 0 alarm\(s\)$/);
+  const sandbox = await sandboxClient('screenshots-regression');
+  try {
+    await engineer.waitForTimeout(6_000);
+    const { rows } = await sandbox.query<{ id: string; active_org_id: string }>('select id, active_org_id from platform.users where active_org_id is not null order by id limit 1');
+    const user = rows[0]!;
+    await sandbox.query(
+      `update platform.users as u
+          set active_org_id = (select o.id from platform.organizations as o
+                                where not exists (select 1 from platform.organization_members as m where m.user_id = u.id and m.organization_id = o.id)
+                                order by o.id limit 1)
+        where u.id = $1`,
+      [user.id],
+    );
+    await untilStrip(engineer, /^Watch strip: Watching: 2 round\(s\) kept, 1 alarm\(s\)$/);
+    await engineer.waitForTimeout(6_000);
+    await sandbox.query('update platform.users set active_org_id = $2 where id = $1', [user.id, user.active_org_id]);
+    await untilStrip(engineer, /^Watch strip: Watching: 3 round\(s\) kept, 1 alarm\(s\)$/);
+  } finally {
+    await sandbox.end();
+  }
+  await untilStrip(engineer, /^Watch strip: Ended \(window closed\), 1 alarm\(s\), \d+ round\(s\)$/);
+  await expect(engineer.getByRole('list', { name: 'Watch alarms' })).toContainText('active-org-is-a-membership');
+  await centre(engineer, '#watch');
+  await shoot(engineer, 'watch-strip');
 });
 
 test('screenshot of the notifications page', async ({ browser }) => {
