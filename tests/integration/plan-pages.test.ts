@@ -38,9 +38,15 @@ export const WORDS_OF_008 = [
 
 /** The words of 008 the text contains, as words (a run id or checksum that happens to hold "008" does not count). */
 export function wordsOf008In(text: string): string[] {
-  // A word starts after a non-word character; a number also ends before one ("organizations" counts, "a7008f" does not).
+  // A word starts after a non-word character; a number also ends before one ("organizations" counts, "a7008f" does not),
+  // and is not the fraction of a measured figure ("0.008 s" or "1,008 rows" are not plan 008).
   const escape = (word: string) => word.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return WORDS_OF_008.filter((word) => new RegExp(`(^|[^\\w])${escape(word)}${/\d$/.test(word) ? '($|[^\\w])' : ''}`, 'i').test(text));
+  return WORDS_OF_008.filter((word) => {
+    const isNumber = /^\d+$/.test(word);
+    const before = isNumber ? '(^|[^\\w.,])' : '(^|[^\\w])';
+    const after = /\d$/.test(word) ? '($|[^\\w])' : '';
+    return new RegExp(`${before}${escape(word)}${after}`, 'i').test(text);
+  });
 }
 
 /** The text a person reads: no scripts, styles or tags, entities decoded. */
