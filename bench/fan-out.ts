@@ -118,7 +118,7 @@ export async function measureFanOut(
   }
 }
 
-/** One live view's stream, read as an EventSource would; ready once the server sent its backlog's first answer. */
+/** One live view's stream, read as an EventSource would; ready once the server sent its backlog (the first run events). */
 function readStream(url: string, origin: string, cookie: string): StreamReader {
   const controller = new AbortController();
   const arrivals: StreamReader['arrivals'] = [];
@@ -141,7 +141,10 @@ function readStream(url: string, origin: string, cookie: string): StreamReader {
         buffer = buffer.slice(cut + 2);
         const event = /^event: (.*)$/m.exec(block)?.[1];
         const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (event === 'feed' || event === 'watchers') markReady();
+        // Ready once the stream's own backlog read has answered (the prepared run always has events):
+        // 'feed' and 'watchers' come before it, and a backlog read landing after the reset would be
+        // counted as a read of the run's new events.
+        if (event === 'run-event') markReady();
         if (event === 'end') return;
         if (event === 'run-event' && data) {
           const parsed = JSON.parse(data) as { seq: number; at: string };
