@@ -5,6 +5,7 @@ import { requireStateChange, requireUser } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { NewTokenSecret, TokensTable } from '../components/api-tokens';
 import { loadOwnTokens, parseTokenIntent, performTokenIntent, type TokenIntentResult } from '../web/tokens-page.server';
+import { ActionResultBanner } from '../components/action-result-banner';
 
 export const meta: MetaFunction = () => [{ title: 'API tokens · Runsheet' }];
 
@@ -45,13 +46,9 @@ export default function ApiTokensPage() {
           </p>
         </div>
         {result ? (
-          <div
-            role={result.ok ? 'status' : 'alert'}
-            className={`rounded border px-3 py-2 text-sm ${result.ok ? 'border-emerald-200 bg-emerald-50 text-emerald-900' : 'border-red-200 bg-red-50 text-red-800'}`}
-          >
-            {result.ok ? result.message : result.error}
+          <ActionResultBanner result={result}>
             {result.ok && result.secret ? <NewTokenSecret secret={result.secret} /> : null}
-          </div>
+          </ActionResultBanner>
         ) : null}
         <section aria-labelledby="create-token-heading" className="rounded border border-slate-200 bg-white p-4">
           <h2 id="create-token-heading" className="text-sm font-semibold">

@@ -12,6 +12,7 @@ import { refusalOf } from '../web/http-answers.server';
 import { NewTokenSecret, TokensTable } from '../components/api-tokens';
 import { DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS } from '../accounts/api-token-format';
 import { loadAllTokens, parseTokenIntent, performTokenIntent } from '../web/tokens-page.server';
+import { ActionResultBanner } from '../components/action-result-banner';
 
 export const meta: MetaFunction = () => [{ title: 'Accounts · Runsheet' }];
 
@@ -161,11 +162,7 @@ export default function AccountsPage() {
         </div>
 
         {result ? (
-          <div
-            role={result.ok ? 'status' : 'alert'}
-            className={`rounded border px-3 py-2 text-sm ${result.ok ? 'border-emerald-200 bg-emerald-50 text-emerald-900' : 'border-red-200 bg-red-50 text-red-800'}`}
-          >
-            {result.ok ? result.message : result.error}
+          <ActionResultBanner result={result}>
             {result.ok && result.generatedPassword ? (
               <p className="mt-1">
                 Password for {result.generatedPassword.email} (shown once; hand it over privately):{' '}
@@ -173,7 +170,7 @@ export default function AccountsPage() {
               </p>
             ) : null}
             {result.ok && result.secret ? <NewTokenSecret secret={result.secret} /> : null}
-          </div>
+          </ActionResultBanner>
         ) : null}
 
         <section aria-labelledby="create-heading" className="rounded border border-slate-200 bg-white p-4">

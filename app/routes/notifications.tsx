@@ -5,6 +5,7 @@ import { requirePermission } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { formatSpan, formatUtc } from '../runtime/format';
 import { loadNotificationsPage, performNotificationsIntent, type ChannelView } from '../web/notifications-page.server';
+import { ActionResultBanner } from '../components/action-result-banner';
 
 export const meta: MetaFunction = () => [{ title: 'Notifications · Runsheet' }];
 
@@ -44,12 +45,7 @@ export default function NotificationsPage() {
           </p>
         </div>
         {result ? (
-          <div
-            role={result.ok ? 'status' : 'alert'}
-            className={`rounded border px-3 py-2 text-sm ${result.ok ? 'border-emerald-200 bg-emerald-50 text-emerald-900' : 'border-red-200 bg-red-50 text-red-800'}`}
-          >
-            {result.ok ? result.message : result.error}
-          </div>
+          <ActionResultBanner result={result} />
         ) : null}
         {page.channels.length === 0 ? (
           <p className="rounded border border-slate-200 bg-white p-4 text-sm">
