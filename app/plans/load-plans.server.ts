@@ -121,7 +121,7 @@ async function loadPlanFolderCached(plansDir: string, id: string, options: LoadP
   return result;
 }
 
-/** sha256 over every file's relative path and bytes, in each of the folders. */
+/** sha256 over every file's relative path and bytes (their sha256), in each of the folders. */
 async function foldersFingerprint(plansDir: string, folders: string[]): Promise<string> {
   const hash = createHash('sha256');
   const visit = async (relative: string): Promise<void> => {
@@ -134,12 +134,35 @@ async function foldersFingerprint(plansDir: string, folders: string[]): Promise<
     for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
       const child = path.join(relative, entry.name);
       if (entry.isDirectory()) await visit(child);
-      else hash.update(child).update('\0').update(await fingerprintBytes(path.join(plansDir, child))).update('\0');
+      else hash.update(child).update('\0').update(await fileDigest(path.join(plansDir, child))).update('\0');
     }
   };
   for (const folder of folders) await visit(folder);
   return hash.digest('hex');
 }
+
+/**
+ * A file's sha256 for the fingerprint, read again only when its lstat changed (device, inode, size,
+ * modification and change times), as git trusts its index: every page view asks, and most plans
+ * never change. A file changed within RACY_MS of being read is not remembered: on a file system
+ * with coarse times a second edit in the same tick could keep the same stat.
+ */
+async function fileDigest(fullPath: string): Promise<Buffer> {
+  const stat = await fs.lstat(fullPath, { bigint: true }).catch(() => undefined);
+  const statKey = stat?.isFile() ? `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}` : undefined;
+  const known = statKey ? fileDigests.get(fullPath) : undefined;
+  if (known && known.statKey === statKey) return known.digest;
+  const digest = createHash('sha256').update(await fingerprintBytes(fullPath)).digest();
+  if (stat && statKey && Date.now() - Number(stat.mtimeMs > stat.ctimeMs ? stat.mtimeMs : stat.ctimeMs) > RACY_MS) {
+    if (fileDigests.size >= FILE_DIGESTS_KEPT) fileDigests.clear();
+    fileDigests.set(fullPath, { statKey, digest });
+  }
+  return digest;
+}
+
+const fileDigests = new Map<string, { statKey: string; digest: Buffer }>();
+const FILE_DIGESTS_KEPT = 10_000;
+const RACY_MS = 2_000;
 
 /** A file's bytes for the fingerprint; for anything but a regular file, what it is (never opened: a FIFO would block). */
 async function fingerprintBytes(fullPath: string): Promise<Buffer> {
