@@ -12,6 +12,7 @@ export { startRecoveryPass } from './engine/crash-recovery.server';
 export { startWatchRunner } from './engine/watch.server';
 export { startNotificationDelivery } from './boot/notification-delivery.server';
 export { removeServerRecord, writeServerRecord } from './boot/server-record.server';
+export { createPageCache } from './web/page-cache.server';
 
 const ABORT_DELAY = 5_000;
 

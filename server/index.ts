@@ -12,6 +12,7 @@ import express from 'express';
 import type { Runtime, StartRuntimeOptions } from '../app/boot/runtime.server';
 import { crossOriginGuard } from '../app/auth/origin.server';
 import { bodyLimitFor } from '../app/web/body-limits.server';
+import type { PageCache } from '../app/web/page-cache.server';
 import { remixHandler } from './remix-handler';
 
 type RunsheetBuild = ServerBuild & {
@@ -23,6 +24,7 @@ type RunsheetBuild = ServerBuild & {
       startNotificationDelivery(runtime: Runtime, report: (line: string) => void): () => Promise<void>;
       writeServerRecord(dataDir: string, url: string): void;
       removeServerRecord(dataDir: string): void;
+      createPageCache(runtime: Runtime, options: { maxBytes: number; ageStepMs: number }): PageCache;
     };
   };
 };
@@ -85,6 +87,8 @@ export async function startServer(): Promise<void> {
         clientAddress: request.socket.remoteAddress ?? '',
       }),
       bodyLimitFor: (pathname) => bodyLimitFor(pathname, runtime.env.RUNSHEET_BODY_LIMIT),
+      // Rendered plan and report pages, sent again while nothing they show changed (docs/decisions/035).
+      pageCache: development ? undefined : entry.createPageCache(runtime, { maxBytes: runtime.env.RUNSHEET_PAGE_CACHE, ageStepMs: runtime.env.RUNSHEET_PAGE_AGE_STEP }),
     }),
   );
 

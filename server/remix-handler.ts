@@ -16,12 +16,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequestHandler, writeReadableStreamToWritable, type AppLoadContext, type ServerBuild } from '@remix-run/node';
 import type express from 'express';
 import type { BodyLimit } from '../app/web/body-limits.server';
+import type { PageCache } from '../app/web/page-cache.server';
 
 export interface RemixHandlerOptions {
   build: () => Promise<ServerBuild>;
   mode: 'development' | 'production';
   getLoadContext(request: express.Request, response: express.Response): AppLoadContext;
   bodyLimitFor(pathname: string): BodyLimit;
+  /** Rendered pages kept while nothing they show changed (app/web/page-cache.server.ts). */
+  pageCache?: PageCache;
 }
 
 const BODILESS = new Set(['GET', 'HEAD']);
@@ -39,7 +42,27 @@ export function remixHandler(options: RemixHandlerOptions): express.RequestHandl
         return;
       }
       const remixRequest = toFetchRequest(request, response, limit.bytes);
-      const answer = await handle(remixRequest, options.getLoadContext(request, response));
+      const context = options.getLoadContext(request, response);
+      const kept = await options.pageCache?.lookup(remixRequest, context);
+      if (kept?.kind === 'hit') {
+        response.status(kept.answer.status);
+        for (const [name, value] of kept.answer.headers) response.append(name, value);
+        response.setHeader('Cache-Control', 'no-store');
+        response.setHeader('Content-Length', kept.answer.body.length);
+        response.setHeader('Server-Timing', 'page-cache;desc="hit"');
+        response.end(kept.answer.body);
+        return;
+      }
+      let rendered: Response;
+      try {
+        rendered = await handle(remixRequest, context);
+      } catch (error) {
+        if (kept?.kind === 'miss') kept.abandon();
+        throw error;
+      }
+      const answer = kept?.kind === 'miss' ? await kept.keep(rendered) : rendered;
+      // Whether a page the cache could keep was rendered (the tests and an operator's browser tools read it).
+      if (kept?.kind === 'miss') answer.headers.set('Server-Timing', 'page-cache;desc="miss"');
       // The body went past its limit while the route read it: the 413 is already on its way.
       if (response.headersSent) {
         await answer.body?.cancel().catch(() => {});

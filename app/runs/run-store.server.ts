@@ -381,6 +381,14 @@ export async function readFrozenPlanYaml(db: StoreDb, runId: string): Promise<st
 }
 
 /** One run with what its report header needs; undefined for an unknown or malformed id. */
+/** The target a run was opened on: written when the run opens and never changed. */
+export async function readRunTargetName(db: StoreDb, input: { runId: string }): Promise<string | undefined> {
+  const id = parseRunId(input.runId);
+  if (!id) return undefined;
+  const [row] = await db.select({ target: runs.target }).from(runs).where(eq(runs.id, id));
+  return row?.target;
+}
+
 export async function readRunForReport(db: StoreDb, input: { runId: string }): Promise<RunForReport | undefined> {
   const id = parseRunId(input.runId);
   if (!id) return undefined;

@@ -56,6 +56,21 @@ const EnvSchema = z.object({
   RUNSHEET_WATCH_POLL: DurationSchema.default(WATCH_POLL_MS),
   /** How long a watch runner's heartbeat may be silent before another process takes its watches over, e.g. "30s". */
   RUNSHEET_WATCH_STALE_AFTER: DurationSchema.default(WATCH_STALE_AFTER_MS),
+  /** Memory for rendered plan and report pages kept while nothing they show changed (docs/decisions/035), e.g. "64MiB"; "off" keeps none. */
+  RUNSHEET_PAGE_CACHE: z
+    .string()
+    .default('64MiB')
+    .transform((value, context) => {
+      if (value.trim().toLowerCase() === 'off') return 0;
+      const bytes = parseByteSize(value);
+      if (bytes === undefined) {
+        context.addIssue({ code: 'custom', message: `"${value}" is not a size: write "off" or a number with KiB, MiB or GiB (64MiB)` });
+        return z.NEVER;
+      }
+      return bytes;
+    }),
+  /** How far the ages ("read 12 s ago") on a kept page may lag the clock before it is rendered again, e.g. "2s" (docs/decisions/035). */
+  RUNSHEET_PAGE_AGE_STEP: DurationSchema.default(2_000),
   /** Strict-Transport-Security for deployments behind TLS, e.g. "max-age=31536000; includeSubDomains"; unset: not sent. */
   RUNSHEET_HSTS: z
     .string()

@@ -15,6 +15,7 @@ import type { Runtime } from '../../app/boot/runtime.server';
 import { executeRun } from '../../app/engine/engine.server';
 import { openWorkingRun, runRunChecks, tickPrerequisite } from '../../app/engine/runs.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
+import { visibleText } from '../support/visible-text';
 import { ensureFreshBuild, freePort, makeSecrets, openRuntime, ROOT, serverEnv, sessionCookieFor, startServer, type StartedServer } from './auth-harness';
 
 const execute = promisify(execFile);
@@ -47,22 +48,6 @@ export function wordsOf008In(text: string): string[] {
     const after = /\d$/.test(word) ? '($|[^\\w])' : '';
     return new RegExp(`${before}${escape(word)}${after}`, 'i').test(text);
   });
-}
-
-/** The text a person reads: no scripts, styles or tags, entities decoded. */
-export function visibleText(html: string): string {
-  return html
-    .replace(/<script[\s\S]*?<\/script>/gi, ' ')
-    .replace(/<style[\s\S]*?<\/style>/gi, ' ')
-    // React separates adjacent text with empty comments: they are not a gap a reader sees.
-    .replace(/<!--[\s\S]*?-->/g, '')
-    .replace(/<[^>]+>/g, ' ')
-    .replace(/&#x27;|&#39;/g, "'")
-    .replace(/&quot;/g, '"')
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&amp;/g, '&')
-    .replace(/\s+/g, ' ');
 }
 
 describe('plan pages over HTTP', () => {
