@@ -37,3 +37,16 @@ describe('RUNSHEET_WATCH_POLL and RUNSHEET_WATCH_STALE_AFTER', () => {
     expect(() => readEnv({ RUNSHEET_WATCH_POLL: '2s', RUNSHEET_WATCH_STALE_AFTER: '5s' })).toThrow(/RUNSHEET_WATCH_STALE_AFTER: 5000 ms must be at least three times RUNSHEET_WATCH_POLL \(2000 ms\)/);
   });
 });
+
+describe('RUNSHEET_PAGE_CACHE and RUNSHEET_PAGE_AGE_STEP', () => {
+  it('keeps 64 MiB of pages with ages at most 2 s behind when unset; "off" keeps none', () => {
+    expect(readEnv({})).toMatchObject({ RUNSHEET_PAGE_CACHE: 64 * 1024 ** 2, RUNSHEET_PAGE_AGE_STEP: 2_000 });
+    expect(readEnv({ RUNSHEET_PAGE_CACHE: 'off', RUNSHEET_PAGE_AGE_STEP: '500ms' })).toMatchObject({ RUNSHEET_PAGE_CACHE: 0, RUNSHEET_PAGE_AGE_STEP: 500 });
+    expect(readEnv({ RUNSHEET_PAGE_CACHE: '8MiB' }).RUNSHEET_PAGE_CACHE).toBe(8 * 1024 ** 2);
+  });
+
+  it('refuses what is no size and no duration, and says what to write', () => {
+    expect(() => readEnv({ RUNSHEET_PAGE_CACHE: 'lots' })).toThrow(/RUNSHEET_PAGE_CACHE: "lots" is not a size: write "off" or a number with KiB, MiB or GiB/);
+    expect(() => readEnv({ RUNSHEET_PAGE_AGE_STEP: 'soon' })).toThrow(/RUNSHEET_PAGE_AGE_STEP: "soon" is not a duration/);
+  });
+});
