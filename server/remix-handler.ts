@@ -1,6 +1,6 @@
 /**
  * The Express handler that hands a request to Remix (in place of @remix-run/express's own, whose
- * request and answer plumbing it follows), for two things that one does not do:
+ * request and answer plumbing it follows), for three things that one does not do:
  *
  * - The request body is a lazy, counted stream: nothing is read from the socket until a loader or
  *   action reads the body (the guards look at the session cookie first), and a body past the route's
@@ -11,6 +11,8 @@
  *   event streams: a signed-in page must not be kept by a browser or a proxy), unless a public
  *   route marks its answer `public` (the signing key). Static assets are served before this handler
  *   and keep their own caching.
+ * - A plan or report page that the page cache (app/web/page-cache.server.ts) holds for this viewer
+ *   and this state of the store is sent from it, without Remix; one it may keep is kept once rendered.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequestHandler, writeReadableStreamToWritable, type AppLoadContext, type ServerBuild } from '@remix-run/node';
