@@ -331,7 +331,9 @@ async function measureSuite(
 
 export interface HttpRun {
   readyMs: number;
-  routes: Record<'bare' | 'plan' | 'report', (LoadResult & { path: string; bytes: number }) | { path: string; missing: string }>;
+  routes: Record<'bare' | 'plan' | 'report', (LoadResult & { path: string; bytes: number }) | { path: string; missing: string }> &
+    /** The same pages on a server that keeps none (RUNSHEET_PAGE_CACHE=off): every view rendered, as while a run writes to the store. */
+    Partial<Record<'planRendered' | 'reportRendered', LoadResult & { path: string; bytes: number }>>;
   /** Sequential, unloaded: the whole page versus its loader's data alone (single fetch .data). */
   diagnostics: Record<'plan' | 'report', { pageMs: number; dataMs: number; dataStatus: number } | undefined>;
   peakRssBytes?: number;
@@ -388,6 +390,23 @@ async function measureHttp(options: BenchOptions, reportRunId: string, log: (lin
       clearInterval(sampler);
       await server.stop();
     }
+    // A kept page is sent again only while the store is unchanged (docs/decisions/035); while a run
+    // writes events, every view renders. That cost, measured on a server that keeps no page:
+    const rendering = await startFreshServer(options.dataDir, log, { RUNSHEET_PAGE_CACHE: 'off' });
+    try {
+      const cookie = await signIn(rendering, readDemoAccount(options.dataDir, 'viewer'));
+      const routes = runs[runs.length - 1]!.routes;
+      for (const name of ['plan', 'report'] as const) {
+        if ('missing' in routes[name]) continue;
+        const first = await getOnce(rendering, paths[name], cookie);
+        const load = await loadRoute(rendering, paths[name], cookie, options);
+        if (load.non2xx > 0 || load.errors > 0) throw new Error(`GET ${paths[name]} rendered on every view: ${load.non2xx} non-2xx answers, ${load.errors} errors`);
+        routes[`${name}Rendered`] = { ...load, path: paths[name], bytes: first.bytes };
+        log(`  ${name}, rendered on every view: ${load.requestsPerSecond} req/s, p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms`);
+      }
+    } finally {
+      await rendering.stop();
+    }
   }
   return runs;
 }
@@ -438,11 +457,11 @@ async function measureFanOutAndTwoInstances(
 }
 
 /** The server on a fresh build; a start that fails (a source caught half-edited, rebuilt by start.js) is tried twice more. */
-async function startFreshServer(dataDir: string, log: (line: string) => void) {
+async function startFreshServer(dataDir: string, log: (line: string) => void, env?: Record<string, string>) {
   for (let attempt = 1; ; attempt++) {
     await ensureFreshBuild(ROOT, log);
     try {
-      return await startServerProcess(ROOT, dataDir);
+      return await startServerProcess(ROOT, dataDir, env ? { env } : {});
     } catch (error) {
       if (attempt >= 3) throw error;
       log(`the server did not start (${(error as Error).message.split('\n')[0]}); trying again`);
@@ -522,7 +541,7 @@ function assemble(input: {
       runs: measured,
     };
   };
-  const route = (name: 'bare' | 'plan' | 'report') => {
+  const route = (name: 'bare' | 'plan' | 'report' | 'planRendered' | 'reportRendered') => {
     const loads = http.map((run) => run.routes[name]).filter((entry): entry is LoadResult & { path: string; bytes: number } => entry !== undefined && !('missing' in entry));
     const missing = http.map((run) => run.routes[name]).find((entry) => entry !== undefined && 'missing' in entry) as { missing: string } | undefined;
     if (loads.length === 0) return { missing: missing?.missing ?? 'not measured' };
@@ -616,6 +635,8 @@ function assemble(input: {
       bare: route('bare'),
       plan: route('plan'),
       report: route('report'),
+      planRendered: route('planRendered'),
+      reportRendered: route('reportRendered'),
       diagnostics: { plan: diagnostic('plan'), report: diagnostic('report') },
       runs: http,
     },

@@ -89,6 +89,9 @@ export interface BenchResults {
     bare: RouteSummary;
     plan: RouteSummary;
     report: RouteSummary;
+    /** The pages on a server that keeps none: every view rendered (as while a run writes). */
+    planRendered?: RouteSummary;
+    reportRendered?: RouteSummary;
     diagnostics: Record<'plan' | 'report', { pageMs: number; loaderDataMs: number; renderMs: number; dataStatus: number } | undefined>;
     runs: HttpRun[];
   };
@@ -232,6 +235,9 @@ export function renderTable(results: Omit<BenchResults, 'table'>): string {
   rows.push(
     routeRow(`Report page (${http.reportRun.events.toLocaleString('en-US')} events)`, http.report, bare, `≥ ¼ bare; p99 < ${PAGE_P99_GOAL_MS} ms`, both('report-throughput', 'report-p99'), http.diagnostics.report),
   );
+  // Kept pages are sent while the store is unchanged; while a run writes, every view renders (decision 035).
+  if (http.planRendered) rows.push(routeRow('Plan page, rendered on every view (no page kept)', http.planRendered, bare, 'contrast', ''));
+  if (http.reportRendered) rows.push(routeRow('Report page, rendered on every view (no page kept)', http.reportRendered, bare, 'contrast', ''));
   const fan = results.fanOut;
   rows.push([
     `Live view fan-out (${fan.streams} streams, one instance)`,
