@@ -104,33 +104,29 @@ interface Entry {
 export interface PageCache {
   /** undefined: not a page this cache keeps, or no key could be built (Remix answers as always). */
   lookup(request: Request, context: AppLoadContext): Promise<PageCacheLookup | undefined>;
-  readonly stats: { hits: number; misses: number; entries: number; bytes: number };
 }
 
-export function createPageCache(runtime: Runtime, options: { maxBytes: number; ageStepMs: number; now?: () => number }): PageCache {
+export function createPageCache(runtime: Runtime, options: { maxBytes: number; ageStepMs: number }): PageCache {
   const entries = new Map<string, Entry>();
   /** Renders in flight, by key: a request for the same page waits for that render instead of starting its own. */
   const rendering = new Map<string, Promise<Entry | undefined>>();
-  const now = options.now ?? Date.now;
-  const stats = { hits: 0, misses: 0, entries: 0, bytes: 0 };
+  let bytesKept = 0;
 
   const keep = (key: string, entry: Entry) => {
     if (entry.bytes > Math.min(LARGEST_KEPT_BYTES, options.maxBytes)) return;
-    stats.bytes -= entries.get(key)?.bytes ?? 0;
+    bytesKept -= entries.get(key)?.bytes ?? 0;
     entries.delete(key);
     entries.set(key, entry);
-    stats.bytes += entry.bytes;
+    bytesKept += entry.bytes;
     // Oldest first: Map keeps insertion order, and a hit re-inserts its entry.
     for (const [oldKey, old] of entries) {
-      if (stats.bytes <= options.maxBytes) break;
+      if (bytesKept <= options.maxBytes) break;
       entries.delete(oldKey);
-      stats.bytes -= old.bytes;
+      bytesKept -= old.bytes;
     }
-    stats.entries = entries.size;
   };
 
   return {
-    stats,
     async lookup(request, context) {
       if (options.maxBytes <= 0 || request.method !== 'GET' || !context.cspNonce) return undefined;
       const url = new URL(request.url);
@@ -143,11 +139,10 @@ export function createPageCache(runtime: Runtime, options: { maxBytes: number; a
       } catch {
         return undefined; // Refused: the route's own loader answers (the redirect, the 403), as without a cache.
       }
-      const key = await keyOf(runtime, found.route, found.match, url, user, Math.floor(now() / Math.max(1, options.ageStepMs)));
+      const key = await keyOf(runtime, found.route, found.match, url, user, Math.floor(Date.now() / Math.max(1, options.ageStepMs)));
       if (!key) return undefined;
 
       const hit = (entry: Entry): PageCacheLookup => {
-        stats.hits++;
         return { kind: 'hit', answer: { status: entry.status, headers: entry.headers, body: withNonce(entry.pieces, context.cspNonce) } };
       };
       const entry = entries.get(key);
@@ -163,7 +158,6 @@ export function createPageCache(runtime: Runtime, options: { maxBytes: number; a
         // Not kept (an error page, too large): this request renders its own.
         return rendered ? hit(rendered) : undefined;
       }
-      stats.misses++;
       // Everyone opens the page at once: the first request renders it, the others wait for that render.
       let settle!: (entry: Entry | undefined) => void;
       const promise = new Promise<Entry | undefined>((resolve) => (settle = resolve));
