@@ -209,12 +209,24 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
 
     for (let run = 0; run < options.runs; run++) {
       log(`run ${run + 1}/${options.runs}`);
+      // An applied run stays its plan's working run until rolled back (a regenerated sandbox does not
+      // end it): the next run's apply is a new run only once the last one is rolled back, on the
+      // sandbox it changed.
+      const previous = applies.plan008.at(-1);
+      if (previous) {
+        log(`  rolling back run ${previous.runId} of ${PLAN_ID} first`);
+        await rollbackRun(deps, { runId: previous.runId, actor: ENGINEER });
+      }
       if (online?.ok) {
         generation.push(await regenerate(runtime, options, log));
         log(`  applying ${ONLINE_PLAN_ID} under writer load`);
         const measured = await applyUnderLoad(deps, { planId: ONLINE_PLAN_ID, actor: ENGINEER, targetPool: pool, targetUrl: sandboxUrl, writer: writerOptions(options), tag: `${tagBase}r${run}o`, log });
         logApply(measured, log);
         applies.online.push(measured);
+        if (measured.state === 'applied' && run + 1 < options.runs) {
+          log(`  rolling back run ${measured.runId} of ${ONLINE_PLAN_ID}, for the next run`);
+          await rollbackRun(deps, { runId: measured.runId, actor: ENGINEER });
+        }
       }
       generation.push(await regenerate(runtime, options, log));
       const { results: beforeResults, ...before } = await measureSuite('before', run, plan, pool, psqlConnection, psqlFiles.before, log);
