@@ -14,7 +14,7 @@ import { planChecksum, planManifest, sha256Hex } from './plan-checksum.server';
 import { lintPlan, type LintFinding, type LintOptions } from './lint-plan.server';
 import { findTransactionControl, splitSql } from '../sql/split-sql.server';
 import { stepKindNamed } from '../steps/step-kinds.server';
-import { readRegularFile, regularFileProblem } from './regular-file.server';
+import { readRegularFile, REGULAR_FILE_OPEN_FLAGS, regularFileProblem } from './regular-file.server';
 import type { PlanError } from './plan-error';
 
 export type { PlanError } from './plan-error';
@@ -142,22 +142,35 @@ async function foldersFingerprint(plansDir: string, folders: string[]): Promise<
 }
 
 /**
- * A file's sha256 for the fingerprint, read again only when its lstat changed (device, inode, size,
- * modification and change times), as git trusts its index: every page view asks, and most plans
- * never change. A file changed within RACY_MS of being read is not remembered: on a file system
- * with coarse times a second edit in the same tick could keep the same stat.
+ * A file's sha256 for the fingerprint, read again only when the file's stat changed (device, inode,
+ * size, modification and change times), as git trusts its index: every page view asks, and most
+ * plans never change. The stat is the open file's (fstat), not lstat's: opening makes an NFS client
+ * ask the server, where lstat may answer from its attribute cache for a minute. A file changed
+ * within RACY_MS of being read is not remembered: on a file system with coarse times a second edit
+ * in the same tick could keep the same stat. Links and special files are never opened.
  */
 async function fileDigest(fullPath: string): Promise<Buffer> {
-  const stat = await fs.lstat(fullPath, { bigint: true }).catch(() => undefined);
-  const statKey = stat?.isFile() ? `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}` : undefined;
-  const known = statKey ? fileDigests.get(fullPath) : undefined;
-  if (known && known.statKey === statKey) return known.digest;
-  const digest = createHash('sha256').update(await fingerprintBytes(fullPath)).digest();
-  if (stat && statKey && Date.now() - Number(stat.mtimeMs > stat.ctimeMs ? stat.mtimeMs : stat.ctimeMs) > RACY_MS) {
-    if (fileDigests.size >= FILE_DIGESTS_KEPT) fileDigests.clear();
-    fileDigests.set(fullPath, { statKey, digest });
+  const linkStat = await fs.lstat(fullPath).catch(() => undefined);
+  const handle = linkStat?.isFile() ? await fs.open(fullPath, REGULAR_FILE_OPEN_FLAGS).catch(() => undefined) : undefined;
+  if (handle) {
+    try {
+      const stat = await handle.stat({ bigint: true });
+      if (stat.isFile()) {
+        const statKey = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`;
+        const known = fileDigests.get(fullPath);
+        if (known && known.statKey === statKey) return known.digest;
+        const digest = createHash('sha256').update(await handle.readFile()).digest();
+        if (Date.now() - Number(stat.mtimeMs > stat.ctimeMs ? stat.mtimeMs : stat.ctimeMs) > RACY_MS) {
+          if (fileDigests.size >= FILE_DIGESTS_KEPT) fileDigests.clear();
+          fileDigests.set(fullPath, { statKey, digest });
+        }
+        return digest;
+      }
+    } finally {
+      await handle.close();
+    }
   }
-  return digest;
+  return createHash('sha256').update(await fingerprintBytes(fullPath)).digest();
 }
 
 const fileDigests = new Map<string, { statKey: string; digest: Buffer }>();

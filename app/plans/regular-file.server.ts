@@ -27,7 +27,9 @@ function kindOf(stat: Stats): string {
   return 'not a regular file';
 }
 
-const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+/** Never follows a link, never waits on a FIFO. */
+export const REGULAR_FILE_OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+const OPEN_FLAGS = REGULAR_FILE_OPEN_FLAGS;
 
 export async function readRegularFile(fullPath: string): Promise<RegularFileRead> {
   let stat: Stats;
