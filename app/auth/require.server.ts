@@ -30,6 +30,13 @@ export interface SignedInUser {
   accountKind?: 'person' | 'service';
 }
 
+/** Who a page is for, as the page may show it: never the session's id hash or a token id (a kept page is shared by the account's sessions). */
+export type PageViewer = Pick<SignedInUser, 'accountId' | 'email' | 'name' | 'role' | 'via'>;
+
+export function pageViewerOf(user: SignedInUser): PageViewer {
+  return { accountId: user.accountId, email: user.email, name: user.name, role: user.role, via: user.via };
+}
+
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** The signed-in account of a request, or null. Never throws for a missing or stale session. */

@@ -1,7 +1,7 @@
 import type { LoaderFunctionArgs, MetaFunction } from '@remix-run/node';
 import { Form, Link, useLoaderData } from '@remix-run/react';
 import { can } from '../accounts/permissions';
-import { requirePermission } from '../auth/require.server';
+import { requirePermission, pageViewerOf } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { PlanErrorList } from '../components/plan-error-list';
 import { StatusBadge } from '../components/status-badge';
@@ -15,7 +15,7 @@ export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'view');
   const plans = await listPlanOverviews(context.runtime);
   const targets = context.runtime.targets.list().map((target) => ({ name: target.name, label: target.label }));
-  return { user, plans, targets, mayImport: can(user, 'import-plan') };
+  return { user: pageViewerOf(user), plans, targets, mayImport: can(user, 'import-plan') };
 }
 
 export default function PlansIndex() {

@@ -1,7 +1,7 @@
 import { data, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from '@remix-run/node';
 import { Form, isRouteErrorResponse, useActionData, useLoaderData, useNavigation, useRouteError } from '@remix-run/react';
 import { DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS } from '../accounts/api-token-format';
-import { requireStateChange, requireUser } from '../auth/require.server';
+import { requireStateChange, requireUser, pageViewerOf } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { NewTokenSecret, TokensTable } from '../components/api-tokens';
 import { loadOwnTokens, parseTokenIntent, performTokenIntent, type TokenIntentResult } from '../web/tokens-page.server';
@@ -11,7 +11,7 @@ export const meta: MetaFunction = () => [{ title: 'API tokens · Runsheet' }];
 
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requireUser(request, context);
-  return { user, tokens: await loadOwnTokens(context.runtime.store.db, user) };
+  return { user: pageViewerOf(user), tokens: await loadOwnTokens(context.runtime.store.db, user) };
 }
 
 /** Anyone signed in creates and revokes their own tokens; service accounts' are on the admin's accounts page. */

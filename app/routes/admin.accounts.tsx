@@ -6,7 +6,7 @@ import { EmailSchema, createAccount, listAccounts, listSignInLocks, setAccountDi
 import { generatePassword } from '../accounts/password.server';
 import { MIN_PASSWORD_LENGTH } from '../accounts/password-policy';
 import { ROLES, ROLE_LABELS, ROLE_PERMISSIONS } from '../accounts/permissions';
-import { requirePermission, requireStateChange } from '../auth/require.server';
+import { requirePermission, requireStateChange, pageViewerOf } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { refusalOf } from '../web/http-answers.server';
 import { NewTokenSecret, TokensTable } from '../components/api-tokens';
@@ -22,7 +22,7 @@ export async function loader({ request, context }: LoaderFunctionArgs) {
   const [accounts, audit, locks, tokens] = await Promise.all([listAccounts(db), listAudit(db, { limit: 50 }), listSignInLocks(db), loadAllTokens(db)]);
   const lockOf = new Map(locks.map((lock) => [lock.email, lock]));
   return {
-    user,
+    user: pageViewerOf(user),
     tokens: tokens.tokens,
     serviceAccounts: tokens.serviceAccounts,
     accounts: accounts.map((account) => ({

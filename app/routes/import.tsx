@@ -1,7 +1,7 @@
 import { data, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from '@remix-run/node';
 import { Form, Link, useActionData, useLoaderData, useNavigation } from '@remix-run/react';
 import { requireIntentPermission } from '../auth/intent-access.server';
-import { requirePermission } from '../auth/require.server';
+import { requirePermission, pageViewerOf } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { PlanErrorList } from '../components/plan-error-list';
 import { PlanOutlineView } from '../components/plan-outline';
@@ -25,7 +25,7 @@ export const meta: MetaFunction = () => [{ title: 'Import a runbook · Runsheet'
 
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'import-plan');
-  return { user, writable: await plansDirWritable(context.runtime.plansDir) };
+  return { user: pageViewerOf(user), writable: await plansDirWritable(context.runtime.plansDir) };
 }
 
 interface ActionResult {

@@ -1,7 +1,7 @@
 import { data, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from '@remix-run/node';
 import { Form, isRouteErrorResponse, useActionData, useLoaderData, useNavigation, useRouteError } from '@remix-run/react';
 import { requireIntentPermission } from '../auth/intent-access.server';
-import { requirePermission } from '../auth/require.server';
+import { requirePermission, pageViewerOf } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { formatSpan, formatUtc } from '../runtime/format';
 import { loadNotificationsPage, performNotificationsIntent, type ChannelView } from '../web/notifications-page.server';
@@ -11,7 +11,7 @@ export const meta: MetaFunction = () => [{ title: 'Notifications · Runsheet' }]
 
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'notifications');
-  return { user, page: await loadNotificationsPage(context.runtime) };
+  return { user: pageViewerOf(user), page: await loadNotificationsPage(context.runtime) };
 }
 
 /** "Send test": a test notification queued for one channel (ROUTE_ACCESS: engineers), audited. */

@@ -3,7 +3,7 @@ import { Form, Link, useActionData, useLoaderData, useNavigation } from '@remix-
 import type { ReactNode } from 'react';
 import { z } from 'zod';
 import { requireIntentPermission } from '../auth/intent-access.server';
-import { requirePermission } from '../auth/require.server';
+import { requirePermission, pageViewerOf } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { useRevalidateWhile } from '../web/use-revalidate-while';
 import { DANGER_BUTTON, SECONDARY_BUTTON } from '../components/button-classes';
@@ -20,6 +20,7 @@ import { TeamMessage } from '../components/team-message';
 import { TickToggle } from '../components/tick-toggle';
 import { loadChecklist, performChecklistIntent, resolveChecklistTarget, type ChecklistView, type RunSummary } from '../web/plan-page.server';
 import { resetSandboxForPlan } from '../web/sandbox-reset.server';
+import { markPageIncomplete } from '../web/page-cache.server';
 import { loadPlan } from '../plans/load-plans.server';
 import { CHECK_PHASES } from '../plans/plan-schema';
 import type { Runtime } from '../boot/runtime.server';
@@ -41,10 +42,11 @@ export async function loader({ request, params, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'view');
   const { loaded, target, targets } = await requirePlanAndTarget(context.runtime, params.planId, request);
   if (!loaded.ok) {
-    return { valid: false as const, user, planId: loaded.id, errors: loaded.errors };
+    return { valid: false as const, user: pageViewerOf(user), planId: loaded.id, errors: loaded.errors };
   }
   const view = await loadChecklist(context.runtime, { plan: loaded, target, targets, user });
-  return { valid: true as const, user, view };
+  if (view.readFailed) markPageIncomplete(context);
+  return { valid: true as const, user: pageViewerOf(user), view };
 }
 
 const Ticked = z.enum(['true', 'false']).transform((value) => value === 'true');

@@ -3,7 +3,7 @@ import { Link, useFetcher, useLoaderData } from '@remix-run/react';
 import { useEffect, useMemo, useState } from 'react';
 import { z } from 'zod';
 import { requireIntentPermission } from '../auth/intent-access.server';
-import { requirePermission } from '../auth/require.server';
+import { requirePermission, pageViewerOf } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { BlockersTable } from '../components/blockers-table';
 import { CopyButton } from '../components/copy-button';
@@ -24,7 +24,7 @@ export async function loader({ request, params, context }: LoaderFunctionArgs) {
   const user = await requirePermission(request, context, 'view');
   const runId = runIdOrNotFound(params.runId);
   const view = await loadRunView(context.runtime, { runId, user });
-  return { user, view };
+  return { user: pageViewerOf(user), view };
 }
 
 const IntentSchema = z.discriminatedUnion('intent', [z.object({ intent: z.literal('cancel') })]);

@@ -1,7 +1,7 @@
 import type { LoaderFunctionArgs, MetaFunction } from '@remix-run/node';
 import { Link, useLoaderData } from '@remix-run/react';
 import { z } from 'zod';
-import { requirePermission } from '../auth/require.server';
+import { requirePermission, pageViewerOf } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { CopyButton } from '../components/copy-button';
 import { EventLogWindow } from '../components/event-log-window';
@@ -12,6 +12,7 @@ import { ActionsTable, CheckRunHeading, FailureSummaryPanel, IssuesList, ReportC
 import { RehearsalChip, StatusBadge } from '../components/status-badge';
 import { CHECK_PHASE_TITLES, INITIAL_EVENTS_PAGE } from '../runs/run-report';
 import { readRunReport } from '../web/report-page.server';
+import { markPageIncomplete } from '../web/page-cache.server';
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [
   { title: data ? `Report ${data.header.runId.slice(0, 8)} · ${data.header.planId} · Runsheet` : 'Report · Runsheet' },
@@ -22,7 +23,8 @@ export async function loader({ request, params, context }: LoaderFunctionArgs) {
   const { after } = ReportQuerySchema.parse(Object.fromEntries(new URL(request.url).searchParams));
   const data = await readRunReport(context.runtime, { runId: params.runId ?? '', afterSeq: after, statements: 'digest' });
   if (!data) throw new Response(`No run "${params.runId}". The history lists every run.`, { status: 404 });
-  return { user, ...data };
+  if (data.signature.anchors?.status === 'unreadable') markPageIncomplete(context);
+  return { user: pageViewerOf(user), ...data };
 }
 
 /** `after`: where the event list opens (a cursor, for paging without JavaScript and for links to one event). */

@@ -15,7 +15,7 @@ import {
 import { useMemo } from 'react';
 import { z } from 'zod';
 import { RUN_KINDS, RUN_STATES } from '../../db/schema/index';
-import { requirePermission } from '../auth/require.server';
+import { requirePermission, pageViewerOf } from '../auth/require.server';
 import { AppHeader } from '../components/app-header';
 import { formatDuration, formatUtc } from '../runtime/format';
 import { RehearsalChip, StatusBadge, statusInfo } from '../components/status-badge';
@@ -35,7 +35,7 @@ export async function loader({ request, context }: LoaderFunctionArgs) {
   });
   const { facets, labels } = history;
   return {
-    user,
+    user: pageViewerOf(user),
     query,
     total: history.total,
     runs: history.runs,

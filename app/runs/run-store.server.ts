@@ -380,7 +380,6 @@ export async function readFrozenPlanYaml(db: StoreDb, runId: string): Promise<st
   return row?.yaml ?? null;
 }
 
-/** One run with what its report header needs; undefined for an unknown or malformed id. */
 /** The target a run was opened on: written when the run opens and never changed. */
 export async function readRunTargetName(db: StoreDb, input: { runId: string }): Promise<string | undefined> {
   const id = parseRunId(input.runId);
@@ -389,6 +388,7 @@ export async function readRunTargetName(db: StoreDb, input: { runId: string }): 
   return row?.target;
 }
 
+/** One run with what its report header needs; undefined for an unknown or malformed id. */
 export async function readRunForReport(db: StoreDb, input: { runId: string }): Promise<RunForReport | undefined> {
   const id = parseRunId(input.runId);
   if (!id) return undefined;

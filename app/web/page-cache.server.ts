@@ -8,26 +8,29 @@
  * - the store's MVCC snapshot (app/runtime/database-snapshot.server.ts): equal snapshots see the
  *   same committed rows, so any write anywhere in the store (a tick, an event, a check result,
  *   facts, a session ended) — by this process, another instance or psql — makes a new key;
- * - the target's snapshot, for what the page reads live from the target (the ledger, anchors),
- *   unless the target lives on the store's own server, whose snapshot covers it already;
- * - the plan's checksum (its files on disk) for the plan page;
+ * - the snapshot of each target the page reads live: its own (the ledger, anchors) and those its
+ *   gates read (require_applied_on, require_watched_on);
+ * - the plan's checksum (its files on disk) and its sandbox fixture for the plan page;
  * - the clock, in steps of RUNSHEET_PAGE_AGE_STEP (2 s): ages ("read 12 s ago") and the watch strip's "now".
  * The viewer is authorized (the route's own permission) before anything is looked up, on every
  * request. A key that cannot be built (a target that does not answer, an invalid plan, an unknown
  * run) means no caching: Remix renders as it always does. Only whole 200 HTML answers without a
- * cookie are kept; the CSP nonce is cut out when kept and the request's own nonce put in when sent.
+ * cookie are kept, and not one whose loader could not read all it shows (markPageIncomplete); the
+ * CSP nonce is cut out when kept and the request's own nonce put in when sent.
  */
 import type { AppLoadContext } from '@remix-run/node';
 import type { Runtime } from '../boot/runtime.server';
 import { requirePermission, type SignedInUser } from '../auth/require.server';
 import { loadPlan } from '../plans/load-plans.server';
 import { readRunTargetName } from '../runs/run-store.server';
-import { onSameServer, readDatabaseSnapshot } from '../runtime/database-snapshot.server';
+import { readDatabaseSnapshot } from '../runtime/database-snapshot.server';
 import { withTimeout } from '../runtime/with-timeout';
 import { resolveChecklistTarget } from './plan-page.server';
 
-/** How long the key waits for the target's snapshot (as the page waits for its ledger). */
-const TARGET_SNAPSHOT_TIMEOUT_MS = 3_000;
+/** How long the key waits for a target's snapshot: a trivial read; slower, and the page renders as without a cache. */
+const TARGET_SNAPSHOT_TIMEOUT_MS = 500;
+/** After a target's snapshot failed or was slow, its pages are rendered without a key for this long (no 500 ms wait per view). */
+const TARGET_TROUBLE_MS = 10_000;
 /** How long a request waits for another request's render of the same page before it renders its own. */
 const RENDER_WAIT_MS = 10_000;
 /** Headers that belong to one answer's transfer, not to the page. */
@@ -36,10 +39,10 @@ const UNKEPT_HEADERS = new Set(['content-length', 'transfer-encoding', 'date', '
 const LARGEST_KEPT_BYTES = 2 * 1024 * 1024;
 
 interface PageInputs {
-  /** Inputs of the page outside the store and the target (the plan's checksum). */
+  /** Inputs of the page outside the store and the targets (the plan's checksum). */
   parts: string[];
-  /** The target whose snapshot the key holds; undefined when the page reads no target. */
-  target: string | undefined;
+  /** The targets whose snapshots the key holds: those the page reads live. */
+  targets: string[];
 }
 
 interface CachedRoute {
@@ -61,7 +64,11 @@ const CACHED_ROUTES: CachedRoute[] = [
       const loaded = await loadPlan(runtime.plansDir, decodeURIComponent(match[1]!));
       if (!loaded?.ok) return undefined;
       const { target } = resolveChecklistTarget(runtime, url.searchParams.get('target'));
-      return target ? { parts: [loaded.checksum], target: target.name } : undefined;
+      if (!target) return undefined;
+      // The gates read the ledgers of the targets that must see the plan first.
+      const read = [target.name, ...target.rules.require_applied_on, ...target.rules.require_watched_on].filter((name) => runtime.targets.find(name));
+      // sandbox.sql is outside the checksum (it never runs on a real target) but the page offers it.
+      return { parts: [loaded.checksum, loaded.sandboxFixture?.sha256 ?? 'no sandbox fixture'], targets: [...new Set(read)] };
     },
   },
   {
@@ -76,7 +83,7 @@ const CACHED_ROUTES: CachedRoute[] = [
         if (runTargets.size >= RUN_TARGETS_KEPT) runTargets.delete(runTargets.keys().next().value!);
         runTargets.set(runId, target);
       }
-      return { parts: [], target: runtime.targets.find(target) ? target : undefined };
+      return { parts: [], targets: runtime.targets.find(target) ? [target] : [] };
     },
   },
 ];
@@ -173,7 +180,7 @@ export function createPageCache(runtime: Runtime, options: { maxBytes: number; a
         async keep(answer) {
           clearTimeout(timer);
           const type = answer.headers.get('Content-Type') ?? '';
-          if (answer.status !== 200 || !type.startsWith('text/html') || answer.headers.has('Set-Cookie') || !answer.body) {
+          if (answer.status !== 200 || !type.startsWith('text/html') || answer.headers.has('Set-Cookie') || !answer.body || incompletePages.has(context)) {
             done(undefined);
             return answer;
           }
@@ -199,14 +206,20 @@ export function createPageCache(runtime: Runtime, options: { maxBytes: number; a
   };
 }
 
+/** Targets whose snapshot failed or was slow, until when their pages go without a key. */
+const troubledTargets = new Map<string, number>();
+
 async function keyOf(runtime: Runtime, route: CachedRoute, match: RegExpMatchArray, url: URL, user: SignedInUser, ageStep: number): Promise<string | undefined> {
   try {
     const inputs = await route.inputsOf(runtime, match, url);
-    if (!inputs) return undefined;
-    const targetPool = inputs.target ? runtime.targets.pool(inputs.target) : undefined;
-    // A target on the store's own server (the embedded sandbox) is covered by the store's snapshot.
-    const targetSnapshot = async () => (!targetPool || (await onSameServer(runtime.store.pool, targetPool)) ? null : await readDatabaseSnapshot(targetPool));
-    const [store, target] = await Promise.all([readDatabaseSnapshot(runtime.store.pool), withTimeout(targetSnapshot(), TARGET_SNAPSHOT_TIMEOUT_MS)]);
+    if (!inputs || inputs.targets.some((name) => (troubledTargets.get(name) ?? 0) > Date.now())) return undefined;
+    const targetSnapshot = (name: string) =>
+      withTimeout(readDatabaseSnapshot(runtime.targets.pool(name)), TARGET_SNAPSHOT_TIMEOUT_MS).catch((error: unknown) => {
+        troubledTargets.set(name, Date.now() + TARGET_TROUBLE_MS);
+        throw error;
+      });
+    const snapshots = await Promise.all([readDatabaseSnapshot(runtime.store.pool), ...inputs.targets.map(targetSnapshot)]);
+    if (snapshots.some((snapshot) => snapshot === undefined)) return undefined; // A standby: its snapshot proves nothing.
     return JSON.stringify([
       route.route,
       url.host,
@@ -214,9 +227,8 @@ async function keyOf(runtime: Runtime, route: CachedRoute, match: RegExpMatchArr
       url.search,
       [user.accountId, user.role, user.email, user.name, user.via],
       inputs.parts,
-      store,
-      inputs.target ?? null,
-      target,
+      inputs.targets,
+      snapshots,
       ageStep,
     ]);
   } catch {
@@ -224,6 +236,16 @@ async function keyOf(runtime: Runtime, route: CachedRoute, match: RegExpMatchArr
     return undefined;
   }
 }
+
+/**
+ * A loader that could not read all its page shows (a target's ledger or anchors) says so here: the
+ * page is answered, never kept, so that the next view tries again.
+ */
+export function markPageIncomplete(context: AppLoadContext): void {
+  incompletePages.add(context);
+}
+
+const incompletePages = new WeakSet<AppLoadContext>();
 
 function withNonce(pieces: Buffer[], nonce: string): Buffer {
   if (pieces.length === 1) return pieces[0]!;

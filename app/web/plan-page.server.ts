@@ -192,6 +192,8 @@ export interface ChecklistView {
   watch: { runId: string; strip: WatchStrip; running: boolean; nowIso: string } | null;
   /** A rolled-back run's copies that a restore could put back into the working run (docs/decisions/031). */
   restore: { runId: string; fromRunId: string; backups: string[] } | null;
+  /** Something the page shows could not be read now (the target's ledger, a gate's ledger of another target): the page says so, and is not kept (docs/decisions/035). */
+  readFailed: boolean;
   may: Record<'tick' | 'runChecks' | 'signOff' | 'addNote' | 'waiveLint' | 'execute' | 'rehearse' | 'rollback' | 'cancel' | 'resetSandbox' | 'endWatch' | 'restore', boolean>;
   /** How many users a reset from this page generates. */
   sandboxResetUsers: number;
@@ -330,6 +332,8 @@ export async function loadChecklist(deps: ChecklistDeps, input: { plan: ValidPla
     teamMessages: teamMessages(plan, { target, checksum: logRun?.planChecksum ?? loaded.checksum, run: logRun }),
     issues: eventsOf(logEvents, 'note.added').map((event) => ({ seq: event.seq, at: event.at, actor: event.actor, role: event.role, text: event.payload.text })),
     stepper: [],
+    // The ledger gates say "cannot read the ledger of …" when a target did not answer (gates.server.ts).
+    readFailed: Boolean(onTarget.ledgerError) || (gates ?? []).some((gate) => gate.detail.startsWith('cannot read the ledger')),
     may: {
       tick: roleCan(user.role, 'tick'),
       runChecks: roleCan(user.role, 'run-checks'),

@@ -30,6 +30,7 @@ const PLAN_PAGE = '/plans/widget-sku?target=sandbox';
 describe('kept pages over HTTP', () => {
   let storeDb: TestDatabase;
   let targetDb: TestDatabase;
+  let lockedDb: TestDatabase;
   let runtime: Runtime;
   let server: StartedServer;
   let plansDir: string;
@@ -38,11 +39,19 @@ describe('kept pages over HTTP', () => {
 
   beforeAll(async () => {
     await ensureFreshBuild();
-    [storeDb, targetDb] = await Promise.all([createTestDatabase('page_cache_store'), createTestDatabase('page_cache_target')]);
+    [storeDb, targetDb, lockedDb] = await Promise.all([createTestDatabase('page_cache_store'), createTestDatabase('page_cache_target'), createTestDatabase('page_cache_locked')]);
     const target = new pg.Client({ connectionString: targetDb.url });
     await target.connect();
     await target.query('create schema shop; create table shop.widgets (id bigint primary key, name text not null)');
     await target.end();
+    // A target that answers, but whose ledger its role may not read: the page says so on every view.
+    const reader = `kept_reader_${Math.random().toString(36).slice(2, 10)}`;
+    const locked = new pg.Client({ connectionString: lockedDb.url });
+    await locked.connect();
+    await locked.query(`create role ${reader} login password 'reader'; create schema runsheet; create table runsheet.ledger (id bigint); grant usage on schema runsheet to ${reader}`);
+    await locked.end();
+    const lockedUrl = new URL(lockedDb.url);
+    [lockedUrl.username, lockedUrl.password] = [reader, 'reader'];
     plansDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'runsheet-page-cache-')), 'plans');
     fs.mkdirSync(plansDir);
     fs.cpSync(path.join(ROOT, 'tests/fixtures/plans-neutral/widget-sku'), path.join(plansDir, 'widget-sku'), { recursive: true });
@@ -50,6 +59,7 @@ describe('kept pages over HTTP', () => {
       RUNSHEET_PLANS_DIR: plansDir,
       TARGET_SANDBOX_URL: targetDb.url,
       // A target whose server is gone: nothing is refused there on connect, so a closed port stands in for it.
+      TARGET_LOCKED_URL: lockedUrl.toString(),
       TARGET_GONE_URL: `postgres://nobody:nothing@127.0.0.1:${await freePort()}/gone`,
       RUNSHEET_PAGE_AGE_STEP: '1h',
       RUNSHEET_WATCH_POLL: '10m',
@@ -75,7 +85,7 @@ describe('kept pages over HTTP', () => {
   afterAll(async () => {
     await server?.stop();
     await runtime?.stop();
-    await Promise.all([storeDb?.drop(), targetDb?.drop()]);
+    await Promise.all([storeDb?.drop(), targetDb?.drop(), lockedDb?.drop()]);
   });
 
   const get = async (url: string, role: Role | null) => {
@@ -101,6 +111,8 @@ describe('kept pages over HTTP', () => {
     expect(noncesInPage.length).toBeGreaterThan(0);
     expect(new Set(noncesInPage)).toEqual(new Set([secondNonce]));
     expect(second.html).not.toContain(firstNonce);
+    // A kept page is shared by the account's sessions: nothing of one session is in it.
+    expect(second.html).not.toContain('sessionIdHash');
     expect(second.html.split(secondNonce).join('N')).toBe(first.html.split(firstNonce).join('N'));
     expect(second.headers.get('Cache-Control')).toBe('no-store');
     expect(Number(second.headers.get('Content-Length'))).toBe(Buffer.byteLength(second.html));
@@ -138,6 +150,13 @@ describe('kept pages over HTTP', () => {
     const edited = await get(PLAN_PAGE, 'viewer');
     expect(edited.kept).toBe('miss');
     expect(visibleText(edited.html)).toContain('Add a SKU to shop.widgets, kept apart');
+
+    // sandbox.sql is outside the plan's checksum, but the page offers an engineer a reset with it.
+    expect((await viewTwice(PLAN_PAGE, 'engineer')).second.kept).toBe('hit');
+    fs.writeFileSync(path.join(plansDir, 'widget-sku', 'sandbox.sql'), 'create schema if not exists shop;\n');
+    const withFixture = await get(PLAN_PAGE, 'engineer');
+    expect(withFixture.kept).toBe('miss');
+    expect(visibleText(withFixture.html)).toMatch(/fixture/i);
   });
 
   it('keeps a page per viewer, and asks the route\'s guard on every request', async () => {
@@ -193,6 +212,15 @@ describe('kept pages over HTTP', () => {
       expect(gone.status).toBe(200);
       expect(gone.kept).toBeNull();
       expect(visibleText(gone.html)).toMatch(/could not be read/i);
+    }
+  });
+
+  it("never keeps a page whose loader could not read all it shows, so the next view reads again", async () => {
+    for (let view = 0; view < 2; view++) {
+      const locked = await get('/plans/widget-sku?target=locked', 'viewer');
+      expect(locked.status).toBe(200);
+      expect(locked.kept).toBe('miss');
+      expect(visibleText(locked.html)).toMatch(/could not be read/i);
     }
   });
 
