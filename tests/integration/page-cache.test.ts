@@ -8,6 +8,8 @@
  *
  * The age step is an hour here so that "nothing changed" really means nothing (the clock is the
  * one input a test cannot hold still); the watch runner's heartbeat is slowed for the same reason.
+ * The store and targets live on a PostgreSQL server of this file's own: a snapshot covers every
+ * database of its server, and the other test files write to the shared one all the time.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -20,6 +22,7 @@ import type { Runtime } from '../../app/boot/runtime.server';
 import { addNote, openWorkingRun, tickPrerequisite } from '../../app/engine/runs.server';
 import { loadPlan } from '../../app/plans/load-plans.server';
 import { refreshPlanFacts } from '../../app/plans/plan-overview.server';
+import { ensureEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../app/runtime/embedded-postgres.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
 import { ensureFreshBuild, freePort, makeSecrets, openRuntime, ROOT, serverEnv, sessionCookieFor, startServer, type StartedServer } from './auth-harness';
 import { visibleText } from '../support/visible-text';
@@ -31,6 +34,8 @@ describe('kept pages over HTTP', () => {
   let storeDb: TestDatabase;
   let targetDb: TestDatabase;
   let lockedDb: TestDatabase;
+  let ownServer: EmbeddedPostgresHandle;
+  let ownServerDir: string;
   let runtime: Runtime;
   let server: StartedServer;
   let plansDir: string;
@@ -39,7 +44,10 @@ describe('kept pages over HTTP', () => {
 
   beforeAll(async () => {
     await ensureFreshBuild();
-    [storeDb, targetDb, lockedDb] = await Promise.all([createTestDatabase('page_cache_store'), createTestDatabase('page_cache_target'), createTestDatabase('page_cache_locked')]);
+    ownServerDir = fs.mkdtempSync(path.join(ROOT, '.data', 'test-runs', 'page-cache-'));
+    ownServer = await ensureEmbeddedPostgres(ownServerDir);
+    const onOwnServer = (name: string) => createTestDatabase(name, ownServer.adminUrl);
+    [storeDb, targetDb, lockedDb] = await Promise.all([onOwnServer('page_cache_store'), onOwnServer('page_cache_target'), onOwnServer('page_cache_locked')]);
     const target = new pg.Client({ connectionString: targetDb.url });
     await target.connect();
     await target.query('create schema shop; create table shop.widgets (id bigint primary key, name text not null)');
@@ -86,6 +94,8 @@ describe('kept pages over HTTP', () => {
     await server?.stop();
     await runtime?.stop();
     await Promise.all([storeDb?.drop(), targetDb?.drop(), lockedDb?.drop()]);
+    await ownServer?.stop();
+    fs.rmSync(ownServerDir, { recursive: true, force: true });
   });
 
   const get = async (url: string, role: Role | null) => {

@@ -14,8 +14,8 @@ export function testAdminUrl(): string {
   return inject('adminUrl');
 }
 
-export async function createTestDatabase(prefix = 'test'): Promise<TestDatabase> {
-  const adminUrl = testAdminUrl();
+/** A database on the run's shared test server, or on the server of `adminUrl` (a test's own). */
+export async function createTestDatabase(prefix = 'test', adminUrl = testAdminUrl()): Promise<TestDatabase> {
   const name = `${prefix.replace(/[^a-z0-9_]/g, '_')}_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
