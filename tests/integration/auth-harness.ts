@@ -233,3 +233,14 @@ export async function sessionCookieFor(runtime: Runtime, email: string, role: Ro
 export function cookiePair(setCookie: string): string {
   return setCookie.split(';')[0]!;
 }
+
+/** A form posted as the app's own page posts it: its Origin, urlencoded, the answer's redirect not followed. */
+export async function postForm(origin: string, path: string, cookie: string, form: Record<string, string>): Promise<{ status: number; body: string; location: string | null }> {
+  const response = await fetch(`${origin}${path}`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { Cookie: cookie, Origin: origin, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(form).toString(),
+  });
+  return { status: response.status, body: await response.text(), location: response.headers.get('location') };
+}

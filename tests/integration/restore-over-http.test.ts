@@ -19,7 +19,7 @@ import { readRunEvents } from '../../app/runs/run-log.server';
 import { findRun, findRuns } from '../../app/runs/run-store.server';
 import { generateSandbox } from '../../app/sandbox/generate-sandbox.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
-import { ensureFreshBuild, freePort, makeSecrets, openRuntime, ROOT, serverEnv, sessionCookieFor, startServer, type StartedServer } from './auth-harness';
+import { ensureFreshBuild, freePort, makeSecrets, openRuntime, ROOT, serverEnv, sessionCookieFor, startServer, type StartedServer, postForm } from './auth-harness';
 import { waitFor } from './engine-harness';
 
 const PLAN = '008-add-active-org-tracking';
@@ -41,13 +41,7 @@ describe('plan 008 on the sandbox over HTTP: a rollback keeps what users chose t
   const activeOrgs = () => psql('select id, coalesce(active_org_id::text, \'NULL\') from platform.users order by id');
 
   async function post(cookie: string, form: Record<string, string>): Promise<{ status: number; body: string; location: string | null }> {
-    const response = await fetch(`${server.origin}/plans/${PLAN}?target=sandbox`, {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { Cookie: cookie, Origin: server.origin, 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(form).toString(),
-    });
-    return { status: response.status, body: await response.text(), location: response.headers.get('location') };
+    return postForm(server.origin, `/plans/${PLAN}?target=sandbox`, cookie, form);
   }
 
   /** The engineer prepares the plan's working run through the checklist, executes it, and waits for `applied`. */

@@ -23,7 +23,7 @@ import { loadSigningKey } from '../../app/runs/signing.server';
 import { verifyStoredRunLog } from '../../app/runs/verify-run-log.server';
 import { generateSandbox } from '../../app/sandbox/generate-sandbox.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
-import { ensureFreshBuild, freePort, makeSecrets, openRuntime, ROOT, serverEnv, sessionCookieFor, startServer, type StartedServer, type TestSecrets } from './auth-harness';
+import { ensureFreshBuild, freePort, makeSecrets, openRuntime, ROOT, serverEnv, sessionCookieFor, startServer, type StartedServer, type TestSecrets, postForm } from './auth-harness';
 import { waitFor } from './engine-harness';
 
 const PLAN = '008-add-active-org-tracking';
@@ -88,13 +88,7 @@ describe('the watch window on two server processes', () => {
   });
 
   async function post(server: StartedServer, cookie: string, form: Record<string, string>): Promise<{ status: number; body: string; location: string | null }> {
-    const response = await fetch(`${server.origin}/plans/${PLAN}?target=sandbox`, {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { Cookie: cookie, Origin: server.origin, 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(form).toString(),
-    });
-    return { status: response.status, body: await response.text(), location: response.headers.get('location') };
+    return postForm(server.origin, `/plans/${PLAN}?target=sandbox`, cookie, form);
   }
 
   it('only one server runs the watch; when its process is killed the other takes over, records the next rounds and closes the window watched', { timeout: 240_000 }, async () => {
