@@ -1,5 +1,6 @@
 /**
  * Issue "The whole team watching one migration", items 3 and 4: two server processes on one store.
+ * A page the second keeps shows a change made through the first at its next view.
  * A run executed on the first (waiting on a lock another session holds on the target) is watched
  * live on the second; both list the same watchers (presence lives in the store); a cancel sent to
  * the second ends the run the first drives; an account disabled through the first loses its
@@ -14,7 +15,7 @@ import { findRuns } from '../../app/runs/run-store.server';
 import { LISTENER_APPLICATION_NAME } from '../../app/runtime/store-notifications.server';
 import { generateSandbox } from '../../app/sandbox/generate-sandbox.server';
 import { createTestDatabase, type TestDatabase } from '../support/databases';
-import { ROOT, ensureFreshBuild, freePort, makeSecrets, openRuntime, serverEnv, sessionCookieFor, startServer, type StartedServer } from './auth-harness';
+import { ROOT, ensureFreshBuild, freePort, makeSecrets, openRuntime, serverEnv, sessionCookieFor, startServer, type StartedServer, postForm } from './auth-harness';
 import { openEventStream, type OpenEventStream } from './event-stream';
 import { waitFor } from './engine-harness';
 
@@ -53,13 +54,7 @@ describe('two app instances on one store (issue 15)', () => {
   });
 
   async function post(server: StartedServer, path: string, cookie: string, form: Record<string, string>): Promise<{ status: number; body: string; location: string | null }> {
-    const response = await fetch(`${server.origin}${path}`, {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { Cookie: cookie, Origin: server.origin, 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(form).toString(),
-    });
-    return { status: response.status, body: await response.text(), location: response.headers.get('location') };
+    return postForm(server.origin, path, cookie, form);
   }
 
   async function watch(server: StartedServer, runId: string, cookie: string): Promise<OpenEventStream> {
@@ -153,5 +148,27 @@ describe('two app instances on one store (issue 15)', () => {
     expect(viewer.seqs()).toEqual(rows.map((row) => row.seq));
     // It said so where it happened: live first, then polling once the connection died.
     expect(viewer.events().filter((sent) => sent.event === 'feed').map((sent) => JSON.parse(sent.data).mode).slice(0, 2)).toEqual(['live', 'polling']);
+  });
+
+  it("shows on the second instance's plan page, at the next view, a note posted through the first while the second kept the page", async () => {
+    const engineer = await sessionCookieFor(runtime, 'engineer@two.test', 'engineer');
+    const viewer = await sessionCookieFor(runtime, 'viewer4@two.test', 'viewer');
+    const planPath = `/plans/${PLAN}?target=sandbox`;
+    const view = async () => {
+      const answer = await fetch(`${second.origin}${planPath}`, { headers: { Cookie: viewer, Accept: 'text/html' } });
+      expect(answer.status).toBe(200);
+      return { html: await answer.text(), kept: answer.headers.get('Server-Timing') };
+    };
+    const note = `Kept on the second, written on the first ${Date.now()}`;
+    // Viewed twice: the second view is served from the second instance's page cache (docs/decisions/035).
+    await view();
+    const kept = await view();
+    expect(kept.kept).toMatch(/page-cache/);
+    expect(kept.html).not.toContain(note);
+
+    const added = await post(first, planPath, engineer, { intent: 'add-note', text: note });
+    expect(added.status, added.body).toBe(200);
+    const next = await view();
+    expect(next.html).toContain(note);
   });
 });
