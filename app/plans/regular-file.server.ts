@@ -29,7 +29,6 @@ function kindOf(stat: Stats): string {
 
 /** Never follows a link, never waits on a FIFO. */
 export const REGULAR_FILE_OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
-const OPEN_FLAGS = REGULAR_FILE_OPEN_FLAGS;
 
 export async function readRegularFile(fullPath: string): Promise<RegularFileRead> {
   let stat: Stats;
@@ -45,7 +44,7 @@ export async function readRegularFile(fullPath: string): Promise<RegularFileRead
 
   let handle: fs.FileHandle;
   try {
-    handle = await fs.open(fullPath, OPEN_FLAGS);
+    handle = await fs.open(fullPath, REGULAR_FILE_OPEN_FLAGS);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     // Swapped for a link (ELOOP; EMLINK on some BSDs) or removed since the lstat.

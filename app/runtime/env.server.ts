@@ -13,6 +13,22 @@ export const WATCH_POLL_MS = 2_000;
 /** A watch runner whose heartbeat is older than this has stopped: another process takes its watches over. */
 export const WATCH_STALE_AFTER_MS = 30_000;
 
+/** A size in bytes from "1MiB", "512 KiB" or bytes (parseByteSize); with `off`, "off" is 0. A wrong value says what to write. */
+function ByteSizeSchema(fallback: string, whatToWrite: string, options: { off?: boolean } = {}) {
+  return z
+    .string()
+    .default(fallback)
+    .transform((value, context) => {
+      if (options.off && value.trim().toLowerCase() === 'off') return 0;
+      const bytes = parseByteSize(value);
+      if (bytes === undefined) {
+        context.addIssue({ code: 'custom', message: `"${value}" is not a size: ${whatToWrite}` });
+        return z.NEVER;
+      }
+      return bytes;
+    });
+}
+
 const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
   PORT: z.coerce.number().int().min(1).max(65535).default(3000),
@@ -37,17 +53,7 @@ const EnvSchema = z.object({
   /** Where each signed checkpoint is also POSTed (an anchor outside the store; optional, never blocks a run). */
   RUNSHEET_ANCHOR_URL: z.string().url().optional(),
   /** The largest request body a route reads, e.g. 1MiB, 512KiB or bytes (routes that take uploads set their own). */
-  RUNSHEET_BODY_LIMIT: z
-    .string()
-    .default('1MiB')
-    .transform((value, context) => {
-      const bytes = parseByteSize(value);
-      if (bytes === undefined) {
-        context.addIssue({ code: 'custom', message: `"${value}" is not a size: write bytes (1048576) or a number with KiB, MiB or GiB (1MiB), at least 1KiB` });
-        return z.NEVER;
-      }
-      return bytes;
-    }),
+  RUNSHEET_BODY_LIMIT: ByteSizeSchema('1MiB', 'write bytes (1048576) or a number with KiB, MiB or GiB (1MiB), at least 1KiB'),
   /** Notifications: the first retry's delay after a failed delivery (doubling after each, at most an hour); default 10s. */
   RUNSHEET_NOTIFY_RETRY_BASE: DurationSchema.default(10_000),
   /** Notifications: a delivery still failing this long after its event is given up (status failed); default 24h. */
@@ -57,18 +63,7 @@ const EnvSchema = z.object({
   /** How long a watch runner's heartbeat may be silent before another process takes its watches over, e.g. "30s". */
   RUNSHEET_WATCH_STALE_AFTER: DurationSchema.default(WATCH_STALE_AFTER_MS),
   /** Memory for rendered plan and report pages kept while nothing they show changed (docs/decisions/035), e.g. "64MiB"; "off" keeps none. */
-  RUNSHEET_PAGE_CACHE: z
-    .string()
-    .default('64MiB')
-    .transform((value, context) => {
-      if (value.trim().toLowerCase() === 'off') return 0;
-      const bytes = parseByteSize(value);
-      if (bytes === undefined) {
-        context.addIssue({ code: 'custom', message: `"${value}" is not a size: write "off" or a number with KiB, MiB or GiB (64MiB)` });
-        return z.NEVER;
-      }
-      return bytes;
-    }),
+  RUNSHEET_PAGE_CACHE: ByteSizeSchema('64MiB', 'write "off" or a number with KiB, MiB or GiB (64MiB)', { off: true }),
   /** How far the ages ("read 12 s ago") on a kept page may lag the clock before it is rendered again, e.g. "2s" (docs/decisions/035). */
   RUNSHEET_PAGE_AGE_STEP: DurationSchema.default(2_000),
   /** Strict-Transport-Security for deployments behind TLS, e.g. "max-age=31536000; includeSubDomains"; unset: not sent. */
