@@ -2,25 +2,27 @@
  * The live view's source of events: one feed per store pool (per app instance) that reads each
  * new event of a run once and hands it to every open stream of that run, however many there are.
  * It reads when the store announces new events (LISTEN/NOTIFY, store-notifications.server.ts):
- * one read per announcement per run, coalesced while a read is under way, so hundreds of viewers
- * cost the store one query per event, not one per viewer per interval.
+ * an announcement names the run and the newest seq committed, so one that a read already covered
+ * costs nothing, and announcements that arrive during a read cause at most one more read. Hundreds
+ * of viewers cost the store one query per event, not one per viewer per interval.
  *
  * Announcements are hints and may be lost (a failed NOTIFY is only logged), so the feed also
- * reads on a timer: every run with viewers not read for SWEEP_MS, and, while the listening
- * connection is down, every run every POLL_MS (the streams are told they are being polled). Each
- * stream reads its own backlog when it opens, and drops what it already has by seq, so a
- * reconnect or a late joiner misses nothing. Decision 032.
+ * checks on a timer: one statement for every run it follows (the newest seq of each), every
+ * SWEEP_MS, or every POLL_MS while the listening connection is down (the streams are told they are
+ * being polled); only a run with news is then read. Each stream reads its own backlog when it
+ * opens, and drops what it already has by seq, so a reconnect or a late joiner misses nothing.
+ * Decision 032.
  */
 import type pg from 'pg';
 import { RUN_EVENTS_CHANNEL, storeListenerOf, type ListenerMode, type StoreListener } from '../runtime/store-notifications.server';
 import type { RunEvent } from './run-events';
-import { readRunEventsSince } from './run-log.server';
+import { parseRunEventsAnnouncement, readNewestRunSeqs, readRunEventsSince } from './run-log.server';
 
 /** Events per read; a longer backlog is read in several. */
 const READ_LIMIT = 500;
-/** Reads of a run with viewers while announcements arrive normally: covers a lost announcement. */
+/** The timed check of every followed run while announcements arrive normally: covers a lost one. */
 const SWEEP_MS = 5_000;
-/** Reads of every run with viewers while the listening connection is down. */
+/** The timed check while the listening connection is down. */
 const POLL_MS = 1_000;
 
 /** How a stream is being fed: by announcements, or by polling while they cannot arrive. */
@@ -52,15 +54,17 @@ interface FollowedRun {
   /** The last seq this feed read. */
   lastSeq: number;
   reading: Promise<void> | undefined;
-  /** Another announcement came while reading: read again. */
-  again: boolean;
-  lastReadAt: number;
+  /** The newest seq asked for since the current read began (Infinity: read whatever it is; 0: nothing asked). */
+  wantedSeq: number;
+  /** When the run was last read or checked. */
+  checkedAt: number;
 }
 
 class RunEventFeed {
   private readonly runs = new Map<string, FollowedRun>();
   private readonly listener: StoreListener;
   private timer: NodeJS.Timeout | undefined;
+  private checking = false;
   private stopListening: (() => void) | undefined;
   private stopModes: (() => void) | undefined;
 
@@ -76,7 +80,7 @@ class RunEventFeed {
     this.start();
     let run = this.runs.get(runId);
     if (!run) {
-      run = { followers: new Set(), lastSeq: afterSeq, reading: undefined, again: false, lastReadAt: Date.now() };
+      run = { followers: new Set(), lastSeq: afterSeq, reading: undefined, wantedSeq: 0, checkedAt: Date.now() };
       this.runs.set(runId, run);
     }
     const follower: Follower = { lastSeq: afterSeq, pending: [], handlers };
@@ -93,7 +97,10 @@ class RunEventFeed {
 
   private start(): void {
     if (this.timer) return;
-    this.stopListening = this.listener.subscribe(RUN_EVENTS_CHANNEL, (runId) => this.read(runId));
+    this.stopListening = this.listener.subscribe(RUN_EVENTS_CHANNEL, (payload) => {
+      const { runId, seq } = parseRunEventsAnnouncement(payload);
+      this.read(runId, seq);
+    });
     this.stopModes = this.listener.onMode((mode) => this.modeChanged(mode));
     this.timer = setInterval(() => this.tick(), POLL_MS);
     this.timer.unref();
@@ -108,31 +115,54 @@ class RunEventFeed {
 
   private modeChanged(mode: ListenerMode): void {
     const feedMode: FeedMode = mode === 'live' ? 'live' : 'polling';
-    for (const [runId, run] of this.runs) {
-      for (const follower of run.followers) follower.handlers.mode(feedMode);
-      // Back from a lost connection: what was announced meanwhile was never heard.
-      if (mode === 'live') this.read(runId);
-    }
+    for (const run of this.runs.values()) for (const follower of run.followers) follower.handlers.mode(feedMode);
+    // Back from a lost connection: what was announced meanwhile was never heard.
+    if (mode === 'live') void this.checkRuns();
   }
 
   private tick(): void {
     const now = Date.now();
     const every = this.listener.mode === 'live' ? SWEEP_MS : POLL_MS;
-    for (const [runId, run] of this.runs) if (now - run.lastReadAt >= every) this.read(runId);
+    for (const run of this.runs.values()) {
+      if (now - run.checkedAt >= every) return void this.checkRuns();
+    }
   }
 
-  /** Reads the run's new events once and gives them to each of its followers. */
-  private read(runId: string): void {
-    const run = this.runs.get(runId);
-    if (!run) return;
-    if (run.reading) {
-      run.again = true;
-      return;
+  /** One statement for every followed run (its newest seq); then reads only the runs with news. */
+  private async checkRuns(): Promise<void> {
+    if (this.checking || this.runs.size === 0) return;
+    this.checking = true;
+    const runIds = [...this.runs.keys()];
+    const checkedAt = Date.now();
+    try {
+      const newest = await readNewestRunSeqs(this.pool, runIds);
+      for (const runId of runIds) {
+        const run = this.runs.get(runId);
+        if (!run) continue;
+        run.checkedAt = checkedAt;
+        // Absent: the run is gone, which a read tells its followers.
+        this.read(runId, newest.get(runId) ?? Number.POSITIVE_INFINITY);
+      }
+    } catch (error) {
+      for (const runId of runIds) for (const follower of this.runs.get(runId)?.followers ?? []) follower.handlers.failed((error as Error).message);
+    } finally {
+      this.checking = false;
     }
+  }
+
+  /**
+   * Reads the run's events after the last one read, up to at least `seq`, once, and gives them to
+   * each of its followers. A seq this feed has already read asks for nothing.
+   */
+  private read(runId: string, seq: number): void {
+    const run = this.runs.get(runId);
+    if (!run || seq <= run.lastSeq) return;
+    run.wantedSeq = Math.max(run.wantedSeq, seq);
+    if (run.reading) return;
     run.reading = (async () => {
       do {
-        run.again = false;
-        run.lastReadAt = Date.now();
+        run.wantedSeq = 0;
+        run.checkedAt = Date.now();
         try {
           let more = true;
           while (more) {
@@ -148,7 +178,8 @@ class RunEventFeed {
         } catch (error) {
           for (const follower of run.followers) follower.handlers.failed((error as Error).message);
         }
-      } while (run.again && this.runs.get(runId) === run);
+        // Asked for during the read and not covered by it: read once more.
+      } while (run.wantedSeq > run.lastSeq && this.runs.get(runId) === run);
     })().finally(() => {
       run.reading = undefined;
     });

@@ -212,18 +212,33 @@ async function ownTransaction<T>(
   }
 }
 
-/** Runs whose log got events in the transaction open on a client: announced once it commits. */
-const appendedInTransaction = new WeakMap<pg.ClientBase, Set<string>>();
+/** Runs whose log got events in the transaction open on a client, with the newest seq of each: announced once it commits. */
+const appendedInTransaction = new WeakMap<pg.ClientBase, Map<string, number>>();
 
 /** Transactions open on a client that added rows to the notifications outbox: delivery workers are woken once it commits. */
 const notifiedInTransaction = new WeakSet<pg.ClientBase>();
 
 /** After the commit, in statements of their own: listening instances read the new events (store-notifications.server.ts). */
 async function announceAppendedRuns(client: pg.ClientBase): Promise<void> {
-  const runIds = appendedInTransaction.get(client);
+  const appended = appendedInTransaction.get(client);
   appendedInTransaction.delete(client);
-  for (const runId of runIds ?? []) await announceStoreChange(client, RUN_EVENTS_CHANNEL, runId);
+  for (const [runId, seq] of appended ?? []) await announceStoreChange(client, RUN_EVENTS_CHANNEL, runEventsAnnouncement(runId, seq));
   if (notifiedInTransaction.delete(client)) await announceStoreChange(client, NOTIFICATIONS_CHANNEL, '');
+}
+
+/** What a run-events announcement says: the run, and the newest seq its transaction committed. */
+export function runEventsAnnouncement(runId: string, seq: number): string {
+  return `${runId}:${seq}`;
+}
+
+/**
+ * Reads an announcement back. An announcement without a seq (as an older instance sends it) or
+ * with one that is not a number asks for a read whatever the reader has: `seq` is Infinity.
+ */
+export function parseRunEventsAnnouncement(payload: string): { runId: string; seq: number } {
+  const [runId = '', seqText] = payload.split(':', 2);
+  const seq = seqText === undefined ? Number.NaN : Number(seqText);
+  return { runId, seq: Number.isSafeInteger(seq) && seq > 0 ? seq : Number.POSITIVE_INFINITY };
 }
 
 /**
@@ -319,8 +334,8 @@ export async function appendRunEvent(executor: StoreExecutor, event: NewRunEvent
     const prevHash = state.lastHash ?? genesisHash(runId);
     const stored: StoredRunEvent = { runId, seq, at: state.at, actor: event.actor, role, type, payload: state.payload, prevHash, hash: '' };
     stored.hash = hashRunEvent(prevHash, runEventBody(runId, stored));
-    const appended = appendedInTransaction.get(client) ?? new Set<string>();
-    appendedInTransaction.set(client, appended.add(runId));
+    const appended = appendedInTransaction.get(client) ?? new Map<string, number>();
+    appendedInTransaction.set(client, appended.set(runId, seq));
     await client.query(
       `insert into run_events (run_id, seq, at, actor, role, type, payload, prev_hash, hash)
        values ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)`,
@@ -384,6 +399,22 @@ export async function readRunEventsSince(executor: StoreExecutor, runId: string,
   const stored = rows.filter((row) => row.seq !== null);
   const events = stored.slice(0, input.limit).map(({ state: _state, prevHash: _prevHash, hash: _hash, ...event }) => parseRunEvent(event));
   return { state: rows[0]!.state, events, more: stored.length > input.limit };
+}
+
+/**
+ * The newest seq of each of these runs (0 while a run has no events), in one statement: what the
+ * live view's timed pass compares with what it has read. A run that does not exist is absent.
+ */
+export async function readNewestRunSeqs(executor: StoreExecutor, runIds: readonly string[]): Promise<Map<string, number>> {
+  if (runIds.length === 0) return new Map();
+  const { rows } = await pgExecutor(executor).query<{ runId: string; newestSeq: number | null }>(
+    `select r.id::text as "runId",
+            (select e.seq from run_events e where e.run_id = r.id order by e.seq desc limit 1) as "newestSeq"
+       from runs r
+      where r.id = any($1::uuid[])`,
+    [runIds.map(assertRunId)],
+  );
+  return new Map(rows.map((row) => [row.runId, row.newestSeq ?? 0]));
 }
 
 /** Most events one page of the event list carries. */

@@ -103,6 +103,7 @@ describe('npm run bench (quick, 20,000 users)', () => {
     expect(results.fanOut.state).toBe('applied');
     expect(results.fanOut.events).toBeGreaterThan(0);
     expect(results.fanOut.statements.feedReads).toBeGreaterThan(0);
+    expect(isNumber(results.fanOut.feedChecksPerSecond)).toBe(true);
     expect(results.fanOut.incompleteStreams).toBe(0);
     expect(isNumber(results.fanOut.queriesPerEvent) && isNumber(results.fanOut.deliveryMs.p99Ms)).toBe(true);
 
