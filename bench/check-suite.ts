@@ -1,10 +1,12 @@
 /**
  * The check suite of a plan, timed two ways on the same state of the same database:
  * - Runsheet: `runChecks` over the target's pool, phase after phase, as the product runs them
- *   (independent checks in parallel on the pool, each in its own rolled-back transaction);
+ *   (independent checks in parallel on the pool, each in its own rolled-back transaction, asking
+ *   for no parallel workers while it runs beside others: decision 036);
  * - psql: the same statements in ONE session (`psql -X -q -f file`), each check wrapped as Runsheet
  *   wraps it (BEGIN [READ ONLY], the statement_timeout and lock_timeout set_config, the visibility probe where
- *   Runsheet adds one, the check's statements, ROLLBACK), so both send the same SQL.
+ *   Runsheet adds one, the check's statements, ROLLBACK), so both send the same SQL. One after the
+ *   other with the server's settings, parallel workers included: as a person runs them by hand.
  * A state names the phases that can run on it: before the apply (pre-checks + snapshot) and after
  * it (verification + data quality). http checks are not part of the suite (they call an API).
  */

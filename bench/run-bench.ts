@@ -610,7 +610,8 @@ function assemble(input: {
       wrapping:
         'Both sides send the same statements: each check in its own transaction (BEGIN READ ONLY for sql checks, BEGIN for probes), ' +
         "set_config of statement_timeout and lock_timeout, the visibility probe before pg_stat_activity checks, the check's statements, ROLLBACK. " +
-        'Runsheet: runChecks over the target pool (4 connections, 4 checks at a time), phase after phase; psql: psql -X -q -f <file> in one session, ' +
+        "Runsheet: runChecks over the target pool (4 connections, 4 checks at a time), phase after phase; checks run side by side also set max_parallel_workers_per_gather to 0 in that set_config (decision 036), a phase's lone check keeps the server's setting. " +
+        "psql: one check after another with the server's settings, as a person would run them: psql -X -q -f <file> in one session, " +
         'its wall time from spawn to exit (connection included). After the apply the tables are vacuumed first; one untimed pass of each side precedes the timed ones.',
       checks: { before: suites.find((suite) => suite.state === 'before')?.runsheet.checkCount ?? 0, after: suites.find((suite) => suite.state === 'after')?.runsheet.checkCount ?? 0 },
       failed: [...new Set(suites.flatMap((suite) => suite.runsheet.failed))],

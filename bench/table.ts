@@ -211,7 +211,7 @@ export function renderTable(results: Omit<BenchResults, 'table'>): string {
   rows.push([
     'Check suite of 008: psql (one session)',
     fmtMs(checkSuite.total.psqlMs),
-    `before ${fmtMs(checkSuite.before.psqlMs)}, after ${fmtMs(checkSuite.after.psqlMs)}; same statements, wrapped as Runsheet wraps them`,
+    `before ${fmtMs(checkSuite.before.psqlMs)}, after ${fmtMs(checkSuite.after.psqlMs)}; same statements, wrapped as Runsheet wraps them, one at a time with the server's parallel workers`,
     '',
     '',
   ]);

@@ -2,7 +2,8 @@
  * Runs a plan's checks against a target and records their results.
  *
  * - `sql` checks run in a READ ONLY transaction with the check's statement_timeout; they are
- *   independent, so on a pool several run at once.
+ *   independent, so on a pool several run at once. Checks run side by side ask the server for no
+ *   parallel workers (decision 036): Runsheet's own parallelism takes their place.
  * - `probe` checks write inside a transaction (or a savepoint) that is always rolled back.
  * - `http` checks call the target's API with its bearer token.
  * - `object` checks read the catalog with the facts panel's reader (a read-only transaction, the
@@ -103,30 +104,40 @@ const DEFAULT_CONCURRENCY = 4;
 export const DEFAULT_CHECK_LOCK_TIMEOUT_MS = 5_000;
 const HTTP_TIMEOUT_MS = 10_000;
 const SAVEPOINT = 'runsheet_check';
+/** A check's set-up: its timeouts, and when and where it ran (the server's clock, its backend). */
+const CHECK_SETUP_SQL = `select set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), clock_timestamp() as ran_at, pg_backend_pid() as pid`;
+/**
+ * The same for a check run beside others: it asks for no parallel workers. The checks already
+ * fill the pool's connections; each also taking the server's workers oversubscribed a 2-core
+ * server (the 1M bench's data-quality checks took 25-30 % longer) and takes from a production
+ * primary the workers its application's queries use. Decision 036.
+ */
+const CHECK_SETUP_SIDE_BY_SIDE_SQL = `select set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), set_config('max_parallel_workers_per_gather', '0', true), clock_timestamp() as ran_at, pg_backend_pid() as pid`;
 /** Where only a role with pg_read_all_stats (or superuser) sees other sessions' queries and states. */
 const READS_SESSION_ACTIVITY = /\bpg_stat(?:_get)?_activity\b/i;
 
 export async function runChecks(input: RunChecksInput): Promise<CheckResult[]> {
   const { checks, target } = input;
   const results: CheckResult[] = new Array(checks.length);
-  const runAt = async (index: number) => {
-    results[index] = await runOneCheck(input, checks[index]!);
+  const runAt = async (index: number, sideBySide: boolean) => {
+    results[index] = await runOneCheck(input, checks[index]!, sideBySide);
   };
   if (target.client) {
-    for (let index = 0; index < checks.length; index++) await runAt(index);
+    for (let index = 0; index < checks.length; index++) await runAt(index, false);
     return results;
   }
   const workers = Math.max(1, Math.min(input.concurrency ?? DEFAULT_CONCURRENCY, checks.length));
+  const sideBySide = workers > 1;
   let next = 0;
   await Promise.all(
     Array.from({ length: workers }, async () => {
-      while (next < checks.length) await runAt(next++);
+      while (next < checks.length) await runAt(next++, sideBySide);
     }),
   );
   return results;
 }
 
-async function runOneCheck(input: RunChecksInput, check: Check): Promise<CheckResult> {
+async function runOneCheck(input: RunChecksInput, check: Check, sideBySide: boolean): Promise<CheckResult> {
   const started = performance.now();
   const base = { checkId: check.id, title: check.title, kind: check.kind, phase: input.phase, expected: expectationOf(check) };
   let sql = '';
@@ -138,7 +149,7 @@ async function runOneCheck(input: RunChecksInput, check: Check): Promise<CheckRe
     if (check.kind === 'http') return await runHttpCheck(input, check, started);
     if (check.kind === 'object') return await runObjectCheck(input, check, started);
     sql = input.sqlOf(check);
-    return await runSqlCheck(input, check, sql, started);
+    return await runSqlCheck(input, check, sql, started, sideBySide);
   } catch (error) {
     // Nothing above should throw; if it does, it is this check's failure, not the batch's.
     const failure = errorOf(error);
@@ -156,7 +167,7 @@ async function runOneCheck(input: RunChecksInput, check: Check): Promise<CheckRe
   }
 }
 
-async function runSqlCheck(input: RunChecksInput, check: SqlCheck | ProbeCheck, sql: string, started: number): Promise<CheckResult> {
+async function runSqlCheck(input: RunChecksInput, check: SqlCheck | ProbeCheck, sql: string, started: number, sideBySide: boolean): Promise<CheckResult> {
   const base = { checkId: check.id, title: check.title, kind: check.kind, phase: input.phase, expected: check.expect, sql, skipped: false };
   const readOnly = check.kind === 'sql';
   const run = await runStatements(input.target, sql, {
@@ -165,6 +176,7 @@ async function runSqlCheck(input: RunChecksInput, check: SqlCheck | ProbeCheck, 
     lockTimeoutMs: lockTimeoutOf(input.target, check),
     checkId: check.id,
     guardSessionVisibility: readOnly && READS_SESSION_ACTIVITY.test(sql),
+    withoutParallelWorkers: sideBySide,
   });
   const durationMs = elapsed(started);
   if (run.kind === 'cannot_run' || run.kind === 'earlier_statement_failed') {
@@ -199,9 +211,7 @@ async function runObjectCheck(input: RunChecksInput, check: ObjectCheck, started
   let sql = '';
   try {
     return await withRolledBackTransaction(target, true, async (client) => {
-      const setup = await client.query<{ ran_at: Date; pid: number }>(
-        `select set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), clock_timestamp() as ran_at, pg_backend_pid() as pid`,
-        [String(Math.max(1, Math.round(check.timeout))), String(Math.max(1, Math.round(lockTimeoutMs)))],
+      const setup = await client.query<{ ran_at: Date; pid: number }>(CHECK_SETUP_SQL, [String(Math.max(1, Math.round(check.timeout))), String(Math.max(1, Math.round(lockTimeoutMs)))],
       );
       ranAt = setup.rows[0]?.ran_at.toISOString() ?? ranAt;
       if (setup.rows[0]) target.onCheckSession?.({ checkId: check.id, pid: Number(setup.rows[0].pid), lockTimeoutMs });
@@ -229,7 +239,7 @@ type StatementsRun =
 async function runStatements(
   target: CheckTarget,
   sql: string,
-  options: { readOnly: boolean; timeoutMs: number; lockTimeoutMs: number; checkId: string; guardSessionVisibility: boolean },
+  options: { readOnly: boolean; timeoutMs: number; lockTimeoutMs: number; checkId: string; guardSessionVisibility: boolean; withoutParallelWorkers?: boolean },
 ): Promise<StatementsRun> {
   const localNow = () => new Date().toISOString();
   const split = await splitSql(sql);
@@ -256,8 +266,9 @@ async function runStatements(
     let ranAt = localNow();
     try {
       // set_config(…, true) is SET LOCAL with a bind parameter; it ends with the (sub)transaction.
+      // The check's own statements come after it, so a check may SET LOCAL its own parallel workers.
       const setup = await client.query<{ ran_at: Date; pid: number }>(
-        `select set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), clock_timestamp() as ran_at, pg_backend_pid() as pid`,
+        options.withoutParallelWorkers ? CHECK_SETUP_SIDE_BY_SIDE_SQL : CHECK_SETUP_SQL,
         [String(Math.max(1, Math.round(options.timeoutMs))), String(Math.max(1, Math.round(options.lockTimeoutMs)))],
       );
       ranAt = setup.rows[0]?.ran_at.toISOString() ?? ranAt;

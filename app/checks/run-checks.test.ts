@@ -140,6 +140,33 @@ describe('sql checks', () => {
   });
 });
 
+describe('parallel workers', () => {
+  const workersSetting = (id: string, sql = `select current_setting('max_parallel_workers_per_gather') as workers`) =>
+    check({ id, title: 'Reads its parallel-workers setting', kind: 'sql', sql, expect: { type: 'record' } });
+  const seen = (result: CheckResult) => (result.actual as { rows: { workers: string }[] } | null)?.rows[0]?.workers;
+
+  it('are not asked for by checks run side by side; a check alone, or one that sets its own, keeps the server\'s or its own', async () => {
+    const server = (await pool.query<{ workers: string }>(`select current_setting('max_parallel_workers_per_gather') as workers`)).rows[0]!.workers;
+    expect(server).not.toBe('0');
+
+    const sideBySide = await run([workersSetting('a'), workersSetting('b'), workersSetting('c')], {}, 4);
+    expect(sideBySide.map(seen)).toEqual(['0', '0', '0']);
+
+    const alone = await run([workersSetting('only')], {}, 4);
+    expect(alone.map(seen)).toEqual([server]);
+    const oneAtATime = await run([workersSetting('first'), workersSetting('second')], {}, 1);
+    expect(oneAtATime.map(seen)).toEqual([server, server]);
+
+    const ownSetting = workersSetting('own', `set local max_parallel_workers_per_gather = 3;\nselect current_setting('max_parallel_workers_per_gather') as workers`);
+    const withOwn = await run([ownSetting, workersSetting('other')], {}, 4);
+    expect(withOwn.map(seen)).toEqual(['3', '0']);
+
+    // Nothing outlives a check's transaction: the pooled connections still have the server's setting.
+    const after = await Promise.all([1, 2, 3].map(() => pool.query<{ workers: string }>(`select current_setting('max_parallel_workers_per_gather') as workers`)));
+    expect(after.map((result) => result.rows[0]!.workers)).toEqual([server, server, server]);
+  });
+});
+
 /** The most checks whose [ranAt, ranAt + durationMs] intervals overlap at one moment. */
 function maxOverlap(results: CheckResult[]): number {
   const events = results.flatMap((r) => {

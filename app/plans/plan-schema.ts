@@ -81,7 +81,8 @@ export const SqlCheckSchema = z
   .object({ ...CheckBase, kind: z.literal('sql'), ...SqlSource, expect: ExpectationSchema })
   .strict()
   .meta({
-    description: 'One read-only query, run through a read-only transaction on the target.',
+    description:
+      "One read-only query, run through a read-only transaction on the target. A phase's checks run four at a time; a check run beside others asks the server for no parallel workers (docs/decisions/036): one that gains from them starts with `SET LOCAL max_parallel_workers_per_gather = 2;`.",
     examples: [{ id: 'column-absent', kind: 'sql', title: 'shop.widgets has no sku column yet', sql: "SELECT 1 FROM information_schema.columns WHERE table_schema = 'shop' AND table_name = 'widgets' AND column_name = 'sku'", expect: { type: 'no_rows' } }],
   });
 
