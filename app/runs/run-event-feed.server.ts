@@ -65,6 +65,8 @@ class RunEventFeed {
   private readonly listener: StoreListener;
   private timer: NodeJS.Timeout | undefined;
   private checking = false;
+  /** A check was asked for while one ran (a reconnect): run another once it ends. */
+  private checkAgain = false;
   private stopListening: (() => void) | undefined;
   private stopModes: (() => void) | undefined;
 
@@ -122,16 +124,23 @@ class RunEventFeed {
 
   private tick(): void {
     const now = Date.now();
-    const every = this.listener.mode === 'live' ? SWEEP_MS : POLL_MS;
+    // Half a tick early: a run checked just after the last tick is due at this one, not the next.
+    const due = (this.listener.mode === 'live' ? SWEEP_MS : POLL_MS) - POLL_MS / 2;
     for (const run of this.runs.values()) {
-      if (now - run.checkedAt >= every) return void this.checkRuns();
+      if (now - run.checkedAt >= due) return void this.checkRuns();
     }
   }
 
   /** One statement for every followed run (its newest seq); then reads only the runs with news. */
   private async checkRuns(): Promise<void> {
-    if (this.checking || this.runs.size === 0) return;
+    if (this.runs.size === 0) return;
+    if (this.checking) {
+      // The running check may have read the store before what it is now asked to catch up on.
+      this.checkAgain = true;
+      return;
+    }
     this.checking = true;
+    this.checkAgain = false;
     const runIds = [...this.runs.keys()];
     const checkedAt = Date.now();
     try {
@@ -140,13 +149,21 @@ class RunEventFeed {
         const run = this.runs.get(runId);
         if (!run) continue;
         run.checkedAt = checkedAt;
+        const seq = newest.get(runId);
+        // A first follower may have claimed more than the log holds (?after= and Last-Event-ID
+        // come from the browser): the feed's place never stays above the log's end. It goes back
+        // to the followers' own places (each drops by seq what it already has).
+        if (seq !== undefined && seq < run.lastSeq && !run.reading) {
+          run.lastSeq = Math.min(seq, ...[...run.followers].map((follower) => follower.lastSeq));
+        }
         // Absent: the run is gone, which a read tells its followers.
-        this.read(runId, newest.get(runId) ?? Number.POSITIVE_INFINITY);
+        this.read(runId, seq ?? Number.POSITIVE_INFINITY);
       }
     } catch (error) {
       for (const runId of runIds) for (const follower of this.runs.get(runId)?.followers ?? []) follower.handlers.failed((error as Error).message);
     } finally {
       this.checking = false;
+      if (this.checkAgain) void this.checkRuns();
     }
   }
 
@@ -202,11 +219,13 @@ class RunEventFeed {
       follower.pending = undefined;
       for (const batch of waiting) deliver(follower, batch.events, batch.state);
     } catch (error) {
-      follower.pending = undefined;
       follower.handlers.failed((error as Error).message);
-      // The next read of the run (announced, swept or polled) starts from where it got to.
-      const run = this.runs.get(runId);
-      if (run && run.lastSeq > follower.lastSeq) run.lastSeq = follower.lastSeq;
+      // Read this follower's backlog again; what the feed hands it meanwhile keeps waiting, so
+      // nothing between its place and the feed's is skipped (the feed's place is shared).
+      const retry = setTimeout(() => {
+        if (this.runs.get(runId)?.followers.has(follower)) void this.readBacklog(runId, follower);
+      }, POLL_MS);
+      retry.unref();
     }
   }
 }

@@ -42,16 +42,21 @@ afterAll(async () => {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Follows a run from its start and collects what the feed hands over. */
-function follow(runId: string) {
+function follow(runId: string, afterSeq = 0) {
   const received: RunEvent[] = [];
   const modes: string[] = [];
-  const stop = followRunEvents(viewerPool, { runId, afterSeq: 0 }, {
-    events: (events) => received.push(...events),
+  /** Hand-overs with the run's state: the first is the end of the follower's own backlog read. */
+  const reports: string[] = [];
+  const stop = followRunEvents(viewerPool, { runId, afterSeq }, {
+    events: (events, state) => {
+      received.push(...events);
+      if (state !== undefined) reports.push(state);
+    },
     gone: () => modes.push('gone'),
     mode: (mode) => modes.push(mode),
     failed: (message) => modes.push(`failed: ${message}`),
   });
-  return { received, modes, stop };
+  return { received, modes, reports, stop };
 }
 
 /**
@@ -65,7 +70,8 @@ async function appendUnannounced(runId: string, index: number): Promise<void> {
     await appendRunEvent(client, { runId, actor: 'system', ...statementCompleted(index) });
     await client.query('commit');
   } finally {
-    client.release();
+    // Destroyed, not pooled: it still holds the announcement nobody sent.
+    client.release(true);
   }
 }
 
@@ -110,7 +116,7 @@ describe('the run event feed', () => {
 
   it('checks every followed run in one statement per timed pass, and reads only a run with news', async () => {
     const runIds = await Promise.all([0, 1, 2, 3].map(() => createRun(store.pool)));
-    const followers = runIds.map(follow);
+    const followers = runIds.map((runId) => follow(runId));
     try {
       await until(() => followers.every((follower) => follower.modes.includes('live')), 'the feed to listen');
       // Each follower reads its own backlog when it opens, and the feed catches up once it listens.
@@ -154,6 +160,25 @@ describe('the run event feed', () => {
       expect(follower.received.map((event) => event.seq)).toEqual([1, 2]);
     } finally {
       follower.stop();
+    }
+  });
+});
+
+describe('a stream that claims more than the log holds', () => {
+  it('does not stop the feed for the other viewers of the run', async () => {
+    const runId = await createRun(store.pool);
+    // ?after= and Last-Event-ID come from the browser: the first viewer says it has seq 1000.
+    const claimant = follow(runId, 1_000);
+    const viewer = follow(runId);
+    try {
+      await until(() => viewer.modes.includes('live') && viewer.reports.length > 0 && claimant.reports.length > 0, 'the feed to listen and both backlogs');
+      await appendRunEvent(store.pool, { runId, actor: 'system', ...statementCompleted(0) });
+      await until(() => viewer.received.length === 1, 'the event, at the latest by the next timed pass', 10_000);
+      expect(viewer.received.map((event) => event.seq)).toEqual([1]);
+      expect(claimant.received).toEqual([]);
+    } finally {
+      claimant.stop();
+      viewer.stop();
     }
   });
 });

@@ -11,7 +11,7 @@
  */
 import pg from 'pg';
 
-/** New events in a run's log; the payload is the run's id. */
+/** New events in a run's log; the payload is `run id:newest seq` (runEventsAnnouncement in run-log.server.ts). */
 export const RUN_EVENTS_CHANNEL = 'runsheet_run_events';
 /** New rows in the notifications outbox (docs/decisions/033): delivery workers look for due rows; the payload is empty. */
 export const NOTIFICATIONS_CHANNEL = 'runsheet_notifications';

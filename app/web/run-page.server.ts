@@ -225,11 +225,17 @@ export async function streamRunEvents(deps: RunViewDeps, input: { runId: string;
   });
 }
 
-/** Where a (re)connecting stream resumes: the browser's Last-Event-ID, else `?after=`, else the start. */
+/** The largest seq a run's log can hold (run_events.seq is an integer column). */
+const MAX_SEQ = 2_147_483_647;
+
+/**
+ * Where a (re)connecting stream resumes: the browser's Last-Event-ID, else `?after=`, else the
+ * start. A value no log can reach is ignored, as a malformed one is.
+ */
 export function resumeSeq(request: Request): number {
   const header = Number(request.headers.get('Last-Event-ID'));
   const query = Number(new URL(request.url).searchParams.get('after'));
-  const candidates = [header, query].filter((value) => Number.isInteger(value) && value >= 0);
+  const candidates = [header, query].filter((value) => Number.isInteger(value) && value >= 0 && value <= MAX_SEQ);
   return candidates.length > 0 ? Math.max(...candidates) : 0;
 }
 
