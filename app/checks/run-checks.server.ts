@@ -146,7 +146,7 @@ async function runOneCheck(input: RunChecksInput, check: Check, sideBySide: bool
     return { ...base, passed: false, skipped: true, actual: null, sql, durationMs: 0, ranAt: new Date().toISOString(), reason: `not run: ${stopped}` };
   }
   try {
-    if (check.kind === 'http') return await runHttpCheck(input, check, started);
+    if (check.kind === 'http') return await runHttpCheck(input, check, started, sideBySide);
     if (check.kind === 'object') return await runObjectCheck(input, check, started);
     sql = input.sqlOf(check);
     return await runSqlCheck(input, check, sql, started, sideBySide);
@@ -239,7 +239,7 @@ type StatementsRun =
 async function runStatements(
   target: CheckTarget,
   sql: string,
-  options: { readOnly: boolean; timeoutMs: number; lockTimeoutMs: number; checkId: string; guardSessionVisibility: boolean; withoutParallelWorkers?: boolean },
+  options: { readOnly: boolean; timeoutMs: number; lockTimeoutMs: number; checkId: string; guardSessionVisibility: boolean; withoutParallelWorkers: boolean },
 ): Promise<StatementsRun> {
   const localNow = () => new Date().toISOString();
   const split = await splitSql(sql);
@@ -374,7 +374,7 @@ async function withRolledBackTransaction<T>(target: CheckTarget, readOnly: boole
   }
 }
 
-async function runHttpCheck(input: RunChecksInput, check: HttpCheck, started: number): Promise<CheckResult> {
+async function runHttpCheck(input: RunChecksInput, check: HttpCheck, started: number, sideBySide: boolean): Promise<CheckResult> {
   const { target } = input;
   const varsSql = check.request.vars_sql ?? '';
   const base = { checkId: check.id, title: check.title, kind: check.kind, phase: input.phase, sql: varsSql };
@@ -408,7 +408,14 @@ async function runHttpCheck(input: RunChecksInput, check: HttpCheck, started: nu
   let ranAt = new Date().toISOString();
   let vars: Record<string, unknown> = {};
   if (varsSql) {
-    const run = await runStatements(target, varsSql, { readOnly: true, timeoutMs: check.timeout, lockTimeoutMs: lockTimeoutOf(target, check), checkId: check.id, guardSessionVisibility: false });
+    const run = await runStatements(target, varsSql, {
+      readOnly: true,
+      timeoutMs: check.timeout,
+      lockTimeoutMs: lockTimeoutOf(target, check),
+      checkId: check.id,
+      guardSessionVisibility: false,
+      withoutParallelWorkers: sideBySide,
+    });
     ranAt = run.ranAt;
     if (run.kind !== 'outcome') return fail(`vars_sql: ${run.reason}`, ranAt, 'error' in run ? { error: run.error } : {});
     if ('error' in run.outcome) {
