@@ -116,6 +116,13 @@ export interface PsqlConnection {
   user: string;
   password: string;
   database: string;
+  /** Server settings for the session (PGOPTIONS), e.g. `-c max_parallel_workers_per_gather=0`. */
+  options?: string;
+}
+
+/** psql's session with the server's parallel workers turned off: what Runsheet's checks side by side run with. */
+export function withoutParallelWorkers(connection: PsqlConnection): PsqlConnection {
+  return { ...connection, options: '-c max_parallel_workers_per_gather=0' };
 }
 
 export function psqlConnectionOf(url: string): PsqlConnection {
@@ -150,6 +157,7 @@ export async function timeScriptWithPsql(connection: PsqlConnection, scriptFile:
     PGPASSWORD: connection.password,
     PGDATABASE: connection.database,
     PGAPPNAME: 'psql',
+    ...(connection.options ? { PGOPTIONS: connection.options } : {}),
     PGCONNECT_TIMEOUT: '10',
   };
   const started = performance.now();

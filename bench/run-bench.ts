@@ -28,6 +28,7 @@ import { measureCancel, type CancelMeasurement } from './cancel-timing';
 import { ensureFreshBuild } from './build';
 import {
   psqlConnectionOf,
+  withoutParallelWorkers,
   timeScriptWithPsql,
   timeSuiteWithRunsheet,
   writePsqlScript,
@@ -42,7 +43,7 @@ import { measureTwoInstances, type TwoInstancesMeasurement } from './two-instanc
 import { rollbackRun } from '../app/engine/engine.server';
 import { measureStartup, type StartupSample } from './startup';
 import { median, round } from './stats';
-import { evaluateGoals, renderTable, type BenchResults, type GoalVerdict } from './table';
+import { evaluateGoals, renderTable, type BenchResults, type GoalVerdict, type SuiteMeasurement } from './table';
 
 export const PLAN_ID = '008-add-active-org-tracking';
 export const ONLINE_PLAN_ID = '008-add-active-org-tracking-online';
@@ -199,7 +200,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     const psqlVersion = await psqlVersionText();
 
     const generation: { durationMs: number; users: number; organizations: number; memberships: number }[] = [];
-    const suites: { state: SuiteState; runsheet: RunsheetSuiteTiming; psql: PsqlSuiteTiming }[] = [];
+    const suites: SuiteMeasurement[] = [];
     const applies: { plan008: ApplyMeasurement[]; online: ApplyMeasurement[] } = { plan008: [], online: [] };
     const vacuumMs: number[] = [];
     const cancels: CancelMeasurement[] = [];
@@ -322,7 +323,7 @@ async function measureSuite(
   connection: ReturnType<typeof psqlConnectionOf>,
   psqlFile: string,
   log: (line: string) => void,
-): Promise<{ state: SuiteState; runsheet: RunsheetSuiteTiming; psql: PsqlSuiteTiming; results: { phase: string; results: CheckResult[] }[] }> {
+): Promise<SuiteMeasurement & { results: { phase: string; results: CheckResult[] }[] }> {
   await timeScriptWithPsql(connection, psqlFile);
   await timeSuiteWithRunsheet(plan, state, pool);
   let runsheet: Awaited<ReturnType<typeof timeSuiteWithRunsheet>>;
@@ -334,11 +335,14 @@ async function measureSuite(
     runsheet = await timeSuiteWithRunsheet(plan, state, pool);
     psql = await timeScriptWithPsql(connection, psqlFile);
   }
+  // Contrast, not the goal's baseline: psql one check after another without parallel workers.
+  const psqlWithoutWorkers = await timeScriptWithPsql(withoutParallelWorkers(connection), psqlFile);
   log(
-    `  check suite ${state} the apply: Runsheet ${(runsheet.timing.wallMs / 1000).toFixed(2)} s, psql ${(psql.wallMs / 1000).toFixed(2)} s` +
+    `  check suite ${state} the apply: Runsheet ${(runsheet.timing.wallMs / 1000).toFixed(2)} s, psql ${(psql.wallMs / 1000).toFixed(2)} s, ` +
+      `psql without parallel workers ${(psqlWithoutWorkers.wallMs / 1000).toFixed(2)} s` +
       (runsheet.timing.failed.length ? ` (failed: ${runsheet.timing.failed.join(', ')})` : ''),
   );
-  return { state, runsheet: runsheet.timing, psql, results: runsheet.results };
+  return { state, runsheet: runsheet.timing, psql, psqlWithoutWorkers, results: runsheet.results };
 }
 
 export interface HttpRun {
@@ -508,7 +512,7 @@ function assemble(input: {
   postgresVersionFull: string;
   psqlVersion: string;
   generation: { durationMs: number; users: number; organizations: number; memberships: number }[];
-  suites: { state: SuiteState; runsheet: RunsheetSuiteTiming; psql: PsqlSuiteTiming }[];
+  suites: SuiteMeasurement[];
   applies: { plan008: ApplyMeasurement[]; online: ApplyMeasurement[] };
   onlineStatus: string;
   vacuumMs: number[];
@@ -523,7 +527,7 @@ function assemble(input: {
   const suiteTotals = (state?: SuiteState) => {
     const picked = suites.filter((suite) => !state || suite.state === state);
     // Per run: before + after (each run measured both states once).
-    const perRun = (side: 'runsheet' | 'psql') => {
+    const perRun = (side: 'runsheet' | 'psql' | 'psqlWithoutWorkers') => {
       const values: number[] = [];
       for (let run = 0; run < options.runs; run++) {
         const ofRun = picked.filter((_suite, index) => Math.floor(index / (state ? 1 : 2)) === run);
@@ -533,8 +537,15 @@ function assemble(input: {
     };
     const runsheet = perRun('runsheet');
     const psql = perRun('psql');
+    const psqlWithoutWorkers = perRun('psqlWithoutWorkers');
     const ratios = runsheet.map((value, index) => round(value / psql[index]!, 3));
-    return { runsheetMs: median(runsheet), psqlMs: median(psql), ratio: round(median(ratios), 3), samples: { runsheetMs: runsheet, psqlMs: psql, ratios } };
+    return {
+      runsheetMs: median(runsheet),
+      psqlMs: median(psql),
+      psqlWithoutWorkersMs: median(psqlWithoutWorkers),
+      ratio: round(median(ratios), 3),
+      samples: { runsheetMs: runsheet, psqlMs: psql, psqlWithoutWorkersMs: psqlWithoutWorkers, ratios },
+    };
   };
   const applySummary = (measured: ApplyMeasurement[]) => {
     if (measured.length === 0) return undefined;
@@ -612,7 +623,7 @@ function assemble(input: {
         "set_config of statement_timeout and lock_timeout, the visibility probe before pg_stat_activity checks, the check's statements, ROLLBACK. " +
         "Runsheet: runChecks over the target pool (4 connections, 4 checks at a time), phase after phase; checks run side by side also set max_parallel_workers_per_gather to 0 in that set_config (decision 036), a phase's lone check keeps the server's setting. " +
         "psql: one check after another with the server's settings, as a person would run them: psql -X -q -f <file> in one session, " +
-        'its wall time from spawn to exit (connection included). After the apply the tables are vacuumed first; one untimed pass of each side precedes the timed ones.',
+        'its wall time from spawn to exit (connection included); beside it, as contrast, the same psql run with max_parallel_workers_per_gather=0 (PGOPTIONS). After the apply the tables are vacuumed first; one untimed pass of each side precedes the timed ones.',
       checks: { before: suites.find((suite) => suite.state === 'before')?.runsheet.checkCount ?? 0, after: suites.find((suite) => suite.state === 'after')?.runsheet.checkCount ?? 0 },
       failed: [...new Set(suites.flatMap((suite) => suite.runsheet.failed))],
       total: suiteTotals(),

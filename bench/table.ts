@@ -14,8 +14,18 @@ import type { StartupSample } from './startup';
 interface SuiteTotals {
   runsheetMs: number;
   psqlMs: number;
+  /** Contrast: psql one check after another without the server's parallel workers. */
+  psqlWithoutWorkersMs: number;
   ratio: number;
-  samples: { runsheetMs: number[]; psqlMs: number[]; ratios: number[] };
+  samples: { runsheetMs: number[]; psqlMs: number[]; psqlWithoutWorkersMs: number[]; ratios: number[] };
+}
+
+/** One state's check suite, timed on each side. */
+export interface SuiteMeasurement {
+  state: SuiteState;
+  runsheet: RunsheetSuiteTiming;
+  psql: PsqlSuiteTiming;
+  psqlWithoutWorkers: PsqlSuiteTiming;
 }
 
 interface WriterFigures {
@@ -72,7 +82,7 @@ export interface BenchResults {
     before: SuiteTotals;
     after: SuiteTotals;
     vacuumMs: number[];
-    runs: { state: SuiteState; runsheet: RunsheetSuiteTiming; psql: PsqlSuiteTiming }[];
+    runs: SuiteMeasurement[];
   };
   apply: {
     writerLoad: { connections: number; writesPerSecondPerConnection: number; insertEvery: number; marginMs: number; statements: string[] };
@@ -213,6 +223,13 @@ export function renderTable(results: Omit<BenchResults, 'table'>): string {
     fmtMs(checkSuite.total.psqlMs),
     `before ${fmtMs(checkSuite.before.psqlMs)}, after ${fmtMs(checkSuite.after.psqlMs)}; same statements, wrapped as Runsheet wraps them, one at a time with the server's parallel workers`,
     '',
+    '',
+  ]);
+  rows.push([
+    'Check suite of 008: psql without parallel workers',
+    fmtMs(checkSuite.total.psqlWithoutWorkersMs),
+    `before ${fmtMs(checkSuite.before.psqlWithoutWorkersMs)}, after ${fmtMs(checkSuite.after.psqlWithoutWorkersMs)}; the same psql run with max_parallel_workers_per_gather=0, as Runsheet's checks side by side run (decision 036)`,
+    'contrast',
     '',
   ]);
   rows.push(['Runsheet / psql', String(checkSuite.total.ratio), `before ${checkSuite.before.ratio}, after ${checkSuite.after.ratio}`, '≤ 1.0', verdict('check-suite-ratio')]);
